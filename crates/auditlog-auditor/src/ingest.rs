@@ -1,0 +1,190 @@
+//! HTTP ingest: `POST /api/data-events` with a JSON:API document of one or many
+//! `data-events` resources, or `application/x-ndjson` with one event per line.
+//! Valid events are committed before the answer; each invalid one is reported with
+//! its position and the field at fault, and never stored.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use auditlog_event::{DataEvent, EventError};
+use auditlog_http::{ApiError, Authenticated, json_api, media_type, read_body};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use crate::AuditorState;
+
+/// One rejected event: where it was in the request and why.
+struct Rejection {
+    pointer: String,
+    error: EventError,
+}
+
+pub(crate) async fn ingest(
+    State(state): State<AuditorState>,
+    Authenticated(principal): Authenticated,
+    request: Request,
+) -> Result<Response, ApiError> {
+    if !principal.may_ingest() {
+        return Err(ApiError::forbidden(
+            "only services and admins may deliver events",
+        ));
+    }
+    let kind = media_type(request.headers());
+    let body = read_body(request, &state).await?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("the body is not valid UTF-8"))?;
+    let now = now_ms();
+    let (events, rejected) = match kind.as_deref() {
+        Some("application/x-ndjson") => parse_ndjson(text, now),
+        Some(auditlog_http::JSON_API) | Some("application/json") => parse_document(text, now)?,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported media type",
+                format!(
+                    "send events as {} or application/x-ndjson, not {}",
+                    auditlog_http::JSON_API,
+                    other.unwrap_or("an unnamed type")
+                ),
+            ));
+        }
+    };
+    if events.is_empty() && rejected.is_empty() {
+        return Err(ApiError::bad_request("the request holds no events"));
+    }
+    if events.is_empty() {
+        return Ok(rejection_response(&rejected));
+    }
+    let outcome = state
+        .store
+        .insert_batch(&events)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the events were not stored: {e}")))?;
+    let ids: Vec<Value> = events
+        .iter()
+        .map(|e| json!({"type": "data-events", "id": e.id}))
+        .collect();
+    let rejected: Vec<Value> = rejected.iter().map(rejection_json).collect();
+    Ok(json_api(
+        StatusCode::OK,
+        &json!({
+            "data": ids,
+            "meta": {
+                "accepted": events.len(),
+                "stored": outcome.inserted,
+                "duplicates": outcome.duplicates,
+                "rejected": rejected,
+            }
+        }),
+    ))
+}
+
+fn parse_ndjson(text: &str, now: i64) -> (Vec<DataEvent>, Vec<Rejection>) {
+    let mut events = Vec::new();
+    let mut rejected = Vec::new();
+    for (line_no, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match DataEvent::parse_json(line, now) {
+            Ok(event) => events.push(event),
+            Err(error) => rejected.push(Rejection {
+                pointer: format!("line {}", line_no + 1),
+                error,
+            }),
+        }
+    }
+    (events, rejected)
+}
+
+#[derive(Deserialize)]
+struct Document<'a> {
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct Resource<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(borrow)]
+    attributes: &'a RawValue,
+}
+
+fn parse_document(text: &str, now: i64) -> Result<(Vec<DataEvent>, Vec<Rejection>), ApiError> {
+    let document: Document = serde_json::from_str(text).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be a JSON:API document {{\"data\": …}}: {e}"
+        ))
+    })?;
+    let items: Vec<&RawValue> = if document.data.get().trim_start().starts_with('[') {
+        serde_json::from_str(document.data.get())
+            .map_err(|e| ApiError::bad_request(format!("`data` is not a list: {e}")))?
+    } else {
+        vec![document.data]
+    };
+    let mut events = Vec::with_capacity(items.len());
+    let mut rejected = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let pointer = format!("/data/{index}");
+        let resource: Resource = match serde_json::from_str(item.get()) {
+            Ok(resource) => resource,
+            Err(e) => {
+                return Err(ApiError::bad_request(format!(
+                    "{pointer} must be a resource {{\"type\": \"data-events\", \"attributes\": {{…}}}}: {e}"
+                )));
+            }
+        };
+        if resource.kind != "data-events" {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "Wrong type",
+                format!(
+                    "{pointer}/type must be `data-events`, not `{}`",
+                    resource.kind
+                ),
+            ));
+        }
+        match DataEvent::parse_json(resource.attributes.get(), now) {
+            Ok(event) => events.push(event),
+            Err(error) => rejected.push(Rejection {
+                pointer: format!("{pointer}/attributes"),
+                error,
+            }),
+        }
+    }
+    Ok((events, rejected))
+}
+
+fn rejection_json(rejection: &Rejection) -> Value {
+    let pointer = match rejection.error.field() {
+        Some(field) if rejection.pointer.starts_with('/') => {
+            format!("{}/{field}", rejection.pointer)
+        }
+        _ => rejection.pointer.clone(),
+    };
+    json!({
+        "status": "422",
+        "title": "Invalid event",
+        "detail": rejection.error.to_string(),
+        "source": {"pointer": pointer},
+    })
+}
+
+fn rejection_response(rejected: &[Rejection]) -> Response {
+    let errors: Vec<Value> = rejected.iter().map(rejection_json).collect();
+    json_api(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &json!({ "errors": errors }),
+    )
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

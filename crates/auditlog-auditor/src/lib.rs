@@ -1,0 +1,52 @@
+//! The auditor service: takes events from the transport ([`consumer`]) or over HTTP
+//! ([`ingest`]), commits them to the [`AuditStore`](auditlog_store::AuditStore), and
+//! answers the JSON:API query routes ([`query`]) under the shared authorisation
+//! policy, so calling it directly gives no more than going through the primary API.
+
+pub mod consumer;
+mod ingest;
+mod query;
+
+use std::sync::Arc;
+
+use auditlog_auth::TokenVerifier;
+use auditlog_http::not_found;
+use auditlog_store::AuditStore;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::routing::get;
+
+/// Largest ingest body: a batch of events is bigger than an API request.
+pub const MAX_INGEST_BYTES: usize = 8 * 1024 * 1024;
+
+/// What every auditor handler needs.
+#[derive(Clone)]
+pub struct AuditorState {
+    pub store: Arc<dyn AuditStore>,
+    pub verifier: TokenVerifier,
+}
+
+impl FromRef<AuditorState> for TokenVerifier {
+    fn from_ref(state: &AuditorState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+/// The auditor's HTTP routes.
+pub fn router(state: AuditorState) -> Router {
+    Router::new()
+        .route("/api/data-events", get(query::list).post(ingest::ingest))
+        .route("/events/by/{actor_type}/{actor_id}", get(query::by_actor))
+        .route(
+            "/events/on/{target_type}/{target_id}",
+            get(query::on_target),
+        )
+        .route(
+            "/api/{target_type}/{target_id}/data-events",
+            get(query::on_target),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_INGEST_BYTES))
+        .with_state(state)
+}

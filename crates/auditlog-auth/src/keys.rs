@@ -1,0 +1,159 @@
+//! The Ed25519 key pair that signs and verifies tokens, kept as a PKCS#8 PEM file
+//! (mode 0600) in the data directory and created on first start.
+
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
+
+use crate::AuthError;
+
+/// File name of the private key inside the data directory.
+pub const KEY_FILE: &str = "jwt-ed25519.pem";
+
+/// The token signing key and its public half, both as PEM.
+#[derive(Clone)]
+pub struct KeyPair {
+    pub(crate) private_pem: String,
+    pub(crate) public_pem: String,
+    /// Short fingerprint of the public key, sent as the JWT `kid`.
+    pub(crate) key_id: String,
+}
+
+impl std::fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyPair")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyPair {
+    /// Loads the key from `data_dir`, generating and saving one if there is none.
+    /// Safe when two processes start at once on the same directory: only one file
+    /// is ever created and both end up with it.
+    pub fn load_or_generate(data_dir: &Path) -> Result<Self, AuthError> {
+        let path = data_dir.join(KEY_FILE);
+        let error = |reason: String| AuthError::Key {
+            path: path.display().to_string(),
+            reason,
+        };
+        fs::create_dir_all(data_dir).map_err(|e| error(e.to_string()))?;
+        match read_key(&path) {
+            Ok(pair) => return Ok(pair),
+            Err(ReadError::Missing) => {}
+            Err(ReadError::Bad(reason)) => return Err(error(reason)),
+        }
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| error(format!("no randomness: {e}")))?;
+        let key = SigningKey::from_bytes(&seed);
+        let pem = key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| error(e.to_string()))?;
+        write_new_private(&path, pem.as_bytes()).map_err(|e| error(e.to_string()))?;
+        // Whoever won the race to create the file, read what is there now.
+        read_key(&path).map_err(|e| match e {
+            ReadError::Missing => error("the key file vanished after writing".into()),
+            ReadError::Bad(reason) => error(reason),
+        })
+    }
+
+    /// Where the key of a data directory lives.
+    pub fn path_in(data_dir: &Path) -> PathBuf {
+        data_dir.join(KEY_FILE)
+    }
+}
+
+enum ReadError {
+    Missing,
+    Bad(String),
+}
+
+fn read_key(path: &Path) -> Result<KeyPair, ReadError> {
+    let mut pem = String::new();
+    for _ in 0..40 {
+        pem = match fs::read_to_string(path) {
+            Ok(pem) => pem,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(ReadError::Missing),
+            Err(e) => return Err(ReadError::Bad(e.to_string())),
+        };
+        if !pem.trim().is_empty() {
+            break;
+        }
+        // Another process created the file and has not written it yet.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let key = SigningKey::from_pkcs8_pem(&pem)
+        .map_err(|e| ReadError::Bad(format!("not an Ed25519 PKCS#8 PEM key: {e}")))?;
+    let public = key.verifying_key();
+    let public_pem = public
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| ReadError::Bad(e.to_string()))?;
+    let key_id = public.as_bytes()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(KeyPair {
+        private_pem: pem,
+        public_pem,
+        key_id,
+    })
+}
+
+fn write_new_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(mut file) => {
+            file.write_all(contents)?;
+            file.sync_all()
+        }
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_generated_once_and_reloaded_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = KeyPair::load_or_generate(dir.path()).unwrap();
+        let second = KeyPair::load_or_generate(dir.path()).unwrap();
+        assert_eq!(first.public_pem, second.public_pem);
+        assert_eq!(first.key_id.len(), 16);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_key_file_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        KeyPair::load_or_generate(dir.path()).unwrap();
+        let mode = fs::metadata(KeyPair::path_in(dir.path()))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_corrupt_key_file_is_an_error_not_a_new_key() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(KeyPair::path_in(dir.path()), "garbage").unwrap();
+        assert!(matches!(
+            KeyPair::load_or_generate(dir.path()),
+            Err(AuthError::Key { .. })
+        ));
+    }
+}

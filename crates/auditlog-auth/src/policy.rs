@@ -1,0 +1,158 @@
+//! The one authorisation policy. Admins read every event and change every user;
+//! anyone else reads the events they performed or that were done to them, and
+//! changes only themselves. Services (other auditlog processes) may ingest.
+
+use serde::{Deserialize, Serialize};
+
+/// The object type principals are, as actors in events.
+pub const PRINCIPAL_TYPE: &str = "users";
+
+/// What a principal is allowed to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    User,
+    /// Another auditlog process, e.g. the primary API delivering events.
+    Service,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::User => "user",
+            Role::Service => "service",
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The user id (or service name), as in the token's `sub`.
+    pub subject: String,
+    pub role: Role,
+}
+
+/// Which events a principal may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventScope {
+    All,
+    /// Only events whose actor or target is `users/<id>`.
+    Involving {
+        object_type: String,
+        id: String,
+    },
+    Nothing,
+}
+
+impl Principal {
+    /// A principal whose subject is a usable id (1 to 128 characters).
+    pub fn new(subject: String, role: Role) -> Option<Self> {
+        (!subject.is_empty() && subject.chars().count() <= 128)
+            .then_some(Principal { subject, role })
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// The events this principal may read.
+    pub fn event_scope(&self) -> EventScope {
+        match self.role {
+            Role::Admin => EventScope::All,
+            Role::User => EventScope::Involving {
+                object_type: PRINCIPAL_TYPE.into(),
+                id: self.subject.clone(),
+            },
+            Role::Service => EventScope::Nothing,
+        }
+    }
+
+    /// Whether this principal may see events about `object_type`/`id`, as actor or
+    /// target: admins always, members only when it is themselves.
+    pub fn may_read_events_of(&self, object_type: &str, id: &str) -> bool {
+        match self.event_scope() {
+            EventScope::All => true,
+            EventScope::Involving {
+                object_type: own_type,
+                id: own_id,
+            } => own_type == object_type && own_id == id,
+            EventScope::Nothing => false,
+        }
+    }
+
+    /// Whether this principal may deliver events to the auditor.
+    pub fn may_ingest(&self) -> bool {
+        matches!(self.role, Role::Admin | Role::Service)
+    }
+
+    /// Whether this principal may create users.
+    pub fn may_create_users(&self) -> bool {
+        self.is_admin()
+    }
+
+    /// Whether this principal may change or delete the user `user_id`.
+    pub fn may_modify_user(&self, user_id: &str) -> bool {
+        match self.role {
+            Role::Admin => true,
+            Role::User => self.subject == user_id,
+            Role::Service => false,
+        }
+    }
+
+    /// Whether this principal may change roles.
+    pub fn may_assign_roles(&self) -> bool {
+        self.is_admin()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str) -> Principal {
+        Principal::new(id.into(), Role::User).unwrap()
+    }
+
+    #[test]
+    fn an_admin_reads_everyones_events() {
+        let admin = Principal::new("1".into(), Role::Admin).unwrap();
+        assert_eq!(admin.event_scope(), EventScope::All);
+        assert!(admin.may_read_events_of("users", "7"));
+        assert!(admin.may_read_events_of("notes", "3"));
+    }
+
+    #[test]
+    fn a_member_reads_only_events_involving_themselves() {
+        let member = user("7");
+        assert!(member.may_read_events_of("users", "7"));
+        assert!(!member.may_read_events_of("users", "8"));
+        assert!(!member.may_read_events_of("notes", "7"));
+    }
+
+    #[test]
+    fn a_member_changes_only_themselves_and_never_roles() {
+        let member = user("7");
+        assert!(member.may_modify_user("7"));
+        assert!(!member.may_modify_user("1"));
+        assert!(!member.may_create_users());
+        assert!(!member.may_assign_roles());
+    }
+
+    #[test]
+    fn a_service_may_ingest_but_read_nothing() {
+        let service = Principal::new("api".into(), Role::Service).unwrap();
+        assert!(service.may_ingest());
+        assert!(!user("7").may_ingest());
+        assert_eq!(service.event_scope(), EventScope::Nothing);
+        assert!(!service.may_modify_user("api"));
+    }
+
+    #[test]
+    fn an_empty_or_oversized_subject_is_not_a_principal() {
+        assert!(Principal::new(String::new(), Role::User).is_none());
+        assert!(Principal::new("x".repeat(129), Role::User).is_none());
+    }
+}

@@ -1,0 +1,80 @@
+//! The primary API, the prototype's demo application: dev tokens, users and notes
+//! over JSON:API, and the audit query routes proxied to the auditor. Its data layer
+//! is user-aware ([`users`], [`notes`]): every repository call takes the acting
+//! principal and emits the matching audit event itself.
+
+mod audit;
+mod db;
+pub mod notes;
+mod routes;
+pub mod users;
+
+pub use audit::{Recorder, SOURCE};
+pub use db::{AppDb, OpenError};
+pub use routes::router;
+
+use auditlog_auth::{TokenIssuer, TokenVerifier};
+use axum::extract::FromRef;
+
+/// Errors of the data layer, each mapped once to an HTTP status in `routes`.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+impl From<sqlx::Error> for DataError {
+    fn from(err: sqlx::Error) -> Self {
+        if let Some(db) = err.as_database_error()
+            && db.is_unique_violation()
+        {
+            return DataError::Conflict("that email address is already in use".into());
+        }
+        DataError::Database(err.to_string())
+    }
+}
+
+/// What every handler of the primary API needs.
+#[derive(Clone)]
+pub struct ApiState {
+    pub users: users::Users,
+    pub notes: notes::Notes,
+    pub issuer: TokenIssuer,
+    pub verifier: TokenVerifier,
+    /// Base URL of the auditor, for the proxied query routes.
+    pub auditor_url: String,
+    pub http: reqwest::Client,
+}
+
+impl ApiState {
+    pub fn new(
+        db: AppDb,
+        recorder: Recorder,
+        issuer: TokenIssuer,
+        verifier: TokenVerifier,
+        auditor_url: String,
+    ) -> Self {
+        ApiState {
+            users: users::Users::new(db.clone(), recorder.clone()),
+            notes: notes::Notes::new(db, recorder),
+            issuer,
+            verifier,
+            auditor_url: auditor_url.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+}
+
+impl FromRef<ApiState> for TokenVerifier {
+    fn from_ref(state: &ApiState) -> Self {
+        state.verifier.clone()
+    }
+}

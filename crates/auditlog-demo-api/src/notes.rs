@@ -1,0 +1,194 @@
+//! The user-aware notes repository: free-text notes attached to any object
+//! (`users:5`), each read `viewed` and each new one `created`.
+
+use auditlog_auth::Principal;
+use auditlog_event::{Action, MAX_ID_CHARS, MAX_TYPE_CHARS};
+use serde_json::{Value, json};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::audit::{Recorder, all_fields, now_ms};
+use crate::{AppDb, DataError};
+
+pub const NOTES: &str = "notes";
+
+/// A note about an object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Note {
+    pub id: i64,
+    pub author_id: i64,
+    pub target_type: String,
+    pub target_id: String,
+    pub body: String,
+    pub created_at: i64,
+}
+
+/// The object a note is about, from `type:id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoteTarget {
+    pub object_type: String,
+    pub id: String,
+}
+
+impl NoteTarget {
+    /// Parses `type:id`, e.g. `users:5`.
+    pub fn parse(text: &str) -> Result<Self, DataError> {
+        let (object_type, id) = text.split_once(':').ok_or_else(|| {
+            DataError::Invalid(format!(
+                "target `{text}` must be written type:id, e.g. users:5"
+            ))
+        })?;
+        let type_ok = (1..=MAX_TYPE_CHARS).contains(&object_type.chars().count());
+        let id_ok = (1..=MAX_ID_CHARS).contains(&id.chars().count());
+        if !type_ok || !id_ok {
+            return Err(DataError::Invalid(
+                "target type must be 1 to 64 characters and id 1 to 128".into(),
+            ));
+        }
+        Ok(NoteTarget {
+            object_type: object_type.to_owned(),
+            id: id.to_owned(),
+        })
+    }
+}
+
+/// Longest note body.
+const MAX_NOTE_CHARS: usize = 10_000;
+
+/// The notes repository.
+#[derive(Debug, Clone)]
+pub struct Notes {
+    db: AppDb,
+    recorder: Recorder,
+}
+
+impl Notes {
+    pub fn new(db: AppDb, recorder: Recorder) -> Self {
+        Notes { db, recorder }
+    }
+
+    /// Writes a note by `principal`: `created`, then `viewed`.
+    pub async fn create(
+        &self,
+        principal: &Principal,
+        target: NoteTarget,
+        body: String,
+    ) -> Result<Note, DataError> {
+        let author_id: i64 = principal
+            .subject
+            .parse()
+            .map_err(|_| DataError::Forbidden("only users may write notes"))?;
+        let len = body.trim().chars().count();
+        if len == 0 || len > MAX_NOTE_CHARS {
+            return Err(DataError::Invalid(
+                "body must be 1 to 10000 characters".into(),
+            ));
+        }
+        let created_at = now_ms();
+        let row = sqlx::query(
+            "INSERT INTO notes (author_id, target_type, target_id, body, created_at)
+             VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(author_id)
+        .bind(&target.object_type)
+        .bind(&target.id)
+        .bind(&body)
+        .bind(created_at)
+        .fetch_one(&self.db.writer)
+        .await?;
+        let note = Note {
+            id: row.try_get("id")?,
+            author_id,
+            target_type: target.object_type,
+            target_id: target.id,
+            body,
+            created_at,
+        };
+        self.recorder.record(
+            principal,
+            Action::Created,
+            NOTES,
+            note.id,
+            Some(all_fields(&fields(&note), true)),
+        );
+        self.recorder
+            .record(principal, Action::Viewed, NOTES, note.id, None);
+        Ok(note)
+    }
+
+    /// One note, `viewed`.
+    pub async fn get(&self, principal: &Principal, id: i64) -> Result<Note, DataError> {
+        let row = sqlx::query(
+            "SELECT id, author_id, target_type, target_id, body, created_at FROM notes WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.db.readers)
+        .await?
+        .ok_or(DataError::NotFound)?;
+        let note = note_from_row(&row)?;
+        self.recorder
+            .record(principal, Action::Viewed, NOTES, note.id, None);
+        Ok(note)
+    }
+
+    /// The notes about one object, oldest first; each `viewed`.
+    pub async fn about(
+        &self,
+        principal: &Principal,
+        target: &NoteTarget,
+    ) -> Result<Vec<Note>, DataError> {
+        let rows = sqlx::query(
+            "SELECT id, author_id, target_type, target_id, body, created_at FROM notes
+             WHERE target_type = ? AND target_id = ? ORDER BY id LIMIT 1000",
+        )
+        .bind(&target.object_type)
+        .bind(&target.id)
+        .fetch_all(&self.db.readers)
+        .await?;
+        let notes = rows
+            .iter()
+            .map(note_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        for note in &notes {
+            self.recorder
+                .record(principal, Action::Viewed, NOTES, note.id, None);
+        }
+        Ok(notes)
+    }
+}
+
+fn fields(note: &Note) -> [(&'static str, Value); 3] {
+    [
+        (
+            "target",
+            json!(format!("{}:{}", note.target_type, note.target_id)),
+        ),
+        ("body", json!(note.body)),
+        ("authorId", json!(note.author_id)),
+    ]
+}
+
+fn note_from_row(row: &SqliteRow) -> Result<Note, DataError> {
+    Ok(Note {
+        id: row.try_get("id")?,
+        author_id: row.try_get("author_id")?,
+        target_type: row.try_get("target_type")?,
+        target_id: row.try_get("target_id")?,
+        body: row.try_get("body")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_is_type_colon_id() {
+        let t = NoteTarget::parse("users:5").unwrap();
+        assert_eq!((t.object_type.as_str(), t.id.as_str()), ("users", "5"));
+        for bad in ["users", ":5", "users:", &format!("{}:1", "t".repeat(65))] {
+            assert!(NoteTarget::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

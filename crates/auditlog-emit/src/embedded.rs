@@ -1,0 +1,91 @@
+//! The embedded transport: batches travel over an in-process channel to an auditor
+//! running in the same process, which confirms each one after its store committed it.
+//! This is what lets `auditlog up` run the whole system with no broker.
+
+use async_trait::async_trait;
+use auditlog_event::DataEvent;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{Transport, TransportError};
+
+/// Creates a connected transport/receiver pair holding at most `capacity` batches
+/// in flight.
+pub fn channel(capacity: usize) -> (EmbeddedTransport, EmbeddedReceiver) {
+    let (sender, receiver) = mpsc::channel(capacity.max(1));
+    (EmbeddedTransport { sender }, EmbeddedReceiver { receiver })
+}
+
+/// Producer side of the embedded transport.
+#[derive(Debug, Clone)]
+pub struct EmbeddedTransport {
+    sender: mpsc::Sender<Delivery>,
+}
+
+/// Auditor side of the embedded transport.
+#[derive(Debug)]
+pub struct EmbeddedReceiver {
+    receiver: mpsc::Receiver<Delivery>,
+}
+
+/// One batch handed to the auditor, to be acknowledged once stored.
+#[derive(Debug)]
+pub struct Delivery {
+    pub events: Vec<DataEvent>,
+    reply: oneshot::Sender<Result<(), String>>,
+}
+
+impl Delivery {
+    /// The batch is committed: the producer may forget it.
+    pub fn ack(self) {
+        let _ = self.reply.send(Ok(()));
+    }
+
+    /// The batch was not stored; the producer keeps it and retries.
+    pub fn nack(self, reason: String) {
+        let _ = self.reply.send(Err(reason));
+    }
+
+    /// Whether the producer stopped waiting for this batch's confirmation (it then
+    /// counts the batch as not delivered).
+    pub fn producer_gave_up(&self) -> bool {
+        self.reply.is_closed()
+    }
+}
+
+impl EmbeddedReceiver {
+    /// The next batch, or `None` once every transport handle is gone.
+    pub async fn recv(&mut self) -> Option<Delivery> {
+        self.receiver.recv().await
+    }
+
+    /// A batch that is already waiting, without waiting for one.
+    pub fn try_recv(&mut self) -> Option<Delivery> {
+        self.receiver.try_recv().ok()
+    }
+
+    /// Stops accepting new batches; those already sent can still be received.
+    pub fn close(&mut self) {
+        self.receiver.close();
+    }
+}
+
+#[async_trait]
+impl Transport for EmbeddedTransport {
+    async fn publish(&self, batch: &[DataEvent]) -> Result<(), TransportError> {
+        let (reply, confirmation) = oneshot::channel();
+        self.sender
+            .send(Delivery {
+                events: batch.to_vec(),
+                reply,
+            })
+            .await
+            .map_err(|_| TransportError::Unavailable("the auditor is not running".into()))?;
+        match confirmation.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(TransportError::Refused(reason)),
+            Err(_) => Err(TransportError::Unavailable(
+                "the auditor stopped before confirming".into(),
+            )),
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The website: a single page (users table, each user's history and activity)
+//! whose assets are compiled into the binary, served next to a same-origin proxy
+//! to the primary API so that the browser needs no CORS and no second address.
+
+use auditlog_http::{ApiError, MAX_BODY_BYTES, read_body};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+
+const INDEX_HTML: &str = include_str!("../assets/index.html");
+const APP_JS: &str = include_str!("../assets/app.js");
+const STYLE_CSS: &str = include_str!("../assets/style.css");
+
+/// Request headers passed through to the primary API.
+const FORWARDED_REQUEST_HEADERS: [header::HeaderName; 4] = [
+    header::AUTHORIZATION,
+    header::CONTENT_TYPE,
+    header::ACCEPT,
+    header::HeaderName::from_static("x-request-id"),
+];
+/// Response headers passed back to the browser.
+const FORWARDED_RESPONSE_HEADERS: [header::HeaderName; 2] =
+    [header::CONTENT_TYPE, header::LOCATION];
+
+/// Where the website sends API calls.
+#[derive(Clone)]
+pub struct WebState {
+    api_url: String,
+    http: reqwest::Client,
+}
+
+impl WebState {
+    /// A website proxying to the primary API at `api_url`.
+    pub fn new(api_url: &str) -> Self {
+        WebState {
+            api_url: api_url.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+}
+
+/// The website's routes: the three assets, and everything API-shaped proxied.
+/// Any other path is a 404: nothing is read from the file system.
+pub fn router(state: WebState) -> Router {
+    Router::new()
+        .route("/", get(|| asset(INDEX_HTML, "text/html; charset=utf-8")))
+        .route(
+            "/index.html",
+            get(|| asset(INDEX_HTML, "text/html; charset=utf-8")),
+        )
+        .route(
+            "/app.js",
+            get(|| asset(APP_JS, "text/javascript; charset=utf-8")),
+        )
+        .route(
+            "/style.css",
+            get(|| asset(STYLE_CSS, "text/css; charset=utf-8")),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/tokens/{*rest}", any(proxy))
+        .route("/api/{*rest}", any(proxy))
+        .route("/events/{*rest}", any(proxy))
+        .fallback(auditlog_http::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn asset(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn proxy(State(state): State<WebState>, request: Request) -> Result<Response, ApiError> {
+    let method = request.method().clone();
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".into());
+    let headers = request.headers().clone();
+    let body = read_body(request, &state).await?;
+    let method = Method::from_bytes(method.as_str().as_bytes())
+        .map_err(|_| ApiError::bad_request("unsupported method"))?;
+    let mut outgoing = state
+        .http
+        .request(method, format!("{}{path_and_query}", state.api_url));
+    for name in FORWARDED_REQUEST_HEADERS {
+        if let Some(value) = headers.get(&name) {
+            outgoing = outgoing.header(name, value.clone());
+        }
+    }
+    if !body.is_empty() {
+        outgoing = outgoing.body(body);
+    }
+    let answer = outgoing
+        .send()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the primary API is unreachable: {e}")))?;
+    let status = StatusCode::from_u16(answer.status().as_u16()).map_err(ApiError::internal)?;
+    let mut response_headers = Vec::new();
+    for name in FORWARDED_RESPONSE_HEADERS {
+        if let Some(value) = answer.headers().get(&name) {
+            response_headers.push((name, value.clone()));
+        }
+    }
+    let bytes = answer
+        .bytes()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the primary API's answer broke off: {e}")))?;
+    let mut response = (status, bytes).into_response();
+    for (name, value) in response_headers {
+        response.headers_mut().insert(name, value);
+    }
+    Ok(response)
+}

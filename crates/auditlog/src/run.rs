@@ -1,0 +1,237 @@
+//! Wiring: opens stores and keys, binds listeners, starts the services and stops
+//! them in order on Ctrl-C or SIGTERM (stop accepting, deliver what was emitted,
+//! let the auditor store it, exit).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use auditlog_auditor::AuditorState;
+use auditlog_auth::{KeyPair, Principal, Role, TokenIssuer, TokenVerifier};
+use auditlog_demo_api::{ApiState, AppDb, Recorder};
+use auditlog_emit::http::{HttpTransport, TokenSource};
+use auditlog_emit::{Emitter, EmitterConfig, EmitterTask, Transport};
+use auditlog_web::WebState;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::{ApiArgs, AuditorArgs, UpArgs, WebArgs};
+
+pub async fn up(args: UpArgs) -> Result<()> {
+    let data_dir = &args.data.data_dir;
+    let (issuer, verifier) = keys(data_dir)?;
+    let store = open_store(data_dir, args.store_url.as_deref()).await?;
+    let app_db = open_app_db(data_dir, args.app_db_url.as_deref()).await?;
+
+    let (transport, receiver) = auditlog_emit::embedded::channel(64);
+    let consumer = tokio::spawn(auditlog_auditor::consumer::run(receiver, store.clone()));
+    let (emitter, emitter_task) = Emitter::start(Arc::new(transport), EmitterConfig::default());
+
+    let auditor_listener = bind(args.auditor_addr, "auditor").await?;
+    let api_listener = bind(args.api_addr, "primary API").await?;
+    let web_listener = bind(args.web_addr, "website").await?;
+    let auditor_url = url_of(&auditor_listener)?;
+    let api_url = url_of(&api_listener)?;
+    let web_url = url_of(&web_listener)?;
+
+    let (stop, stopped) = watch::channel(false);
+    let auditor = auditlog_auditor::router(AuditorState {
+        store,
+        verifier: verifier.clone(),
+    });
+    let api = auditlog_demo_api::router(ApiState::new(
+        app_db,
+        Recorder::new(emitter),
+        issuer,
+        verifier,
+        auditor_url.clone(),
+    ));
+    let web = auditlog_web::router(WebState::new(&api_url));
+    let servers = [
+        tokio::spawn(auditlog_http::serve(
+            auditor_listener,
+            auditor,
+            wait(stopped.clone()),
+        )),
+        tokio::spawn(auditlog_http::serve(
+            api_listener,
+            api,
+            wait(stopped.clone()),
+        )),
+        tokio::spawn(auditlog_http::serve(web_listener, web, wait(stopped))),
+    ];
+
+    println!("auditlog is up (data in {})", data_dir.display());
+    println!("  website      {web_url}");
+    println!("  primary API  {api_url}");
+    println!("  auditor      {auditor_url}");
+    println!("Press Ctrl-C to stop.");
+
+    shutdown_signal().await;
+    tracing::info!("stopping: no new requests; delivering emitted events");
+    let _ = stop.send(true);
+    for server in servers {
+        server.await.context("a server task failed")??;
+    }
+    finish_emitter(emitter_task).await;
+    // The consumer ends once the emitter (its only producer) is gone and every
+    // batch it sent is stored.
+    consumer.await.context("the consumer task failed")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+pub async fn api(args: ApiArgs) -> Result<()> {
+    let data_dir = &args.data.data_dir;
+    let (issuer, verifier) = keys(data_dir)?;
+    let app_db = open_app_db(data_dir, args.app_db_url.as_deref()).await?;
+    let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(
+        &args.auditor_url,
+        service_token(issuer.clone()),
+    ));
+    let (emitter, emitter_task) = Emitter::start(transport, EmitterConfig::default());
+    let listener = bind(args.api_addr, "primary API").await?;
+    let url = url_of(&listener)?;
+    let router = auditlog_demo_api::router(ApiState::new(
+        app_db,
+        Recorder::new(emitter),
+        issuer,
+        verifier,
+        args.auditor_url.clone(),
+    ));
+    println!("  primary API  {url}  (auditor at {})", args.auditor_url);
+    auditlog_http::serve(listener, router, shutdown_signal()).await?;
+    finish_emitter(emitter_task).await;
+    Ok(())
+}
+
+pub async fn auditor(args: AuditorArgs) -> Result<()> {
+    let data_dir = &args.data.data_dir;
+    let (_, verifier) = keys(data_dir)?;
+    let store = open_store(data_dir, args.store_url.as_deref()).await?;
+    let listener = bind(args.auditor_addr, "auditor").await?;
+    let url = url_of(&listener)?;
+    let router = auditlog_auditor::router(AuditorState { store, verifier });
+    println!("  auditor      {url}");
+    auditlog_http::serve(listener, router, shutdown_signal()).await?;
+    Ok(())
+}
+
+pub async fn web(args: WebArgs) -> Result<()> {
+    let listener = bind(args.web_addr, "website").await?;
+    let url = url_of(&listener)?;
+    println!("  website      {url}  (primary API at {})", args.api_url);
+    let router = auditlog_web::router(WebState::new(&args.api_url));
+    auditlog_http::serve(listener, router, shutdown_signal()).await?;
+    Ok(())
+}
+
+fn keys(data_dir: &Path) -> Result<(TokenIssuer, TokenVerifier)> {
+    let pair = KeyPair::load_or_generate(data_dir)
+        .with_context(|| format!("while loading the signing key in {}", data_dir.display()))?;
+    Ok((TokenIssuer::new(&pair)?, TokenVerifier::new(&pair)?))
+}
+
+async fn open_store(
+    data_dir: &Path,
+    url: Option<&str>,
+) -> Result<Arc<dyn auditlog_store::AuditStore>> {
+    let url = url
+        .map(str::to_owned)
+        .unwrap_or_else(|| sqlite_url(data_dir, "audit.db"));
+    auditlog_store::open(&url).await.with_context(|| {
+        format!(
+            "while opening the audit store {}",
+            auditlog_store::redact(&url)
+        )
+    })
+}
+
+async fn open_app_db(data_dir: &Path, url: Option<&str>) -> Result<AppDb> {
+    let url = url
+        .map(str::to_owned)
+        .unwrap_or_else(|| sqlite_url(data_dir, "app.db"));
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("while creating {}", data_dir.display()))?;
+    Ok(AppDb::open(&url).await?)
+}
+
+fn sqlite_url(data_dir: &Path, file: &str) -> String {
+    format!("sqlite://{}", data_dir.join(file).display())
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("the {what} could not listen on {addr}; is another process using it? choose another address with the flag or environment variable")
+    })
+}
+
+fn url_of(listener: &TcpListener) -> Result<String> {
+    Ok(format!("http://{}", listener.local_addr()?))
+}
+
+/// A token source that mints a short-lived service token and renews it well before
+/// it expires.
+fn service_token(issuer: TokenIssuer) -> TokenSource {
+    let cached: Mutex<Option<(Instant, String)>> = Mutex::new(None);
+    Arc::new(move || {
+        let mut cached = cached.lock().ok()?;
+        let fresh = cached
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(10 * 60));
+        if !fresh {
+            let principal = Principal::new(auditlog_demo_api::SOURCE.into(), Role::Service)?;
+            match issuer.issue(&principal) {
+                Ok(token) => *cached = Some((Instant::now(), token)),
+                Err(err) => {
+                    tracing::error!(%err, "could not mint a service token");
+                    return None;
+                }
+            }
+        }
+        cached.as_ref().map(|(_, token)| token.clone())
+    })
+}
+
+async fn finish_emitter(task: EmitterTask) {
+    let stats = task.shutdown().await;
+    tracing::info!(
+        delivered = stats.delivered(),
+        dropped = stats.dropped(),
+        "audit events delivered"
+    );
+}
+
+async fn wait(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(%err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
