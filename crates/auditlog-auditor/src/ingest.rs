@@ -33,7 +33,7 @@ pub(crate) async fn ingest(
         ));
     }
     let kind = media_type(request.headers());
-    let body = read_body(request, &state).await?;
+    let body = read_body(request, crate::MAX_INGEST_BYTES).await?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("the body is not valid UTF-8"))?;
     let now = now_ms();

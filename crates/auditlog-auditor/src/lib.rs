@@ -13,7 +13,7 @@ use auditlog_auth::TokenVerifier;
 use auditlog_http::not_found;
 use auditlog_store::AuditStore;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::extract::FromRef;
 use axum::routing::get;
 
 /// Largest ingest body: a batch of events is bigger than an API request.
@@ -47,6 +47,5 @@ pub fn router(state: AuditorState) -> Router {
         )
         .route("/healthz", get(|| async { "ok" }))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_INGEST_BYTES))
         .with_state(state)
 }

@@ -4,7 +4,7 @@
 use auditlog_auth::{Principal, Role};
 use auditlog_http::{ApiError, Authenticated, JsonBody, json_api, not_found};
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, OriginalUri, Path, Query, State};
+use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -38,7 +38,6 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/healthz", get(|| async { "ok" }))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(auditlog_http::MAX_BODY_BYTES))
         .with_state(state)
 }
 

@@ -8,11 +8,11 @@ use std::future::Future;
 use auditlog_auth::{Principal, TokenVerifier};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -114,30 +114,43 @@ pub struct JsonBody<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         check_json_media_type(req.headers())?;
-        let bytes = read_body(req, state).await?;
+        let bytes = read_body(req, MAX_BODY_BYTES).await?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::bad_request(format!("the body is not a valid document: {e}")))
     }
 }
 
-/// Reads a whole body within [`MAX_BODY_BYTES`], mapping the limit to 413.
-pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, state)
-        .await
-        .map_err(|rejection: BytesRejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "Payload too large",
-                    format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-                )
-            } else {
-                ApiError::bad_request(format!("the body could not be read: {rejection}"))
-            }
-        })
+/// How much of an oversized body is read and thrown away so that the client, still
+/// sending, receives the 413 instead of a reset connection.
+const DRAIN_LIMIT_BYTES: usize = 32 * 1024 * 1024;
+
+/// Reads a whole body of at most `limit` bytes; a larger one is answered with 413.
+pub async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
+    let mut chunks = req.into_body().into_data_stream();
+    let mut body = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = chunks.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("the body could not be read: {e}")))?;
+        seen += chunk.len();
+        if seen > DRAIN_LIMIT_BYTES {
+            break;
+        }
+        if seen <= limit {
+            body.extend_from_slice(&chunk);
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Payload too large",
+            format!("the body is larger than {limit} bytes"),
+        ));
+    }
+    Ok(Bytes::from(body))
 }
 
 /// The request's media type without parameters, lower-cased.

@@ -4,7 +4,7 @@
 
 use auditlog_http::{ApiError, MAX_BODY_BYTES, read_body};
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -63,7 +63,6 @@ pub fn router(state: WebState) -> Router {
         .route("/api/{*rest}", any(proxy))
         .route("/events/{*rest}", any(proxy))
         .fallback(auditlog_http::not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -86,7 +85,7 @@ async fn proxy(State(state): State<WebState>, request: Request) -> Result<Respon
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "/".into());
     let headers = request.headers().clone();
-    let body = read_body(request, &state).await?;
+    let body = read_body(request, MAX_BODY_BYTES).await?;
     let method = Method::from_bytes(method.as_str().as_bytes())
         .map_err(|_| ApiError::bad_request("unsupported method"))?;
     let mut outgoing = state

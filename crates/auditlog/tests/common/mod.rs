@@ -1,0 +1,272 @@
+//! Starting the real `auditlog` binary for whole-flow tests: each test gets its own
+//! data directory and free ports, and the process is stopped when the test ends.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const JSON_API: &str = "application/vnd.api+json";
+
+/// A running `auditlog` process and the URLs it printed.
+pub struct Running {
+    child: Option<Child>,
+    pub urls: Urls,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Urls {
+    pub api: String,
+    pub auditor: String,
+    pub web: String,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_auditlog")
+}
+
+impl Running {
+    /// `auditlog up` on free ports with `data_dir`.
+    pub fn up(data_dir: &Path) -> Running {
+        Running::start(
+            &[
+                "up",
+                "--api-addr",
+                "127.0.0.1:0",
+                "--auditor-addr",
+                "127.0.0.1:0",
+                "--web-addr",
+                "127.0.0.1:0",
+            ],
+            data_dir,
+            3,
+        )
+    }
+
+    /// Any subcommand; waits until it printed `expected_urls` URL lines.
+    pub fn start(args: &[&str], data_dir: &Path, expected_urls: usize) -> Running {
+        let mut child = Command::new(binary())
+            .args(args)
+            .env("AUDITLOG_DATA_DIR", data_dir)
+            .env("AUDITLOG_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the auditlog binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut urls = Urls::default();
+        let mut found = 0;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while found < expected_urls {
+            let line = receiver
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("auditlog printed its URLs in time");
+            let url = line.split_whitespace().find(|w| w.starts_with("http://"));
+            let Some(url) = url.map(str::to_owned) else {
+                continue;
+            };
+            if line.contains("website") {
+                urls.web = url;
+            } else if line.contains("primary API") {
+                urls.api = url;
+            } else if line.contains("auditor") {
+                urls.auditor = url;
+            } else {
+                continue;
+            }
+            found += 1;
+        }
+        Running {
+            child: Some(child),
+            urls,
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("still running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait works") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "auditlog did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A fresh data directory that is removed at the end of the test.
+pub fn data_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("data");
+    (dir, path)
+}
+
+/// A small HTTP client speaking JSON:API with a bearer token.
+#[derive(Clone)]
+pub struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub token: Option<String>,
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            base: base.to_owned(),
+            token: None,
+        }
+    }
+
+    /// Logs in as `user_id` through the dev token endpoint.
+    pub async fn login(mut self, user_id: i64) -> Client {
+        let response = self
+            .http
+            .get(format!("{}/tokens/{user_id}", self.base))
+            .send()
+            .await
+            .expect("token request");
+        assert_eq!(response.status().as_u16(), 201);
+        self.token = Some(response.text().await.expect("token body"));
+        self
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.send(self.http.delete(self.url(path))).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.send(
+            self.http
+                .post(self.url(path))
+                .header("content-type", JSON_API)
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Answer {
+        self.send(
+            self.http
+                .patch(self.url(path))
+                .header("content-type", JSON_API)
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    /// Sends a raw body with a chosen content type.
+    pub async fn raw(&self, method: &str, path: &str, content_type: &str, body: Vec<u8>) -> Answer {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        self.send(
+            self.http
+                .request(method, self.url(path))
+                .header("content-type", content_type)
+                .body(body),
+        )
+        .await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn send(&self, mut request: reqwest::RequestBuilder) -> Answer {
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let text = response.text().await.expect("body read");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Answer {
+            status,
+            content_type,
+            body,
+        }
+    }
+}
+
+/// A JSON:API document for a user.
+pub fn user_doc(attributes: Value) -> Value {
+    json!({"data": {"type": "users", "attributes": attributes}})
+}
+
+/// Every event of a query, following `links.next`.
+pub async fn all_events(client: &Client, path: &str) -> Vec<Value> {
+    let mut events = Vec::new();
+    let mut next = Some(path.to_owned());
+    while let Some(path) = next {
+        let answer = client.get(&path).await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+        events.extend(answer.body["data"].as_array().cloned().unwrap_or_default());
+        next = answer.body["links"]["next"].as_str().map(str::to_owned);
+    }
+    events
+}
+
+/// `(action, targetId as text)` of each event, in the order given.
+pub fn actions(events: &[Value]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .map(|e| {
+            let a = &e["attributes"];
+            let target = match &a["targetId"] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (a["action"].as_str().unwrap_or_default().to_owned(), target)
+        })
+        .collect()
+}
