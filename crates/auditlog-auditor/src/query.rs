@@ -299,21 +299,25 @@ mod tests {
 
     #[test]
     fn a_member_asking_about_someone_else_is_refused() {
-        let mut q = EventQuery::default();
-        q.actor = Some(ObjectKey {
-            object_type: ObjectType::parse("actorType", "users").unwrap(),
-            id: "2".into(),
-        });
+        let q = EventQuery {
+            actor: Some(ObjectKey {
+                object_type: ObjectType::parse("actorType", "users").unwrap(),
+                id: "2".into(),
+            }),
+            ..EventQuery::default()
+        };
         assert!(authorise(&member("7"), q).is_err());
     }
 
     #[test]
     fn a_member_asking_about_themselves_runs_as_asked() {
-        let mut q = EventQuery::default();
-        q.target = Some(ObjectKey {
-            object_type: ObjectType::parse("targetType", "users").unwrap(),
-            id: "7".into(),
-        });
+        let q = EventQuery {
+            target: Some(ObjectKey {
+                object_type: ObjectType::parse("targetType", "users").unwrap(),
+                id: "7".into(),
+            }),
+            ..EventQuery::default()
+        };
         assert_eq!(authorise(&member("7"), q.clone()).unwrap(), q);
     }
 

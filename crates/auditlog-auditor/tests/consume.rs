@@ -1,5 +1,7 @@
 //! The embedded transport end to end: emitter → channel → consume loop → store.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 use std::sync::Arc;
 
 use auditlog_emit::{Emitter, EmitterConfig};

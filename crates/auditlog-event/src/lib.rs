@@ -109,6 +109,12 @@ impl DataEvent {
         if text.len() > MAX_EVENT_BYTES {
             return Err(EventError::TooLarge { bytes: text.len() });
         }
+        // serde would also read a struct from a JSON array; an event is an object.
+        if !text.trim_start().starts_with('{') {
+            return Err(EventError::Malformed(
+                "an event must be a JSON object".into(),
+            ));
+        }
         let wire: WireEvent = serde_json::from_str(text).map_err(EventError::from_json)?;
         Self::from_wire(wire, now_ms)
     }
@@ -245,8 +251,8 @@ mod tests {
         })
     }
 
-    fn field_of(err: EventError) -> &'static str {
-        err.field().unwrap_or("<none>")
+    fn field_of(err: EventError) -> String {
+        err.field().unwrap_or("<none>").to_owned()
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! One behavioural suite for every store backend. Each backend contributes a way to
 //! open a fresh, private store; every scenario below runs against each of them.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 use std::collections::HashSet;
 use std::sync::Arc;
 

@@ -1,5 +1,7 @@
 //! Bad input gets a 4xx with JSON:API `errors` and changes nothing.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use common::{Answer, Client, JSON_API, Running, all_events, data_dir, user_doc};

@@ -3,6 +3,8 @@
 //! Needs Node.js and Debian's chromium; installs playwright-core with `npm ci` when
 //! it is missing.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use std::path::PathBuf;

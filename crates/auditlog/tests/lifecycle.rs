@@ -1,6 +1,8 @@
 //! Stopping and starting: SIGTERM delivers every emitted event and exits 0, and a
 //! restart on the same data directory keeps every user and every event.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use common::{Client, Running, all_events, data_dir, user_doc};

@@ -1,6 +1,8 @@
 //! The prototype's flow over HTTP only, against `auditlog up`: the audit trail of
 //! every step is queryable, newest first, within a second of the last request.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
 //! Starting the real `auditlog` binary for whole-flow tests: each test gets its own
 //! data directory and free ports, and the process is stopped when the test ends.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
