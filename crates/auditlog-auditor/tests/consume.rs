@@ -18,7 +18,11 @@ async fn every_emitted_event_is_stored_exactly_once_and_in_order() {
     let url = format!("sqlite://{}", dir.path().join("audit.db").display());
     let store: Arc<dyn AuditStore> = auditlog_store::open(&url).await.unwrap();
     let (transport, receiver) = auditlog_emit::embedded::channel(8);
-    let consumer = tokio::spawn(auditlog_auditor::consumer::run(receiver, store.clone()));
+    let consumer = tokio::spawn(auditlog_auditor::consumer::run(
+        receiver,
+        store.clone(),
+        std::future::pending(),
+    ));
     let (emitter, task) = Emitter::start(Arc::new(transport), EmitterConfig::default());
 
     const EVENTS: i64 = 20_000;

@@ -27,13 +27,15 @@ enum Command {
     ///
     /// Example: auditlog up --data-dir ./auditlog-data
     Up(UpArgs),
-    /// Run the primary API alone; it delivers events to the auditor over HTTP.
+    /// Run the primary API alone; it publishes events to RabbitMQ (with --amqp-url)
+    /// or delivers them to the auditor over HTTP.
     ///
-    /// Example: auditlog api --auditor-url http://127.0.0.1:3001
+    /// Example: auditlog api --amqp-url amqp://guest:guest@127.0.0.1:5672/%2f
     Api(ApiArgs),
-    /// Run the auditor alone: HTTP ingest and the query API.
+    /// Run the auditor alone: the RabbitMQ consumer (with --amqp-url), HTTP ingest
+    /// and the query API.
     ///
-    /// Example: auditlog auditor --store-url sqlite://auditlog-data/audit.db
+    /// Example: auditlog auditor --amqp-url amqp://guest:guest@127.0.0.1:5672/%2f --store-url postgres://postgres@127.0.0.1/audit
     Auditor(AuditorArgs),
     /// Run the website alone; it proxies API calls to the primary API.
     ///
@@ -48,10 +50,62 @@ struct DataDirArg {
     data_dir: PathBuf,
 }
 
+/// RabbitMQ settings shared by every command that produces or consumes.
+#[derive(Debug, Clone, Args)]
+struct AmqpArgs {
+    /// RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672/%2f. Without it, `up` uses
+    /// the embedded transport and `api` delivers to the auditor over HTTP.
+    #[arg(long, env = "AUDITLOG_AMQP_URL")]
+    amqp_url: Option<String>,
+    /// Topic exchange events are published to.
+    #[arg(long, env = "AUDITLOG_AMQP_EXCHANGE", default_value = "api-stream")]
+    amqp_exchange: String,
+    /// The auditor's queue.
+    #[arg(
+        long,
+        env = "AUDITLOG_AMQP_QUEUE",
+        default_value = "data-mutation-audits"
+    )]
+    amqp_queue: String,
+    /// Binding of the auditor's queue to the exchange.
+    #[arg(
+        long,
+        env = "AUDITLOG_AMQP_BINDING_KEY",
+        default_value = "*.data.mutated"
+    )]
+    amqp_binding_key: String,
+    /// Queue receiving poison messages, with the reason in a header.
+    #[arg(
+        long,
+        env = "AUDITLOG_AMQP_DEAD_LETTER_QUEUE",
+        default_value = "data-mutation-audits.dead-letter"
+    )]
+    amqp_dead_letter_queue: String,
+    /// Unacknowledged messages the broker may push to the auditor at once.
+    #[arg(long, env = "AUDITLOG_AMQP_PREFETCH", default_value_t = 64)]
+    amqp_prefetch: u16,
+}
+
+impl AmqpArgs {
+    fn config(&self) -> Option<auditlog_amqp::AmqpConfig> {
+        let url = self.amqp_url.clone()?;
+        Some(auditlog_amqp::AmqpConfig {
+            url,
+            exchange: self.amqp_exchange.clone(),
+            queue: self.amqp_queue.clone(),
+            binding_key: self.amqp_binding_key.clone(),
+            dead_letter_queue: self.amqp_dead_letter_queue.clone(),
+            prefetch: self.amqp_prefetch.max(1),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 struct UpArgs {
     #[command(flatten)]
     data: DataDirArg,
+    #[command(flatten)]
+    amqp: AmqpArgs,
     /// Address of the primary API (port 0 picks a free port).
     #[arg(long, env = "AUDITLOG_API_ADDR", default_value = "127.0.0.1:3000")]
     api_addr: SocketAddr,
@@ -73,6 +127,8 @@ struct UpArgs {
 struct ApiArgs {
     #[command(flatten)]
     data: DataDirArg,
+    #[command(flatten)]
+    amqp: AmqpArgs,
     #[arg(long, env = "AUDITLOG_API_ADDR", default_value = "127.0.0.1:3000")]
     api_addr: SocketAddr,
     /// Where the auditor listens: events are delivered and queries proxied there.
@@ -90,6 +146,8 @@ struct ApiArgs {
 struct AuditorArgs {
     #[command(flatten)]
     data: DataDirArg,
+    #[command(flatten)]
+    amqp: AmqpArgs,
     #[arg(long, env = "AUDITLOG_AUDITOR_ADDR", default_value = "127.0.0.1:3001")]
     auditor_addr: SocketAddr,
     #[arg(long, env = "AUDITLOG_STORE_URL")]

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use auditlog_amqp::{AmqpConsumer, AmqpPublisher};
 use auditlog_auditor::AuditorState;
 use auditlog_auth::{KeyPair, Principal, Role, TokenIssuer, TokenVerifier};
 use auditlog_demo_api::{ApiState, AppDb, Recorder};
@@ -25,9 +26,37 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let store = open_store(data_dir, args.store_url.as_deref()).await?;
     let app_db = open_app_db(data_dir, args.app_db_url.as_deref()).await?;
 
-    let (transport, receiver) = auditlog_emit::embedded::channel(64);
-    let consumer = tokio::spawn(auditlog_auditor::consumer::run(receiver, store.clone()));
-    let (emitter, emitter_task) = Emitter::start(Arc::new(transport), EmitterConfig::default());
+    let (consumer_stop, consumer_stopped) = watch::channel(false);
+    let (transport, consumer): (Arc<dyn Transport>, _) = match args.amqp.config() {
+        Some(config) => {
+            let publisher = AmqpPublisher::new(config.clone(), auditlog_demo_api::SOURCE);
+            publisher
+                .connect()
+                .await
+                .context("while connecting to RabbitMQ")?;
+            let inbox = AmqpConsumer::connect(config)
+                .await
+                .context("while connecting the auditor to RabbitMQ")?;
+            let consumer = tokio::spawn(auditlog_auditor::consumer::run(
+                inbox,
+                store.clone(),
+                wait(consumer_stopped),
+            ));
+            (Arc::new(publisher), consumer)
+        }
+        None => {
+            let (transport, receiver) = auditlog_emit::embedded::channel(64);
+            // The embedded consumer ends by itself once the emitter, its only
+            // producer, is gone and everything it sent is stored.
+            let consumer = tokio::spawn(auditlog_auditor::consumer::run(
+                receiver,
+                store.clone(),
+                std::future::pending(),
+            ));
+            (Arc::new(transport), consumer)
+        }
+    };
+    let (emitter, emitter_task) = Emitter::start(transport, EmitterConfig::default());
 
     let auditor_listener = bind(args.auditor_addr, "auditor").await?;
     let api_listener = bind(args.api_addr, "primary API").await?;
@@ -76,8 +105,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         server.await.context("a server task failed")??;
     }
     finish_emitter(emitter_task).await;
-    // The consumer ends once the emitter (its only producer) is gone and every
-    // batch it sent is stored.
+    let _ = consumer_stop.send(true);
     consumer.await.context("the consumer task failed")?;
     tracing::info!("stopped cleanly");
     Ok(())
@@ -87,10 +115,20 @@ pub async fn api(args: ApiArgs) -> Result<()> {
     let data_dir = &args.data.data_dir;
     let (issuer, verifier) = keys(data_dir)?;
     let app_db = open_app_db(data_dir, args.app_db_url.as_deref()).await?;
-    let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(
-        &args.auditor_url,
-        service_token(issuer.clone()),
-    ));
+    let transport: Arc<dyn Transport> = match args.amqp.config() {
+        Some(config) => {
+            let publisher = AmqpPublisher::new(config, auditlog_demo_api::SOURCE);
+            publisher
+                .connect()
+                .await
+                .context("while connecting to RabbitMQ")?;
+            Arc::new(publisher)
+        }
+        None => Arc::new(HttpTransport::new(
+            &args.auditor_url,
+            service_token(issuer.clone()),
+        )),
+    };
     let (emitter, emitter_task) = Emitter::start(transport, EmitterConfig::default());
     let listener = bind(args.api_addr, "primary API").await?;
     let url = url_of(&listener)?;
@@ -113,9 +151,29 @@ pub async fn auditor(args: AuditorArgs) -> Result<()> {
     let store = open_store(data_dir, args.store_url.as_deref()).await?;
     let listener = bind(args.auditor_addr, "auditor").await?;
     let url = url_of(&listener)?;
+    let (stop, stopped) = watch::channel(false);
+    let consumer = match args.amqp.config() {
+        Some(config) => {
+            let inbox = AmqpConsumer::connect(config)
+                .await
+                .context("while connecting the auditor to RabbitMQ")?;
+            Some(tokio::spawn(auditlog_auditor::consumer::run(
+                inbox,
+                store.clone(),
+                wait(stopped.clone()),
+            )))
+        }
+        None => None,
+    };
     let router = auditlog_auditor::router(AuditorState { store, verifier });
     println!("  auditor      {url}");
-    auditlog_http::serve(listener, router, shutdown_signal()).await?;
+    let server = tokio::spawn(auditlog_http::serve(listener, router, wait(stopped)));
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    server.await.context("the server task failed")??;
+    if let Some(consumer) = consumer {
+        consumer.await.context("the consumer task failed")?;
+    }
     Ok(())
 }
 

@@ -1,0 +1,111 @@
+//! Publishing batches with publisher confirms. A batch is one persistent message
+//! holding a JSON array of events. On any failure the connection is dropped and
+//! the error returned: the emitter keeps the batch and retries with backoff, and the
+//! next attempt reconnects, so an unconfirmed batch is never forgotten.
+
+use async_trait::async_trait;
+use auditlog_emit::{Transport, TransportError};
+use auditlog_event::DataEvent;
+use lapin::Confirmation;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Channel, Connection};
+use tokio::sync::Mutex;
+
+use crate::{AmqpConfig, AmqpError, topology};
+
+/// A [`Transport`] to RabbitMQ.
+pub struct AmqpPublisher {
+    config: AmqpConfig,
+    routing_key: String,
+    link: Mutex<Option<Link>>,
+}
+
+struct Link {
+    _connection: Connection,
+    channel: Channel,
+}
+
+impl AmqpPublisher {
+    /// A publisher for the producer called `source` (routing key
+    /// `<source>.data.mutated`). Connects lazily, on the first publish.
+    pub fn new(config: AmqpConfig, source: &str) -> Self {
+        AmqpPublisher {
+            routing_key: AmqpConfig::routing_key(source),
+            config,
+            link: Mutex::new(None),
+        }
+    }
+
+    /// Connects now, so that a wrong URL is reported at start rather than in logs.
+    pub async fn connect(&self) -> Result<(), AmqpError> {
+        let mut link = self.link.lock().await;
+        if link.is_none() {
+            *link = Some(self.open().await?);
+        }
+        Ok(())
+    }
+
+    async fn open(&self) -> Result<Link, AmqpError> {
+        let connection = topology::connect(&self.config.url).await?;
+        topology::exchange(&connection, &self.config.exchange).await?;
+        let channel = topology::channel(&connection).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| topology::broker("confirm.select", e))?;
+        Ok(Link {
+            _connection: connection,
+            channel,
+        })
+    }
+}
+
+#[async_trait]
+impl Transport for AmqpPublisher {
+    async fn publish(&self, batch: &[DataEvent]) -> Result<(), TransportError> {
+        let body = serde_json::to_vec(batch)
+            .map_err(|e| TransportError::Refused(format!("batch not serializable: {e}")))?;
+        let mut guard = self.link.lock().await;
+        if guard.is_none() {
+            *guard = Some(
+                self.open()
+                    .await
+                    .map_err(|e| TransportError::Unavailable(e.to_string()))?,
+            );
+        }
+        let Some(link) = guard.as_ref() else {
+            return Err(TransportError::Unavailable("no connection".into()));
+        };
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into());
+        let outcome = async {
+            let confirm = link
+                .channel
+                .basic_publish(
+                    self.config.exchange.as_str().into(),
+                    self.routing_key.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    properties,
+                )
+                .await?;
+            confirm.await
+        }
+        .await;
+        match outcome {
+            Ok(Confirmation::Ack(_)) => Ok(()),
+            Ok(Confirmation::Nack(_)) => Err(TransportError::Unavailable(
+                "RabbitMQ did not accept the batch (nack)".into(),
+            )),
+            Ok(Confirmation::NotRequested) => Err(TransportError::Unavailable(
+                "publisher confirms are off".into(),
+            )),
+            Err(err) => {
+                // The channel or connection is broken: start over next time.
+                *guard = None;
+                Err(TransportError::Unavailable(err.to_string()))
+            }
+        }
+    }
+}
