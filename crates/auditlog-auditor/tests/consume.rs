@@ -23,7 +23,7 @@ async fn every_emitted_event_is_stored_exactly_once_and_in_order() {
         store.clone(),
         std::future::pending(),
     ));
-    let (emitter, task) = Emitter::start(Arc::new(transport), EmitterConfig::default());
+    let (emitter, task) = Emitter::start(Arc::new(transport), EmitterConfig::default()).unwrap();
 
     const EVENTS: i64 = 20_000;
     let mut ids = Vec::new();

@@ -154,7 +154,7 @@ async fn all_ids(store: &dyn AuditStore) -> Vec<uuid::Uuid> {
 /// newest-first order (they share one timestamp, so that is reverse emission order).
 async fn emit(harness: &Harness, count: i64) -> Vec<uuid::Uuid> {
     let transport = harness.transport.clone().unwrap();
-    let (emitter, task) = Emitter::start(transport, EmitterConfig::default());
+    let (emitter, task) = Emitter::start(transport, EmitterConfig::default()).unwrap();
     let mut ids = Vec::new();
     for n in 0..count {
         let event = DataEvent::new(

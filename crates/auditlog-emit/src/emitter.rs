@@ -1,5 +1,6 @@
 //! The emitter handle and its batching task.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -7,18 +8,27 @@ use std::time::Duration;
 use auditlog_event::DataEvent;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
-use crate::Transport;
+use crate::spill::Spill;
+use crate::{Transport, TransportError};
 
 /// Tuning of an emitter.
 #[derive(Debug, Clone)]
 pub struct EmitterConfig {
-    /// Events the in-memory queue holds before `emit` has to drop.
+    /// Events the in-memory queue holds. Past half of it, the background task moves
+    /// events to the spill file; with no spill, a full queue makes `emit` drop.
     pub queue_capacity: usize,
     /// Most events handed to the transport at once.
     pub max_batch: usize,
-    /// How long shutdown keeps retrying an unconfirmed batch before giving up.
+    /// How long shutdown keeps retrying an unconfirmed batch before giving up
+    /// (without a spill) or spilling it for the next start (with one).
     pub shutdown_grace: Duration,
+    /// Longest wait for one publish to be confirmed before it counts as failed.
+    pub publish_timeout: Duration,
+    /// Directory of the spill file. `None` is the drop policy: events that do not
+    /// fit in memory are dropped and counted.
+    pub spill_dir: Option<PathBuf>,
 }
 
 impl Default for EmitterConfig {
@@ -27,6 +37,8 @@ impl Default for EmitterConfig {
             queue_capacity: 65_536,
             max_batch: 1_000,
             shutdown_grace: Duration::from_secs(10),
+            publish_timeout: Duration::from_secs(30),
+            spill_dir: None,
         }
     }
 }
@@ -38,9 +50,24 @@ pub struct EmitterStats {
     delivered: AtomicU64,
     dropped: AtomicU64,
     failed_attempts: AtomicU64,
+    spilled: AtomicU64,
+    in_flight: AtomicU64,
+    spill_backlog_bytes: AtomicU64,
 }
 
 impl EmitterStats {
+    /// Events written to the spill file (they are delivered later).
+    pub fn spilled(&self) -> u64 {
+        self.spilled.load(Ordering::Relaxed)
+    }
+    /// Events of the batch being published right now.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+    /// Bytes of events waiting in the spill file.
+    pub fn spill_backlog_bytes(&self) -> u64 {
+        self.spill_backlog_bytes.load(Ordering::Relaxed)
+    }
     /// Events accepted by `emit`.
     pub fn emitted(&self) -> u64 {
         self.emitted.load(Ordering::Relaxed)
@@ -49,7 +76,8 @@ impl EmitterStats {
     pub fn delivered(&self) -> u64 {
         self.delivered.load(Ordering::Relaxed)
     }
-    /// Events lost because the queue was full or shutdown ran out of time.
+    /// Events lost because the queue was full or shutdown ran out of time with no
+    /// spill configured. Stays 0 unless the drop policy was chosen.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -81,13 +109,28 @@ pub struct EmitterTask {
 }
 
 impl Emitter {
-    /// Starts the batching task on the current Tokio runtime.
-    pub fn start(transport: Arc<dyn Transport>, config: EmitterConfig) -> (Emitter, EmitterTask) {
-        let (queue, receiver) = mpsc::channel(config.queue_capacity.max(1));
+    /// Starts the batching task on the current Tokio runtime. With a spill
+    /// directory, events a previous run left there are delivered first.
+    pub fn start(
+        transport: Arc<dyn Transport>,
+        config: EmitterConfig,
+    ) -> Result<(Emitter, EmitterTask), std::io::Error> {
+        let spill = config.spill_dir.as_deref().map(Spill::open).transpose()?;
+        let (queue, receiver) = mpsc::channel(config.queue_capacity.max(2));
         let (stop, stop_rx) = watch::channel(false);
         let stats = Arc::new(EmitterStats::default());
-        let handle = tokio::spawn(run(receiver, stop_rx, transport, config, stats.clone()));
-        (
+        let task = Batcher {
+            receiver,
+            stop: stop_rx,
+            transport,
+            stats: stats.clone(),
+            spill,
+            pending: Vec::new(),
+            high_water: config.queue_capacity.max(2) / 2,
+            config,
+        };
+        let handle = tokio::spawn(task.run());
+        Ok((
             Emitter {
                 queue,
                 stats: stats.clone(),
@@ -97,7 +140,7 @@ impl Emitter {
                 handle,
                 stats,
             },
-        )
+        ))
     }
 
     /// Enqueues an event. Never blocks and never does I/O; if the queue is full the
@@ -115,6 +158,11 @@ impl Emitter {
 
     pub fn stats(&self) -> &EmitterStats {
         &self.stats
+    }
+
+    /// Events waiting in the in-memory queue.
+    pub fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
     }
 }
 
@@ -134,95 +182,291 @@ impl EmitterTask {
     }
 }
 
-async fn run(
-    mut receiver: mpsc::Receiver<DataEvent>,
-    mut stop: watch::Receiver<bool>,
+/// The background task: moves events from the queue (or the spill) to the
+/// transport, one batch at a time, in order.
+struct Batcher {
+    receiver: mpsc::Receiver<DataEvent>,
+    stop: watch::Receiver<bool>,
     transport: Arc<dyn Transport>,
     config: EmitterConfig,
     stats: Arc<EmitterStats>,
-) {
-    let mut batch = Vec::with_capacity(config.max_batch);
-    let mut retry = Retry {
-        stop: stop.clone(),
-        grace: config.shutdown_grace,
-        deadline: None,
-    };
-    loop {
-        tokio::select! {
-            received = receiver.recv_many(&mut batch, config.max_batch) => {
-                if received == 0 {
-                    break; // every Emitter handle is gone
-                }
-                deliver(&*transport, &mut batch, &stats, &mut retry).await;
+    spill: Option<Spill>,
+    /// Events taken off the queue while a batch was in flight (only with a spill):
+    /// newer than the spill's backlog, older than what is still queued.
+    pending: Vec<DataEvent>,
+    /// Size of `pending` at which it is written to the spill.
+    high_water: usize,
+}
+
+/// The batch being delivered, and where it came from.
+struct Head {
+    events: Vec<DataEvent>,
+    /// Spill offset to confirm once delivered, when the batch came from the spill.
+    spill_end: Option<u64>,
+}
+
+impl Batcher {
+    async fn run(mut self) {
+        let mut head = Head {
+            events: Vec::with_capacity(self.config.max_batch),
+            spill_end: None,
+        };
+        let mut stopping = false;
+        let mut deadline: Option<Instant> = None;
+        let mut backoff = INITIAL_BACKOFF;
+        loop {
+            if head.events.is_empty() && !self.fill(&mut head, &mut stopping).await {
+                break;
             }
-            _ = stopped(&mut stop) => break,
+            if head.events.is_empty() {
+                continue;
+            }
+            self.stats
+                .in_flight
+                .store(head.events.len() as u64, Ordering::Relaxed);
+            match self.publish(&head.events).await {
+                Ok(()) => {
+                    self.delivered(&mut head);
+                    backoff = INITIAL_BACKOFF;
+                    continue;
+                }
+                Err(err) => {
+                    self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%err, events = head.events.len(), retry_in_ms = backoff.as_millis() as u64, "audit batch not delivered; retrying");
+                }
+            }
+            stopping |= *self.stop.borrow();
+            if stopping {
+                let now = Instant::now();
+                let deadline = *deadline.get_or_insert(now + self.config.shutdown_grace);
+                if now + backoff > deadline {
+                    self.give_up(&mut head);
+                    continue;
+                }
+            }
+            self.wait_spilling(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        self.stats.in_flight.store(0, Ordering::Relaxed);
+    }
+
+    /// Takes the next batch: the spill's backlog first (strict order), then the
+    /// queue. Returns `false` when there is nothing more to do, ever.
+    async fn fill(&mut self, head: &mut Head, stopping: &mut bool) -> bool {
+        if self.spill.as_ref().is_some_and(Spill::has_backlog) {
+            // Whatever waits in memory is newer than the backlog: it goes behind it.
+            self.spill_pending_and_queued();
+            let Some(spill) = self.spill.as_mut() else {
+                return true;
+            };
+            match spill.read_chunk(self.config.max_batch) {
+                Ok(chunk) => {
+                    if chunk.unreadable > 0 {
+                        self.stats
+                            .dropped
+                            .fetch_add(chunk.unreadable, Ordering::Relaxed);
+                    }
+                    head.events = chunk.events;
+                    if head.events.is_empty() {
+                        self.confirm_spill(chunk.end);
+                    } else {
+                        head.spill_end = Some(chunk.end);
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(%err, "the spill file cannot be read; retrying");
+                    tokio::time::sleep(MAX_BACKOFF).await;
+                }
+            }
+            return true;
+        }
+        if !self.pending.is_empty() {
+            let take = self.pending.len().min(self.config.max_batch);
+            head.events.extend(self.pending.drain(..take));
+            return true;
+        }
+        if *stopping {
+            // Shutdown: take what is left, without waiting for more.
+            while head.events.len() < self.config.max_batch {
+                match self.receiver.try_recv() {
+                    Ok(event) => head.events.push(event),
+                    Err(_) => break,
+                }
+            }
+            return !head.events.is_empty();
+        }
+        let max = self.config.max_batch;
+        tokio::select! {
+            received = self.receiver.recv_many(&mut head.events, max) => {
+                if received == 0 {
+                    *stopping = true; // every Emitter handle is gone
+                }
+            }
+            _ = stopped(&mut self.stop) => {
+                *stopping = true;
+                self.receiver.close();
+            }
+        }
+        true
+    }
+
+    /// One publish attempt, bounded in time. With a spill, events emitted while it
+    /// waits are taken off the queue (and spilled past the high-water mark) so that
+    /// `emit` never finds the queue full.
+    async fn publish(&mut self, events: &[DataEvent]) -> Result<(), TransportError> {
+        let transport = self.transport.clone();
+        let attempt = tokio::time::timeout(self.config.publish_timeout, transport.publish(events));
+        tokio::pin!(attempt);
+        let mut arrived = Vec::new();
+        loop {
+            tokio::select! {
+                outcome = &mut attempt => {
+                    return outcome.unwrap_or_else(|_| {
+                        Err(TransportError::Unavailable("no confirmation in time".into()))
+                    });
+                }
+                received = self.receiver.recv_many(&mut arrived, self.high_water), if self.spill.is_some() => {
+                    if received == 0 {
+                        // Every handle is gone; finish this attempt, then drain.
+                        return (&mut attempt).await.unwrap_or_else(|_| {
+                            Err(TransportError::Unavailable("no confirmation in time".into()))
+                        });
+                    }
+                    self.hold(&mut arrived);
+                }
+            }
         }
     }
-    // Deliver what was emitted before shutdown.
-    receiver.close();
-    while receiver.recv_many(&mut batch, config.max_batch).await > 0 {
-        deliver(&*transport, &mut batch, &stats, &mut retry).await;
+
+    /// Waits `pause` before the next attempt, keeping the queue empty meanwhile.
+    async fn wait_spilling(&mut self, pause: Duration) {
+        let until = Instant::now() + pause;
+        let mut arrived = Vec::new();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return,
+                received = self.receiver.recv_many(&mut arrived, self.high_water), if self.spill.is_some() => {
+                    if received == 0 {
+                        tokio::time::sleep_until(until).await;
+                        return;
+                    }
+                    self.hold(&mut arrived);
+                }
+            }
+        }
+    }
+
+    /// Keeps events that arrived while the transport was busy or down, writing them
+    /// to the spill once there are many.
+    fn hold(&mut self, arrived: &mut Vec<DataEvent>) {
+        self.pending.append(arrived);
+        if self.pending.len() >= self.high_water {
+            let events = std::mem::take(&mut self.pending);
+            self.write_spill(events);
+        }
+    }
+
+    /// Writes the held events, then everything queued, to the spill, in order.
+    fn spill_pending_and_queued(&mut self) {
+        let mut events = std::mem::take(&mut self.pending);
+        while let Ok(event) = self.receiver.try_recv() {
+            events.push(event);
+        }
+        self.write_spill(events);
+    }
+
+    fn write_spill(&mut self, events: Vec<DataEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let Some(spill) = self.spill.as_mut() else {
+            self.pending = events;
+            return;
+        };
+        match spill.append(&events) {
+            Ok(()) => {
+                self.stats
+                    .spilled
+                    .fetch_add(events.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .spill_backlog_bytes
+                    .store(spill.backlog_bytes(), Ordering::Relaxed);
+            }
+            Err(err) => {
+                // The disk failed too: these events can go nowhere.
+                tracing::error!(%err, events = events.len(), "audit events dropped: the spill file cannot be written");
+                self.stats
+                    .dropped
+                    .fetch_add(events.len() as u64, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn delivered(&mut self, head: &mut Head) {
+        self.stats
+            .delivered
+            .fetch_add(head.events.len() as u64, Ordering::Relaxed);
+        head.events.clear();
+        self.stats.in_flight.store(0, Ordering::Relaxed);
+        if let Some(end) = head.spill_end.take() {
+            self.confirm_spill(end);
+        }
+    }
+
+    fn confirm_spill(&mut self, end: u64) {
+        let Some(spill) = self.spill.as_mut() else {
+            return;
+        };
+        if let Err(err) = spill.confirm(end) {
+            // Delivered events may be replayed after a restart: harmless, the
+            // auditor stores each id once.
+            tracing::warn!(%err, "the spill cursor could not be saved");
+        }
+        self.stats
+            .spill_backlog_bytes
+            .store(spill.backlog_bytes(), Ordering::Relaxed);
+    }
+
+    /// Shutdown ran out of time: keep the batch on disk for the next start, or,
+    /// with no spill, count it as dropped.
+    fn give_up(&mut self, head: &mut Head) {
+        let count = head.events.len() as u64;
+        if head.spill_end.take().is_some() {
+            // Already on disk: it stays there and is replayed next time.
+            head.events.clear();
+            tracing::warn!(
+                events = count,
+                "audit batch left in the spill file for the next start"
+            );
+        } else if self.spill.is_some() {
+            let events = std::mem::take(&mut head.events);
+            self.write_spill(events);
+            tracing::warn!(events = count, "audit batch spilled for the next start");
+        } else {
+            self.stats.dropped.fetch_add(count, Ordering::Relaxed);
+            tracing::error!(
+                events = count,
+                "audit batch dropped at shutdown: transport unavailable and no spill configured"
+            );
+            head.events.clear();
+        }
+        self.stats.in_flight.store(0, Ordering::Relaxed);
+        // Once the transport is given up on, everything still queued goes the same way.
+        if self.spill.is_some() {
+            self.spill_pending_and_queued();
+            // The backlog is kept for the next start, not retried now.
+            self.spill = None;
+        }
     }
 }
+
+const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     // An error means the task handle is gone: nobody can ask any more, so stop too.
-    let _ = stop.wait_for(|stopping| *stopping).await;
-}
-
-/// When to stop retrying: never while running; `grace` after shutdown was asked for.
-struct Retry {
-    stop: watch::Receiver<bool>,
-    grace: Duration,
-    deadline: Option<tokio::time::Instant>,
-}
-
-impl Retry {
-    fn gives_up_before(&mut self, wait: Duration) -> bool {
-        let now = tokio::time::Instant::now();
-        if self.deadline.is_none() && *self.stop.borrow() {
-            self.deadline = Some(now + self.grace);
-        }
-        self.deadline.is_some_and(|deadline| now + wait > deadline)
-    }
-}
-
-/// Publishes `batch` until the transport confirms it, or until shutdown's grace runs
-/// out (then the batch is counted as dropped).
-async fn deliver(
-    transport: &dyn Transport,
-    batch: &mut Vec<DataEvent>,
-    stats: &EmitterStats,
-    retry: &mut Retry,
-) {
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        match transport.publish(batch).await {
-            Ok(()) => {
-                stats
-                    .delivered
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                batch.clear();
-                return;
-            }
-            Err(err) => {
-                stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%err, events = batch.len(), retry_in_ms = backoff.as_millis() as u64, "audit batch not delivered; retrying");
-            }
-        }
-        if retry.gives_up_before(backoff) {
-            stats
-                .dropped
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            tracing::error!(
-                events = batch.len(),
-                "audit batch abandoned at shutdown: transport unavailable"
-            );
-            batch.clear();
-            return;
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+    if stop.wait_for(|stopping| *stopping).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -270,7 +514,7 @@ mod tests {
     #[tokio::test]
     async fn shutdown_delivers_everything_emitted_in_order() {
         let transport = Arc::new(Flaky::default());
-        let (emitter, task) = Emitter::start(transport.clone(), EmitterConfig::default());
+        let (emitter, task) = Emitter::start(transport.clone(), EmitterConfig::default()).unwrap();
         for n in 0..5_000 {
             emitter.emit(event(n));
         }
@@ -293,7 +537,7 @@ mod tests {
             failures: AtomicUsize::new(3),
             ..Flaky::default()
         });
-        let (emitter, task) = Emitter::start(transport.clone(), EmitterConfig::default());
+        let (emitter, task) = Emitter::start(transport.clone(), EmitterConfig::default()).unwrap();
         emitter.emit(event(1));
         let stats = task.shutdown().await;
         assert_eq!(transport.received.lock().unwrap().len(), 1);
@@ -311,8 +555,9 @@ mod tests {
             queue_capacity: 4,
             max_batch: 1,
             shutdown_grace: Duration::from_millis(10),
+            ..EmitterConfig::default()
         };
-        let (emitter, task) = Emitter::start(transport, config);
+        let (emitter, task) = Emitter::start(transport, config).unwrap();
         for n in 0..100 {
             emitter.emit(event(n));
         }
@@ -320,5 +565,86 @@ mod tests {
         let stats = task.shutdown().await;
         assert_eq!(stats.delivered(), 0);
         assert_eq!(stats.dropped(), 100);
+    }
+
+    /// A transport that is down until `up` is set, then records batches.
+    #[derive(Default)]
+    struct Switchable {
+        up: std::sync::atomic::AtomicBool,
+        received: Mutex<Vec<DataEvent>>,
+    }
+
+    #[async_trait]
+    impl Transport for Switchable {
+        async fn publish(&self, batch: &[DataEvent]) -> Result<(), TransportError> {
+            if !self.up.load(Ordering::SeqCst) {
+                return Err(TransportError::Unavailable("down".into()));
+            }
+            self.received.lock().unwrap().extend_from_slice(batch);
+            Ok(())
+        }
+    }
+
+    fn spilling_config(dir: &std::path::Path) -> EmitterConfig {
+        EmitterConfig {
+            queue_capacity: 256,
+            max_batch: 100,
+            shutdown_grace: Duration::from_millis(200),
+            spill_dir: Some(dir.to_owned()),
+            ..EmitterConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn while_the_transport_is_down_events_spill_to_disk_and_arrive_in_order_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let transport = Arc::new(Switchable::default());
+        let (emitter, task) =
+            Emitter::start(transport.clone(), spilling_config(dir.path())).unwrap();
+        let events: Vec<_> = (0..20_000).map(event).collect();
+        for (n, e) in events.iter().enumerate() {
+            emitter.emit(e.clone());
+            if n % 200 == 0 {
+                tokio::task::yield_now().await; // let the background task run
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(emitter.stats().dropped(), 0);
+        assert!(
+            emitter.stats().spilled() > 0,
+            "the queue would have overflowed"
+        );
+        assert!(emitter.queued() <= 256);
+        transport.up.store(true, Ordering::SeqCst);
+        let stats = task.shutdown().await;
+        assert_eq!(stats.dropped(), 0);
+        assert_eq!(stats.delivered(), 20_000);
+        assert_eq!(*transport.received.lock().unwrap(), events);
+    }
+
+    #[tokio::test]
+    async fn at_shutdown_with_the_transport_down_events_wait_on_disk_for_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let down = Arc::new(Switchable::default());
+        let config = EmitterConfig {
+            queue_capacity: 1_024,
+            ..spilling_config(dir.path())
+        };
+        let (emitter, task) = Emitter::start(down.clone(), config).unwrap();
+        let events: Vec<_> = (0..500).map(event).collect();
+        for e in &events {
+            emitter.emit(e.clone());
+        }
+        let stats = task.shutdown().await;
+        assert_eq!((stats.delivered(), stats.dropped()), (0, 0));
+
+        let up = Arc::new(Switchable::default());
+        up.up.store(true, Ordering::SeqCst);
+        let (_emitter, task) = Emitter::start(up.clone(), spilling_config(dir.path())).unwrap();
+        let stats = task.shutdown().await;
+        assert_eq!(stats.delivered(), 500);
+        let mut received = up.received.lock().unwrap().clone();
+        received.sort_by_key(|e| e.timestamp);
+        assert_eq!(received, events);
     }
 }

@@ -9,6 +9,7 @@
 pub mod embedded;
 mod emitter;
 pub mod http;
+mod spill;
 
 pub use emitter::{Emitter, EmitterConfig, EmitterStats, EmitterTask};
 

@@ -56,7 +56,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
             (Arc::new(transport), consumer)
         }
     };
-    let (emitter, emitter_task) = Emitter::start(transport, EmitterConfig::default());
+    let (emitter, emitter_task) = start_emitter(transport, data_dir)?;
 
     let auditor_listener = bind(args.auditor_addr, "auditor").await?;
     let api_listener = bind(args.api_addr, "primary API").await?;
@@ -129,7 +129,7 @@ pub async fn api(args: ApiArgs) -> Result<()> {
             service_token(issuer.clone()),
         )),
     };
-    let (emitter, emitter_task) = Emitter::start(transport, EmitterConfig::default());
+    let (emitter, emitter_task) = start_emitter(transport, data_dir)?;
     let listener = bind(args.api_addr, "primary API").await?;
     let url = url_of(&listener)?;
     let router = auditlog_demo_api::router(ApiState::new(
@@ -250,6 +250,22 @@ fn service_token(issuer: TokenIssuer) -> TokenSource {
             }
         }
         cached.as_ref().map(|(_, token)| token.clone())
+    })
+}
+
+/// The emitter of the primary API, spilling to `DATA_DIR/spill/api` when the
+/// transport cannot keep up or is down.
+fn start_emitter(transport: Arc<dyn Transport>, data_dir: &Path) -> Result<(Emitter, EmitterTask)> {
+    let spill_dir = data_dir.join("spill").join(auditlog_demo_api::SOURCE);
+    let config = EmitterConfig {
+        spill_dir: Some(spill_dir.clone()),
+        ..EmitterConfig::default()
+    };
+    Emitter::start(transport, config).with_context(|| {
+        format!(
+            "while opening the emitter's spill directory {}",
+            spill_dir.display()
+        )
     })
 }
 
