@@ -6,14 +6,18 @@ use auditlog_event::{Action, ObjectType};
 /// and the string "1" name the same object).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectKey {
+    /// The object's type, e.g. `users`.
     pub object_type: ObjectType,
+    /// The text form of the object's id ([`auditlog_event::ObjectId::key`]).
     pub id: String,
 }
 
 /// A position in the newest-first order: the last event of the previous page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
+    /// The event timestamp, ms.
     pub timestamp: i64,
+    /// The store's sequence number, which orders events of equal timestamp.
     pub seq: i64,
 }
 
@@ -45,12 +49,17 @@ pub struct EventQuery {
     pub since: Option<i64>,
     /// Exclusive upper bound on the event timestamp, ms.
     pub until: Option<i64>,
+    /// Events per page, clamped to 1..=[`EventQuery::MAX_PAGE_SIZE`].
     pub page_size: u32,
+    /// Continue after this position (from [`EventPage::next`]); `None` for the
+    /// first page.
     pub after: Option<Cursor>,
 }
 
 impl EventQuery {
+    /// The page size when none is asked for.
     pub const DEFAULT_PAGE_SIZE: u32 = 50;
+    /// The largest page a query returns.
     pub const MAX_PAGE_SIZE: u32 = 1000;
 }
 
@@ -72,9 +81,11 @@ impl Default for EventQuery {
 /// One stored event as the store returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
+    /// The event's id.
     pub id: uuid::Uuid,
     /// Position in commit order, assigned by the store.
     pub seq: i64,
+    /// The event's timestamp, ms.
     pub timestamp: i64,
     /// The event's JSON text exactly as stored.
     pub body: String,
@@ -83,7 +94,9 @@ pub struct StoredEvent {
 /// A page of results and where the next one starts, if more remain.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EventPage {
+    /// At most the page size, newest first.
     pub events: Vec<StoredEvent>,
+    /// Where the next page starts; `None` when this is the last.
     pub next: Option<Cursor>,
 }
 

@@ -2,7 +2,7 @@
 //! writer at a time anyway) and a small pool of readers over a WAL database.
 
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use auditlog_event::DataEvent;
@@ -12,7 +12,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use crate::{AuditStore, Cursor, EventPage, EventQuery, InsertOutcome, StoreError, StoredEvent};
+use crate::sql::{
+    chunks, into_page, now_ms, page_query, store_error, unique_rows, uuid_from_bytes,
+};
+use crate::{AuditStore, EventPage, EventQuery, InsertOutcome, StoreError, StoredEvent};
 
 /// Rows per INSERT statement: 9 binds each stays far below SQLite's 32 766 limit.
 const ROWS_PER_STATEMENT: usize = 500;
@@ -64,7 +67,7 @@ impl SqliteStore {
             sqlx::query(*statement)
                 .execute(&writer)
                 .await
-                .map_err(backend)?;
+                .map_err(store_error)?;
         }
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
@@ -75,36 +78,49 @@ impl SqliteStore {
     }
 }
 
+/// Failing to open the file at all (missing directory, permissions) leaves the store
+/// unusable, whatever the error's kind.
+fn unavailable(err: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(err.to_string())
+}
+
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn insert_batch(&self, events: &[DataEvent]) -> Result<InsertOutcome, StoreError> {
         if events.is_empty() {
             return Ok(InsertOutcome::default());
         }
+        let rows = unique_rows(events);
         let received_at = now_ms();
-        let mut tx = self.writer.begin().await.map_err(unavailable)?;
+        let mut tx = self.writer.begin().await.map_err(store_error)?;
         let mut inserted = 0;
-        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        // Bodies are bound, not spliced into the SQL text, so only the row count
+        // limits a statement.
+        for chunk in chunks(&rows, ROWS_PER_STATEMENT, usize::MAX) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO audit_events (id, action, timestamp, actor_type, actor_id, \
                  target_type, target_id, received_at, body) ",
             );
             insert.push_values(chunk, |mut row, event| {
-                row.push_bind(event.id.as_bytes().to_vec())
-                    .push_bind(event.action.as_str())
+                row.push_bind(event.id.as_bytes().as_slice())
+                    .push_bind(event.action)
                     .push_bind(event.timestamp)
-                    .push_bind(event.actor_type.as_str().to_owned())
-                    .push_bind(event.actor_id.key())
-                    .push_bind(event.target_type.as_str().to_owned())
-                    .push_bind(event.target_id.key())
+                    .push_bind(event.actor_type)
+                    .push_bind(event.actor_id.as_str())
+                    .push_bind(event.target_type)
+                    .push_bind(event.target_id.as_str())
                     .push_bind(received_at)
-                    .push_bind(event.to_json());
+                    .push_bind(event.body.as_str());
             });
             insert.push(" ON CONFLICT (id) DO NOTHING");
-            let done = insert.build().execute(&mut *tx).await.map_err(backend)?;
+            let done = insert
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
             inserted += done.rows_affected();
         }
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await.map_err(store_error)?;
         Ok(InsertOutcome {
             inserted,
             duplicates: events.len() as u64 - inserted,
@@ -112,110 +128,34 @@ impl AuditStore for SqliteStore {
     }
 
     async fn query(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
-        let mut sql = QueryBuilder::<Sqlite>::new(
-            "SELECT id, seq, timestamp, body FROM audit_events WHERE 1 = 1",
-        );
-        if let Some(actor) = &query.actor {
-            sql.push(" AND actor_type = ")
-                .push_bind(actor.object_type.as_str().to_owned())
-                .push(" AND actor_id = ")
-                .push_bind(actor.id.clone());
-        }
-        if let Some(target) = &query.target {
-            sql.push(" AND target_type = ")
-                .push_bind(target.object_type.as_str().to_owned())
-                .push(" AND target_id = ")
-                .push_bind(target.id.clone());
-        }
-        if let Some(who) = &query.involving {
-            sql.push(" AND ((actor_type = ")
-                .push_bind(who.object_type.as_str().to_owned())
-                .push(" AND actor_id = ")
-                .push_bind(who.id.clone())
-                .push(") OR (target_type = ")
-                .push_bind(who.object_type.as_str().to_owned())
-                .push(" AND target_id = ")
-                .push_bind(who.id.clone())
-                .push("))");
-        }
-        if !query.actions.is_empty() {
-            sql.push(" AND action IN (");
-            let mut list = sql.separated(", ");
-            for action in &query.actions {
-                list.push_bind(action.as_str());
-            }
-            sql.push(")");
-        }
-        if let Some(since) = query.since {
-            sql.push(" AND timestamp >= ").push_bind(since);
-        }
-        if let Some(until) = query.until {
-            sql.push(" AND timestamp < ").push_bind(until);
-        }
-        if let Some(after) = query.after {
-            sql.push(" AND (timestamp < ")
-                .push_bind(after.timestamp)
-                .push(" OR (timestamp = ")
-                .push_bind(after.timestamp)
-                .push(" AND seq < ")
-                .push_bind(after.seq)
-                .push("))");
-        }
-        let page_size = query.page_size.clamp(1, EventQuery::MAX_PAGE_SIZE) as usize;
-        sql.push(" ORDER BY timestamp DESC, seq DESC LIMIT ")
-            .push_bind(page_size as i64 + 1);
+        let (mut sql, page_size) = page_query::<Sqlite>("id, seq, timestamp, body", query);
         let rows = sql
             .build()
             .fetch_all(&self.readers)
             .await
-            .map_err(backend)?;
-        let mut events = rows
+            .map_err(store_error)?;
+        let events = rows
             .into_iter()
             .map(stored_event)
             .collect::<Result<Vec<_>, _>>()?;
-        let next = if events.len() > page_size {
-            events.truncate(page_size);
-            events.last().map(|last| Cursor {
-                timestamp: last.timestamp,
-                seq: last.seq,
-            })
-        } else {
-            None
-        };
-        Ok(EventPage { events, next })
+        Ok(into_page(events, page_size))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.readers)
             .await
-            .map_err(unavailable)?;
+            .map_err(store_error)?;
         Ok(())
     }
 }
 
 fn stored_event(row: SqliteRow) -> Result<StoredEvent, StoreError> {
-    let id: Vec<u8> = row.try_get("id").map_err(backend)?;
+    let id: Vec<u8> = row.try_get("id").map_err(store_error)?;
     Ok(StoredEvent {
-        id: uuid::Uuid::from_slice(&id)
-            .map_err(|e| StoreError::Backend(format!("a stored id is not a UUID: {e}")))?,
-        seq: row.try_get("seq").map_err(backend)?,
-        timestamp: row.try_get("timestamp").map_err(backend)?,
-        body: row.try_get("body").map_err(backend)?,
+        id: uuid_from_bytes(&id)?,
+        seq: row.try_get("seq").map_err(store_error)?,
+        timestamp: row.try_get("timestamp").map_err(store_error)?,
+        body: row.try_get("body").map_err(store_error)?,
     })
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-fn unavailable(err: sqlx::Error) -> StoreError {
-    StoreError::Unavailable(err.to_string())
-}
-
-fn backend(err: sqlx::Error) -> StoreError {
-    StoreError::Backend(err.to_string())
 }

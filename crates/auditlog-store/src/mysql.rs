@@ -1,0 +1,269 @@
+//! MySQL / MariaDB backend (the prototype's database): a pooled `MySqlPool`, batches
+//! staged with multi-row inserts into a per-connection temporary table, the same
+//! queries as every other backend.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use auditlog_event::DataEvent;
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::{Acquire, Connection, MySql, QueryBuilder, Row};
+
+use crate::sql::{
+    CONNECT_TIMEOUT, POOL_SIZE, chunks, first_connection, into_page, now_ms, page_query,
+    store_error, unique_rows, uuid_from_bytes,
+};
+use crate::{AuditStore, EventPage, EventQuery, InsertOutcome, StoreError, StoredEvent, redact};
+
+/// Binds per staged row: ord, id, action, timestamp, actor type and id, target type
+/// and id, body.
+const BINDS_PER_ROW: usize = 9;
+
+/// Rows per staging statement: MySQL's prepared statements take at most 65 535
+/// parameters.
+const ROWS_PER_STATEMENT: usize = 65_535 / BINDS_PER_ROW;
+const _: () = assert!(ROWS_PER_STATEMENT * BINDS_PER_ROW <= 65_535);
+
+/// The type and id columns are `VARBINARY` (sized for 64 and 128 four-byte
+/// characters): comparison is then byte for byte, as in SQLite and PostgreSQL. A
+/// `_bin` collation is not enough: `utf8mb4_bin` is a PAD SPACE collation, for
+/// which `'a' = 'a '` holds, and the NO PAD binary collations are named differently
+/// on MySQL and MariaDB.
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS audit_events (
+        seq BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+        id BINARY(16) NOT NULL,
+        action VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+        timestamp BIGINT NOT NULL,
+        actor_type VARBINARY(256) NOT NULL,
+        actor_id VARBINARY(512) NOT NULL,
+        target_type VARBINARY(256) NOT NULL,
+        target_id VARBINARY(512) NOT NULL,
+        received_at BIGINT NOT NULL,
+        body LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+        UNIQUE KEY audit_events_id (id),
+        KEY audit_events_by_actor (actor_type, actor_id, timestamp DESC, seq DESC),
+        KEY audit_events_on_target (target_type, target_id, timestamp DESC, seq DESC),
+        KEY audit_events_by_time (timestamp DESC, seq DESC)
+    ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
+    // One row whose lock serialises writers (see `insert_batch`).
+    "CREATE TABLE IF NOT EXISTS audit_events_writer (
+        id TINYINT NOT NULL PRIMARY KEY
+    ) ENGINE = InnoDB",
+    "INSERT INTO audit_events_writer (id) VALUES (1) ON DUPLICATE KEY UPDATE id = id",
+];
+
+/// The staging table, private to each connection (temporary tables are per session)
+/// and transactional (InnoDB), so a rolled-back batch leaves nothing in it.
+const CREATE_STAGING: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS audit_events_incoming (
+        ord INT NOT NULL PRIMARY KEY,
+        id BINARY(16) NOT NULL,
+        action VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+        timestamp BIGINT NOT NULL,
+        actor_type VARBINARY(256) NOT NULL,
+        actor_id VARBINARY(512) NOT NULL,
+        target_type VARBINARY(256) NOT NULL,
+        target_id VARBINARY(512) NOT NULL,
+        body LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL
+    ) ENGINE = InnoDB";
+
+/// Drops staged rows whose id is already stored: what is left is exactly what the
+/// batch adds.
+const DROP_STORED: &str = "DELETE i FROM audit_events_incoming AS i
+    JOIN audit_events AS e ON e.id = i.id";
+
+/// Moves the staged rows in batch order, so AUTO_INCREMENT hands out `seq` in that
+/// order (MySQL documents `INSERT ... SELECT ... ORDER BY` for exactly this).
+const PUBLISH: &str = "INSERT INTO audit_events
+        (id, action, timestamp, actor_type, actor_id, target_type, target_id, received_at, body)
+    SELECT id, action, timestamp, actor_type, actor_id, target_type, target_id, ?, body
+    FROM audit_events_incoming
+    ORDER BY ord";
+
+/// The MySQL / MariaDB audit store.
+#[derive(Debug, Clone)]
+pub struct MySqlStore {
+    pool: MySqlPool,
+    /// Most bytes one staging statement may carry: half the server's
+    /// `max_allowed_packet`, so a batch of large events is split before the server
+    /// would refuse it.
+    max_statement_bytes: usize,
+}
+
+impl MySqlStore {
+    /// Connects to the database a `mysql://` or `mariadb://` URL names and creates
+    /// the schema if it is missing. The database itself must exist.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = MySqlConnectOptions::from_str(&driver_url(url)).map_err(|e| {
+            StoreError::Unavailable(format!("bad MySQL URL `{}`: {e}", redact(url)))
+        })?;
+        let options = options.charset("utf8mb4");
+        let mut conn =
+            first_connection("MySQL", url, MySqlConnection::connect_with(&options)).await?;
+        // Every statement is idempotent and MySQL serialises DDL on one table through
+        // metadata locks, so concurrent opens need no lock of their own.
+        for statement in SCHEMA {
+            sqlx::query(*statement)
+                .execute(&mut conn)
+                .await
+                .map_err(store_error)?;
+        }
+        let max_packet: i64 = sqlx::query_scalar("SELECT CAST(@@max_allowed_packet AS SIGNED)")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(store_error)?;
+        // Closing is a courtesy to the server; DDL commits by itself in MySQL.
+        let _ = conn.close().await;
+        // The server has just answered, so the pool may connect on demand.
+        let pool = MySqlPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_lazy_with(options);
+        Ok(MySqlStore {
+            pool,
+            max_statement_bytes: usize::try_from(max_packet / 2).unwrap_or(0).max(64 * 1024),
+        })
+    }
+}
+
+/// The URL as sqlx expects it: it knows MariaDB only as `mysql://`.
+pub(crate) fn driver_url(url: &str) -> Cow<'_, str> {
+    match url.strip_prefix("mariadb://") {
+        Some(rest) => Cow::Owned(format!("mysql://{rest}")),
+        None => Cow::Borrowed(url),
+    }
+}
+
+#[async_trait]
+impl AuditStore for MySqlStore {
+    /// Why stage instead of `INSERT ... ON DUPLICATE KEY UPDATE id = id` straight
+    /// into the table: sqlx connects with `CLIENT_FOUND_ROWS`, under which a skipped
+    /// duplicate counts as one affected row just like an insert, so `rows_affected`
+    /// could not tell new events from redelivered ones. (`INSERT IGNORE` would count
+    /// right but also silences every other error, truncation included.) Staging makes
+    /// the count exact: the batch goes into a temporary table with multi-row inserts
+    /// (the fast path, chunked under the bind and packet limits), already-stored ids
+    /// are deleted from it, and one `INSERT ... SELECT` moves the rest, its
+    /// `rows_affected` being exactly the events added.
+    async fn insert_batch(&self, events: &[DataEvent]) -> Result<InsertOutcome, StoreError> {
+        if events.is_empty() {
+            return Ok(InsertOutcome::default());
+        }
+        let rows = unique_rows(events);
+        let received_at = now_ms();
+        let mut conn = self.pool.acquire().await.map_err(store_error)?;
+        // Outside the transaction: DDL there would be a question of implicit commits.
+        sqlx::query(CREATE_STAGING)
+            .execute(&mut *conn)
+            .await
+            .map_err(store_error)?;
+        let mut tx = conn.begin().await.map_err(store_error)?;
+        // One writer at a time per database: AUTO_INCREMENT hands out numbers at insert
+        // time, so overlapping writers could commit out of `seq` order; holding this
+        // row lock until commit makes `seq` order commit order, as with SQLite's single
+        // writer. It also closes the window between DROP_STORED and PUBLISH in which
+        // another writer could store one of our ids.
+        sqlx::query("SELECT id FROM audit_events_writer WHERE id = 1 FOR UPDATE")
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        // Normally empty already (rolled back or cleared below); cheap insurance.
+        sqlx::query("DELETE FROM audit_events_incoming")
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let mut ord = 0_i64;
+        for chunk in chunks(&rows, ROWS_PER_STATEMENT, self.max_statement_bytes) {
+            let mut stage = QueryBuilder::<MySql>::new(
+                "INSERT INTO audit_events_incoming (ord, id, action, timestamp, actor_type, \
+                 actor_id, target_type, target_id, body) ",
+            );
+            stage.push_values(chunk, |mut row, event| {
+                row.push_bind(ord)
+                    .push_bind(event.id.as_bytes().as_slice())
+                    .push_bind(event.action)
+                    .push_bind(event.timestamp)
+                    .push_bind(event.actor_type)
+                    .push_bind(event.actor_id.as_str())
+                    .push_bind(event.target_type)
+                    .push_bind(event.target_id.as_str())
+                    .push_bind(event.body.as_str());
+                ord += 1;
+            });
+            stage
+                .build()
+                // Only full-size chunks repeat their SQL text; caching the prepared
+                // statement for each odd tail size would just fill the cache.
+                .persistent(chunk.len() == ROWS_PER_STATEMENT)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        }
+        sqlx::query(DROP_STORED)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let inserted = sqlx::query(PUBLISH)
+            .bind(received_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?
+            .rows_affected();
+        sqlx::query("DELETE FROM audit_events_incoming")
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(InsertOutcome {
+            inserted,
+            duplicates: events.len() as u64 - inserted,
+        })
+    }
+
+    async fn query(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
+        let (mut sql, page_size) = page_query::<MySql>("id, seq, timestamp, body", query);
+        let rows = sql
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        let events = rows
+            .into_iter()
+            .map(stored_event)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(into_page(events, page_size))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+}
+
+fn stored_event(row: MySqlRow) -> Result<StoredEvent, StoreError> {
+    let id: Vec<u8> = row.try_get("id").map_err(store_error)?;
+    Ok(StoredEvent {
+        id: uuid_from_bytes(&id)?,
+        seq: row.try_get("seq").map_err(store_error)?,
+        timestamp: row.try_get("timestamp").map_err(store_error)?,
+        body: row.try_get("body").map_err(store_error)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mariadb_url_is_handed_to_the_driver_as_mysql() {
+        assert_eq!(
+            driver_url("mariadb://root@db:3306/audit"),
+            "mysql://root@db:3306/audit"
+        );
+        assert_eq!(driver_url("mysql://root@db/audit"), "mysql://root@db/audit");
+    }
+}

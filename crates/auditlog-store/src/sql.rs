@@ -1,0 +1,304 @@
+//! What the SQL backends share, so that SQLite, PostgreSQL and MySQL/MariaDB give
+//! the same answers: the row form of an event, de-duplication and chunking of a
+//! batch, the page query, error mapping and the clock.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use auditlog_event::DataEvent;
+use sqlx::{Database, Encode, QueryBuilder, Type};
+use uuid::Uuid;
+
+use crate::{Cursor, EventPage, EventQuery, StoreError, StoredEvent, redact};
+
+/// Connections per server-backed pool: enough for concurrent queries next to the
+/// (serialised) writer, few enough that several auditors fit a default
+/// `max_connections`.
+pub(crate) const POOL_SIZE: u32 = 8;
+
+/// How long opening a store or waiting for a pooled connection may take before the
+/// database counts as unavailable: a dead server should fail fast and loudly.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens the first connection of a server store, within [`CONNECT_TIMEOUT`]. Done by
+/// hand rather than through the pool because a pool retries a refused connection
+/// until its timeout and then reports only "pool timed out", where an operator needs
+/// the cause (refused, unknown host, bad password, no such database) at once.
+pub(crate) async fn first_connection<C>(
+    database: &str,
+    url: &str,
+    connecting: impl Future<Output = Result<C, sqlx::Error>>,
+) -> Result<C, StoreError> {
+    let cause = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(Ok(conn)) => return Ok(conn),
+        Ok(Err(err)) => err.to_string(),
+        Err(_) => format!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
+    };
+    Err(StoreError::Unavailable(format!(
+        "cannot connect to {database} at {}: {cause}",
+        redact(url)
+    )))
+}
+
+/// The columns of one `audit_events` row, computed once per event so that chunking
+/// by size and binding do not serialize the event twice.
+pub(crate) struct EventRow<'a> {
+    pub id: Uuid,
+    pub action: &'static str,
+    pub timestamp: i64,
+    pub actor_type: &'a str,
+    /// The text form queries match on ([`auditlog_event::ObjectId::key`]).
+    pub actor_id: String,
+    pub target_type: &'a str,
+    pub target_id: String,
+    /// The JSON text stored and returned byte for byte.
+    pub body: String,
+}
+
+impl EventRow<'_> {
+    /// About how many bytes this row adds to an insert statement: its variable-length
+    /// values plus a generous allowance for the fixed-size ones and framing.
+    pub fn wire_bytes(&self) -> usize {
+        64 + self.actor_type.len()
+            + self.actor_id.len()
+            + self.target_type.len()
+            + self.target_id.len()
+            + self.body.len()
+    }
+}
+
+/// The rows to store for a batch, in batch order, each id once: a later event with an
+/// id already seen in the same batch is a duplicate exactly like one already stored,
+/// and the first occurrence wins. Doing this here keeps every backend's insert simple
+/// (PostgreSQL's `ON CONFLICT` and MySQL's unique key would otherwise each treat an
+/// in-batch repeat in their own way).
+pub(crate) fn unique_rows(events: &[DataEvent]) -> Vec<EventRow<'_>> {
+    let mut seen = HashSet::with_capacity(events.len());
+    events
+        .iter()
+        .filter(|event| seen.insert(event.id))
+        .map(|event| EventRow {
+            id: event.id,
+            action: event.action.as_str(),
+            timestamp: event.timestamp,
+            actor_type: event.actor_type.as_str(),
+            actor_id: event.actor_id.key(),
+            target_type: event.target_type.as_str(),
+            target_id: event.target_id.key(),
+            body: event.to_json(),
+        })
+        .collect()
+}
+
+/// Splits rows into consecutive chunks of at most `max_rows` rows and, unless a single
+/// row is larger, at most `max_bytes` bytes ([`EventRow::wire_bytes`]): statements
+/// must stay under the bind-parameter limit and the server's packet or message size.
+pub(crate) fn chunks<'r, 'a>(
+    rows: &'r [EventRow<'a>],
+    max_rows: usize,
+    max_bytes: usize,
+) -> impl Iterator<Item = &'r [EventRow<'a>]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let mut len = 0;
+        for row in rest.iter().take(max_rows.max(1)) {
+            // Room for at least one row, whatever its size.
+            if len > 0 && bytes + row.wire_bytes() > max_bytes {
+                break;
+            }
+            bytes += row.wire_bytes();
+            len += 1;
+        }
+        let (chunk, tail) = rest.split_at(len);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// The page query every backend runs: `select` names the columns (each backend reads
+/// the id in its own type), the filters of `query` follow with every value bound as a
+/// parameter, newest first, one row more than the page so the caller knows whether a
+/// next page exists. Returns the builder and the page size in force.
+pub(crate) fn page_query<DB>(select: &str, query: &EventQuery) -> (QueryBuilder<DB>, usize)
+where
+    DB: Database,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
+    &'static str: for<'q> Encode<'q, DB> + Type<DB>,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    let mut sql = QueryBuilder::<DB>::new(format!("SELECT {select} FROM audit_events WHERE 1 = 1"));
+    if let Some(actor) = &query.actor {
+        sql.push(" AND actor_type = ")
+            .push_bind(actor.object_type.as_str().to_owned())
+            .push(" AND actor_id = ")
+            .push_bind(actor.id.clone());
+    }
+    if let Some(target) = &query.target {
+        sql.push(" AND target_type = ")
+            .push_bind(target.object_type.as_str().to_owned())
+            .push(" AND target_id = ")
+            .push_bind(target.id.clone());
+    }
+    if let Some(who) = &query.involving {
+        sql.push(" AND ((actor_type = ")
+            .push_bind(who.object_type.as_str().to_owned())
+            .push(" AND actor_id = ")
+            .push_bind(who.id.clone())
+            .push(") OR (target_type = ")
+            .push_bind(who.object_type.as_str().to_owned())
+            .push(" AND target_id = ")
+            .push_bind(who.id.clone())
+            .push("))");
+    }
+    if !query.actions.is_empty() {
+        sql.push(" AND action IN (");
+        let mut list = sql.separated(", ");
+        for action in &query.actions {
+            list.push_bind(action.as_str());
+        }
+        sql.push(")");
+    }
+    if let Some(since) = query.since {
+        sql.push(" AND timestamp >= ").push_bind(since);
+    }
+    if let Some(until) = query.until {
+        sql.push(" AND timestamp < ").push_bind(until);
+    }
+    if let Some(after) = query.after {
+        // Keyset pagination: strictly after the last row of the previous page in
+        // (timestamp DESC, seq DESC) order; seq breaks ties between equal timestamps.
+        sql.push(" AND (timestamp < ")
+            .push_bind(after.timestamp)
+            .push(" OR (timestamp = ")
+            .push_bind(after.timestamp)
+            .push(" AND seq < ")
+            .push_bind(after.seq)
+            .push("))");
+    }
+    let page_size = query.page_size.clamp(1, EventQuery::MAX_PAGE_SIZE) as usize;
+    sql.push(" ORDER BY timestamp DESC, seq DESC LIMIT ")
+        .push_bind(page_size as i64 + 1);
+    (sql, page_size)
+}
+
+/// Turns the up to `page_size + 1` rows of [`page_query`] into a page and its cursor.
+pub(crate) fn into_page(mut events: Vec<StoredEvent>, page_size: usize) -> EventPage {
+    let next = if events.len() > page_size {
+        events.truncate(page_size);
+        events.last().map(|last| Cursor {
+            timestamp: last.timestamp,
+            seq: last.seq,
+        })
+    } else {
+        None
+    };
+    EventPage { events, next }
+}
+
+/// Reads a 16-byte id column back into a UUID.
+pub(crate) fn uuid_from_bytes(bytes: &[u8]) -> Result<Uuid, StoreError> {
+    Uuid::from_slice(bytes)
+        .map_err(|e| StoreError::Backend(format!("a stored id is not a UUID: {e}")))
+}
+
+/// Milliseconds since the Unix epoch, for `received_at`.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Maps a driver error to the store's: [`StoreError::Unavailable`] when the database
+/// could not be reached or went away (worth retrying later, the data is not at
+/// fault), [`StoreError::Backend`] for everything else.
+pub(crate) fn store_error(err: sqlx::Error) -> StoreError {
+    if is_unavailable(&err) {
+        StoreError::Unavailable(err.to_string())
+    } else {
+        StoreError::Backend(err.to_string())
+    }
+}
+
+fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let Some(code) = db.code() else {
+                return false;
+            };
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // SQLite reports extended result codes; the primary one is the low
+                // byte. BUSY (5) and LOCKED (6) mean another writer held the file past
+                // the busy timeout.
+                code.parse::<i32>()
+                    .is_ok_and(|extended| matches!(extended & 0xff, 5 | 6))
+            } else {
+                // SQLSTATE class 08 is "connection exception" on PostgreSQL and MySQL
+                // (MySQL's "too many connections" and "server shutdown" are in it
+                // too); PostgreSQL reports its own shutdown, start-up and connection
+                // limit as 57P01-57P03 and 53300.
+                code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+            }
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auditlog_event::{Action, ObjectRef, ObjectType};
+
+    fn event(n: i64) -> DataEvent {
+        let users = ObjectType::parse("actorType", "users").unwrap_or_else(|e| panic!("{e}"));
+        DataEvent::new(
+            Action::Viewed,
+            ObjectRef::new(users.clone(), n),
+            ObjectRef::new(users, n),
+            n,
+        )
+    }
+
+    #[test]
+    fn a_repeated_id_in_a_batch_keeps_its_first_occurrence() {
+        let first = event(1);
+        let mut repeat = event(2);
+        repeat.id = first.id;
+        let other = event(3);
+        let batch = [first.clone(), repeat, other.clone()];
+
+        let rows = unique_rows(&batch);
+
+        let ids: Vec<_> = rows.iter().map(|r| (r.id, r.timestamp)).collect();
+        assert_eq!(ids, [(first.id, 1), (other.id, 3)]);
+    }
+
+    #[test]
+    fn chunks_respect_the_row_and_byte_limits_and_keep_order() {
+        let batch: Vec<_> = (0..10).map(event).collect();
+        let rows = unique_rows(&batch);
+        let size = rows[0].wire_bytes();
+
+        let by_rows: Vec<usize> = chunks(&rows, 4, usize::MAX).map(<[_]>::len).collect();
+        let by_bytes: Vec<usize> = chunks(&rows, 100, size * 3 + 2).map(<[_]>::len).collect();
+        let tiny: Vec<usize> = chunks(&rows, 100, 1).map(<[_]>::len).collect();
+
+        assert_eq!(by_rows, [4, 4, 2]);
+        assert_eq!(by_bytes, [3, 3, 3, 1]);
+        assert_eq!(tiny, [1; 10]);
+        let flat: Vec<_> = chunks(&rows, 3, usize::MAX)
+            .flatten()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(flat, batch.iter().map(|e| e.id).collect::<Vec<_>>());
+    }
+}
