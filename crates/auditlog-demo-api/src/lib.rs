@@ -19,14 +19,19 @@ use axum::extract::FromRef;
 /// Errors of the data layer, each mapped once to an HTTP status in `routes`.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    /// No such object.
     #[error("not found")]
     NotFound,
+    /// The principal may not do this; says why.
     #[error("{0}")]
     Forbidden(&'static str),
+    /// The change collides with another object, e.g. an email already in use.
     #[error("{0}")]
     Conflict(String),
+    /// The input breaks a rule; says which.
     #[error("{0}")]
     Invalid(String),
+    /// The database failed; logged, never shown to clients in detail.
     #[error("database error: {0}")]
     Database(String),
 }

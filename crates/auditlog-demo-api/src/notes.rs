@@ -4,22 +4,24 @@
 use auditlog_auth::Principal;
 use auditlog_event::{Action, MAX_ID_CHARS, MAX_TYPE_CHARS};
 use serde_json::{Value, json};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use crate::audit::{Recorder, all_fields, now_ms};
+use crate::db::{FetchId, on_db};
 use crate::{AppDb, DataError};
 
+/// The object type of notes in events.
 pub const NOTES: &str = "notes";
 
 /// A note about an object.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Note {
     pub id: i64,
+    /// The user who wrote it.
     pub author_id: i64,
     pub target_type: String,
     pub target_id: String,
     pub body: String,
+    /// Milliseconds since the Unix epoch.
     pub created_at: i64,
 }
 
@@ -55,6 +57,15 @@ impl NoteTarget {
 /// Longest note body.
 const MAX_NOTE_CHARS: usize = 10_000;
 
+// The statements, written once with `?` placeholders (see `Dialect::sql`).
+const INSERT_NOTE: &str = "INSERT INTO notes (author_id, target_type, target_id, body, created_at)
+     VALUES (?, ?, ?, ?, ?)";
+const SELECT_NOTE: &str =
+    "SELECT id, author_id, target_type, target_id, body, created_at FROM notes WHERE id = ?";
+const NOTES_ABOUT: &str =
+    "SELECT id, author_id, target_type, target_id, body, created_at FROM notes
+     WHERE target_type = ? AND target_id = ? ORDER BY id LIMIT 1000";
+
 /// The notes repository.
 #[derive(Debug, Clone)]
 pub struct Notes {
@@ -63,6 +74,7 @@ pub struct Notes {
 }
 
 impl Notes {
+    /// The repository over `db`, emitting through `recorder`.
     pub fn new(db: AppDb, recorder: Recorder) -> Self {
         Notes { db, recorder }
     }
@@ -85,32 +97,36 @@ impl Notes {
             ));
         }
         let created_at = now_ms();
-        let row = sqlx::query(
-            "INSERT INTO notes (author_id, target_type, target_id, body, created_at)
-             VALUES (?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(author_id)
-        .bind(&target.object_type)
-        .bind(&target.id)
-        .bind(&body)
-        .bind(created_at)
-        .fetch_one(&self.db.writer)
-        .await?;
-        let note = Note {
-            id: row.try_get("id")?,
-            author_id,
-            target_type: target.object_type,
-            target_id: target.id,
-            body,
-            created_at,
-        };
-        self.recorder.record(
-            principal,
-            Action::Created,
-            NOTES,
-            note.id,
-            Some(all_fields(&fields(&note), true)),
-        );
+        let note = on_db!(self.db, writer, |pool, dialect| {
+            // A transaction only so that, as for users, the event leaves before the
+            // commit makes the note visible.
+            let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            let id = sqlx::query(dialect.insert(INSERT_NOTE))
+                .bind(author_id)
+                .bind(&target.object_type)
+                .bind(&target.id)
+                .bind(&body)
+                .bind(created_at)
+                .fetch_id(&mut tx)
+                .await?;
+            let note = Note {
+                id,
+                author_id,
+                target_type: target.object_type,
+                target_id: target.id,
+                body,
+                created_at,
+            };
+            self.recorder.record(
+                principal,
+                Action::Created,
+                NOTES,
+                note.id,
+                Some(all_fields(&fields(&note), true)),
+            );
+            tx.commit().await?;
+            note
+        });
         self.recorder
             .record(principal, Action::Viewed, NOTES, note.id, None);
         Ok(note)
@@ -118,14 +134,13 @@ impl Notes {
 
     /// One note, `viewed`.
     pub async fn get(&self, principal: &Principal, id: i64) -> Result<Note, DataError> {
-        let row = sqlx::query(
-            "SELECT id, author_id, target_type, target_id, body, created_at FROM notes WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.db.readers)
-        .await?
-        .ok_or(DataError::NotFound)?;
-        let note = note_from_row(&row)?;
+        let note: Note = on_db!(self.db, readers, |pool, dialect| {
+            sqlx::query_as(dialect.sql(SELECT_NOTE))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+                .ok_or(DataError::NotFound)?
+        });
         self.recorder
             .record(principal, Action::Viewed, NOTES, note.id, None);
         Ok(note)
@@ -137,18 +152,13 @@ impl Notes {
         principal: &Principal,
         target: &NoteTarget,
     ) -> Result<Vec<Note>, DataError> {
-        let rows = sqlx::query(
-            "SELECT id, author_id, target_type, target_id, body, created_at FROM notes
-             WHERE target_type = ? AND target_id = ? ORDER BY id LIMIT 1000",
-        )
-        .bind(&target.object_type)
-        .bind(&target.id)
-        .fetch_all(&self.db.readers)
-        .await?;
-        let notes = rows
-            .iter()
-            .map(note_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let notes: Vec<Note> = on_db!(self.db, readers, |pool, dialect| {
+            sqlx::query_as(dialect.sql(NOTES_ABOUT))
+                .bind(&target.object_type)
+                .bind(&target.id)
+                .fetch_all(pool)
+                .await?
+        });
         for note in &notes {
             self.recorder
                 .record(principal, Action::Viewed, NOTES, note.id, None);
@@ -166,17 +176,6 @@ fn fields(note: &Note) -> [(&'static str, Value); 3] {
         ("body", json!(note.body)),
         ("authorId", json!(note.author_id)),
     ]
-}
-
-fn note_from_row(row: &SqliteRow) -> Result<Note, DataError> {
-    Ok(Note {
-        id: row.try_get("id")?,
-        author_id: row.try_get("author_id")?,
-        target_type: row.try_get("target_type")?,
-        target_id: row.try_get("target_id")?,
-        body: row.try_get("body")?,
-        created_at: row.try_get("created_at")?,
-    })
 }
 
 #[cfg(test)]

@@ -5,22 +5,26 @@
 use auditlog_auth::Principal;
 use auditlog_event::Action;
 use serde_json::{Value, json};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Transaction, Type};
 
 use crate::audit::{Recorder, all_fields, diff};
+use crate::db::{Dialect, FetchId, on_db};
 use crate::{AppDb, DataError};
 
+/// The object type of users in events.
 pub const USERS: &str = "users";
 
 /// What a user may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserRole {
+    /// Changes any user and assigns roles.
     Admin,
+    /// Changes only themselves.
     User,
 }
 
 impl UserRole {
+    /// Parses `admin` or `user`.
     pub fn parse(text: &str) -> Result<Self, DataError> {
         match text {
             "admin" => Ok(UserRole::Admin),
@@ -31,6 +35,7 @@ impl UserRole {
         }
     }
 
+    /// The role as written in the database and on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
             UserRole::Admin => "admin",
@@ -39,13 +44,24 @@ impl UserRole {
     }
 }
 
+/// Reads a role as stored (see [`User`]'s `FromRow`).
+impl TryFrom<String> for UserRole {
+    type Error = DataError;
+
+    fn try_from(text: String) -> Result<Self, DataError> {
+        UserRole::parse(&text)
+    }
+}
+
 /// A user of the demo application.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct User {
     pub id: i64,
     pub name: String,
     pub email: String,
     pub agreed_tos: bool,
+    /// Stored as its text, `admin` or `user`.
+    #[sqlx(try_from = "String")]
     pub role: UserRole,
 }
 
@@ -103,7 +119,24 @@ pub fn check_fields(name: Option<&str>, email: Option<&str>) -> Result<(), DataE
     Ok(())
 }
 
+// The statements, written once with `?` placeholders (see `Dialect::sql`).
+const SELECT_USER: &str = "SELECT id, name, email, agreed_tos, role FROM users WHERE id = ?";
+const LIST_USERS: &str = "SELECT id, name, email, agreed_tos, role FROM users ORDER BY id";
+const INSERT_USER: &str = "INSERT INTO users (name, email, agreed_tos, role) VALUES (?, ?, ?, ?)";
+const UPDATE_USER: &str =
+    "UPDATE users SET name = ?, email = ?, agreed_tos = ?, role = ? WHERE id = ?";
+const DELETE_USER: &str = "DELETE FROM users WHERE id = ?";
+
 /// The users repository.
+///
+/// Every change runs in one write transaction that first locks the row it reads
+/// (`SELECT … FOR UPDATE`; on SQLite, the database's write lock), so
+/// concurrent changes of one user take turns and each diff starts from what the
+/// previous one left. Its event is emitted just before the commit, while the row is
+/// still locked, so that the events of one user leave in the order its changes were
+/// made (emitting after the commit would let the next change's event overtake).
+/// The price: should the commit itself then fail, the event describes a change that
+/// did not happen; the transactional outbox is what removes both risks.
 #[derive(Debug, Clone)]
 pub struct Users {
     db: AppDb,
@@ -111,19 +144,18 @@ pub struct Users {
 }
 
 impl Users {
+    /// The repository over `db`, emitting through `recorder`.
     pub fn new(db: AppDb, recorder: Recorder) -> Self {
         Users { db, recorder }
     }
 
     /// Every user; each one returned is `viewed`.
     pub async fn list(&self, principal: &Principal) -> Result<Vec<User>, DataError> {
-        let rows = sqlx::query("SELECT id, name, email, agreed_tos, role FROM users ORDER BY id")
-            .fetch_all(&self.db.readers)
-            .await?;
-        let users = rows
-            .iter()
-            .map(user_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let users: Vec<User> = on_db!(self.db, readers, |pool, dialect| {
+            sqlx::query_as(dialect.sql(LIST_USERS))
+                .fetch_all(pool)
+                .await?
+        });
         for user in &users {
             self.recorder
                 .record(principal, Action::Viewed, USERS, user.id, None);
@@ -133,9 +165,7 @@ impl Users {
 
     /// One user, `viewed`.
     pub async fn get(&self, principal: &Principal, id: i64) -> Result<User, DataError> {
-        let user = find(&self.db.readers, id)
-            .await?
-            .ok_or(DataError::NotFound)?;
+        let user = self.find_unaudited(id).await?.ok_or(DataError::NotFound)?;
         self.recorder
             .record(principal, Action::Viewed, USERS, user.id, None);
         Ok(user)
@@ -143,7 +173,12 @@ impl Users {
 
     /// Any user by id, without auditing: for issuing dev tokens, not for answers.
     pub async fn find_unaudited(&self, id: i64) -> Result<Option<User>, DataError> {
-        find(&self.db.readers, id).await
+        Ok(on_db!(self.db, readers, |pool, dialect| {
+            sqlx::query_as(dialect.sql(SELECT_USER))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        }))
     }
 
     /// Creates a user: `created` with every field, then `viewed`.
@@ -152,29 +187,33 @@ impl Users {
             return Err(DataError::Forbidden("only admins may create users"));
         }
         check_fields(Some(&new.name), Some(&new.email))?;
-        let row = sqlx::query(
-            "INSERT INTO users (name, email, agreed_tos, role) VALUES (?, ?, ?, ?) RETURNING id",
-        )
-        .bind(new.name.trim())
-        .bind(&new.email)
-        .bind(new.agreed_tos)
-        .bind(new.role.as_str())
-        .fetch_one(&self.db.writer)
-        .await?;
-        let user = User {
-            id: row.try_get("id")?,
-            name: new.name.trim().to_owned(),
-            email: new.email,
-            agreed_tos: new.agreed_tos,
-            role: new.role,
-        };
-        self.recorder.record(
-            principal,
-            Action::Created,
-            USERS,
-            user.id,
-            Some(all_fields(&user.fields(), true)),
-        );
+        let name = new.name.trim();
+        let user = on_db!(self.db, writer, |pool, dialect| {
+            let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            let id = sqlx::query(dialect.insert(INSERT_USER))
+                .bind(name)
+                .bind(&new.email)
+                .bind(new.agreed_tos)
+                .bind(new.role.as_str())
+                .fetch_id(&mut tx)
+                .await?;
+            let user = User {
+                id,
+                name: name.to_owned(),
+                email: new.email,
+                agreed_tos: new.agreed_tos,
+                role: new.role,
+            };
+            self.recorder.record(
+                principal,
+                Action::Created,
+                USERS,
+                user.id,
+                Some(all_fields(&user.fields(), true)),
+            );
+            tx.commit().await?;
+            user
+        });
         self.recorder
             .record(principal, Action::Viewed, USERS, user.id, None);
         Ok(user)
@@ -195,36 +234,26 @@ impl Users {
             return Err(DataError::Forbidden("only admins may change roles"));
         }
         check_fields(patch.name.as_deref(), patch.email.as_deref())?;
-        let mut tx = self.db.writer.begin().await?;
-        let before = find(&mut *tx, id).await?.ok_or(DataError::NotFound)?;
-        let after = User {
-            id,
-            name: patch
-                .name
-                .map(|n| n.trim().to_owned())
-                .unwrap_or_else(|| before.name.clone()),
-            email: patch.email.unwrap_or_else(|| before.email.clone()),
-            agreed_tos: patch.agreed_tos.unwrap_or(before.agreed_tos),
-            role: patch.role.unwrap_or(before.role),
-        };
-        let changes = diff(&before.fields(), &after.fields());
-        if !changes.is_empty() {
-            sqlx::query(
-                "UPDATE users SET name = ?, email = ?, agreed_tos = ?, role = ? WHERE id = ?",
-            )
-            .bind(&after.name)
-            .bind(&after.email)
-            .bind(after.agreed_tos)
-            .bind(after.role.as_str())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        if !changes.is_empty() {
-            self.recorder
-                .record(principal, Action::Changed, USERS, id, Some(changes));
-        }
+        let after = on_db!(self.db, writer, |pool, dialect| {
+            let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            let before = lock(&mut tx, dialect, id).await?;
+            let after = patch.applied_to(&before);
+            let changes = diff(&before.fields(), &after.fields());
+            if !changes.is_empty() {
+                sqlx::query(dialect.sql(UPDATE_USER))
+                    .bind(&after.name)
+                    .bind(&after.email)
+                    .bind(after.agreed_tos)
+                    .bind(after.role.as_str())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                self.recorder
+                    .record(principal, Action::Changed, USERS, id, Some(changes));
+            }
+            tx.commit().await?;
+            after
+        });
         self.recorder
             .record(principal, Action::Viewed, USERS, id, None);
         Ok(after)
@@ -235,43 +264,60 @@ impl Users {
         if !principal.may_modify_user(&id.to_string()) {
             return Err(DataError::Forbidden("you may delete only your own user"));
         }
-        let mut tx = self.db.writer.begin().await?;
-        let before = find(&mut *tx, id).await?.ok_or(DataError::NotFound)?;
-        sqlx::query("DELETE FROM users WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        self.recorder.record(
-            principal,
-            Action::Deleted,
-            USERS,
-            id,
-            Some(all_fields(&before.fields(), false)),
-        );
+        on_db!(self.db, writer, |pool, dialect| {
+            let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            let before = lock(&mut tx, dialect, id).await?;
+            sqlx::query(dialect.sql(DELETE_USER))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            self.recorder.record(
+                principal,
+                Action::Deleted,
+                USERS,
+                id,
+                Some(all_fields(&before.fields(), false)),
+            );
+            tx.commit().await?;
+        });
         Ok(())
     }
 }
 
-async fn find<'e, E>(executor: E, id: i64) -> Result<Option<User>, DataError>
+/// The user `id`, read in `tx` and locked until it ends.
+async fn lock<DB>(
+    tx: &mut Transaction<'_, DB>,
+    dialect: Dialect,
+    id: i64,
+) -> Result<User, DataError>
 where
-    E: sqlx::SqliteExecutor<'e>,
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> User: FromRow<'r, DB::Row>,
+    DB::Arguments: IntoArguments<DB>,
 {
-    let row = sqlx::query("SELECT id, name, email, agreed_tos, role FROM users WHERE id = ?")
+    sqlx::query_as(dialect.select_for_update(SELECT_USER))
         .bind(id)
-        .fetch_optional(executor)
-        .await?;
-    row.as_ref().map(user_from_row).transpose()
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(DataError::NotFound)
 }
 
-fn user_from_row(row: &SqliteRow) -> Result<User, DataError> {
-    Ok(User {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        email: row.try_get("email")?,
-        agreed_tos: row.try_get("agreed_tos")?,
-        role: UserRole::parse(row.try_get("role")?)?,
-    })
+impl UserPatch {
+    /// The user `before` becomes with this patch applied.
+    fn applied_to(self, before: &User) -> User {
+        User {
+            id: before.id,
+            name: self
+                .name
+                .map(|n| n.trim().to_owned())
+                .unwrap_or_else(|| before.name.clone()),
+            email: self.email.unwrap_or_else(|| before.email.clone()),
+            agreed_tos: self.agreed_tos.unwrap_or(before.agreed_tos),
+            role: self.role.unwrap_or(before.role),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,12 @@ pub use emitter::{Emitter, EmitterConfig, EmitterStats, EmitterTask};
 use async_trait::async_trait;
 use auditlog_event::DataEvent;
 
+/// A producer id unique to this emitter instance: `<source>/<uuid v7>`. A restart
+/// is a new producer whose sequence starts again at 1.
+pub fn new_producer_id(source: &str) -> String {
+    format!("{source}/{}", uuid::Uuid::now_v7())
+}
+
 /// Errors a transport reports. Every one means "not confirmed": the batch is retried.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {

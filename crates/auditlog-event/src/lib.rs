@@ -48,6 +48,13 @@ pub struct DataEvent {
     /// Free metadata such as the client's ip or user agent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub meta: Option<Map<String, Value>>,
+    /// The emitting process (one producer per emitter instance).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub producer_id: Option<String>,
+    /// Position of this event in its producer's output: 1, 2, 3… without holes, so
+    /// that the auditor can tell when one is missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub producer_seq: Option<u64>,
 }
 
 /// The loose shape an event arrives in. Every field is optional and untyped here so
@@ -79,6 +86,10 @@ pub struct WireEvent {
     pub request_id: Option<Value>,
     #[serde(default)]
     pub meta: Option<Value>,
+    #[serde(default)]
+    pub producer_id: Option<Value>,
+    #[serde(default)]
+    pub producer_seq: Option<Value>,
 }
 
 /// Longest accepted `eventName`, `source` or `requestId`.
@@ -100,6 +111,8 @@ impl DataEvent {
             source: None,
             request_id: None,
             meta: None,
+            producer_id: None,
+            producer_seq: None,
         }
     }
 
@@ -177,6 +190,30 @@ impl DataEvent {
             }
             _ => {}
         }
+        let producer_id = label("producerId", wire.producer_id)?;
+        let producer_seq =
+            match wire.producer_seq {
+                None | Some(Value::Null) => None,
+                Some(Value::Number(n)) => Some(n.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+                    EventError::invalid("producerSeq", "must be a positive integer")
+                })?),
+                Some(_) => {
+                    return Err(EventError::invalid(
+                        "producerSeq",
+                        "must be a positive integer",
+                    ));
+                }
+            };
+        if producer_id.is_some() != producer_seq.is_some() {
+            return Err(EventError::invalid(
+                if producer_id.is_some() {
+                    "producerSeq"
+                } else {
+                    "producerId"
+                },
+                "producerId and producerSeq go together",
+            ));
+        }
         let meta = match wire.meta {
             None | Some(Value::Null) => None,
             Some(Value::Object(m)) => Some(m),
@@ -195,6 +232,8 @@ impl DataEvent {
             source: label("source", wire.source)?,
             request_id: label("requestId", wire.request_id)?,
             meta,
+            producer_id,
+            producer_seq,
         })
     }
 
@@ -442,6 +481,27 @@ mod tests {
         let mut meta = seed_event();
         meta["meta"] = json!("ip");
         assert_eq!(field_of(parse(meta).unwrap_err()), "meta");
+    }
+
+    #[test]
+    fn producer_id_and_sequence_round_trip_and_go_together() {
+        let mut v = seed_event();
+        v["producerId"] = json!("api/0190");
+        v["producerSeq"] = json!(42);
+        let event = parse(v.clone()).unwrap();
+        assert_eq!(event.producer_seq, Some(42));
+        let back: Value = serde_json::from_str(&event.to_json()).unwrap();
+        assert_eq!(back["producerId"], "api/0190");
+        assert_eq!(back["producerSeq"], 42);
+
+        let mut alone = seed_event();
+        alone["producerSeq"] = json!(1);
+        assert_eq!(field_of(parse(alone).unwrap_err()), "producerId");
+        for bad in [json!(0), json!(-1), json!("1")] {
+            let mut v = v.clone();
+            v["producerSeq"] = bad;
+            assert_eq!(field_of(parse(v).unwrap_err()), "producerSeq");
+        }
     }
 
     #[test]

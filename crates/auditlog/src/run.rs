@@ -259,6 +259,7 @@ fn start_emitter(transport: Arc<dyn Transport>, data_dir: &Path) -> Result<(Emit
     let spill_dir = data_dir.join("spill").join(auditlog_demo_api::SOURCE);
     let config = EmitterConfig {
         spill_dir: Some(spill_dir.clone()),
+        producer_id: Some(auditlog_emit::new_producer_id(auditlog_demo_api::SOURCE)),
         ..EmitterConfig::default()
     };
     Emitter::start(transport, config).with_context(|| {

@@ -169,3 +169,58 @@ async fn the_three_services_work_as_separate_processes() {
             .contains("<title>auditlog</title>")
     );
 }
+
+/// The three services as separate processes over RabbitMQ, the auditor storing
+/// into `store_url`.
+async fn walk_over_rabbitmq(store_url: &str) {
+    let (_tmp, dir) = data_dir();
+    let amqp = common::PrivateAmqp::new();
+    let flags = amqp.flags();
+    let mut auditor_args = vec![
+        "auditor",
+        "--auditor-addr",
+        "127.0.0.1:0",
+        "--store-url",
+        store_url,
+    ];
+    auditor_args.extend(flags.iter().map(String::as_str));
+    let auditor = Running::start(&auditor_args, &dir, 1);
+    let mut api_args = vec![
+        "api",
+        "--api-addr",
+        "127.0.0.1:0",
+        "--auditor-url",
+        &auditor.urls.auditor,
+    ];
+    api_args.extend(flags.iter().map(String::as_str));
+    let api = Running::start(&api_args, &dir, 1);
+    let web = Running::start(
+        &[
+            "web",
+            "--web-addr",
+            "127.0.0.1:0",
+            "--api-url",
+            &api.urls.api,
+        ],
+        &dir,
+        1,
+    );
+    walk_the_prototype_flow(&api.urls.api).await;
+    let through_web = Client::new(&web.urls.web).login(1).await;
+    assert_eq!(through_web.get("/events/by/users/1").await.status, 200);
+    assert!(api.terminate().success());
+    assert!(auditor.terminate().success());
+    amqp.delete().await;
+}
+
+#[tokio::test]
+async fn separate_processes_over_rabbitmq_with_the_auditor_on_postgresql() {
+    let db = auditlog_store::testing::fresh_postgres_url().await;
+    walk_over_rabbitmq(db.url()).await;
+}
+
+#[tokio::test]
+async fn separate_processes_over_rabbitmq_with_the_auditor_on_mariadb() {
+    let db = auditlog_store::testing::fresh_mysql_url().await;
+    walk_over_rabbitmq(db.url()).await;
+}

@@ -271,3 +271,57 @@ pub fn actions(events: &[Value]) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// RabbitMQ names private to one test, as command-line flags, and their cleanup.
+pub struct PrivateAmqp {
+    pub url: String,
+    pub exchange: String,
+    pub queue: String,
+    pub dead_letter_queue: String,
+}
+
+impl PrivateAmqp {
+    pub fn new() -> PrivateAmqp {
+        let tag = uuid::Uuid::now_v7().simple().to_string();
+        PrivateAmqp {
+            url: std::env::var("AUDITLOG_TEST_AMQP_URL")
+                .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            exchange: format!("api-stream-test-{tag}"),
+            queue: format!("data-mutation-audits-test-{tag}"),
+            dead_letter_queue: format!("data-mutation-audits-test-{tag}.dead-letter"),
+        }
+    }
+
+    /// `--amqp-*` flags selecting this broker and these names.
+    pub fn flags(&self) -> Vec<String> {
+        [
+            ("--amqp-url", &self.url),
+            ("--amqp-exchange", &self.exchange),
+            ("--amqp-queue", &self.queue),
+            ("--amqp-dead-letter-queue", &self.dead_letter_queue),
+        ]
+        .iter()
+        .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
+        .collect()
+    }
+
+    /// Deletes the exchange and queues.
+    pub async fn delete(&self) {
+        let Ok(connection) =
+            lapin::Connection::connect(&self.url, lapin::ConnectionProperties::default()).await
+        else {
+            return;
+        };
+        if let Ok(channel) = connection.create_channel().await {
+            for queue in [&self.queue, &self.dead_letter_queue] {
+                let _ = channel
+                    .queue_delete(queue.as_str().into(), Default::default())
+                    .await;
+            }
+            let _ = channel
+                .exchange_delete(self.exchange.as_str().into(), Default::default())
+                .await;
+        }
+        let _ = connection.close(200, "done".into()).await;
+    }
+}
