@@ -171,8 +171,8 @@ async fn the_three_services_work_as_separate_processes() {
 }
 
 /// The three services as separate processes over RabbitMQ, the auditor storing
-/// into `store_url`.
-async fn walk_over_rabbitmq(store_url: &str) {
+/// into `store_url` and the primary API keeping its data in `app_db_url`.
+async fn walk_over_rabbitmq(store_url: &str, app_db_url: &str) {
     let (_tmp, dir) = data_dir();
     let amqp = common::PrivateAmqp::new();
     let flags = amqp.flags();
@@ -191,6 +191,8 @@ async fn walk_over_rabbitmq(store_url: &str) {
         "127.0.0.1:0",
         "--auditor-url",
         &auditor.urls.auditor,
+        "--app-db-url",
+        app_db_url,
     ];
     api_args.extend(flags.iter().map(String::as_str));
     let api = Running::start(&api_args, &dir, 1);
@@ -214,13 +216,15 @@ async fn walk_over_rabbitmq(store_url: &str) {
 }
 
 #[tokio::test]
-async fn separate_processes_over_rabbitmq_with_the_auditor_on_postgresql() {
-    let db = auditlog_store::testing::fresh_postgres_url().await;
-    walk_over_rabbitmq(db.url()).await;
+async fn separate_processes_over_rabbitmq_on_postgresql() {
+    let audit_db = auditlog_store::testing::fresh_postgres_url().await;
+    let app_db = auditlog_store::testing::fresh_postgres_url().await;
+    walk_over_rabbitmq(audit_db.url(), app_db.url()).await;
 }
 
 #[tokio::test]
-async fn separate_processes_over_rabbitmq_with_the_auditor_on_mariadb() {
-    let db = auditlog_store::testing::fresh_mysql_url().await;
-    walk_over_rabbitmq(db.url()).await;
+async fn separate_processes_over_rabbitmq_on_mariadb() {
+    let audit_db = auditlog_store::testing::fresh_mysql_url().await;
+    let app_db = auditlog_store::testing::fresh_mysql_url().await;
+    walk_over_rabbitmq(audit_db.url(), app_db.url()).await;
 }
