@@ -43,9 +43,9 @@ const SCHEMA: &[&str] = &[
         received_at BIGINT NOT NULL,
         body LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
         UNIQUE KEY audit_events_id (id),
-        KEY audit_events_by_actor (actor_type, actor_id, timestamp DESC, seq DESC),
-        KEY audit_events_on_target (target_type, target_id, timestamp DESC, seq DESC),
-        KEY audit_events_by_time (timestamp DESC, seq DESC)
+        KEY audit_events_actor_time (actor_type, actor_id, timestamp DESC, id DESC),
+        KEY audit_events_target_time (target_type, target_id, timestamp DESC, id DESC),
+        KEY audit_events_time (timestamp DESC, id DESC)
     ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
     // One row whose lock serialises writers (see `insert_batch`).
     "CREATE TABLE IF NOT EXISTS audit_events_writer (
@@ -222,7 +222,10 @@ impl AuditStore for MySqlStore {
     }
 
     async fn query(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
-        let (mut sql, page_size) = page_query::<MySql>("id, seq, timestamp, body", query);
+        let (mut sql, page_size) =
+            page_query::<MySql>("id, seq, timestamp, body", query, |sql, id| {
+                sql.push_bind(id.as_bytes().to_vec());
+            });
         let rows = sql
             .build()
             .fetch_all(&self.pool)

@@ -38,12 +38,16 @@ const SCHEMA: &[&str] = &[
         -- TEXT, not JSONB: the event must come back byte for byte as it was stored.
         body TEXT NOT NULL
     )",
-    "CREATE INDEX IF NOT EXISTS audit_events_by_actor
-        ON audit_events (actor_type, actor_id, timestamp DESC, seq DESC)",
-    "CREATE INDEX IF NOT EXISTS audit_events_on_target
-        ON audit_events (target_type, target_id, timestamp DESC, seq DESC)",
-    "CREATE INDEX IF NOT EXISTS audit_events_by_time
-        ON audit_events (timestamp DESC, seq DESC)",
+    // Indexes of earlier builds ordered ties by seq; the id order replaced them.
+    "DROP INDEX IF EXISTS audit_events_by_actor",
+    "DROP INDEX IF EXISTS audit_events_on_target",
+    "DROP INDEX IF EXISTS audit_events_by_time",
+    "CREATE INDEX IF NOT EXISTS audit_events_actor_time
+        ON audit_events (actor_type, actor_id, timestamp DESC, id DESC)",
+    "CREATE INDEX IF NOT EXISTS audit_events_target_time
+        ON audit_events (target_type, target_id, timestamp DESC, id DESC)",
+    "CREATE INDEX IF NOT EXISTS audit_events_time
+        ON audit_events (timestamp DESC, id DESC)",
 ];
 
 /// The whole batch in one statement: each column travels as one array parameter, so
@@ -159,7 +163,9 @@ impl AuditStore for PostgresStore {
 
     async fn query(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
         let (mut sql, page_size) =
-            page_query::<Postgres>("id::text AS id, seq, timestamp, body", query);
+            page_query::<Postgres>("id::text AS id, seq, timestamp, body", query, |sql, id| {
+                sql.push_bind(id.to_string()).push("::uuid");
+            });
         let rows = sql
             .build()
             .fetch_all(&self.pool)

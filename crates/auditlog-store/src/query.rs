@@ -12,27 +12,30 @@ pub struct ObjectKey {
     pub id: String,
 }
 
-/// A position in the newest-first order: the last event of the previous page.
+/// A position in the newest-first order `(timestamp DESC, id DESC)`: the last event
+/// of the previous page. Ids are UUIDv7, ordered by creation within a producer, so
+/// events of one producer in the same millisecond keep the order they happened in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
-    /// The event timestamp, ms.
     pub timestamp: i64,
-    /// The store's sequence number, which orders events of equal timestamp.
-    pub seq: i64,
+    pub id: uuid::Uuid,
 }
 
 impl Cursor {
     /// The opaque form handed to clients.
     pub fn encode(&self) -> String {
-        format!("{:x}.{:x}", self.timestamp, self.seq)
+        format!("{:x}.{}", self.timestamp, self.id.simple())
     }
 
     /// Reads back what [`Cursor::encode`] produced; `None` for anything else.
     pub fn decode(text: &str) -> Option<Cursor> {
-        let (t, s) = text.split_once('.')?;
+        let (t, id) = text.split_once('.')?;
         let timestamp = i64::from_str_radix(t, 16).ok()?;
-        let seq = i64::from_str_radix(s, 16).ok()?;
-        (timestamp >= 0 && seq >= 0).then_some(Cursor { timestamp, seq })
+        if timestamp < 0 || id.len() != 32 {
+            return None;
+        }
+        let id = uuid::Uuid::try_parse(id).ok()?;
+        Some(Cursor { timestamp, id })
     }
 }
 
@@ -108,14 +111,23 @@ mod tests {
     fn a_cursor_round_trips_through_its_opaque_form() {
         let cursor = Cursor {
             timestamp: 1_700_000_000_123,
-            seq: 42,
+            id: uuid::Uuid::now_v7(),
         };
         assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
     }
 
     #[test]
     fn garbage_is_not_a_cursor() {
-        for bad in ["", "abc", "1.", ".1", "zz.1", "1.2.3", "-1.2"] {
+        for bad in [
+            "",
+            "abc",
+            "1.",
+            ".1",
+            "zz.0190b0a000007000800000000000000",
+            "1.2.3",
+            "-1.0190b0a0000070008000000000000001",
+            "1.0190b0a0-0000-7000-8000-000000000001",
+        ] {
             assert_eq!(Cursor::decode(bad), None, "{bad}");
         }
     }

@@ -123,7 +123,12 @@ pub(crate) fn chunks<'r, 'a>(
 /// the id in its own type), the filters of `query` follow with every value bound as a
 /// parameter, newest first, one row more than the page so the caller knows whether a
 /// next page exists. Returns the builder and the page size in force.
-pub(crate) fn page_query<DB>(select: &str, query: &EventQuery) -> (QueryBuilder<DB>, usize)
+/// `bind_id` pushes an event id as the backend stores it (bytes, or a UUID).
+pub(crate) fn page_query<DB>(
+    select: &str,
+    query: &EventQuery,
+    bind_id: fn(&mut QueryBuilder<DB>, uuid::Uuid),
+) -> (QueryBuilder<DB>, usize)
 where
     DB: Database,
     String: for<'q> Encode<'q, DB> + Type<DB>,
@@ -170,17 +175,17 @@ where
     }
     if let Some(after) = query.after {
         // Keyset pagination: strictly after the last row of the previous page in
-        // (timestamp DESC, seq DESC) order; seq breaks ties between equal timestamps.
+        // (timestamp DESC, id DESC) order; the id breaks ties between equal timestamps.
         sql.push(" AND (timestamp < ")
             .push_bind(after.timestamp)
             .push(" OR (timestamp = ")
             .push_bind(after.timestamp)
-            .push(" AND seq < ")
-            .push_bind(after.seq)
-            .push("))");
+            .push(" AND id < ");
+        bind_id(&mut sql, after.id);
+        sql.push("))");
     }
     let page_size = query.page_size.clamp(1, EventQuery::MAX_PAGE_SIZE) as usize;
-    sql.push(" ORDER BY timestamp DESC, seq DESC LIMIT ")
+    sql.push(" ORDER BY timestamp DESC, id DESC LIMIT ")
         .push_bind(page_size as i64 + 1);
     (sql, page_size)
 }
@@ -191,7 +196,7 @@ pub(crate) fn into_page(mut events: Vec<StoredEvent>, page_size: usize) -> Event
         events.truncate(page_size);
         events.last().map(|last| Cursor {
             timestamp: last.timestamp,
-            seq: last.seq,
+            id: last.id,
         })
     } else {
         None

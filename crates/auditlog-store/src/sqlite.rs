@@ -33,12 +33,16 @@ const SCHEMA: &[&str] = &[
         received_at INTEGER NOT NULL,
         body TEXT NOT NULL
     )",
-    "CREATE INDEX IF NOT EXISTS audit_events_by_actor
-        ON audit_events (actor_type, actor_id, timestamp DESC, seq DESC)",
-    "CREATE INDEX IF NOT EXISTS audit_events_on_target
-        ON audit_events (target_type, target_id, timestamp DESC, seq DESC)",
-    "CREATE INDEX IF NOT EXISTS audit_events_by_time
-        ON audit_events (timestamp DESC, seq DESC)",
+    // Indexes of earlier builds ordered ties by seq; the id order replaced them.
+    "DROP INDEX IF EXISTS audit_events_by_actor",
+    "DROP INDEX IF EXISTS audit_events_on_target",
+    "DROP INDEX IF EXISTS audit_events_by_time",
+    "CREATE INDEX IF NOT EXISTS audit_events_actor_time
+        ON audit_events (actor_type, actor_id, timestamp DESC, id DESC)",
+    "CREATE INDEX IF NOT EXISTS audit_events_target_time
+        ON audit_events (target_type, target_id, timestamp DESC, id DESC)",
+    "CREATE INDEX IF NOT EXISTS audit_events_time
+        ON audit_events (timestamp DESC, id DESC)",
 ];
 
 /// The SQLite audit store.
@@ -128,7 +132,10 @@ impl AuditStore for SqliteStore {
     }
 
     async fn query(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
-        let (mut sql, page_size) = page_query::<Sqlite>("id, seq, timestamp, body", query);
+        let (mut sql, page_size) =
+            page_query::<Sqlite>("id, seq, timestamp, body", query, |sql, id| {
+                sql.push_bind(id.as_bytes().to_vec());
+            });
         let rows = sql
             .build()
             .fetch_all(&self.readers)

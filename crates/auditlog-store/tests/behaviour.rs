@@ -70,6 +70,7 @@ for_every_store!(
     target_queries_see_only_that_target,
     filters_by_action_and_time_combine,
     pages_cover_every_event_once_in_order_even_with_equal_timestamps,
+    ties_follow_creation_order_not_arrival_order,
     involving_matches_actor_or_target,
     events_survive_reopening_the_store,
     duplicate_ids_inside_one_batch_are_stored_once,
@@ -245,7 +246,7 @@ async fn pages_cover_every_event_once_in_order_even_with_equal_timestamps(fresh:
             None => break,
         }
     }
-    // Newest first; within a timestamp, the later-stored first.
+    // Newest first; within a timestamp, the later-created first (UUIDv7 order).
     let expected: Vec<_> = batch.iter().rev().map(|e| e.id).collect();
     assert_eq!(seen, expected);
     assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 25);
@@ -475,4 +476,24 @@ async fn concurrent_overlapping_batches_store_each_event_once(fresh: Fresh) {
     assert_eq!(page.events.len(), 500);
     let seqs: HashSet<_> = page.events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs.len(), 500);
+}
+
+async fn ties_follow_creation_order_not_arrival_order(fresh: Fresh) {
+    // Two events of one producer in the same millisecond, arriving in reverse (as a
+    // `changed` from the outbox can arrive after the `viewed` that followed it).
+    let first = event(Action::Changed, 1, "users", 5.into(), 7_000);
+    let second = event(Action::Viewed, 1, "users", 5.into(), 7_000);
+    fresh
+        .store
+        .insert_batch(std::slice::from_ref(&second))
+        .await
+        .unwrap();
+    fresh
+        .store
+        .insert_batch(std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    let page = fresh.store.query(&by_actor("1")).await.unwrap();
+    let ids: Vec<_> = page.events.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [second.id, first.id]);
 }
