@@ -1,6 +1,10 @@
-//! How the data layer records what it does: each repository call builds the event
-//! for the acting principal and hands it to the emitter (an in-memory enqueue).
+//! How the data layer records what it does. Each repository call builds the event
+//! for the acting principal. Reads (`viewed`) go to the emitter, an in-memory
+//! enqueue. Mutations (`created`, `changed`, `deleted`) are staged in the outbox
+//! table inside the transaction of the change itself, so that the event exists if
+//! and only if the change was committed; the [`crate::outbox`] relay publishes them.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use auditlog_auth::Principal;
@@ -8,22 +12,40 @@ use auditlog_auth::policy::PRINCIPAL_TYPE;
 use auditlog_emit::Emitter;
 use auditlog_event::{Action, Change, Changes, DataEvent, ObjectId, ObjectRef, ObjectType};
 use serde_json::Value;
+use sqlx::{Database, Encode, Executor, IntoArguments, Transaction, Type};
+use tokio::sync::Notify;
+
+use crate::DataError;
+use crate::db::Dialect;
+
+const STAGE_EVENT: &str = "INSERT INTO audit_outbox (event) VALUES (?)";
 
 /// The `source` of events this service emits.
 pub const SOURCE: &str = "api";
 
-/// Emits the events of the data layer.
+/// Records the events of the data layer.
 #[derive(Debug, Clone)]
 pub struct Recorder {
     emitter: Emitter,
+    /// Wakes the outbox relay when a transaction that staged events committed.
+    outbox_ready: Arc<Notify>,
 }
 
 impl Recorder {
     pub fn new(emitter: Emitter) -> Self {
-        Recorder { emitter }
+        Recorder {
+            emitter,
+            outbox_ready: Arc::new(Notify::new()),
+        }
     }
 
-    /// Records that `principal` did `action` to `target_type`/`target_id`.
+    /// What the relay waits on.
+    pub(crate) fn outbox_ready(&self) -> Arc<Notify> {
+        self.outbox_ready.clone()
+    }
+
+    /// Records, through the emitter, that `principal` did `action` (a read) to
+    /// `target_type`/`target_id`.
     pub(crate) fn record(
         &self,
         principal: &Principal,
@@ -32,17 +54,57 @@ impl Recorder {
         target_id: i64,
         changes: Option<Changes>,
     ) {
-        let (Some(actor), Some(target)) =
-            (actor_ref(principal), object_ref(target_type, target_id))
-        else {
-            tracing::error!(%target_type, "an audit event could not be built");
-            return;
-        };
-        let mut event = DataEvent::new(action, actor, target, now_ms());
-        event.changes = changes;
-        event.source = Some(SOURCE.into());
-        self.emitter.emit(event);
+        match build(principal, action, target_type, target_id, changes) {
+            Some(event) => self.emitter.emit(event),
+            None => tracing::error!(%target_type, "an audit event could not be built"),
+        }
     }
+
+    /// Stages a mutation event in the outbox, inside the transaction that makes the
+    /// change: it is committed, or rolled back, with it.
+    pub(crate) async fn stage<DB>(
+        &self,
+        tx: &mut Transaction<'_, DB>,
+        dialect: Dialect,
+        principal: &Principal,
+        action: Action,
+        target: (&'static str, i64),
+        changes: Changes,
+    ) -> Result<(), DataError>
+    where
+        DB: Database,
+        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+        for<'q> String: Encode<'q, DB> + Type<DB>,
+        DB::Arguments: IntoArguments<DB>,
+    {
+        let event = build(principal, action, target.0, target.1, Some(changes))
+            .ok_or_else(|| DataError::Database("an audit event could not be built".into()))?;
+        sqlx::query(dialect.sql(STAGE_EVENT))
+            .bind(event.to_json())
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Tells the relay that staged events were committed.
+    pub(crate) fn staged_committed(&self) {
+        self.outbox_ready.notify_one();
+    }
+}
+
+fn build(
+    principal: &Principal,
+    action: Action,
+    target_type: &'static str,
+    target_id: i64,
+    changes: Option<Changes>,
+) -> Option<DataEvent> {
+    let actor = actor_ref(principal)?;
+    let target = object_ref(target_type, target_id)?;
+    let mut event = DataEvent::new(action, actor, target, now_ms());
+    event.changes = changes;
+    event.source = Some(SOURCE.into());
+    Some(event)
 }
 
 fn actor_ref(principal: &Principal) -> Option<ObjectRef> {

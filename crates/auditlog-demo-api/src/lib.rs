@@ -6,6 +6,7 @@
 mod audit;
 mod db;
 pub mod notes;
+pub mod outbox;
 mod routes;
 pub mod users;
 

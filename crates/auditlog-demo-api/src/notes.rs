@@ -98,8 +98,7 @@ impl Notes {
         }
         let created_at = now_ms();
         let note = on_db!(self.db, writer, |pool, dialect| {
-            // A transaction only so that, as for users, the event leaves before the
-            // commit makes the note visible.
+            // The note and its `created` event commit together.
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             let id = sqlx::query(dialect.insert(INSERT_NOTE))
                 .bind(author_id)
@@ -117,16 +116,21 @@ impl Notes {
                 body,
                 created_at,
             };
-            self.recorder.record(
-                principal,
-                Action::Created,
-                NOTES,
-                note.id,
-                Some(all_fields(&fields(&note), true)),
-            );
+            let changes = all_fields(&fields(&note), true);
+            self.recorder
+                .stage(
+                    &mut tx,
+                    dialect,
+                    principal,
+                    Action::Created,
+                    (NOTES, note.id),
+                    changes,
+                )
+                .await?;
             tx.commit().await?;
             note
         });
+        self.recorder.staged_committed();
         self.recorder
             .record(principal, Action::Viewed, NOTES, note.id, None);
         Ok(note)

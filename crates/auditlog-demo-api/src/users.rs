@@ -204,16 +204,21 @@ impl Users {
                 agreed_tos: new.agreed_tos,
                 role: new.role,
             };
-            self.recorder.record(
-                principal,
-                Action::Created,
-                USERS,
-                user.id,
-                Some(all_fields(&user.fields(), true)),
-            );
+            let changes = all_fields(&user.fields(), true);
+            self.recorder
+                .stage(
+                    &mut tx,
+                    dialect,
+                    principal,
+                    Action::Created,
+                    (USERS, user.id),
+                    changes,
+                )
+                .await?;
             tx.commit().await?;
             user
         });
+        self.recorder.staged_committed();
         self.recorder
             .record(principal, Action::Viewed, USERS, user.id, None);
         Ok(user)
@@ -249,11 +254,20 @@ impl Users {
                     .execute(&mut *tx)
                     .await?;
                 self.recorder
-                    .record(principal, Action::Changed, USERS, id, Some(changes));
+                    .stage(
+                        &mut tx,
+                        dialect,
+                        principal,
+                        Action::Changed,
+                        (USERS, id),
+                        changes,
+                    )
+                    .await?;
             }
             tx.commit().await?;
             after
         });
+        self.recorder.staged_committed();
         self.recorder
             .record(principal, Action::Viewed, USERS, id, None);
         Ok(after)
@@ -271,15 +285,20 @@ impl Users {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            self.recorder.record(
-                principal,
-                Action::Deleted,
-                USERS,
-                id,
-                Some(all_fields(&before.fields(), false)),
-            );
+            let changes = all_fields(&before.fields(), false);
+            self.recorder
+                .stage(
+                    &mut tx,
+                    dialect,
+                    principal,
+                    Action::Deleted,
+                    (USERS, id),
+                    changes,
+                )
+                .await?;
             tx.commit().await?;
         });
+        self.recorder.staged_committed();
         Ok(())
     }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use auditlog_auth::{Principal, Role};
 use auditlog_demo_api::notes::{NoteTarget, Notes};
+use auditlog_demo_api::outbox::OutboxRelay;
 use auditlog_demo_api::users::{NewUser, User, UserPatch, UserRole, Users};
 use auditlog_demo_api::{AppDb, DataError, Recorder};
 use auditlog_emit::embedded::{self, EmbeddedReceiver};
@@ -51,6 +52,9 @@ suite!(
     notes_are_written_read_and_listed_by_their_target,
     reopening_keeps_the_data_and_seeds_once,
     concurrent_patches_of_one_user_chain_their_diffs,
+    a_rolled_back_change_stages_no_event,
+    outbox_events_carry_one_gapless_sequence_across_restarts,
+    a_failing_transport_leaves_events_in_the_outbox,
 );
 
 mod scenarios {
@@ -310,6 +314,79 @@ mod scenarios {
         );
     }
 
+    pub async fn a_rolled_back_change_stages_no_event(mut env: Env) {
+        let ann = create(&mut env, "ann@example.com").await;
+        create(&mut env, "bob@example.com").await;
+        let clash = UserPatch {
+            name: Some("Ann B".into()),
+            email: Some("bob@example.com".into()),
+            ..UserPatch::default()
+        };
+
+        let refused = env.users.update(&admin(), ann.id, clash).await;
+
+        assert!(
+            matches!(refused, Err(DataError::Conflict(_))),
+            "{refused:?}"
+        );
+        assert_eq!(env.events.relay.staged().await.unwrap(), 0);
+        assert_eq!(describe(&env.events.take().await), [] as [String; 0]);
+    }
+
+    pub async fn outbox_events_carry_one_gapless_sequence_across_restarts(mut env: Env) {
+        for email in ["a@example.com", "b@example.com", "c@example.com"] {
+            env.users.create(&admin(), new_user(email)).await.unwrap();
+        }
+        let before = env.events.take().await;
+        let mut reopened = Env::open(env.url.clone()).await;
+        reopened
+            .users
+            .create(&admin(), new_user("d@example.com"))
+            .await
+            .unwrap();
+        let after = reopened.events.take().await;
+
+        let numbered: Vec<(String, u64)> = before
+            .iter()
+            .chain(&after)
+            .filter(|event| event.action == Action::Created)
+            .map(|event| {
+                (
+                    event.producer_id.clone().unwrap(),
+                    event.producer_seq.unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(numbered.len(), 4);
+        assert!(numbered[0].0.starts_with("api-outbox/"), "{numbered:?}");
+        assert!(
+            numbered
+                .iter()
+                .all(|(producer, _)| producer == &numbered[0].0)
+        );
+        let seqs: Vec<u64> = numbered.iter().map(|(_, seq)| *seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4]);
+    }
+
+    pub async fn a_failing_transport_leaves_events_in_the_outbox(mut env: Env) {
+        let down = OutboxRelay::new(env.users_db(), Arc::new(Down), &env.recorder);
+        env.users
+            .create(&admin(), new_user("ann@example.com"))
+            .await
+            .unwrap();
+        assert!(down.relay_once().await.is_err());
+        assert_eq!(down.staged().await.unwrap(), 1);
+
+        let events = env.events.take().await;
+
+        assert_eq!(env.events.relay.staged().await.unwrap(), 0);
+        let created: Vec<_> = events
+            .iter()
+            .filter(|event| event.action == Action::Created)
+            .collect();
+        assert_eq!(created.len(), 1);
+    }
+
     pub async fn concurrent_patches_of_one_user_chain_their_diffs(mut env: Env) {
         const PATCHES: usize = 20;
         let ann = create(&mut env, "ann@example.com").await;
@@ -357,6 +434,16 @@ mod scenarios {
 
 // ---- the world each scenario runs in ----
 
+/// A transport that never confirms.
+struct Down;
+
+#[async_trait::async_trait]
+impl auditlog_emit::Transport for Down {
+    async fn publish(&self, _: &[DataEvent]) -> Result<(), auditlog_emit::TransportError> {
+        Err(auditlog_emit::TransportError::Unavailable("down".into()))
+    }
+}
+
 /// The backends the suite runs on.
 #[derive(Debug, Clone, Copy)]
 enum Backend {
@@ -370,6 +457,7 @@ enum Backend {
 struct Env {
     /// The fresh database's URL, for opening it again.
     url: String,
+    db: AppDb,
     users: Users,
     notes: Notes,
     recorder: Recorder,
@@ -383,9 +471,18 @@ impl Env {
         let (db, other) = tokio::join!(AppDb::open(&url), AppDb::open(&url));
         other.unwrap();
         let db = db.unwrap();
-        let events = Events::start();
-        let recorder = Recorder::new(events.emitter.clone());
+        let (transport, receiver) = embedded::channel(16);
+        let (emitter, task) =
+            Emitter::start(Arc::new(transport.clone()), EmitterConfig::default()).unwrap();
+        let recorder = Recorder::new(emitter.clone());
+        let events = Events {
+            emitter,
+            receiver,
+            relay: OutboxRelay::new(db.clone(), Arc::new(transport), &recorder),
+            _task: task,
+        };
         Env {
+            db: db.clone(),
             users: Users::new(db.clone(), recorder.clone()),
             notes: Notes::new(db, recorder.clone()),
             recorder,
@@ -395,29 +492,30 @@ impl Env {
     }
 }
 
-/// A real emitter whose embedded transport the test reads, acknowledging each batch.
+impl Env {
+    fn users_db(&self) -> AppDb {
+        self.db.clone()
+    }
+}
+
+/// A real emitter and outbox relay sharing one embedded transport, which the test
+/// reads, acknowledging each batch.
 struct Events {
     emitter: Emitter,
     receiver: EmbeddedReceiver,
+    relay: OutboxRelay,
     /// Kept alive: dropping it stops the emitter's task.
     _task: EmitterTask,
 }
 
 impl Events {
-    fn start() -> Events {
-        let (transport, receiver) = embedded::channel(16);
-        let (emitter, task) =
-            Emitter::start(Arc::new(transport), EmitterConfig::default()).unwrap();
-        Events {
-            emitter,
-            receiver,
-            _task: task,
-        }
-    }
-
-    /// Every event emitted since the last call, in order. The emitter keeps the order
-    /// of its queue, so a marker emitted now arrives after all of them.
+    /// Every event recorded since the last call, in the order they happened (reads
+    /// come from the emitter, mutations from the outbox; UUIDv7 ids order them).
+    /// The emitter keeps the order of its queue, so a marker emitted now arrives
+    /// after all its events; the relay is drained to the end meanwhile.
     async fn take(&mut self) -> Vec<DataEvent> {
+        let relay = self.relay.clone();
+        let drain = tokio::spawn(async move { while relay.relay_once().await.unwrap() > 0 {} });
         let marker_type = ObjectType::parse("targetType", "test-marker").unwrap();
         let marker = DataEvent::new(
             Action::Viewed,
@@ -428,21 +526,27 @@ impl Events {
         let marker_id = marker.id;
         self.emitter.emit(marker);
         let mut taken = Vec::new();
-        loop {
-            let delivery = tokio::time::timeout(Duration::from_secs(10), self.receiver.recv())
-                .await
-                .expect("the emitter delivered nothing for 10 s")
-                .expect("the emitter stopped");
-            let mut events = delivery.events.clone();
+        let mut marker_seen = false;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !(marker_seen && drain.is_finished()) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "events did not arrive in 10 s"
+            );
+            let Ok(delivery) =
+                tokio::time::timeout(Duration::from_millis(20), self.receiver.recv()).await
+            else {
+                continue;
+            };
+            let delivery = delivery.expect("the transport closed");
+            let events = delivery.events.clone();
             delivery.ack();
-            if let Some(end) = events.iter().position(|event| event.id == marker_id) {
-                assert_eq!(end + 1, events.len(), "nothing is emitted after the marker");
-                events.truncate(end);
-                taken.extend(events);
-                return taken;
-            }
-            taken.extend(events);
+            marker_seen |= events.iter().any(|event| event.id == marker_id);
+            taken.extend(events.into_iter().filter(|event| event.id != marker_id));
         }
+        drain.await.unwrap();
+        taken.sort_by_key(|event| (event.timestamp, event.id));
+        taken
     }
 }
 

@@ -170,8 +170,9 @@ struct WebArgs {
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AUDITLOG_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,lapin::channel=off")),
+            tracing_subscriber::EnvFilter::try_from_env("AUDITLOG_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,sqlx=warn,lapin::channel=off")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use auditlog_amqp::{AmqpConsumer, AmqpPublisher};
 use auditlog_auditor::AuditorState;
 use auditlog_auth::{KeyPair, Principal, Role, TokenIssuer, TokenVerifier};
+use auditlog_demo_api::outbox::OutboxRelay;
 use auditlog_demo_api::{ApiState, AppDb, Recorder};
 use auditlog_emit::http::{HttpTransport, TokenSource};
 use auditlog_emit::{Emitter, EmitterConfig, EmitterTask, Transport};
@@ -19,6 +20,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::{ApiArgs, AuditorArgs, UpArgs, WebArgs};
+
+/// How long shutdown keeps trying to hand over what is queued or staged.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn up(args: UpArgs) -> Result<()> {
     let data_dir = &args.data.data_dir;
@@ -56,7 +60,8 @@ pub async fn up(args: UpArgs) -> Result<()> {
             (Arc::new(transport), consumer)
         }
     };
-    let (emitter, emitter_task) = start_emitter(transport, data_dir)?;
+    let (emitter, emitter_task) = start_emitter(transport.clone(), data_dir)?;
+    let recorder = Recorder::new(emitter);
 
     let auditor_listener = bind(args.auditor_addr, "auditor").await?;
     let api_listener = bind(args.api_addr, "primary API").await?;
@@ -66,13 +71,15 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let web_url = url_of(&web_listener)?;
 
     let (stop, stopped) = watch::channel(false);
+    let relay = OutboxRelay::new(app_db.clone(), transport, &recorder);
+    let relay = tokio::spawn(relay.run(wait(stopped.clone()), SHUTDOWN_GRACE));
     let auditor = auditlog_auditor::router(AuditorState {
         store,
         verifier: verifier.clone(),
     });
     let api = auditlog_demo_api::router(ApiState::new(
         app_db,
-        Recorder::new(emitter),
+        recorder,
         issuer,
         verifier,
         auditor_url.clone(),
@@ -104,6 +111,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     for server in servers {
         server.await.context("a server task failed")??;
     }
+    relay.await.context("the outbox relay failed")?;
     finish_emitter(emitter_task).await;
     let _ = consumer_stop.send(true);
     consumer.await.context("the consumer task failed")?;
@@ -129,18 +137,26 @@ pub async fn api(args: ApiArgs) -> Result<()> {
             service_token(issuer.clone()),
         )),
     };
-    let (emitter, emitter_task) = start_emitter(transport, data_dir)?;
+    let (emitter, emitter_task) = start_emitter(transport.clone(), data_dir)?;
+    let recorder = Recorder::new(emitter);
+    let (stop, stopped) = watch::channel(false);
+    let relay = OutboxRelay::new(app_db.clone(), transport, &recorder);
+    let relay = tokio::spawn(relay.run(wait(stopped.clone()), SHUTDOWN_GRACE));
     let listener = bind(args.api_addr, "primary API").await?;
     let url = url_of(&listener)?;
     let router = auditlog_demo_api::router(ApiState::new(
         app_db,
-        Recorder::new(emitter),
+        recorder,
         issuer,
         verifier,
         args.auditor_url.clone(),
     ));
     println!("  primary API  {url}  (auditor at {})", args.auditor_url);
-    auditlog_http::serve(listener, router, shutdown_signal()).await?;
+    let server = tokio::spawn(auditlog_http::serve(listener, router, wait(stopped)));
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    server.await.context("the server task failed")??;
+    relay.await.context("the outbox relay failed")?;
     finish_emitter(emitter_task).await;
     Ok(())
 }
