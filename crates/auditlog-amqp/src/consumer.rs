@@ -131,7 +131,8 @@ impl AmqpConsumer {
 }
 
 async fn open(config: &AmqpConfig) -> Result<ConsumerLink, AmqpError> {
-    let connection = topology::connect(&config.url).await?;
+    let name = format!("auditlog consumer {}", config.queue);
+    let connection = topology::connect(&config.url, name).await?;
     topology::auditor(&connection, config).await?;
     let channel = topology::channel(&connection).await?;
     channel

@@ -46,7 +46,8 @@ impl AmqpPublisher {
     }
 
     async fn open(&self) -> Result<Link, AmqpError> {
-        let connection = topology::connect(&self.config.url).await?;
+        let name = format!("auditlog publisher {}", self.config.queue);
+        let connection = topology::connect(&self.config.url, name).await?;
         topology::exchange(&connection, &self.config.exchange).await?;
         let channel = topology::channel(&connection).await?;
         channel

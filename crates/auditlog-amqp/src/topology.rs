@@ -93,8 +93,12 @@ pub(crate) async fn auditor(connection: &Connection, config: &AmqpConfig) -> Res
     Ok(())
 }
 
-pub(crate) async fn connect(url: &str) -> Result<Connection, AmqpError> {
-    Connection::connect(url, lapin::ConnectionProperties::default())
+/// Connects, naming the connection after its role and queue (`auditlog consumer
+/// data-mutation-audits`), so that an operator can tell connections apart in
+/// `rabbitmqctl list_connections client_properties` and close exactly one.
+pub(crate) async fn connect(url: &str, name: String) -> Result<Connection, AmqpError> {
+    let properties = lapin::ConnectionProperties::default().with_connection_name(name.into());
+    Connection::connect(url, properties)
         .await
         .map_err(|e| AmqpError::Connect {
             url: crate::redact(url),

@@ -95,6 +95,33 @@ impl Running {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// SIGKILL: the process dies on the spot, as in a crash.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL delivered");
+            let _ = child.wait();
+        }
+    }
+
+    /// Resident memory of the process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kib| kib.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("still running");
@@ -289,6 +316,26 @@ impl PrivateAmqp {
             exchange: format!("api-stream-test-{tag}"),
             queue: format!("data-mutation-audits-test-{tag}"),
             dead_letter_queue: format!("data-mutation-audits-test-{tag}.dead-letter"),
+        }
+    }
+
+    /// The same names on another broker address (e.g. through a proxy).
+    pub fn via(&self, url: String) -> PrivateAmqp {
+        PrivateAmqp {
+            url,
+            exchange: self.exchange.clone(),
+            queue: self.queue.clone(),
+            dead_letter_queue: self.dead_letter_queue.clone(),
+        }
+    }
+
+    /// The library's configuration for these names.
+    pub fn config(&self) -> auditlog_amqp::AmqpConfig {
+        auditlog_amqp::AmqpConfig {
+            exchange: self.exchange.clone(),
+            queue: self.queue.clone(),
+            dead_letter_queue: self.dead_letter_queue.clone(),
+            ..auditlog_amqp::AmqpConfig::new(self.url.clone())
         }
     }
 

@@ -1,0 +1,472 @@
+//! Fault injection with real processes, real RabbitMQ and real PostgreSQL: the
+//! auditor killed mid-ingest, broker connections cut, the store unavailable, the
+//! primary API killed mid-burst, the broker gone for a minute under load. Each test
+//! checks exact counts by event id, and is bounded in time.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use auditlog_amqp::AmqpPublisher;
+use auditlog_emit::{Emitter, EmitterConfig};
+use auditlog_event::{Action, DataEvent, ObjectRef, ObjectType};
+use common::{Client, PrivateAmqp, Running, data_dir, user_doc};
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
+
+/// Runs one SQL statement with psql and returns its output, trimmed.
+fn psql(url: &str, sql: &str) -> String {
+    let output = Command::new("psql")
+        .args([url, "-X", "-q", "-t", "-A", "-c", sql])
+        .output()
+        .expect("psql runs (install postgresql-client)");
+    assert!(
+        output.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+fn count(url: &str, sql: &str) -> u64 {
+    psql(url, sql).parse().unwrap_or(0)
+}
+
+fn stored_ids(store_url: &str) -> Vec<String> {
+    psql(store_url, "SELECT id::text FROM audit_events")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits until `check` holds, at most `limit`.
+async fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn auditor_args<'a>(store_url: &'a str, flags: &'a [String]) -> Vec<&'a str> {
+    let mut args = vec![
+        "auditor",
+        "--auditor-addr",
+        "127.0.0.1:0",
+        "--store-url",
+        store_url,
+    ];
+    args.extend(flags.iter().map(String::as_str));
+    args
+}
+
+/// Publishes `count` events to RabbitMQ as a producer would, all confirmed, and
+/// returns their ids.
+async fn publish(amqp: &PrivateAmqp, count: usize, pace: Option<Duration>) -> BTreeSet<String> {
+    let publisher = AmqpPublisher::new(amqp.config(), "faults");
+    let config = EmitterConfig {
+        queue_capacity: 200_000,
+        shutdown_grace: Duration::from_secs(60),
+        ..EmitterConfig::default()
+    };
+    let (emitter, task) = Emitter::start(Arc::new(publisher), config).unwrap();
+    let users = ObjectType::parse("actorType", "users").unwrap();
+    let mut ids = BTreeSet::new();
+    for n in 0..count {
+        let event = DataEvent::new(
+            Action::Viewed,
+            ObjectRef::new(users.clone(), 1),
+            ObjectRef::new(users.clone(), n as i64),
+            1_700_000_000_000 + n as i64,
+        );
+        ids.insert(event.id.to_string());
+        emitter.emit(event);
+        if let Some(pace) = pace
+            && n % 1_000 == 999
+        {
+            tokio::time::sleep(pace).await;
+        }
+    }
+    let stats = task.shutdown().await;
+    assert_eq!(stats.dropped(), 0);
+    assert_eq!(stats.delivered(), count as u64);
+    ids
+}
+
+/// Closes every broker connection whose name mentions `tag`, as a broker restart
+/// or a network cut would, without touching other tests' connections.
+fn close_connections(tag: &str) -> usize {
+    let output = Command::new("rabbitmqctl")
+        .args(["-q", "list_connections", "pid", "client_properties"])
+        .output()
+        .expect("rabbitmqctl runs");
+    let listing = String::from_utf8_lossy(&output.stdout);
+    let mut closed = 0;
+    for line in listing.lines().filter(|line| line.contains(tag)) {
+        let Some(pid) = line.split_whitespace().next() else {
+            continue;
+        };
+        let status = Command::new("rabbitmqctl")
+            .args(["-q", "close_connection", pid, "fault injection"])
+            .status()
+            .expect("rabbitmqctl runs");
+        if status.success() {
+            closed += 1;
+        }
+    }
+    closed
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_auditor_killed_mid_ingest_stores_every_event_exactly_once_after_restart() {
+    const EVENTS: usize = 100_000;
+    let store = auditlog_store::testing::fresh_postgres_url().await;
+    let amqp = PrivateAmqp::new();
+    let flags = amqp.flags();
+    let (_tmp, dir) = data_dir();
+    let auditor = Running::start(&auditor_args(store.url(), &flags), &dir, 1);
+
+    let emitted = publish(&amqp, EVENTS, None).await;
+    wait_until(
+        Duration::from_secs(60),
+        "the auditor to store part of it",
+        || count(store.url(), "SELECT count(*) FROM audit_events") >= 5_000,
+    )
+    .await;
+    let before_kill = count(store.url(), "SELECT count(*) FROM audit_events");
+    auditor.kill();
+    assert!(
+        (before_kill as usize) < EVENTS,
+        "the auditor was killed mid-ingest ({before_kill} of {EVENTS} stored)"
+    );
+
+    let _auditor = Running::start(&auditor_args(store.url(), &flags), &dir, 1);
+    wait_until(Duration::from_secs(120), "every event to be stored", || {
+        count(store.url(), "SELECT count(*) FROM audit_events") >= EVENTS as u64
+    })
+    .await;
+    let stored = stored_ids(store.url());
+    assert_eq!(stored.len(), EVENTS, "no event stored twice");
+    assert_eq!(stored.into_iter().collect::<BTreeSet<_>>(), emitted);
+    amqp.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cutting_the_brokers_connections_during_load_loses_and_duplicates_nothing() {
+    const EVENTS: usize = 40_000;
+    let store = auditlog_store::testing::fresh_postgres_url().await;
+    let amqp = PrivateAmqp::new();
+    let flags = amqp.flags();
+    let (_tmp, dir) = data_dir();
+    let _auditor = Running::start(&auditor_args(store.url(), &flags), &dir, 1);
+
+    let producer = {
+        let amqp = amqp.via(amqp.url.clone());
+        tokio::spawn(async move { publish(&amqp, EVENTS, Some(Duration::from_millis(25))).await })
+    };
+    let mut cuts = 0;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cuts += close_connections(&amqp.queue);
+    }
+    assert!(cuts >= 2, "connections were cut ({cuts})");
+    let emitted = producer.await.unwrap();
+    wait_until(Duration::from_secs(60), "every event to be stored", || {
+        count(store.url(), "SELECT count(*) FROM audit_events") >= EVENTS as u64
+    })
+    .await;
+    let stored = stored_ids(store.url());
+    assert_eq!(stored.len(), EVENTS);
+    assert_eq!(stored.into_iter().collect::<BTreeSet<_>>(), emitted);
+    amqp.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_down_for_ten_seconds_delays_ingest_and_loses_nothing() {
+    const EVENTS: usize = 20_000;
+    let store = auditlog_store::testing::fresh_postgres_url().await;
+    let amqp = PrivateAmqp::new();
+    let flags = amqp.flags();
+    let (_tmp, dir) = data_dir();
+    let _auditor = Running::start(&auditor_args(store.url(), &flags), &dir, 1);
+    let database = store.url().rsplit('/').next().unwrap().to_owned();
+    let admin_url = std::env::var("AUDITLOG_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+
+    // The store goes away: no new connections, existing ones cut.
+    psql(
+        &admin_url,
+        &format!("ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS false"),
+    );
+    psql(
+        &admin_url,
+        &format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{database}'"
+        ),
+    );
+    let emitted = publish(&amqp, EVENTS, None).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Nothing was acknowledged while the store was down: it all waits in the queue
+    // (or unacknowledged at the auditor).
+    let waiting = Command::new("rabbitmqctl")
+        .args(["-q", "list_queues", "name", "messages"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&waiting.stdout);
+    let line = listing
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(amqp.queue.as_str()))
+        .unwrap_or_default()
+        .to_owned();
+    let messages: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    assert!(messages > 0, "messages stayed unacknowledged: {line}");
+    psql(
+        &admin_url,
+        &format!("ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS true"),
+    );
+
+    wait_until(Duration::from_secs(60), "every event to be stored", || {
+        count(store.url(), "SELECT count(*) FROM audit_events") >= EVENTS as u64
+    })
+    .await;
+    let stored = stored_ids(store.url());
+    assert_eq!(stored.len(), EVENTS);
+    assert_eq!(stored.into_iter().collect::<BTreeSet<_>>(), emitted);
+    amqp.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_primary_api_mid_burst_keeps_changes_and_events_one_to_one() {
+    let store = auditlog_store::testing::fresh_postgres_url().await;
+    let app_db = auditlog_store::testing::fresh_postgres_url().await;
+    let amqp = PrivateAmqp::new();
+    let flags = amqp.flags();
+    let (_tmp, dir) = data_dir();
+    let auditor = Running::start(&auditor_args(store.url(), &flags), &dir, 1);
+    let mut api_args = vec![
+        "api",
+        "--api-addr",
+        "127.0.0.1:0",
+        "--app-db-url",
+        app_db.url(),
+        "--auditor-url",
+        &auditor.urls.auditor,
+    ];
+    api_args.extend(flags.iter().map(String::as_str));
+    let api = Running::start(&api_args, &dir, 1);
+    let client = Client::new(&api.urls.api).login(1).await;
+
+    let running = Arc::new(AtomicBool::new(true));
+    let workers: Vec<_> = (0..16)
+        .map(|worker| {
+            let (client, running) = (client.clone(), running.clone());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while running.load(Ordering::Relaxed) {
+                    let email = format!("w{worker}-{n}@burst.example");
+                    let body = user_doc(json!({"name": "Burst", "email": email}));
+                    let request = client
+                        .http
+                        .post(format!("{}/api/users", client.base))
+                        .bearer_auth(client.token.clone().unwrap())
+                        .header("content-type", common::JSON_API)
+                        .body(body.to_string());
+                    // After the kill requests fail; that is expected.
+                    let _ = request.send().await;
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    wait_until(
+        Duration::from_secs(60),
+        "a burst of committed users",
+        || count(app_db.url(), "SELECT count(*) FROM users") >= 300,
+    )
+    .await;
+    api.kill();
+    running.store(false, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+
+    // After the restart the relay publishes what the kill left in the outbox.
+    let _api = Running::start(&api_args, &dir, 1);
+    wait_until(Duration::from_secs(60), "the outbox to empty", || {
+        count(app_db.url(), "SELECT count(*) FROM audit_outbox") == 0
+    })
+    .await;
+    let committed: BTreeSet<String> = psql(app_db.url(), "SELECT id FROM users WHERE id <> 1")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let created_sql = "SELECT target_id FROM audit_events \
+                       WHERE action = 'created' AND target_type = 'users'";
+    wait_until(
+        Duration::from_secs(60),
+        "every created event to be stored",
+        || psql(store.url(), created_sql).lines().count() >= committed.len(),
+    )
+    .await;
+    let created: Vec<String> = psql(store.url(), created_sql)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(committed.len() >= 300);
+    assert_eq!(
+        created.len(),
+        committed.len(),
+        "one event per committed change"
+    );
+    assert_eq!(created.into_iter().collect::<BTreeSet<_>>(), committed);
+    amqp.delete().await;
+}
+
+/// A TCP proxy in front of RabbitMQ that can play dead: while down it cuts every
+/// connection through it and refuses new ones.
+struct BrokerProxy {
+    port: u16,
+    down: Arc<AtomicBool>,
+    cut: broadcast::Sender<()>,
+}
+
+impl BrokerProxy {
+    async fn start(target: &'static str) -> BrokerProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let down = Arc::new(AtomicBool::new(false));
+        let (cut, _) = broadcast::channel(4);
+        let (accept_down, accept_cut) = (down.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if accept_down.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused
+                }
+                let mut cut = accept_cut.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.recv() => {}
+                    }
+                });
+            }
+        });
+        BrokerProxy { port, down, cut }
+    }
+
+    fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+        if down {
+            let _ = self.cut.send(());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_gone_for_a_minute_under_load_fails_no_request_and_loses_no_event() {
+    let store = auditlog_store::testing::fresh_postgres_url().await;
+    let amqp = PrivateAmqp::new();
+    let proxy = BrokerProxy::start("127.0.0.1:5672").await;
+    let through_proxy = amqp.via(format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port));
+    let (_tmp, dir) = data_dir();
+    let auditor_flags = amqp.flags();
+    let _auditor = Running::start(&auditor_args(store.url(), &auditor_flags), &dir, 1);
+    let api_flags = through_proxy.flags();
+    let mut api_args = vec!["api", "--api-addr", "127.0.0.1:0"];
+    api_args.extend(api_flags.iter().map(String::as_str));
+    let api = Running::start(&api_args, &dir, 1);
+    let client = Client::new(&api.urls.api).login(1).await;
+
+    let running = Arc::new(AtomicBool::new(true));
+    let views = Arc::new(AtomicU64::new(0));
+    let creates = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..4)
+        .map(|worker| {
+            let (client, running) = (client.clone(), running.clone());
+            let (views, creates, failures) = (views.clone(), creates.clone(), failures.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while running.load(Ordering::Relaxed) {
+                    let ok = if n % 10 == 0 {
+                        let email = format!("w{worker}-{n}@outage.example");
+                        let created = client
+                            .post(
+                                "/api/users",
+                                user_doc(json!({"name": "Load", "email": email})),
+                            )
+                            .await;
+                        let ok = created.status == 201;
+                        if ok {
+                            creates.fetch_add(1, Ordering::Relaxed);
+                        }
+                        ok
+                    } else {
+                        let ok = client.get("/api/users/1").await.status == 200;
+                        if ok {
+                            views.fetch_add(1, Ordering::Relaxed);
+                        }
+                        ok
+                    };
+                    if !ok {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                    n += 1;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.set_down(true);
+    let baseline_rss = api.rss_kib();
+    let mut peak_rss = baseline_rss;
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        peak_rss = peak_rss.max(api.rss_kib());
+    }
+    proxy.set_down(false);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    running.store(false, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "no request failed");
+    assert!(
+        peak_rss < 256 * 1024,
+        "memory stayed bounded: peak {peak_rss} KiB (at the outage's start {baseline_rss} KiB)"
+    );
+    let views = views.load(Ordering::Relaxed);
+    let creates = creates.load(Ordering::Relaxed);
+    assert!(
+        views > 1_000,
+        "the API was under load during the outage ({views} views)"
+    );
+    let viewed_sql = "SELECT count(*) FROM audit_events \
+                      WHERE action = 'viewed' AND target_type = 'users' AND target_id = '1'";
+    let created_sql = "SELECT count(*) FROM audit_events WHERE action = 'created'";
+    wait_until(Duration::from_secs(120), "every event to arrive", || {
+        count(store.url(), viewed_sql) >= views && count(store.url(), created_sql) >= creates
+    })
+    .await;
+    assert_eq!(count(store.url(), viewed_sql), views);
+    assert_eq!(count(store.url(), created_sql), creates);
+    amqp.delete().await;
+}
