@@ -402,7 +402,7 @@ async fn a_broker_gone_for_a_minute_under_load_fails_no_request_and_loses_no_eve
             tokio::spawn(async move {
                 let mut n = 0u64;
                 while running.load(Ordering::Relaxed) {
-                    let ok = if n % 10 == 0 {
+                    let ok = if n.is_multiple_of(10) {
                         let email = format!("w{worker}-{n}@outage.example");
                         let created = client
                             .post(
