@@ -73,6 +73,30 @@ pub enum AmqpError {
     Broker { what: String, reason: String },
 }
 
+/// Whether `queue` exists on the broker at `url` (a passive declare, which leaves
+/// the queue as it is).
+pub async fn queue_exists(url: &str, queue: &str) -> bool {
+    let Ok(connection) = topology::connect(url, "auditlog probe".into()).await else {
+        return false;
+    };
+    let exists = match topology::channel(&connection).await {
+        Ok(channel) => channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .is_ok(),
+        Err(_) => false,
+    };
+    let _ = connection.close(200, "probe done".into()).await;
+    exists
+}
+
 /// Header naming why a message was dead-lettered.
 pub const REASON_HEADER: &str = "x-auditlog-reason";
 

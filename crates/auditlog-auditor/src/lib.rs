@@ -1,10 +1,12 @@
 //! The auditor service: takes events from the transport ([`consumer`]) or over HTTP
 //! ([`ingest`]), commits them to the [`AuditStore`](auditlog_store::AuditStore), and
-//! answers the JSON:API query routes ([`query`]) under the shared authorisation
-//! policy, so calling it directly gives no more than going through the primary API.
+//! answers the JSON:API query routes ([`query`]) and the admins' completeness report
+//! per producer ([`producers`]) under the shared authorisation policy, so calling it
+//! directly gives no more than going through the primary API.
 
 pub mod consumer;
 mod ingest;
+mod producers;
 mod query;
 
 use std::sync::Arc;
@@ -45,6 +47,7 @@ pub fn router(state: AuditorState) -> Router {
             "/api/{target_type}/{target_id}/data-events",
             get(query::on_target),
         )
+        .route("/api/producers", get(producers::list))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(not_found)
         .with_state(state)

@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use auditlog_amqp::{AmqpConfig, AmqpConsumer, AmqpPublisher};
 use auditlog_emit::{Emitter, EmitterConfig, Transport};
 use auditlog_event::{Action, DataEvent, ObjectRef, ObjectType};
-use auditlog_store::{AuditStore, EventPage, EventQuery, InsertOutcome, ObjectKey, StoreError};
+use auditlog_store::{
+    AuditStore, EventPage, EventQuery, InsertOutcome, ObjectKey, ProducerProgress, StoreError,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -40,6 +42,12 @@ impl AuditStore for FlakyStore {
     }
     async fn query(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
         self.inner.query(query).await
+    }
+    async fn producers(&self) -> Result<Vec<ProducerProgress>, StoreError> {
+        self.inner.producers().await
+    }
+    async fn stored_ids(&self, ids: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError> {
+        self.inner.stored_ids(ids).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await

@@ -1,7 +1,9 @@
 //! Durable storage of audit events behind one trait, [`AuditStore`], and its
 //! backends. The store keeps every event once (unique by id), gives each a sequence
 //! number in commit order, and answers the actor/target queries newest first with
-//! keyset pagination. It knows nothing of HTTP or transports.
+//! keyset pagination. It also keeps each event's producer number, so that it can say
+//! per producer which numbers are missing ([`AuditStore::producers`]). It knows
+//! nothing of HTTP or transports.
 //!
 //! Backends, chosen by [`open`] from the URL's scheme, all with the same behaviour
 //! (one suite, `tests/behaviour.rs`, runs against each):
@@ -10,10 +12,10 @@
 //! - [`PostgresStore`] — `postgres://` or `postgresql://`;
 //! - [`MySqlStore`] — `mysql://` or `mariadb://` (tested on MariaDB 10.11).
 //!
-//! What they share (row form, batch de-duplication and chunking, the page query,
-//! error mapping) lives in one private module so that they cannot drift apart. With
-//! the `testing` feature, the `testing` module hands tests a fresh private database
-//! per backend.
+//! What they share (row form, batch de-duplication and chunking, the page query, the
+//! producer report, error mapping) lives in one private module so that they cannot
+//! drift apart. With the `testing` feature, the `testing` module hands tests a fresh
+//! private database per backend.
 
 mod mysql;
 mod postgres;
@@ -25,7 +27,7 @@ pub mod testing;
 
 pub use mysql::MySqlStore;
 pub use postgres::PostgresStore;
-pub use query::{Cursor, EventPage, EventQuery, ObjectKey, StoredEvent};
+pub use query::{Cursor, EventPage, EventQuery, ObjectKey, ProducerProgress, StoredEvent};
 pub use sqlite::SqliteStore;
 
 use std::sync::Arc;
@@ -68,6 +70,16 @@ pub trait AuditStore: Send + Sync + 'static {
 
     /// One page of events matching `query`, newest first.
     async fn query(&self, query: &EventQuery) -> Result<EventPage, StoreError>;
+
+    /// How complete each producer's numbered output is, sorted by producer id.
+    /// Events without a producer number are not counted. Computed by the database
+    /// from its `(producer_id, producer_seq)` index in one statement, so the counts
+    /// and the gaps come from one snapshot and agree with each other.
+    async fn producers(&self) -> Result<Vec<ProducerProgress>, StoreError>;
+
+    /// Which of `ids` are stored, one entry per stored row (so a duplicate would
+    /// show twice). For checking completeness by id.
+    async fn stored_ids(&self, ids: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError>;
 
     /// Whether the store answers at all.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -7,29 +7,34 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use auditlog_event::DataEvent;
-use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::mysql::{
+    MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlRow,
+};
 use sqlx::{Acquire, Connection, MySql, QueryBuilder, Row};
 
 use crate::sql::{
-    CONNECT_TIMEOUT, POOL_SIZE, chunks, first_connection, into_page, now_ms, page_query,
-    store_error, unique_rows, uuid_from_bytes,
+    CONNECT_TIMEOUT, POOL_SIZE, ProducerRow, STORED_IDS_CHUNK, chunks, first_connection, into_page,
+    now_ms, page_query, producers_query, progress, store_error, unique_rows, uuid_from_bytes,
 };
-use crate::{AuditStore, EventPage, EventQuery, InsertOutcome, StoreError, StoredEvent, redact};
+use crate::{
+    AuditStore, EventPage, EventQuery, InsertOutcome, ProducerProgress, StoreError, StoredEvent,
+    redact,
+};
 
 /// Binds per staged row: ord, id, action, timestamp, actor type and id, target type
-/// and id, body.
-const BINDS_PER_ROW: usize = 9;
+/// and id, body, producer id and number.
+const BINDS_PER_ROW: usize = 11;
 
 /// Rows per staging statement: MySQL's prepared statements take at most 65 535
 /// parameters.
 const ROWS_PER_STATEMENT: usize = 65_535 / BINDS_PER_ROW;
 const _: () = assert!(ROWS_PER_STATEMENT * BINDS_PER_ROW <= 65_535);
 
-/// The type and id columns are `VARBINARY` (sized for 64 and 128 four-byte
-/// characters): comparison is then byte for byte, as in SQLite and PostgreSQL. A
-/// `_bin` collation is not enough: `utf8mb4_bin` is a PAD SPACE collation, for
-/// which `'a' = 'a '` holds, and the NO PAD binary collations are named differently
-/// on MySQL and MariaDB.
+/// The type and id columns, the producer id among them, are `VARBINARY` (sized for
+/// 64 and 128 four-byte characters): comparison is then byte for byte, as in SQLite
+/// and PostgreSQL. A `_bin` collation is not enough: `utf8mb4_bin` is a PAD SPACE
+/// collation, for which `'a' = 'a '` holds, and the NO PAD binary collations are
+/// named differently on MySQL and MariaDB.
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS audit_events (
         seq BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -42,10 +47,13 @@ const SCHEMA: &[&str] = &[
         target_id VARBINARY(512) NOT NULL,
         received_at BIGINT NOT NULL,
         body LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+        producer_id VARBINARY(512) NULL,
+        producer_seq BIGINT NULL,
         UNIQUE KEY audit_events_id (id),
         KEY audit_events_actor_time (actor_type, actor_id, timestamp DESC, id DESC),
         KEY audit_events_target_time (target_type, target_id, timestamp DESC, id DESC),
-        KEY audit_events_time (timestamp DESC, id DESC)
+        KEY audit_events_time (timestamp DESC, id DESC),
+        KEY audit_events_producer (producer_id, producer_seq)
     ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
     // One row whose lock serialises writers (see `insert_batch`).
     "CREATE TABLE IF NOT EXISTS audit_events_writer (
@@ -53,6 +61,29 @@ const SCHEMA: &[&str] = &[
     ) ENGINE = InnoDB",
     "INSERT INTO audit_events_writer (id) VALUES (1) ON DUPLICATE KEY UPDATE id = id",
 ];
+
+/// Columns added after the first release: name, and the `ALTER TABLE` that adds it
+/// to a table created before it (see [`migrate`]).
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    (
+        "producer_id",
+        "ALTER TABLE audit_events ADD COLUMN producer_id VARBINARY(512) NULL",
+    ),
+    (
+        "producer_seq",
+        "ALTER TABLE audit_events ADD COLUMN producer_seq BIGINT NULL",
+    ),
+];
+
+/// Indexes on added columns: name, and the `ALTER TABLE` that adds it.
+const ADDED_INDEXES: &[(&str, &str)] = &[(
+    "audit_events_producer",
+    "ALTER TABLE audit_events ADD KEY audit_events_producer (producer_id, producer_seq)",
+)];
+
+/// MySQL's error numbers for a column or an index name that already exists.
+const DUPLICATE_COLUMN: u16 = 1060;
+const DUPLICATE_KEY_NAME: u16 = 1061;
 
 /// The staging table, private to each connection (temporary tables are per session)
 /// and transactional (InnoDB), so a rolled-back batch leaves nothing in it.
@@ -65,7 +96,9 @@ const CREATE_STAGING: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS audit_events_
         actor_id VARBINARY(512) NOT NULL,
         target_type VARBINARY(256) NOT NULL,
         target_id VARBINARY(512) NOT NULL,
-        body LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL
+        body LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+        producer_id VARBINARY(512) NULL,
+        producer_seq BIGINT NULL
     ) ENGINE = InnoDB";
 
 /// Drops staged rows whose id is already stored: what is left is exactly what the
@@ -76,8 +109,10 @@ const DROP_STORED: &str = "DELETE i FROM audit_events_incoming AS i
 /// Moves the staged rows in batch order, so AUTO_INCREMENT hands out `seq` in that
 /// order (MySQL documents `INSERT ... SELECT ... ORDER BY` for exactly this).
 const PUBLISH: &str = "INSERT INTO audit_events
-        (id, action, timestamp, actor_type, actor_id, target_type, target_id, received_at, body)
-    SELECT id, action, timestamp, actor_type, actor_id, target_type, target_id, ?, body
+        (id, action, timestamp, actor_type, actor_id, target_type, target_id, received_at, body,
+            producer_id, producer_seq)
+    SELECT id, action, timestamp, actor_type, actor_id, target_type, target_id, ?, body,
+        producer_id, producer_seq
     FROM audit_events_incoming
     ORDER BY ord";
 
@@ -109,6 +144,7 @@ impl MySqlStore {
                 .await
                 .map_err(store_error)?;
         }
+        migrate(&mut conn).await?;
         let max_packet: i64 = sqlx::query_scalar("SELECT CAST(@@max_allowed_packet AS SIGNED)")
             .fetch_one(&mut conn)
             .await
@@ -125,6 +161,58 @@ impl MySqlStore {
             max_statement_bytes: usize::try_from(max_packet / 2).unwrap_or(0).max(64 * 1024),
         })
     }
+}
+
+/// Adds the columns and indexes of [`ADDED_COLUMNS`] and [`ADDED_INDEXES`] that are
+/// missing. `ADD COLUMN IF NOT EXISTS` is MariaDB's alone (MySQL 8 refuses it), so
+/// each is looked up in `information_schema` first and added with plain DDL. Two
+/// processes opening at once may both find it missing: MySQL serialises their
+/// `ALTER TABLE`s through the table's metadata lock, and the second one's "already
+/// exists" error means the work is done. Looking up first also keeps a restart from
+/// taking the table's metadata lock at all once the schema is current.
+async fn migrate(conn: &mut MySqlConnection) -> Result<(), StoreError> {
+    let columns = ADDED_COLUMNS.iter().map(|(name, alter)| {
+        (
+            "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE() \
+             AND table_name = 'audit_events' AND column_name = ?",
+            *name,
+            *alter,
+            DUPLICATE_COLUMN,
+        )
+    });
+    let indexes = ADDED_INDEXES.iter().map(|(name, alter)| {
+        (
+            "SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = DATABASE() \
+             AND table_name = 'audit_events' AND index_name = ?",
+            *name,
+            *alter,
+            DUPLICATE_KEY_NAME,
+        )
+    });
+    // Columns first: the indexes are on them.
+    for (lookup, name, alter, already_there) in columns.chain(indexes) {
+        let present: i64 = sqlx::query_scalar(lookup)
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(store_error)?;
+        if present > 0 {
+            continue;
+        }
+        match sqlx::query(alter).execute(&mut *conn).await {
+            Ok(_) => {}
+            Err(err) if mysql_error_number(&err) == Some(already_there) => {}
+            Err(err) => return Err(store_error(err)),
+        }
+    }
+    Ok(())
+}
+
+/// MySQL's own error number of a database error (finer than its SQLSTATE).
+fn mysql_error_number(err: &sqlx::Error) -> Option<u16> {
+    err.as_database_error()?
+        .try_downcast_ref::<MySqlDatabaseError>()
+        .map(MySqlDatabaseError::number)
 }
 
 /// The URL as sqlx expects it: it knows MariaDB only as `mysql://`.
@@ -177,7 +265,7 @@ impl AuditStore for MySqlStore {
         for chunk in chunks(&rows, ROWS_PER_STATEMENT, self.max_statement_bytes) {
             let mut stage = QueryBuilder::<MySql>::new(
                 "INSERT INTO audit_events_incoming (ord, id, action, timestamp, actor_type, \
-                 actor_id, target_type, target_id, body) ",
+                 actor_id, target_type, target_id, body, producer_id, producer_seq) ",
             );
             stage.push_values(chunk, |mut row, event| {
                 row.push_bind(ord)
@@ -188,7 +276,9 @@ impl AuditStore for MySqlStore {
                     .push_bind(event.actor_id.as_str())
                     .push_bind(event.target_type)
                     .push_bind(event.target_id.as_str())
-                    .push_bind(event.body.as_str());
+                    .push_bind(event.body.as_str())
+                    .push_bind(event.producer_id)
+                    .push_bind(event.producer_seq);
                 ord += 1;
             });
             stage
@@ -238,6 +328,41 @@ impl AuditStore for MySqlStore {
         Ok(into_page(events, page_size))
     }
 
+    async fn producers(&self) -> Result<Vec<ProducerProgress>, StoreError> {
+        let rows = producers_query::<MySql>()
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        progress(
+            rows.into_iter()
+                .map(producer_row)
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+    }
+
+    async fn stored_ids(&self, ids: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(STORED_IDS_CHUNK) {
+            let mut sql = QueryBuilder::<MySql>::new("SELECT id FROM audit_events WHERE id IN (");
+            let mut list = sql.separated(", ");
+            for id in chunk {
+                list.push_bind(id.as_bytes().to_vec());
+            }
+            sql.push(")");
+            for row in sql
+                .build()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(store_error)?
+            {
+                let id: Vec<u8> = row.try_get("id").map_err(store_error)?;
+                found.push(uuid_from_bytes(&id)?);
+            }
+        }
+        Ok(found)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -254,6 +379,19 @@ fn stored_event(row: MySqlRow) -> Result<StoredEvent, StoreError> {
         seq: row.try_get("seq").map_err(store_error)?,
         timestamp: row.try_get("timestamp").map_err(store_error)?,
         body: row.try_get("body").map_err(store_error)?,
+    })
+}
+
+/// The producer id is `VARBINARY`, so it comes back as bytes; it went in as UTF-8.
+fn producer_row(row: MySqlRow) -> Result<ProducerRow, StoreError> {
+    let producer_id: Vec<u8> = row.try_get("producer_id").map_err(store_error)?;
+    Ok(ProducerRow {
+        producer_id: String::from_utf8(producer_id)
+            .map_err(|e| StoreError::Backend(format!("a stored producer id is not UTF-8: {e}")))?,
+        events: row.try_get("events").map_err(store_error)?,
+        last_seq: row.try_get("last_seq").map_err(store_error)?,
+        gap_from: row.try_get("gap_from").map_err(store_error)?,
+        gap_to: row.try_get("gap_to").map_err(store_error)?,
     })
 }
 

@@ -6,13 +6,16 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use auditlog_event::DataEvent;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Connection, Postgres, Row};
+use sqlx::{AssertSqlSafe, Connection, Postgres, Row};
 
 use crate::sql::{
-    CONNECT_TIMEOUT, POOL_SIZE, chunks, first_connection, into_page, now_ms, page_query,
-    store_error, unique_rows,
+    CONNECT_TIMEOUT, POOL_SIZE, ProducerRow, STORED_IDS_CHUNK, chunks, first_connection, into_page,
+    now_ms, page_query, producers_query, progress, store_error, unique_rows,
 };
-use crate::{AuditStore, EventPage, EventQuery, InsertOutcome, StoreError, StoredEvent, redact};
+use crate::{
+    AuditStore, EventPage, EventQuery, InsertOutcome, ProducerProgress, StoreError, StoredEvent,
+    redact,
+};
 
 /// Keys of the transaction-scoped advisory locks this store takes. Advisory locks are
 /// per database, so stores in different databases never wait on each other.
@@ -36,7 +39,9 @@ const SCHEMA: &[&str] = &[
         target_id VARCHAR(128) NOT NULL,
         received_at BIGINT NOT NULL,
         -- TEXT, not JSONB: the event must come back byte for byte as it was stored.
-        body TEXT NOT NULL
+        body TEXT NOT NULL,
+        producer_id VARCHAR(128),
+        producer_seq BIGINT
     )",
     // Indexes of earlier builds ordered ties by seq; the id order replaced them.
     "DROP INDEX IF EXISTS audit_events_by_actor",
@@ -50,20 +55,34 @@ const SCHEMA: &[&str] = &[
         ON audit_events (timestamp DESC, id DESC)",
 ];
 
+/// Columns added after the first release, with their definitions: tables created
+/// before them get them at open (see [`migrate`]).
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    ("producer_id", "producer_id VARCHAR(128)"),
+    ("producer_seq", "producer_seq BIGINT"),
+];
+
+/// Indexes on added columns, created once the columns exist.
+const ADDED_INDEXES: &[&str] = &["CREATE INDEX IF NOT EXISTS audit_events_producer
+        ON audit_events (producer_id, producer_seq)"];
+
 /// The whole batch in one statement: each column travels as one array parameter, so
-/// the statement text and its nine binds are the same for any batch size (prepared
+/// the statement text and its eleven binds are the same for any batch size (prepared
 /// once per connection, no bind limit). `WITH ORDINALITY ... ORDER BY` makes rows
 /// draw their `seq` from the sequence in batch order. Ids go as text and are cast,
-/// which keeps the driver free of a UUID type feature. `ON CONFLICT DO NOTHING` makes
+/// which keeps the driver free of a UUID type feature; events without a producer
+/// number have NULL in the producer arrays. `ON CONFLICT DO NOTHING` makes
 /// redelivery harmless, and `rows_affected` counts exactly the rows inserted.
 const INSERT: &str = "INSERT INTO audit_events
-        (id, action, timestamp, actor_type, actor_id, target_type, target_id, received_at, body)
+        (id, action, timestamp, actor_type, actor_id, target_type, target_id, received_at, body,
+            producer_id, producer_seq)
     SELECT b.id, b.action, b.timestamp, b.actor_type, b.actor_id, b.target_type, b.target_id,
-        $9, b.body
+        $11, b.body, b.producer_id, b.producer_seq
     FROM UNNEST($1::text[]::uuid[], $2::text[], $3::int8[], $4::text[], $5::text[],
-            $6::text[], $7::text[], $8::text[])
+            $6::text[], $7::text[], $8::text[], $9::text[], $10::int8[])
         WITH ORDINALITY
-        AS b (id, action, timestamp, actor_type, actor_id, target_type, target_id, body, ord)
+        AS b (id, action, timestamp, actor_type, actor_id, target_type, target_id, body,
+            producer_id, producer_seq, ord)
     ORDER BY b.ord
     ON CONFLICT (id) DO NOTHING";
 
@@ -97,6 +116,7 @@ impl PostgresStore {
                 .await
                 .map_err(store_error)?;
         }
+        migrate(&mut tx).await?;
         tx.commit().await.map_err(store_error)?;
         // Closing is a courtesy to the server; the schema is committed either way.
         let _ = conn.close().await;
@@ -107,6 +127,43 @@ impl PostgresStore {
             .connect_lazy_with(options);
         Ok(PostgresStore { pool })
     }
+}
+
+/// Adds the columns and indexes of [`ADDED_COLUMNS`] and [`ADDED_INDEXES`] that are
+/// missing, inside the schema transaction (whose advisory lock already makes
+/// concurrent opens take turns). A column is looked up before `ADD COLUMN IF NOT
+/// EXISTS` because `ALTER TABLE` takes its ACCESS EXCLUSIVE lock even when the column
+/// is there: on a live store that lock would wait for every running query and stall
+/// every reader and writer of the other auditors behind it, at each start.
+async fn migrate(tx: &mut PgConnection) -> Result<(), StoreError> {
+    for (name, definition) in ADDED_COLUMNS {
+        let present: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_attribute
+                WHERE attrelid = 'audit_events'::regclass AND attname = $1
+                    AND NOT attisdropped)",
+        )
+        .bind(*name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        if !present {
+            // Identifiers cannot be bound; the text is a constant of this module. A
+            // nullable column without a default is a catalogue change only, however
+            // large the table.
+            let alter = format!("ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS {definition}");
+            sqlx::raw_sql(AssertSqlSafe(alter))
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        }
+    }
+    for statement in ADDED_INDEXES {
+        sqlx::query(*statement)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -148,6 +205,8 @@ impl AuditStore for PostgresStore {
                         .collect::<Vec<_>>(),
                 )
                 .bind(chunk.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
+                .bind(chunk.iter().map(|r| r.producer_id).collect::<Vec<_>>())
+                .bind(chunk.iter().map(|r| r.producer_seq).collect::<Vec<_>>())
                 .bind(received_at)
                 .execute(&mut *tx)
                 .await
@@ -178,6 +237,42 @@ impl AuditStore for PostgresStore {
         Ok(into_page(events, page_size))
     }
 
+    async fn producers(&self) -> Result<Vec<ProducerProgress>, StoreError> {
+        let rows = producers_query::<Postgres>()
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        progress(
+            rows.into_iter()
+                .map(producer_row)
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+    }
+
+    async fn stored_ids(&self, ids: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(STORED_IDS_CHUNK) {
+            let texts: Vec<String> = chunk.iter().map(uuid::Uuid::to_string).collect();
+            let rows = sqlx::query(
+                "SELECT id::text AS id FROM audit_events WHERE id = ANY($1::text[]::uuid[])",
+            )
+            .bind(texts)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+            for row in rows {
+                let id: String = row.try_get("id").map_err(store_error)?;
+                found.push(
+                    uuid::Uuid::parse_str(&id).map_err(|e| {
+                        StoreError::Backend(format!("a stored id is not a UUID: {e}"))
+                    })?,
+                );
+            }
+        }
+        Ok(found)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -195,5 +290,15 @@ fn stored_event(row: PgRow) -> Result<StoredEvent, StoreError> {
         seq: row.try_get("seq").map_err(store_error)?,
         timestamp: row.try_get("timestamp").map_err(store_error)?,
         body: row.try_get("body").map_err(store_error)?,
+    })
+}
+
+fn producer_row(row: PgRow) -> Result<ProducerRow, StoreError> {
+    Ok(ProducerRow {
+        producer_id: row.try_get("producer_id").map_err(store_error)?,
+        events: row.try_get("events").map_err(store_error)?,
+        last_seq: row.try_get("last_seq").map_err(store_error)?,
+        gap_from: row.try_get("gap_from").map_err(store_error)?,
+        gap_to: row.try_get("gap_to").map_err(store_error)?,
     })
 }

@@ -103,6 +103,32 @@ pub struct EventPage {
     pub next: Option<Cursor>,
 }
 
+/// How complete one producer's numbered output is in the store. Producers number
+/// their events 1, 2, 3… without holes, so every number up to the highest one seen
+/// that is not stored is an event lost (or still on its way).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProducerProgress {
+    /// The producer's id, as sent in `producerId`.
+    pub producer_id: String,
+    /// Distinct sequence numbers stored: a number stored twice (under two event ids)
+    /// counts once.
+    pub events: u64,
+    /// The highest sequence number stored.
+    pub last_seq: u64,
+    /// How many numbers in `1..=last_seq` are not stored. Exact even when
+    /// [`ProducerProgress::gaps`] is cut short.
+    pub missing: u64,
+    /// The missing numbers as inclusive ranges `(from, to)`, ascending; only the first
+    /// [`ProducerProgress::MAX_GAPS`] ranges are listed, so that a producer that lost
+    /// every other event cannot make the report as large as the log.
+    pub gaps: Vec<(u64, u64)>,
+}
+
+impl ProducerProgress {
+    /// The most gap ranges listed per producer.
+    pub const MAX_GAPS: usize = 100;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,15 +1,15 @@
 //! What the SQL backends share, so that SQLite, PostgreSQL and MySQL/MariaDB give
 //! the same answers: the row form of an event, de-duplication and chunking of a
-//! batch, the page query, error mapping and the clock.
+//! batch, the page query, the producer report, error mapping and the clock.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auditlog_event::DataEvent;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 use uuid::Uuid;
 
-use crate::{Cursor, EventPage, EventQuery, StoreError, StoredEvent, redact};
+use crate::{Cursor, EventPage, EventQuery, ProducerProgress, StoreError, StoredEvent, redact};
 
 /// Connections per server-backed pool: enough for concurrent queries next to the
 /// (serialised) writer, few enough that several auditors fit a default
@@ -53,6 +53,11 @@ pub(crate) struct EventRow<'a> {
     pub target_id: String,
     /// The JSON text stored and returned byte for byte.
     pub body: String,
+    /// The producer that numbered the event; `None` together with `producer_seq`
+    /// (see [`numbering`]).
+    pub producer_id: Option<&'a str>,
+    /// The event's number in its producer's output, 1 or more.
+    pub producer_seq: Option<i64>,
 }
 
 impl EventRow<'_> {
@@ -61,6 +66,7 @@ impl EventRow<'_> {
     pub fn wire_bytes(&self) -> usize {
         64 + self.actor_type.len()
             + self.actor_id.len()
+            + self.producer_id.map_or(0, str::len)
             + self.target_type.len()
             + self.target_id.len()
             + self.body.len()
@@ -77,18 +83,43 @@ pub(crate) fn unique_rows(events: &[DataEvent]) -> Vec<EventRow<'_>> {
     events
         .iter()
         .filter(|event| seen.insert(event.id))
-        .map(|event| EventRow {
-            id: event.id,
-            action: event.action.as_str(),
-            timestamp: event.timestamp,
-            actor_type: event.actor_type.as_str(),
-            actor_id: event.actor_id.key(),
-            target_type: event.target_type.as_str(),
-            target_id: event.target_id.key(),
-            body: event.to_json(),
+        .map(|event| {
+            let (producer_id, producer_seq) = numbering(event).unzip();
+            EventRow {
+                id: event.id,
+                action: event.action.as_str(),
+                timestamp: event.timestamp,
+                actor_type: event.actor_type.as_str(),
+                actor_id: event.actor_id.key(),
+                target_type: event.target_type.as_str(),
+                target_id: event.target_id.key(),
+                body: event.to_json(),
+                producer_id,
+                producer_seq,
+            }
         })
         .collect()
 }
+
+/// The producer columns of an event: both or neither. Parsing already guarantees an
+/// id of at most 128 characters with a number of 1 or more, but events built in code
+/// skip parsing; a number the columns cannot hold (0, or above `i64::MAX`, the
+/// largest BIGINT) or an id longer than the column would otherwise fail the whole
+/// batch, or wrap and invent a gap. Such an event is stored (its body keeps what
+/// was sent) but not counted as numbered.
+pub(crate) fn numbering(event: &DataEvent) -> Option<(&str, i64)> {
+    let id = event
+        .producer_id
+        .as_deref()
+        .filter(|id| id.chars().count() <= MAX_PRODUCER_ID_CHARS)?;
+    let seq = i64::try_from(event.producer_seq?)
+        .ok()
+        .filter(|seq| *seq >= 1)?;
+    Some((id, seq))
+}
+
+/// Longest producer id the `producer_id` columns hold.
+const MAX_PRODUCER_ID_CHARS: usize = 128;
 
 /// Splits rows into consecutive chunks of at most `max_rows` rows and, unless a single
 /// row is larger, at most `max_bytes` bytes ([`EventRow::wire_bytes`]): statements
@@ -204,6 +235,97 @@ pub(crate) fn into_page(mut events: Vec<StoredEvent>, page_size: usize) -> Event
     EventPage { events, next }
 }
 
+/// The one statement behind [`crate::AuditStore::producers`]: a `GROUP BY` gives
+/// each producer's distinct count and highest number; `LAG` over the
+/// `(producer_id, producer_seq)` index finds each stored number whose predecessor
+/// is not the number before it, and `ROW_NUMBER` keeps the first
+/// [`ProducerProgress::MAX_GAPS`] such gaps per producer. The first number of a
+/// producer has no predecessor and compares with 0, which makes a missing start
+/// (first stored number above 1) a gap like any other. A repeated number is its own
+/// predecessor and so no gap. One statement rather than two so that the counts and
+/// the gaps come from one snapshot on every backend while events keep arriving.
+///
+/// Rows are `(producer_id, events, last_seq, gap_from, gap_to)`: a count row has
+/// the gap columns NULL, a gap row the count columns; [`progress`] assembles them.
+pub(crate) fn producers_query<DB>() -> QueryBuilder<DB>
+where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    let mut sql = QueryBuilder::<DB>::new(
+        "SELECT producer_id, COUNT(DISTINCT producer_seq) AS events,
+            MAX(producer_seq) AS last_seq, NULL AS gap_from, NULL AS gap_to
+        FROM audit_events
+        WHERE producer_id IS NOT NULL
+        GROUP BY producer_id
+        UNION ALL
+        SELECT producer_id, NULL, NULL, gap_from, gap_to
+        FROM (
+            SELECT producer_id, prev_seq + 1 AS gap_from, producer_seq - 1 AS gap_to,
+                ROW_NUMBER() OVER (PARTITION BY producer_id ORDER BY producer_seq) AS n
+            FROM (
+                SELECT producer_id, producer_seq,
+                    COALESCE(LAG(producer_seq) OVER (
+                        PARTITION BY producer_id ORDER BY producer_seq), 0) AS prev_seq
+                FROM audit_events
+                WHERE producer_id IS NOT NULL
+            ) AS numbered
+            WHERE producer_seq > prev_seq + 1
+        ) AS gaps
+        WHERE n <= ",
+    );
+    sql.push_bind(ProducerProgress::MAX_GAPS as i64);
+    sql
+}
+
+/// One row of [`producers_query`], decoded by the backend (whose id column types
+/// differ).
+pub(crate) struct ProducerRow {
+    pub producer_id: String,
+    pub events: Option<i64>,
+    pub last_seq: Option<i64>,
+    pub gap_from: Option<i64>,
+    pub gap_to: Option<i64>,
+}
+
+/// Assembles the rows of [`producers_query`] into the report, sorted by producer id
+/// here rather than in SQL: PostgreSQL would sort by the database's collation, the
+/// others byte for byte, and every backend must give the same order.
+pub(crate) fn progress(
+    rows: impl IntoIterator<Item = ProducerRow>,
+) -> Result<Vec<ProducerProgress>, StoreError> {
+    let count = |value: i64| {
+        u64::try_from(value)
+            .map_err(|_| StoreError::Backend(format!("a producer count is negative: {value}")))
+    };
+    let mut producers = BTreeMap::<String, ProducerProgress>::new();
+    for row in rows {
+        let entry = producers
+            .entry(row.producer_id)
+            .or_insert_with_key(|id| ProducerProgress {
+                producer_id: id.clone(),
+                ..ProducerProgress::default()
+            });
+        if let (Some(events), Some(last_seq)) = (row.events, row.last_seq) {
+            entry.events = count(events)?;
+            entry.last_seq = count(last_seq)?;
+            // Every stored number is in 1..=last_seq, so what is not stored of that
+            // range is exactly the difference.
+            entry.missing = entry.last_seq.saturating_sub(entry.events);
+        }
+        if let (Some(from), Some(to)) = (row.gap_from, row.gap_to) {
+            entry.gaps.push((count(from)?, count(to)?));
+        }
+    }
+    Ok(producers
+        .into_values()
+        .map(|mut producer| {
+            producer.gaps.sort_unstable();
+            producer
+        })
+        .collect())
+}
+
 /// Reads a 16-byte id column back into a UUID.
 pub(crate) fn uuid_from_bytes(bytes: &[u8]) -> Result<Uuid, StoreError> {
     Uuid::from_slice(bytes)
@@ -258,6 +380,9 @@ fn is_unavailable(err: &sqlx::Error) -> bool {
     }
 }
 
+/// Ids asked about per `stored_ids` statement: far below every backend's bind limit.
+pub(crate) const STORED_IDS_CHUNK: usize = 5_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +410,68 @@ mod tests {
 
         let ids: Vec<_> = rows.iter().map(|r| (r.id, r.timestamp)).collect();
         assert_eq!(ids, [(first.id, 1), (other.id, 3)]);
+    }
+
+    fn numbered(producer_id: &str, seq: u64) -> DataEvent {
+        let mut e = event(1);
+        e.producer_id = Some(producer_id.into());
+        e.producer_seq = Some(seq);
+        e
+    }
+
+    #[test]
+    fn an_event_is_numbered_only_when_both_columns_can_hold_its_number() {
+        assert_eq!(numbering(&numbered("api", 7)), Some(("api", 7)));
+        assert_eq!(numbering(&event(1)), None);
+        assert_eq!(numbering(&numbered("api", 0)), None);
+        assert_eq!(numbering(&numbered("api", u64::MAX)), None);
+        assert_eq!(numbering(&numbered(&"é".repeat(129), 1)), None);
+        let mut alone = numbered("api", 1);
+        alone.producer_id = None;
+        assert_eq!(numbering(&alone), None);
+    }
+
+    #[test]
+    fn progress_rows_are_assembled_per_producer_in_byte_order() {
+        let counts = |id: &str, events, last_seq| ProducerRow {
+            producer_id: id.into(),
+            events: Some(events),
+            last_seq: Some(last_seq),
+            gap_from: None,
+            gap_to: None,
+        };
+        let gap = |id: &str, from, to| ProducerRow {
+            producer_id: id.into(),
+            events: None,
+            last_seq: None,
+            gap_from: Some(from),
+            gap_to: Some(to),
+        };
+        let rows = vec![
+            gap("b", 7, 8),
+            counts("b", 6, 9),
+            counts("a", 4, 4),
+            gap("b", 4, 4),
+            counts("B", 1, 3),
+            gap("B", 1, 2),
+        ];
+
+        let report = progress(rows).unwrap();
+
+        let ids: Vec<_> = report.iter().map(|p| p.producer_id.as_str()).collect();
+        assert_eq!(ids, ["B", "a", "b"]);
+        assert_eq!(
+            report[2],
+            ProducerProgress {
+                producer_id: "b".into(),
+                events: 6,
+                last_seq: 9,
+                missing: 3,
+                gaps: vec![(4, 4), (7, 8)],
+            }
+        );
+        assert_eq!((report[1].missing, report[1].gaps.len()), (0, 0));
+        assert_eq!((report[0].missing, &report[0].gaps), (2, &vec![(1, 2)]));
     }
 
     #[test]

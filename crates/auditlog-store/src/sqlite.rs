@@ -10,14 +10,17 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
 
 use crate::sql::{
-    chunks, into_page, now_ms, page_query, store_error, unique_rows, uuid_from_bytes,
+    ProducerRow, STORED_IDS_CHUNK, chunks, into_page, now_ms, page_query, producers_query,
+    progress, store_error, unique_rows, uuid_from_bytes,
 };
-use crate::{AuditStore, EventPage, EventQuery, InsertOutcome, StoreError, StoredEvent};
+use crate::{
+    AuditStore, EventPage, EventQuery, InsertOutcome, ProducerProgress, StoreError, StoredEvent,
+};
 
-/// Rows per INSERT statement: 9 binds each stays far below SQLite's 32 766 limit.
+/// Rows per INSERT statement: 11 binds each stays far below SQLite's 32 766 limit.
 const ROWS_PER_STATEMENT: usize = 500;
 
 const SCHEMA: &[&str] = &[
@@ -31,7 +34,9 @@ const SCHEMA: &[&str] = &[
         target_type TEXT NOT NULL,
         target_id TEXT NOT NULL,
         received_at INTEGER NOT NULL,
-        body TEXT NOT NULL
+        body TEXT NOT NULL,
+        producer_id TEXT,
+        producer_seq INTEGER
     )",
     // Indexes of earlier builds ordered ties by seq; the id order replaced them.
     "DROP INDEX IF EXISTS audit_events_by_actor",
@@ -44,6 +49,17 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS audit_events_time
         ON audit_events (timestamp DESC, id DESC)",
 ];
+
+/// Columns added after the first release, with their definitions: tables created
+/// before them get them at open (see [`migrate`]).
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    ("producer_id", "producer_id TEXT"),
+    ("producer_seq", "producer_seq INTEGER"),
+];
+
+/// Indexes on added columns, created once the columns exist.
+const ADDED_INDEXES: &[&str] = &["CREATE INDEX IF NOT EXISTS audit_events_producer
+        ON audit_events (producer_id, producer_seq)"];
 
 /// The SQLite audit store.
 #[derive(Debug, Clone)]
@@ -73,6 +89,7 @@ impl SqliteStore {
                 .await
                 .map_err(store_error)?;
         }
+        migrate(&writer).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
@@ -80,6 +97,43 @@ impl SqliteStore {
             .map_err(unavailable)?;
         Ok(SqliteStore { writer, readers })
     }
+}
+
+/// Adds the columns and indexes of [`ADDED_COLUMNS`] and [`ADDED_INDEXES`] that are
+/// missing. SQLite has no `ADD COLUMN IF NOT EXISTS`, so each column is looked up in
+/// `pragma_table_info` first; `BEGIN IMMEDIATE` takes the write lock before that
+/// look-up, so a second process opening the same file at the same moment waits
+/// (within the busy timeout) and then finds the columns in place instead of failing
+/// on a duplicate column.
+async fn migrate(writer: &SqlitePool) -> Result<(), StoreError> {
+    let mut tx = writer
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(store_error)?;
+    for (name, definition) in ADDED_COLUMNS {
+        let present: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pragma_table_info('audit_events') WHERE name = ?",
+        )
+        .bind(*name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        if present == 0 {
+            // Identifiers cannot be bound; the text is a constant of this module.
+            let alter = format!("ALTER TABLE audit_events ADD COLUMN {definition}");
+            sqlx::raw_sql(AssertSqlSafe(alter))
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        }
+    }
+    for statement in ADDED_INDEXES {
+        sqlx::query(*statement)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+    }
+    tx.commit().await.map_err(store_error)
 }
 
 /// Failing to open the file at all (missing directory, permissions) leaves the store
@@ -103,7 +157,7 @@ impl AuditStore for SqliteStore {
         for chunk in chunks(&rows, ROWS_PER_STATEMENT, usize::MAX) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO audit_events (id, action, timestamp, actor_type, actor_id, \
-                 target_type, target_id, received_at, body) ",
+                 target_type, target_id, received_at, body, producer_id, producer_seq) ",
             );
             insert.push_values(chunk, |mut row, event| {
                 row.push_bind(event.id.as_bytes().as_slice())
@@ -114,7 +168,9 @@ impl AuditStore for SqliteStore {
                     .push_bind(event.target_type)
                     .push_bind(event.target_id.as_str())
                     .push_bind(received_at)
-                    .push_bind(event.body.as_str());
+                    .push_bind(event.body.as_str())
+                    .push_bind(event.producer_id)
+                    .push_bind(event.producer_seq);
             });
             insert.push(" ON CONFLICT (id) DO NOTHING");
             let done = insert
@@ -148,6 +204,41 @@ impl AuditStore for SqliteStore {
         Ok(into_page(events, page_size))
     }
 
+    async fn producers(&self) -> Result<Vec<ProducerProgress>, StoreError> {
+        let rows = producers_query::<Sqlite>()
+            .build()
+            .fetch_all(&self.readers)
+            .await
+            .map_err(store_error)?;
+        progress(
+            rows.into_iter()
+                .map(producer_row)
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+    }
+
+    async fn stored_ids(&self, ids: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(STORED_IDS_CHUNK) {
+            let mut sql = QueryBuilder::<Sqlite>::new("SELECT id FROM audit_events WHERE id IN (");
+            let mut list = sql.separated(", ");
+            for id in chunk {
+                list.push_bind(id.as_bytes().to_vec());
+            }
+            sql.push(")");
+            for row in sql
+                .build()
+                .fetch_all(&self.readers)
+                .await
+                .map_err(store_error)?
+            {
+                let id: Vec<u8> = row.try_get("id").map_err(store_error)?;
+                found.push(uuid_from_bytes(&id)?);
+            }
+        }
+        Ok(found)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.readers)
@@ -164,5 +255,15 @@ fn stored_event(row: SqliteRow) -> Result<StoredEvent, StoreError> {
         seq: row.try_get("seq").map_err(store_error)?,
         timestamp: row.try_get("timestamp").map_err(store_error)?,
         body: row.try_get("body").map_err(store_error)?,
+    })
+}
+
+fn producer_row(row: SqliteRow) -> Result<ProducerRow, StoreError> {
+    Ok(ProducerRow {
+        producer_id: row.try_get("producer_id").map_err(store_error)?,
+        events: row.try_get("events").map_err(store_error)?,
+        last_seq: row.try_get("last_seq").map_err(store_error)?,
+        gap_from: row.try_get("gap_from").map_err(store_error)?,
+        gap_to: row.try_get("gap_to").map_err(store_error)?,
     })
 }

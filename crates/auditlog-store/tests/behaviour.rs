@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use auditlog_event::{Action, Change, Changes, DataEvent, ObjectId, ObjectRef, ObjectType};
 use auditlog_store::testing::{self, TestDatabase};
-use auditlog_store::{AuditStore, EventQuery, ObjectKey};
+use auditlog_store::{AuditStore, EventQuery, ObjectKey, ProducerProgress};
 use serde_json::json;
 
 /// A fresh store of one backend, and the private database behind it (removed when
@@ -71,6 +71,7 @@ for_every_store!(
     filters_by_action_and_time_combine,
     pages_cover_every_event_once_in_order_even_with_equal_timestamps,
     ties_follow_creation_order_not_arrival_order,
+    stored_ids_names_exactly_the_stored_events,
     involving_matches_actor_or_target,
     events_survive_reopening_the_store,
     duplicate_ids_inside_one_batch_are_stored_once,
@@ -80,6 +81,10 @@ for_every_store!(
     the_store_answers_a_ping,
     large_events_are_split_under_the_servers_size_limits,
     concurrent_overlapping_batches_store_each_event_once,
+    producers_report_what_is_stored_and_what_is_missing,
+    a_missing_start_of_a_sequence_is_a_gap,
+    only_the_first_hundred_gaps_are_listed_but_all_are_counted,
+    a_store_without_numbered_events_reports_no_producers,
 );
 
 fn kind(name: &str) -> ObjectType {
@@ -105,6 +110,30 @@ fn event(action: Action, actor: i64, target_type: &str, target: ObjectId, ts: i6
         e.changes = Some(changes);
     }
     e
+}
+
+/// A `viewed` event numbered `seq` by `producer`.
+fn numbered(producer: &str, seq: u64) -> DataEvent {
+    let mut e = event(Action::Viewed, 1, "users", 1.into(), seq as i64);
+    e.producer_id = Some(producer.into());
+    e.producer_seq = Some(seq);
+    e
+}
+
+fn progress(
+    producer_id: &str,
+    events: u64,
+    last_seq: u64,
+    missing: u64,
+    gaps: &[(u64, u64)],
+) -> ProducerProgress {
+    ProducerProgress {
+        producer_id: producer_id.into(),
+        events,
+        last_seq,
+        missing,
+        gaps: gaps.to_vec(),
+    }
 }
 
 fn key(object_type: &str, id: &str) -> ObjectKey {
@@ -496,4 +525,101 @@ async fn ties_follow_creation_order_not_arrival_order(fresh: Fresh) {
     let page = fresh.store.query(&by_actor("1")).await.unwrap();
     let ids: Vec<_> = page.events.iter().map(|e| e.id).collect();
     assert_eq!(ids, [second.id, first.id]);
+}
+
+async fn producers_report_what_is_stored_and_what_is_missing(fresh: Fresh) {
+    // Two producers whose ids sort differently by bytes than by most collations
+    // ("api/B" < "api/a" byte for byte), one with holes and one complete, arriving
+    // interleaved and out of order, next to events that carry no number.
+    let holes: Vec<DataEvent> = [9, 1, 2, 3, 5, 6]
+        .into_iter()
+        .map(|seq| numbered("api/a", seq))
+        .collect();
+    let complete: Vec<DataEvent> = (1..=4).map(|seq| numbered("api/B", seq)).collect();
+    let unnumbered = [
+        event(Action::Viewed, 2, "users", 1.into(), 1),
+        event(Action::Viewed, 3, "users", 1.into(), 2),
+    ];
+    let first = [&holes[..3], &complete[2..], &unnumbered[..]].concat();
+    let second = [&complete[..2], &holes[3..], &complete[..1]].concat();
+    fresh.store.insert_batch(&first).await.unwrap();
+    fresh.store.insert_batch(&second).await.unwrap();
+    // Redelivery: the same events (same id, same number) again.
+    let again = fresh
+        .store
+        .insert_batch(&[&holes[1..4], &complete[3..]].concat())
+        .await
+        .unwrap();
+    assert_eq!((again.inserted, again.duplicates), (0, 4));
+    // A number sent again under a new id (a relay that re-read its outbox after a
+    // crash) is a second event but not a second number.
+    fresh
+        .store
+        .insert_batch(&[numbered("api/B", 2)])
+        .await
+        .unwrap();
+
+    let report = fresh.store.producers().await.unwrap();
+
+    assert_eq!(
+        report,
+        [
+            progress("api/B", 4, 4, 0, &[]),
+            progress("api/a", 6, 9, 3, &[(4, 4), (7, 8)]),
+        ]
+    );
+}
+
+async fn a_missing_start_of_a_sequence_is_a_gap(fresh: Fresh) {
+    let batch: Vec<DataEvent> = [3, 4, 6]
+        .into_iter()
+        .map(|seq| numbered("relay", seq))
+        .collect();
+    fresh.store.insert_batch(&batch).await.unwrap();
+
+    let report = fresh.store.producers().await.unwrap();
+
+    assert_eq!(report, [progress("relay", 3, 6, 3, &[(1, 2), (5, 5)])]);
+}
+
+async fn only_the_first_hundred_gaps_are_listed_but_all_are_counted(fresh: Fresh) {
+    // Every even number lost: 1, 3, 5, …, 401 stored, 200 single-number gaps.
+    let batch: Vec<DataEvent> = (0..=200).map(|n| numbered("lossy", 2 * n + 1)).collect();
+    fresh.store.insert_batch(&batch).await.unwrap();
+
+    let report = fresh.store.producers().await.unwrap();
+
+    assert_eq!(report.len(), 1);
+    let lossy = &report[0];
+    assert_eq!(
+        (lossy.events, lossy.last_seq, lossy.missing),
+        (201, 401, 200)
+    );
+    let expected: Vec<(u64, u64)> = (1..=ProducerProgress::MAX_GAPS as u64)
+        .map(|n| (2 * n, 2 * n))
+        .collect();
+    assert_eq!(lossy.gaps, expected);
+}
+
+async fn a_store_without_numbered_events_reports_no_producers(fresh: Fresh) {
+    assert_eq!(fresh.store.producers().await.unwrap(), []);
+    let batch = vec![event(Action::Viewed, 1, "users", 1.into(), 1)];
+    fresh.store.insert_batch(&batch).await.unwrap();
+    assert_eq!(fresh.store.producers().await.unwrap(), []);
+}
+
+async fn stored_ids_names_exactly_the_stored_events(fresh: Fresh) {
+    let stored: Vec<DataEvent> = (0..3)
+        .map(|n| event(Action::Viewed, 1, "users", n.into(), n))
+        .collect();
+    fresh.store.insert_batch(&stored).await.unwrap();
+    let absent = event(Action::Viewed, 1, "users", 9.into(), 9);
+    let mut asked: Vec<_> = stored.iter().map(|e| e.id).collect();
+    asked.push(absent.id);
+    let mut found = fresh.store.stored_ids(&asked).await.unwrap();
+    found.sort();
+    let mut expected: Vec<_> = stored.iter().map(|e| e.id).collect();
+    expected.sort();
+    assert_eq!(found, expected);
+    assert!(fresh.store.stored_ids(&[]).await.unwrap().is_empty());
 }

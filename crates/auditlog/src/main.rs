@@ -41,6 +41,96 @@ enum Command {
     ///
     /// Example: auditlog web --api-url http://127.0.0.1:3000
     Web(WebArgs),
+    /// Measure: end-to-end ingest, query latency as the store grows, or the primary
+    /// API with auditing on and off.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Drive N events from P emitters through the transport into the auditor and
+    /// store; report rates, latencies, lost/duplicated counts and the store's ceiling.
+    ///
+    /// Examples:
+    ///   auditlog bench ingest --events 1000000
+    ///   auditlog bench ingest --events 1000000 --amqp-url amqp://guest:guest@127.0.0.1:5672/%2f --store-url postgres://postgres@127.0.0.1/bench
+    Ingest(BenchIngestArgs),
+    /// Load events over many actors and targets and measure query latency at each
+    /// of the given store sizes.
+    ///
+    /// Example: auditlog bench query --events 100000,1000000,10000000
+    Query(BenchQueryArgs),
+    /// Drive GET /api/users/1 with auditing off and on (and over RabbitMQ, up and
+    /// down, with --amqp-url); report throughput, latency and their ratio.
+    ///
+    /// Example: auditlog bench api --duration 10 --connections 32
+    Api(BenchApiArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+struct BenchIngestArgs {
+    /// Events to send.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Emitters sending them, each its own producer.
+    #[arg(long, default_value_t = 4)]
+    producers: usize,
+    /// Most events per transport batch.
+    #[arg(long, default_value_t = 1_000)]
+    batch: usize,
+    /// Share of `changed` events (two fields each); the rest are `viewed`.
+    #[arg(long, default_value_t = 0.5)]
+    changed_ratio: f64,
+    /// The store (a fresh SQLite file by default); the run adds its events to it.
+    #[arg(long)]
+    store_url: Option<String>,
+    /// RabbitMQ; the embedded transport without it.
+    #[arg(long)]
+    amqp_url: Option<String>,
+    /// One JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+struct BenchQueryArgs {
+    /// Store sizes to measure at, comma-separated; the store grows between them.
+    #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+    events: Vec<u64>,
+    /// The store (a fresh SQLite file by default); the run adds its events to it.
+    #[arg(long)]
+    store_url: Option<String>,
+    /// Queries per shape and size.
+    #[arg(long, default_value_t = 500)]
+    samples: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+struct BenchApiArgs {
+    /// Seconds measured per configuration.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Also measure over RabbitMQ, with the broker up and with it gone.
+    #[arg(long)]
+    amqp_url: Option<String>,
+    /// Only one configuration: off, embedded, rabbitmq or rabbitmq-down.
+    #[arg(long)]
+    only: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Whether the primary API audits (off only to measure what auditing costs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Audit {
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -121,6 +211,9 @@ struct UpArgs {
     /// The primary API's database; defaults to sqlite://DATA_DIR/app.db.
     #[arg(long, env = "AUDITLOG_APP_DB_URL")]
     app_db_url: Option<String>,
+    /// Auditing of the primary API: `off` only to measure what auditing costs.
+    #[arg(long, env = "AUDITLOG_AUDIT", value_enum, default_value = "on")]
+    audit: Audit,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -140,6 +233,9 @@ struct ApiArgs {
     auditor_url: String,
     #[arg(long, env = "AUDITLOG_APP_DB_URL")]
     app_db_url: Option<String>,
+    /// Auditing: `off` only to measure what auditing costs.
+    #[arg(long, env = "AUDITLOG_AUDIT", value_enum, default_value = "on")]
+    audit: Audit,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -190,6 +286,7 @@ fn main() -> std::process::ExitCode {
             Command::Api(args) => run::api(args).await,
             Command::Auditor(args) => run::auditor(args).await,
             Command::Web(args) => run::web(args).await,
+            Command::Bench(command) => run::bench(command).await,
         }
     });
     match result {

@@ -19,7 +19,7 @@ use auditlog_web::WebState;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::{ApiArgs, AuditorArgs, UpArgs, WebArgs};
+use crate::{ApiArgs, Audit, AuditorArgs, BenchCommand, UpArgs, WebArgs};
 
 /// How long shutdown keeps trying to hand over what is queued or staged.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -61,7 +61,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         }
     };
     let (emitter, emitter_task) = start_emitter(transport.clone(), data_dir)?;
-    let recorder = Recorder::new(emitter);
+    let recorder = recorder(emitter, args.audit);
 
     let auditor_listener = bind(args.auditor_addr, "auditor").await?;
     let api_listener = bind(args.api_addr, "primary API").await?;
@@ -138,7 +138,7 @@ pub async fn api(args: ApiArgs) -> Result<()> {
         )),
     };
     let (emitter, emitter_task) = start_emitter(transport.clone(), data_dir)?;
-    let recorder = Recorder::new(emitter);
+    let recorder = recorder(emitter, args.audit);
     let (stop, stopped) = watch::channel(false);
     let relay = OutboxRelay::new(app_db.clone(), transport, &recorder);
     let relay = tokio::spawn(relay.run(wait(stopped.clone()), SHUTDOWN_GRACE));
@@ -199,6 +199,71 @@ pub async fn web(args: WebArgs) -> Result<()> {
     println!("  website      {url}  (primary API at {})", args.api_url);
     let router = auditlog_web::router(WebState::new(&args.api_url));
     auditlog_http::serve(listener, router, shutdown_signal()).await?;
+    Ok(())
+}
+
+fn recorder(emitter: Emitter, audit: Audit) -> Recorder {
+    match audit {
+        Audit::On => Recorder::new(emitter),
+        Audit::Off => {
+            tracing::warn!("auditing is OFF: nothing the primary API does is recorded");
+            Recorder::disabled()
+        }
+    }
+}
+
+pub async fn bench(command: BenchCommand) -> Result<()> {
+    match command {
+        BenchCommand::Ingest(args) => {
+            let report = auditlog_bench::ingest::run(auditlog_bench::ingest::IngestOptions {
+                events: args.events,
+                producers: args.producers,
+                batch: args.batch,
+                changed_ratio: args.changed_ratio,
+                store_url: args.store_url,
+                amqp_url: args.amqp_url,
+                progress: !args.json,
+            })
+            .await?;
+            print(&report, args.json, report.table())?;
+            if report.lost > 0 || report.duplicated > 0 {
+                anyhow::bail!(
+                    "{} events lost and {} duplicated",
+                    report.lost,
+                    report.duplicated
+                );
+            }
+        }
+        BenchCommand::Query(args) => {
+            let report = auditlog_bench::query::run(auditlog_bench::query::QueryOptions {
+                sizes: args.events,
+                store_url: args.store_url,
+                samples: args.samples,
+                progress: !args.json,
+            })
+            .await?;
+            print(&report, args.json, report.table())?;
+        }
+        BenchCommand::Api(args) => {
+            let report = auditlog_bench::api::run(auditlog_bench::api::ApiOptions {
+                duration: Duration::from_secs(args.duration.max(1)),
+                connections: args.connections,
+                amqp_url: args.amqp_url,
+                only: args.only,
+            })
+            .await?;
+            print(&report, args.json, report.table())?;
+        }
+    }
+    Ok(())
+}
+
+fn print(report: &impl serde::Serialize, json: bool, table: String) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        println!("{table}");
+    }
     Ok(())
 }
 

@@ -14,12 +14,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use auditlog_amqp::AmqpPublisher;
+use auditlog_bench::proxy::TcpProxy;
 use auditlog_emit::{Emitter, EmitterConfig};
 use auditlog_event::{Action, DataEvent, ObjectRef, ObjectType};
 use common::{Client, PrivateAmqp, Running, data_dir, user_doc};
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::broadcast;
 
 /// Runs one SQL statement with psql and returns its output, trimmed.
 fn psql(url: &str, sql: &str) -> String {
@@ -333,55 +332,12 @@ async fn killing_the_primary_api_mid_burst_keeps_changes_and_events_one_to_one()
     amqp.delete().await;
 }
 
-/// A TCP proxy in front of RabbitMQ that can play dead: while down it cuts every
-/// connection through it and refuses new ones.
-struct BrokerProxy {
-    port: u16,
-    down: Arc<AtomicBool>,
-    cut: broadcast::Sender<()>,
-}
-
-impl BrokerProxy {
-    async fn start(target: &'static str) -> BrokerProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let down = Arc::new(AtomicBool::new(false));
-        let (cut, _) = broadcast::channel(4);
-        let (accept_down, accept_cut) = (down.clone(), cut.clone());
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if accept_down.load(Ordering::SeqCst) {
-                    continue; // dropped: the connection is refused
-                }
-                let mut cut = accept_cut.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.recv() => {}
-                    }
-                });
-            }
-        });
-        BrokerProxy { port, down, cut }
-    }
-
-    fn set_down(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
-        if down {
-            let _ = self.cut.send(());
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_gone_for_a_minute_under_load_fails_no_request_and_loses_no_event() {
     let store = auditlog_store::testing::fresh_postgres_url().await;
     let amqp = PrivateAmqp::new();
-    let proxy = BrokerProxy::start("127.0.0.1:5672").await;
-    let through_proxy = amqp.via(format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port));
+    let proxy = TcpProxy::start("127.0.0.1:5672").await.unwrap();
+    let through_proxy = amqp.via(format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port()));
     let (_tmp, dir) = data_dir();
     let auditor_flags = amqp.flags();
     let _auditor = Running::start(&auditor_args(store.url(), &auditor_flags), &dir, 1);

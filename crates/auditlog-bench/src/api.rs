@@ -1,0 +1,290 @@
+//! `auditlog bench api`: drives the primary API (`GET /api/users/1`, one `viewed`
+//! event per request) over HTTP in several configurations in one run — auditing
+//! off, auditing on with the embedded transport, and with `--amqp-url` auditing on
+//! over RabbitMQ with the broker up and with it gone — and reports throughput and
+//! latency percentiles of each, and the ratio of audited to unaudited throughput.
+//! Each configuration is a fresh `auditlog up` process on its own data directory.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::proxy::TcpProxy;
+use crate::stats::{peak_rss_kib, percentiles};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// Measured time per configuration.
+    pub duration: Duration,
+    /// Concurrent keep-alive connections.
+    pub connections: usize,
+    /// RabbitMQ (`host:port` is reached through a local proxy that can cut it).
+    pub amqp_url: Option<String>,
+    /// Only this configuration (`off`, `embedded`, `rabbitmq`, `rabbitmq-down`).
+    pub only: Option<String>,
+}
+
+/// One configuration's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiScenario {
+    pub name: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub requests_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub server_peak_rss_kib: u64,
+}
+
+/// The whole run. Field names are stable across commits (`--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiReport {
+    pub connections: usize,
+    pub seconds_per_scenario: f64,
+    pub scenarios: Vec<ApiScenario>,
+    /// Audited (embedded) throughput over unaudited throughput.
+    pub audited_to_unaudited: Option<f64>,
+}
+
+pub async fn run(options: ApiOptions) -> Result<ApiReport> {
+    let scratch = tempfile::tempdir()?;
+    let mut scenarios = Vec::new();
+    let wanted = |name: &str| options.only.as_deref().is_none_or(|only| only == name);
+    if wanted("off") {
+        scenarios.push(scenario("off", &["--audit", "off"], &options, scratch.path(), None).await?);
+    }
+    if wanted("embedded") {
+        scenarios.push(scenario("embedded", &[], &options, scratch.path(), None).await?);
+    }
+    if let Some(url) = &options.amqp_url {
+        let (scheme, rest) = url
+            .split_once("://")
+            .context("an AMQP URL looks like amqp://…")?;
+        let (userinfo, hostpath) = rest.rsplit_once('@').unwrap_or(("guest:guest", rest));
+        let (hostport, vhost) = hostpath.split_once('/').unwrap_or((hostpath, "%2f"));
+        let tag = uuid::Uuid::now_v7().simple().to_string();
+        for (name, down) in [("rabbitmq", false), ("rabbitmq-down", true)] {
+            if !wanted(name) {
+                continue;
+            }
+            let proxy = TcpProxy::start(hostport).await?;
+            let through = format!("{scheme}://{userinfo}@127.0.0.1:{}/{vhost}", proxy.port());
+            let names = [
+                ("--amqp-exchange", format!("api-stream-bench-{tag}-{name}")),
+                ("--amqp-queue", format!("audits-bench-{tag}-{name}")),
+                (
+                    "--amqp-dead-letter-queue",
+                    format!("audits-bench-{tag}-{name}.dead"),
+                ),
+            ];
+            let mut args: Vec<String> = vec!["--amqp-url".into(), through];
+            for (flag, value) in names {
+                args.push(flag.into());
+                args.push(value);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let proxy = down.then_some(&proxy);
+            scenarios.push(scenario(name, &args, &options, scratch.path(), proxy).await?);
+        }
+    }
+    let throughput = |name: &str| {
+        scenarios
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.requests_per_sec)
+    };
+    let audited_to_unaudited = match (throughput("embedded"), throughput("off")) {
+        (Some(on), Some(off)) if off > 0.0 => Some(on / off),
+        _ => None,
+    };
+    Ok(ApiReport {
+        connections: options.connections,
+        seconds_per_scenario: options.duration.as_secs_f64(),
+        scenarios,
+        audited_to_unaudited,
+    })
+}
+
+/// A child `auditlog up` and its primary API's URL.
+struct Server {
+    child: Child,
+    api: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(extra: &[&str], data_dir: &std::path::Path) -> Result<Server> {
+    let exe = std::env::current_exe().context("while locating the auditlog binary")?;
+    let mut child = Command::new(exe)
+        .args([
+            "up",
+            "--api-addr",
+            "127.0.0.1:0",
+            "--auditor-addr",
+            "127.0.0.1:0",
+            "--web-addr",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .env("AUDITLOG_DATA_DIR", data_dir)
+        .env("AUDITLOG_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("while starting auditlog up")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        if line.contains("primary API")
+            && let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://"))
+        {
+            return Ok(Server {
+                api: url.to_owned(),
+                child,
+            });
+        }
+    }
+    let _ = child.kill();
+    bail!("auditlog up exited before printing its URLs")
+}
+
+async fn scenario(
+    name: &str,
+    extra: &[&str],
+    options: &ApiOptions,
+    scratch: &std::path::Path,
+    cut: Option<&TcpProxy>,
+) -> Result<ApiScenario> {
+    let server = start_server(extra, &scratch.join(name))?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(options.connections)
+        .build()?;
+    let token = client
+        .get(format!("{}/tokens/1", server.api))
+        .send()
+        .await?
+        .text()
+        .await?;
+    if let Some(proxy) = cut {
+        proxy.set_down(true);
+    }
+    let url = format!("{}/api/users/1", server.api);
+    // Warm up connections and caches, untimed.
+    load(
+        &client,
+        &url,
+        &token,
+        options.connections,
+        Duration::from_secs(1),
+    )
+    .await;
+    let (latencies, errors, elapsed) =
+        load(&client, &url, &token, options.connections, options.duration).await;
+    let requests = latencies.len() as u64;
+    let p = percentiles(latencies);
+    Ok(ApiScenario {
+        name: name.to_owned(),
+        requests,
+        errors,
+        requests_per_sec: requests as f64 / elapsed.as_secs_f64(),
+        p50_ms: p.p50 as f64 / 1_000.0,
+        p99_ms: p.p99 as f64 / 1_000.0,
+        server_peak_rss_kib: peak_rss_kib(server.child.id()),
+    })
+}
+
+/// `connections` loops of GET until `duration` is up: latencies (µs) of the
+/// successful requests, the number of failed ones, and the time taken.
+async fn load(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    connections: usize,
+    duration: Duration,
+) -> (Vec<u64>, u64, Duration) {
+    let running = Arc::new(AtomicBool::new(true));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..connections.max(1))
+        .map(|_| {
+            let (client, url, token) = (client.clone(), url.to_owned(), token.to_owned());
+            let (running, errors) = (running.clone(), errors.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while running.load(Ordering::Relaxed) {
+                    let sent = Instant::now();
+                    let ok = match client.get(&url).bearer_auth(&token).send().await {
+                        Ok(response) => {
+                            let ok = response.status().is_success();
+                            ok && response.bytes().await.is_ok()
+                        }
+                        Err(_) => false,
+                    };
+                    if ok {
+                        latencies.push(sent.elapsed().as_micros() as u64);
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                latencies
+            })
+        })
+        .collect();
+    tokio::time::sleep(duration).await;
+    running.store(false, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for worker in workers {
+        if let Ok(latencies) = worker.await {
+            all.extend(latencies);
+        }
+    }
+    (all, errors.load(Ordering::Relaxed), started.elapsed())
+}
+
+impl ApiReport {
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "primary API, GET /api/users/1, {} connections, {:.0} s each\n{:<16} {:>12} {:>9} {:>9} {:>8} {:>10}\n",
+            self.connections,
+            self.seconds_per_scenario,
+            "auditing",
+            "requests/s",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "RSS MiB"
+        );
+        for s in &self.scenarios {
+            out.push_str(&format!(
+                "{:<16} {:>12.0} {:>9.2} {:>9.2} {:>8} {:>10.1}\n",
+                s.name,
+                s.requests_per_sec,
+                s.p50_ms,
+                s.p99_ms,
+                s.errors,
+                s.server_peak_rss_kib as f64 / 1024.0
+            ));
+        }
+        if let Some(ratio) = self.audited_to_unaudited {
+            out.push_str(&format!(
+                "audited (embedded) / unaudited throughput: {:.1}%\n",
+                ratio * 100.0
+            ));
+        }
+        out
+    }
+}

@@ -1,0 +1,71 @@
+//! Percentiles and process memory, the two measurements every benchmark reports.
+
+use serde::Serialize;
+
+/// Latency percentiles of a set of samples, in the samples' unit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub count: usize,
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+/// Nearest-rank percentiles; an empty set gives zeros.
+pub fn percentiles(mut samples: Vec<u64>) -> Percentiles {
+    if samples.is_empty() {
+        return Percentiles::default();
+    }
+    samples.sort_unstable();
+    let rank = |p: f64| {
+        let index = ((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1;
+        samples[index]
+    };
+    Percentiles {
+        count: samples.len(),
+        p50: rank(0.50),
+        p99: rank(0.99),
+        max: samples[samples.len() - 1],
+    }
+}
+
+/// Peak resident memory (VmHWM) of a process, in KiB; 0 when unknown.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    proc_status_kib(&format!("/proc/{pid}/status"), "VmHWM:")
+}
+
+/// Peak resident memory of this process, in KiB.
+pub fn own_peak_rss_kib() -> u64 {
+    proc_status_kib("/proc/self/status", "VmHWM:")
+}
+
+fn proc_status_kib(path: &str, key: &str) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with(key))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let p = percentiles((1..=100).collect());
+        assert_eq!((p.count, p.p50, p.p99, p.max), (100, 50, 99, 100));
+        assert_eq!(percentiles(vec![7]).p99, 7);
+        assert_eq!(percentiles(Vec::new()), Percentiles::default());
+    }
+
+    #[test]
+    fn this_process_has_a_peak_rss() {
+        assert!(own_peak_rss_kib() > 0);
+    }
+}
