@@ -38,7 +38,7 @@ impl Default for EmitterConfig {
     fn default() -> Self {
         EmitterConfig {
             queue_capacity: 65_536,
-            max_batch: 1_000,
+            max_batch: 5_000,
             shutdown_grace: Duration::from_secs(10),
             publish_timeout: Duration::from_secs(30),
             spill_dir: None,
