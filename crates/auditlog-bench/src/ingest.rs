@@ -428,7 +428,7 @@ fn spawn_auditor(config: &AmqpConfig, store_url: &str, scratch: &std::path::Path
             &config.dead_letter_queue,
         ])
         .env("AUDITLOG_DATA_DIR", scratch.join("auditor"))
-        .env("AUDITLOG_LOG", "warn")
+        .env("AUDITLOG_LOG", "warn,lapin::channel=off")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

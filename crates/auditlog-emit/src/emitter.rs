@@ -102,14 +102,6 @@ impl EmitterStats {
 pub struct Emitter {
     queue: mpsc::Sender<DataEvent>,
     stats: Arc<EmitterStats>,
-    producer: Option<Arc<Producer>>,
-}
-
-/// A producer identity and its sequence counter.
-#[derive(Debug)]
-struct Producer {
-    id: String,
-    last_seq: AtomicU64,
 }
 
 /// The running batching task; [`EmitterTask::shutdown`] drains it.
@@ -137,22 +129,16 @@ impl Emitter {
             transport,
             stats: stats.clone(),
             spill,
+            producer: config.producer_id.clone().map(|id| (id, 0)),
             pending: Vec::new(),
             high_water: config.queue_capacity.max(2) / 2,
             config,
         };
-        let producer = task.config.producer_id.clone().map(|id| {
-            Arc::new(Producer {
-                id,
-                last_seq: AtomicU64::new(0),
-            })
-        });
         let handle = tokio::spawn(task.run());
         Ok((
             Emitter {
                 queue,
                 stats: stats.clone(),
-                producer,
             },
             EmitterTask {
                 stop,
@@ -164,12 +150,8 @@ impl Emitter {
 
     /// Enqueues an event. Never blocks and never does I/O; if the queue is full the
     /// event is counted as dropped and logged.
-    pub fn emit(&self, mut event: DataEvent) {
+    pub fn emit(&self, event: DataEvent) {
         self.stats.emitted.fetch_add(1, Ordering::Relaxed);
-        if let Some(producer) = &self.producer {
-            event.producer_id = Some(producer.id.clone());
-            event.producer_seq = Some(producer.last_seq.fetch_add(1, Ordering::Relaxed) + 1);
-        }
         if let Err(err) = self.queue.try_send(event) {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             let event = match err {
@@ -181,11 +163,6 @@ impl Emitter {
 
     pub fn stats(&self) -> &EmitterStats {
         &self.stats
-    }
-
-    /// The producer id events are stamped with, if any.
-    pub fn producer_id(&self) -> Option<&str> {
-        self.producer.as_ref().map(|p| p.id.as_str())
     }
 
     /// Events waiting in the in-memory queue.
@@ -224,6 +201,10 @@ struct Batcher {
     pending: Vec<DataEvent>,
     /// Size of `pending` at which it is written to the spill.
     high_water: usize,
+    /// The producer id and the last sequence number handed out. Events are numbered
+    /// here, as they leave the queue, so that `emit` stays a bare enqueue and the
+    /// numbers follow the queue's order exactly.
+    producer: Option<(String, u64)>,
 }
 
 /// The batch being delivered, and where it came from.
@@ -321,6 +302,7 @@ impl Batcher {
                     Err(_) => break,
                 }
             }
+            self.stamp(&mut head.events);
             return !head.events.is_empty();
         }
         let max = self.config.max_batch;
@@ -329,6 +311,7 @@ impl Batcher {
                 if received == 0 {
                     *stopping = true; // every Emitter handle is gone
                 }
+                self.stamp(&mut head.events);
             }
             _ = stopped(&mut self.stop) => {
                 *stopping = true;
@@ -360,6 +343,7 @@ impl Batcher {
                             Err(TransportError::Unavailable("no confirmation in time".into()))
                         });
                     }
+                    self.stamp(&mut arrived);
                     self.hold(&mut arrived);
                 }
             }
@@ -378,6 +362,7 @@ impl Batcher {
                         tokio::time::sleep_until(until).await;
                         return;
                     }
+                    self.stamp(&mut arrived);
                     self.hold(&mut arrived);
                 }
             }
@@ -396,11 +381,26 @@ impl Batcher {
 
     /// Writes the held events, then everything queued, to the spill, in order.
     fn spill_pending_and_queued(&mut self) {
-        let mut events = std::mem::take(&mut self.pending);
+        let mut queued = Vec::new();
         while let Ok(event) = self.receiver.try_recv() {
-            events.push(event);
+            queued.push(event);
         }
+        self.stamp(&mut queued);
+        let mut events = std::mem::take(&mut self.pending);
+        events.append(&mut queued);
         self.write_spill(events);
+    }
+
+    /// Numbers the events that just left the queue (those not numbered yet).
+    fn stamp(&mut self, events: &mut [DataEvent]) {
+        let Some((id, last_seq)) = self.producer.as_mut() else {
+            return;
+        };
+        for event in events.iter_mut().filter(|e| e.producer_seq.is_none()) {
+            *last_seq += 1;
+            event.producer_id = Some(id.clone());
+            event.producer_seq = Some(*last_seq);
+        }
     }
 
     fn write_spill(&mut self, events: Vec<DataEvent>) {

@@ -53,7 +53,7 @@ impl Running {
         let mut child = Command::new(binary())
             .args(args)
             .env("AUDITLOG_DATA_DIR", data_dir)
-            .env("AUDITLOG_LOG", "warn")
+            .env("AUDITLOG_LOG", "warn,lapin::channel=off")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
