@@ -1,13 +1,19 @@
 //! The auditor service: takes events from the transport ([`consumer`]) or over HTTP
 //! ([`ingest`]), commits them to the [`AuditStore`](auditlog_store::AuditStore), and
-//! answers the JSON:API query routes ([`query`]) and the admins' completeness report
-//! per producer ([`producers`]) under the shared authorisation policy, so calling it
-//! directly gives no more than going through the primary API.
+//! answers the JSON:API query routes ([`query`], with exports in [`export`]), the live
+//! tail ([`stream`]), object history ([`history`]), the activity histogram
+//! ([`activity`]) and the admins' completeness report per producer ([`producers`])
+//! under the shared authorisation policy, so calling it directly gives no more than
+//! going through the primary API.
 
+mod activity;
 pub mod consumer;
+mod export;
+mod history;
 mod ingest;
 mod producers;
 mod query;
+mod stream;
 
 use std::sync::Arc;
 
@@ -38,6 +44,10 @@ impl FromRef<AuditorState> for TokenVerifier {
 pub fn router(state: AuditorState) -> Router {
     Router::new()
         .route("/api/data-events", get(query::list).post(ingest::ingest))
+        // Fixed segments win over `{id}` in the router, whatever the order here.
+        .route("/api/data-events/stream", get(stream::stream))
+        .route("/api/data-events/activity", get(activity::activity))
+        .route("/api/data-events/{id}", get(query::get_one))
         .route("/events/by/{actor_type}/{actor_id}", get(query::by_actor))
         .route(
             "/events/on/{target_type}/{target_id}",
@@ -47,6 +57,11 @@ pub fn router(state: AuditorState) -> Router {
             "/api/{target_type}/{target_id}/data-events",
             get(query::on_target),
         )
+        .route(
+            "/api/{target_type}/{target_id}/state",
+            get(history::state),
+        )
+        .route("/api/{target_type}/{target_id}/diff", get(history::diff))
         .route("/api/producers", get(producers::list))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(not_found)

@@ -1,32 +1,39 @@
 //! The query routes. Every query goes through the authorisation policy first: an
 //! admin's query runs as asked; a member's must be about themselves (or is narrowed
-//! to events involving them); anything else is 403.
+//! to events involving them); anything else is 403. A query answers a JSON:API page
+//! (with `meta.total` on `count=true`), or every matching event as CSV or NDJSON
+//! ([`crate::export`]) on `format=` or `Accept:`.
 
 use std::collections::BTreeMap;
 
 use auditlog_auth::{EventScope, Principal};
 use auditlog_event::{Action, ObjectType};
 use auditlog_http::{ApiError, Authenticated, raw_json_api};
-use auditlog_store::{Cursor, EventPage, EventQuery, ObjectKey};
+use auditlog_store::{Cursor, EventPage, EventQuery, ObjectKey, Order, StoredEvent};
 use axum::extract::{OriginalUri, Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::AuditorState;
+use crate::export;
 
-type Params = BTreeMap<String, String>;
+pub(crate) type Params = BTreeMap<String, String>;
+
+/// The parameters of the list routes that are not filters.
+const LIST_OPTIONS: &[&str] = &["count", "format"];
 
 /// `GET /api/data-events` with filters.
 pub(crate) async fn list(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
     OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
-    let query = parse_params(&params)?;
-    run(&state, &principal, query, uri.path(), &params).await
+    let query = parse_params(&params, LIST_OPTIONS)?;
+    run(&state, &principal, query, uri.path(), &params, &headers).await
 }
 
 /// `GET /events/by/{actorType}/{actorId}`.
@@ -34,12 +41,13 @@ pub(crate) async fn by_actor(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
     OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
     Path((object_type, id)): Path<(String, String)>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
-    let mut query = parse_params(&params)?;
+    let mut query = parse_params(&params, LIST_OPTIONS)?;
     query.actor = Some(object_key("actorType", "actorId", object_type, id)?);
-    run(&state, &principal, query, uri.path(), &params).await
+    run(&state, &principal, query, uri.path(), &params, &headers).await
 }
 
 /// `GET /events/on/{targetType}/{targetId}` and the prototype's
@@ -48,12 +56,13 @@ pub(crate) async fn on_target(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
     OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
     Path((object_type, id)): Path<(String, String)>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
-    let mut query = parse_params(&params)?;
+    let mut query = parse_params(&params, LIST_OPTIONS)?;
     query.target = Some(object_key("targetType", "targetId", object_type, id)?);
-    run(&state, &principal, query, uri.path(), &params).await
+    run(&state, &principal, query, uri.path(), &params, &headers).await
 }
 
 async fn run(
@@ -62,19 +71,107 @@ async fn run(
     query: EventQuery,
     path: &str,
     params: &Params,
+    headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let query = authorise(principal, query)?;
+    if let Some(format) = export::format(params, headers)? {
+        return Ok(export::response(state.store.clone(), query, format));
+    }
+    let count = match params.get("count").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::bad_request("count must be true or false")),
+    };
     let page = state
         .store
         .query(&query)
         .await
         .map_err(ApiError::internal)?;
-    let body = page_document(&page, path, params).map_err(ApiError::internal)?;
+    let total = if count {
+        Some(
+            state
+                .store
+                .count(&query)
+                .await
+                .map_err(ApiError::internal)?,
+        )
+    } else {
+        None
+    };
+    let body = page_document(&page, path, params, total).map_err(ApiError::internal)?;
     Ok(raw_json_api(StatusCode::OK, body))
 }
 
+/// `GET /api/data-events/{id}`: one event, 404 when it is not stored or the caller
+/// may not see it (which must not tell the two apart).
+pub(crate) async fn get_one(
+    State(state): State<AuditorState>,
+    Authenticated(principal): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if matches!(principal.event_scope(), EventScope::Nothing) {
+        return Err(ApiError::forbidden("this principal may not read events"));
+    }
+    let absent = || ApiError::not_found("there is no such event");
+    let id = uuid::Uuid::try_parse(&id).map_err(|_| absent())?;
+    let stored = state
+        .store
+        .get(id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(absent)?;
+    let parties: Parties = serde_json::from_str(&stored.body)
+        .map_err(|e| ApiError::internal(format!("stored event {id}: {e}")))?;
+    let visible = principal.may_read_events_of(&parties.actor_type, &id_key(&parties.actor_id))
+        || principal.may_read_events_of(&parties.target_type, &id_key(&parties.target_id));
+    if !visible {
+        return Err(absent());
+    }
+    let body = serde_json::to_vec(&Single {
+        data: resource(&stored)?,
+    })
+    .map_err(ApiError::internal)?;
+    Ok(raw_json_api(StatusCode::OK, body))
+}
+
+/// Who an event is about, read from its stored JSON.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Parties {
+    actor_type: String,
+    actor_id: serde_json::Value,
+    target_type: String,
+    target_id: serde_json::Value,
+}
+
+/// The text form queries match an id on ([`auditlog_event::ObjectId::key`]): a
+/// string as it is, a number in its JSON form.
+fn id_key(id: &serde_json::Value) -> String {
+    match id {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[derive(Serialize)]
+struct Single<'a> {
+    data: Resource<'a>,
+}
+
+/// The JSON:API resource object of a stored event: `{"id","type","attributes"}`,
+/// the attributes being the stored JSON as it is.
+pub(crate) fn resource(stored: &StoredEvent) -> Result<Resource<'_>, ApiError> {
+    let attributes: &RawValue = serde_json::from_str(&stored.body)
+        .map_err(|e| ApiError::internal(format!("stored event {} is not JSON: {e}", stored.id)))?;
+    Ok(Resource {
+        id: stored.id.to_string(),
+        kind: "data-events",
+        attributes,
+    })
+}
+
 /// Applies the policy: the query as asked, narrowed, or refused.
-fn authorise(principal: &Principal, mut query: EventQuery) -> Result<EventQuery, ApiError> {
+pub(crate) fn authorise(principal: &Principal, mut query: EventQuery) -> Result<EventQuery, ApiError> {
     match principal.event_scope() {
         EventScope::All => Ok(query),
         EventScope::Nothing => Err(ApiError::forbidden("this principal may not read events")),
@@ -102,7 +199,7 @@ fn authorise(principal: &Principal, mut query: EventQuery) -> Result<EventQuery,
     }
 }
 
-fn object_key(
+pub(crate) fn object_key(
     type_field: &'static str,
     id_field: &'static str,
     object_type: String,
@@ -116,14 +213,17 @@ fn object_key(
 }
 
 /// Reads the JSON:API query parameters; unknown ones are refused so that a typo is
-/// not silently ignored.
-fn parse_params(params: &Params) -> Result<EventQuery, ApiError> {
+/// not silently ignored. The keys in `route_keys` belong to the route and are left to it.
+pub(crate) fn parse_params(params: &Params, route_keys: &[&str]) -> Result<EventQuery, ApiError> {
     let mut query = EventQuery::default();
     let mut actor_type = None;
     let mut actor_id = None;
     let mut target_type = None;
     let mut target_id = None;
     for (key, value) in params {
+        if route_keys.contains(&key.as_str()) {
+            continue;
+        }
         match key.as_str() {
             "filter[actorType]" => actor_type = Some(value.clone()),
             "filter[actorId]" => actor_id = Some(value.clone()),
@@ -135,6 +235,25 @@ fn parse_params(params: &Params) -> Result<EventQuery, ApiError> {
                     .map(|a| Action::parse(a.trim()))
                     .collect::<Result<_, _>>()
                     .map_err(|e| ApiError::bad_request(format!("filter[action]: {e}")))?;
+            }
+            "filter[eventName]" => {
+                query.event_names = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|name| !name.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
+            "sort" => {
+                query.order = match value.as_str() {
+                    "-timestamp" => Order::NewestFirst,
+                    "timestamp" => Order::OldestFirst,
+                    _ => {
+                        return Err(ApiError::bad_request(
+                            "sort must be -timestamp (newest first) or timestamp (oldest first)",
+                        ));
+                    }
+                };
             }
             "filter[since]" => query.since = Some(millis(key, value)?),
             "filter[until]" => query.until = Some(millis(key, value)?),
@@ -159,10 +278,16 @@ fn parse_params(params: &Params) -> Result<EventQuery, ApiError> {
             }
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown query parameter `{other}`; known: filter[actorType], filter[actorId], filter[targetType], filter[targetId], filter[action], filter[since], filter[until], page[size], page[after]"
+                    "unknown query parameter `{other}`; known: filter[actorType], filter[actorId], filter[targetType], filter[targetId], filter[action], filter[eventName], filter[since], filter[until], sort, page[size], page[after]{}",
+                    listed(route_keys)
                 )));
             }
         }
+    }
+    if query.after.is_some_and(|after| after.order != query.order) {
+        return Err(ApiError::bad_request(
+            "page[after] was given out for the other sort order; start again without it",
+        ));
     }
     query.actor = pair("actor", actor_type, actor_id)?;
     query.target = pair("target", target_type, target_id)?;
@@ -188,7 +313,12 @@ fn pair(
     }
 }
 
-fn millis(key: &str, value: &str) -> Result<i64, ApiError> {
+/// The route's own keys, for the list of known parameters in an error.
+fn listed(keys: &[&str]) -> String {
+    keys.iter().map(|key| format!(", {key}")).collect()
+}
+
+pub(crate) fn millis(key: &str, value: &str) -> Result<i64, ApiError> {
     value
         .parse::<i64>()
         .ok()
@@ -199,7 +329,7 @@ fn millis(key: &str, value: &str) -> Result<i64, ApiError> {
 }
 
 #[derive(Serialize)]
-struct Resource<'a> {
+pub(crate) struct Resource<'a> {
     id: String,
     #[serde(rename = "type")]
     kind: &'static str,
@@ -212,24 +342,28 @@ struct Links {
 }
 
 #[derive(Serialize)]
+struct Meta {
+    total: u64,
+}
+
+#[derive(Serialize)]
 struct PageDocument<'a> {
     data: Vec<Resource<'a>>,
     links: Links,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta: Option<Meta>,
 }
 
-fn page_document(page: &EventPage, path: &str, params: &Params) -> Result<Vec<u8>, String> {
+fn page_document(
+    page: &EventPage,
+    path: &str,
+    params: &Params,
+    total: Option<u64>,
+) -> Result<Vec<u8>, String> {
     let data = page
         .events
         .iter()
-        .map(|stored| {
-            let attributes: &RawValue = serde_json::from_str(&stored.body)
-                .map_err(|e| format!("stored event {} is not JSON: {e}", stored.id))?;
-            Ok(Resource {
-                id: stored.id.to_string(),
-                kind: "data-events",
-                attributes,
-            })
-        })
+        .map(|stored| resource(stored).map_err(|e| e.detail))
         .collect::<Result<Vec<_>, String>>()?;
     let next = match page.next {
         Some(cursor) => {
@@ -243,6 +377,7 @@ fn page_document(page: &EventPage, path: &str, params: &Params) -> Result<Vec<u8
     serde_json::to_vec(&PageDocument {
         data,
         links: Links { next },
+        meta: total.map(|total| Meta { total }),
     })
     .map_err(|e| e.to_string())
 }
@@ -259,13 +394,39 @@ mod tests {
             .collect()
     }
 
+    fn parse_params_all(params: &Params) -> Result<EventQuery, ApiError> {
+        parse_params(params, &[])
+    }
+
+    #[test]
+    fn event_names_and_sort_are_read_and_a_cursor_of_the_other_order_refused() {
+        let q = parse_params_all(&params(&[
+            ("filter[eventName]", "user.renamed, user.deleted"),
+            ("sort", "timestamp"),
+        ]))
+        .unwrap();
+        assert_eq!(q.event_names, ["user.renamed", "user.deleted"]);
+        assert_eq!(q.order, Order::OldestFirst);
+        let newest = Cursor {
+            timestamp: 5,
+            id: uuid::Uuid::now_v7(),
+            order: Order::NewestFirst,
+        }
+        .encode();
+        assert!(
+            parse_params_all(&params(&[("sort", "timestamp"), ("page[after]", &newest)])).is_err()
+        );
+        assert!(parse_params_all(&params(&[("page[after]", &newest)])).is_ok());
+        assert!(parse_params_all(&params(&[("sort", "name")])).is_err());
+    }
+
     fn member(id: &str) -> Principal {
         Principal::new(id.into(), Role::User).unwrap()
     }
 
     #[test]
     fn every_filter_is_read() {
-        let q = parse_params(&params(&[
+        let q = parse_params_all(&params(&[
             ("filter[actorType]", "users"),
             ("filter[actorId]", "1"),
             ("filter[targetType]", "notes"),
@@ -293,7 +454,7 @@ mod tests {
             params(&[("filter[actorType]", "users")]),
             params(&[("filter[colour]", "red")]),
         ] {
-            assert!(parse_params(&bad).is_err(), "{bad:?}");
+            assert!(parse_params(&bad, &[]).is_err(), "{bad:?}");
         }
     }
 

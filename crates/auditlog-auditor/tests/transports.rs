@@ -13,7 +13,8 @@ use auditlog_amqp::{AmqpConfig, AmqpConsumer, AmqpPublisher};
 use auditlog_emit::{Emitter, EmitterConfig, Transport};
 use auditlog_event::{Action, DataEvent, ObjectRef, ObjectType};
 use auditlog_store::{
-    AuditStore, EventPage, EventQuery, InsertOutcome, ObjectKey, ProducerProgress, StoreError,
+    ActivityCount, AuditStore, EventPage, EventQuery, InsertOutcome, ObjectKey, ProducerProgress,
+    StoreError, StoredEvent,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -51,6 +52,30 @@ impl AuditStore for FlakyStore {
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
+    }
+    async fn count(&self, query: &EventQuery) -> Result<u64, StoreError> {
+        self.inner.count(query).await
+    }
+    async fn get(&self, id: uuid::Uuid) -> Result<Option<StoredEvent>, StoreError> {
+        self.inner.get(id).await
+    }
+    async fn stored_after(
+        &self,
+        query: &EventQuery,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.inner.stored_after(query, after_seq, limit).await
+    }
+    async fn last_seq(&self) -> Result<i64, StoreError> {
+        self.inner.last_seq().await
+    }
+    async fn activity(
+        &self,
+        query: &EventQuery,
+        bucket_ms: i64,
+    ) -> Result<Vec<ActivityCount>, StoreError> {
+        self.inner.activity(query, bucket_ms).await
     }
 }
 

@@ -32,10 +32,19 @@ pub fn router(state: ApiState) -> Router {
             get(proxy_to_auditor),
         )
         .route("/api/data-events", get(proxy_to_auditor))
+        // Fixed segments win over `{id}` in the router, whatever the order here.
+        .route("/api/data-events/stream", get(proxy_to_auditor))
+        .route("/api/data-events/activity", get(proxy_to_auditor))
+        .route("/api/data-events/{id}", get(proxy_to_auditor))
         .route(
             "/api/{target_type}/{target_id}/data-events",
             get(proxy_to_auditor),
         )
+        .route(
+            "/api/{target_type}/{target_id}/state",
+            get(proxy_to_auditor),
+        )
+        .route("/api/{target_type}/{target_id}/diff", get(proxy_to_auditor))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(not_found)
         .with_state(state)
@@ -347,7 +356,10 @@ async fn notes_about(
 }
 
 /// Audit queries go to the auditor with the caller's own token: the auditor applies
-/// the same policy, so the proxy cannot widen anyone's view.
+/// the same policy, so the proxy cannot widen anyone's view. The answer is streamed
+/// through as it arrives, never buffered: exports can be millions of events and the
+/// live tail never ends. `Accept` (export format) and `Last-Event-ID` (resuming the
+/// tail) go along with the token.
 async fn proxy_to_auditor(
     State(state): State<ApiState>,
     Authenticated(_): Authenticated,
@@ -358,22 +370,41 @@ async fn proxy_to_auditor(
     let mut request = state
         .http
         .get(format!("{}{path_and_query}", state.auditor_url));
-    if let Some(authorization) = headers.get(header::AUTHORIZATION) {
-        request = request.header(header::AUTHORIZATION, authorization.clone());
+    for name in [
+        header::AUTHORIZATION,
+        header::ACCEPT,
+        header::HeaderName::from_static("last-event-id"),
+    ] {
+        if let Some(value) = headers.get(&name) {
+            request = request.header(name, value.clone());
+        }
     }
     let answer = request
         .send()
         .await
         .map_err(|e| ApiError::unavailable(format!("the auditor is unreachable: {e}")))?;
     let status = StatusCode::from_u16(answer.status().as_u16()).map_err(ApiError::internal)?;
-    let content_type = answer
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok())
-        .unwrap_or_else(|| HeaderValue::from_static(auditlog_http::JSON_API));
-    let body = answer
-        .bytes()
-        .await
-        .map_err(|e| ApiError::unavailable(format!("the auditor's answer broke off: {e}")))?;
-    Ok((status, [(header::CONTENT_TYPE, content_type)], body).into_response())
+    let mut response = Response::builder().status(status);
+    for name in [
+        header::CONTENT_TYPE,
+        header::CONTENT_DISPOSITION,
+        header::CACHE_CONTROL,
+    ] {
+        if let Some(value) = answer
+            .headers()
+            .get(name.as_str())
+            .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok())
+        {
+            response = response.header(name, value);
+        }
+    }
+    if !answer.headers().contains_key(header::CONTENT_TYPE.as_str()) {
+        response = response.header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(auditlog_http::JSON_API),
+        );
+    }
+    response
+        .body(axum::body::Body::from_stream(answer.bytes_stream()))
+        .map_err(ApiError::internal)
 }

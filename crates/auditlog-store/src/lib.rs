@@ -27,7 +27,9 @@ pub mod testing;
 
 pub use mysql::MySqlStore;
 pub use postgres::PostgresStore;
-pub use query::{Cursor, EventPage, EventQuery, ObjectKey, ProducerProgress, StoredEvent};
+pub use query::{
+    ActivityCount, Cursor, EventPage, EventQuery, ObjectKey, Order, ProducerProgress, StoredEvent,
+};
 pub use sqlite::SqliteStore;
 
 use std::sync::Arc;
@@ -68,8 +70,40 @@ pub trait AuditStore: Send + Sync + 'static {
     /// committed (or was already there); on `Err`, none of them is.
     async fn insert_batch(&self, events: &[DataEvent]) -> Result<InsertOutcome, StoreError>;
 
-    /// One page of events matching `query`, newest first.
+    /// One page of events matching `query`, in its [`Order`] (keyset pagination on
+    /// `(timestamp, id)`, so events stored between two pages neither repeat nor
+    /// shift the later pages).
     async fn query(&self, query: &EventQuery) -> Result<EventPage, StoreError>;
+
+    /// How many events match the filters of `query` (its page, order and cursor
+    /// ignored), counted by the database.
+    async fn count(&self, query: &EventQuery) -> Result<u64, StoreError>;
+
+    /// The event with this id, if stored.
+    async fn get(&self, id: uuid::Uuid) -> Result<Option<StoredEvent>, StoreError>;
+
+    /// Up to `limit` events matching the filters of `query` (its page, order and
+    /// cursor ignored) whose `seq` is above `after_seq`, in `seq` (commit) order: what
+    /// a live tail has not yet seen.
+    async fn stored_after(
+        &self,
+        query: &EventQuery,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The highest `seq` stored, 0 for an empty store: "now" for a live tail.
+    async fn last_seq(&self) -> Result<i64, StoreError>;
+
+    /// Events matching the filters of `query` (its page, order and cursor ignored)
+    /// counted per action in buckets of `bucket_ms` milliseconds (aligned to
+    /// multiples of it), by the database with one `GROUP BY`; only non-empty
+    /// buckets, ascending by start, then action.
+    async fn activity(
+        &self,
+        query: &EventQuery,
+        bucket_ms: i64,
+    ) -> Result<Vec<ActivityCount>, StoreError>;
 
     /// How complete each producer's numbered output is, sorted by producer id.
     /// Events without a producer number are not counted. Computed by the database

@@ -13,12 +13,14 @@ use sqlx::mysql::{
 use sqlx::{Acquire, Connection, MySql, QueryBuilder, Row};
 
 use crate::sql::{
-    CONNECT_TIMEOUT, POOL_SIZE, ProducerRow, STORED_IDS_CHUNK, chunks, first_connection, into_page,
-    now_ms, page_query, producers_query, progress, store_error, unique_rows, uuid_from_bytes,
+    CONNECT_TIMEOUT, Dialect, LAST_SEQ, POOL_SIZE, ProducerRow, STORED_IDS_CHUNK, activity_count,
+    activity_query, after_seq_query, chunks, count_query, first_connection, get_query, into_page,
+    now_ms, page_query, producers_query, progress, store_error, total, unique_rows,
+    uuid_from_bytes,
 };
 use crate::{
-    AuditStore, EventPage, EventQuery, InsertOutcome, ProducerProgress, StoreError, StoredEvent,
-    redact,
+    ActivityCount, AuditStore, EventPage, EventQuery, InsertOutcome, ProducerProgress, StoreError,
+    StoredEvent, redact,
 };
 
 /// Binds per staged row: ord, id, action, timestamp, actor type and id, target type
@@ -223,6 +225,16 @@ pub(crate) fn driver_url(url: &str) -> Cow<'_, str> {
     }
 }
 
+/// MySQL's spelling of the event queries (`/` would divide into a decimal there).
+const DIALECT: Dialect<MySql> = Dialect {
+    columns: "id, seq, timestamp, body",
+    bind_id: |sql, id| {
+        sql.push_bind(id.as_bytes().to_vec());
+    },
+    event_name: "JSON_UNQUOTE(JSON_EXTRACT(body, '$.eventName'))",
+    div: "DIV",
+};
+
 #[async_trait]
 impl AuditStore for MySqlStore {
     /// Why stage instead of `INSERT ... ON DUPLICATE KEY UPDATE id = id` straight
@@ -312,10 +324,7 @@ impl AuditStore for MySqlStore {
     }
 
     async fn query(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
-        let (mut sql, page_size) =
-            page_query::<MySql>("id, seq, timestamp, body", query, |sql, id| {
-                sql.push_bind(id.as_bytes().to_vec());
-            });
+        let (mut sql, page_size) = page_query(&DIALECT, query);
         let rows = sql
             .build()
             .fetch_all(&self.pool)
@@ -325,7 +334,71 @@ impl AuditStore for MySqlStore {
             .into_iter()
             .map(stored_event)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(into_page(events, page_size))
+        Ok(into_page(events, page_size, query.order))
+    }
+
+    async fn count(&self, query: &EventQuery) -> Result<u64, StoreError> {
+        let row = count_query(&DIALECT, query)
+            .build()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        total(row.try_get("total").map_err(store_error)?)
+    }
+
+    async fn get(&self, id: uuid::Uuid) -> Result<Option<StoredEvent>, StoreError> {
+        get_query(&DIALECT, id)
+            .build()
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?
+            .map(stored_event)
+            .transpose()
+    }
+
+    async fn stored_after(
+        &self,
+        query: &EventQuery,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        after_seq_query(&DIALECT, query, after_seq, limit)
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(stored_event)
+            .collect()
+    }
+
+    async fn last_seq(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query(LAST_SEQ)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.try_get("last_seq").map_err(store_error)
+    }
+
+    async fn activity(
+        &self,
+        query: &EventQuery,
+        bucket_ms: i64,
+    ) -> Result<Vec<ActivityCount>, StoreError> {
+        activity_query(&DIALECT, query, bucket_ms)
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(|row| {
+                activity_count(
+                    row.try_get("start").map_err(store_error)?,
+                    row.try_get("action").map_err(store_error)?,
+                    row.try_get("n").map_err(store_error)?,
+                )
+            })
+            .collect()
     }
 
     async fn producers(&self) -> Result<Vec<ProducerProgress>, StoreError> {

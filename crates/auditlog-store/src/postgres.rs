@@ -9,12 +9,13 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{AssertSqlSafe, Connection, Postgres, Row};
 
 use crate::sql::{
-    CONNECT_TIMEOUT, POOL_SIZE, ProducerRow, STORED_IDS_CHUNK, chunks, first_connection, into_page,
-    now_ms, page_query, producers_query, progress, store_error, unique_rows,
+    CONNECT_TIMEOUT, Dialect, LAST_SEQ, POOL_SIZE, ProducerRow, STORED_IDS_CHUNK, activity_count,
+    activity_query, after_seq_query, chunks, count_query, first_connection, get_query, into_page,
+    now_ms, page_query, producers_query, progress, store_error, total, unique_rows,
 };
 use crate::{
-    AuditStore, EventPage, EventQuery, InsertOutcome, ProducerProgress, StoreError, StoredEvent,
-    redact,
+    ActivityCount, AuditStore, EventPage, EventQuery, InsertOutcome, ProducerProgress, StoreError,
+    StoredEvent, redact,
 };
 
 /// Keys of the transaction-scoped advisory locks this store takes. Advisory locks are
@@ -166,6 +167,17 @@ async fn migrate(tx: &mut PgConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// PostgreSQL's spelling of the event queries. The body is read as `json`, not
+/// `jsonb`, which would refuse a stored `\u0000`.
+const DIALECT: Dialect<Postgres> = Dialect {
+    columns: "id::text AS id, seq, timestamp, body",
+    bind_id: |sql, id| {
+        sql.push_bind(id.to_string()).push("::uuid");
+    },
+    event_name: "(body::json ->> 'eventName')",
+    div: "/",
+};
+
 #[async_trait]
 impl AuditStore for PostgresStore {
     async fn insert_batch(&self, events: &[DataEvent]) -> Result<InsertOutcome, StoreError> {
@@ -221,10 +233,7 @@ impl AuditStore for PostgresStore {
     }
 
     async fn query(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
-        let (mut sql, page_size) =
-            page_query::<Postgres>("id::text AS id, seq, timestamp, body", query, |sql, id| {
-                sql.push_bind(id.to_string()).push("::uuid");
-            });
+        let (mut sql, page_size) = page_query(&DIALECT, query);
         let rows = sql
             .build()
             .fetch_all(&self.pool)
@@ -234,7 +243,71 @@ impl AuditStore for PostgresStore {
             .into_iter()
             .map(stored_event)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(into_page(events, page_size))
+        Ok(into_page(events, page_size, query.order))
+    }
+
+    async fn count(&self, query: &EventQuery) -> Result<u64, StoreError> {
+        let row = count_query(&DIALECT, query)
+            .build()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        total(row.try_get("total").map_err(store_error)?)
+    }
+
+    async fn get(&self, id: uuid::Uuid) -> Result<Option<StoredEvent>, StoreError> {
+        get_query(&DIALECT, id)
+            .build()
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?
+            .map(stored_event)
+            .transpose()
+    }
+
+    async fn stored_after(
+        &self,
+        query: &EventQuery,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        after_seq_query(&DIALECT, query, after_seq, limit)
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(stored_event)
+            .collect()
+    }
+
+    async fn last_seq(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query(LAST_SEQ)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.try_get("last_seq").map_err(store_error)
+    }
+
+    async fn activity(
+        &self,
+        query: &EventQuery,
+        bucket_ms: i64,
+    ) -> Result<Vec<ActivityCount>, StoreError> {
+        activity_query(&DIALECT, query, bucket_ms)
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(|row| {
+                activity_count(
+                    row.try_get("start").map_err(store_error)?,
+                    row.try_get("action").map_err(store_error)?,
+                    row.try_get("n").map_err(store_error)?,
+                )
+            })
+            .collect()
     }
 
     async fn producers(&self) -> Result<Vec<ProducerProgress>, StoreError> {

@@ -12,30 +12,56 @@ pub struct ObjectKey {
     pub id: String,
 }
 
-/// A position in the newest-first order `(timestamp DESC, id DESC)`: the last event
-/// of the previous page. Ids are UUIDv7, ordered by creation within a producer, so
-/// events of one producer in the same millisecond keep the order they happened in.
+/// The order of a query's results, by `(timestamp, id)`. Ids are UUIDv7, ordered by
+/// creation within a producer, so events of one producer in the same millisecond
+/// keep the order they happened in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// `(timestamp DESC, id DESC)`: newest first, the default.
+    #[default]
+    NewestFirst,
+    /// `(timestamp ASC, id ASC)`: oldest first.
+    OldestFirst,
+}
+
+/// A position in one of the [`Order`]s: the last event of the previous page, and the
+/// order it was a position in (a cursor of one order means nothing in the other, so
+/// it carries it, and callers refuse a mismatch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
     pub timestamp: i64,
     pub id: uuid::Uuid,
+    pub order: Order,
 }
 
 impl Cursor {
-    /// The opaque form handed to clients.
+    /// The opaque form handed to clients: `<timestamp hex>.<id>` newest first (the
+    /// form of earlier releases, so their cursors keep working), with `.a` appended
+    /// oldest first.
     pub fn encode(&self) -> String {
-        format!("{:x}.{}", self.timestamp, self.id.simple())
+        match self.order {
+            Order::NewestFirst => format!("{:x}.{}", self.timestamp, self.id.simple()),
+            Order::OldestFirst => format!("{:x}.{}.a", self.timestamp, self.id.simple()),
+        }
     }
 
     /// Reads back what [`Cursor::encode`] produced; `None` for anything else.
     pub fn decode(text: &str) -> Option<Cursor> {
-        let (t, id) = text.split_once('.')?;
+        let (position, order) = match text.strip_suffix(".a") {
+            Some(position) => (position, Order::OldestFirst),
+            None => (text, Order::NewestFirst),
+        };
+        let (t, id) = position.split_once('.')?;
         let timestamp = i64::from_str_radix(t, 16).ok()?;
         if timestamp < 0 || id.len() != 32 {
             return None;
         }
         let id = uuid::Uuid::try_parse(id).ok()?;
-        Some(Cursor { timestamp, id })
+        Some(Cursor {
+            timestamp,
+            id,
+            order,
+        })
     }
 }
 
@@ -48,14 +74,19 @@ pub struct EventQuery {
     pub involving: Option<ObjectKey>,
     /// Any of these actions; empty means all.
     pub actions: Vec<Action>,
+    /// Any of these event names (`eventName`, matched exactly); empty means all.
+    pub event_names: Vec<String>,
     /// Inclusive lower bound on the event timestamp, ms.
     pub since: Option<i64>,
     /// Exclusive upper bound on the event timestamp, ms.
     pub until: Option<i64>,
     /// Events per page, clamped to 1..=[`EventQuery::MAX_PAGE_SIZE`].
     pub page_size: u32,
+    /// The order of the results.
+    pub order: Order,
     /// Continue after this position (from [`EventPage::next`]); `None` for the
-    /// first page.
+    /// first page. Its position is read in [`EventQuery::order`], whatever order
+    /// it names: callers check that the two agree.
     pub after: Option<Cursor>,
 }
 
@@ -73,9 +104,11 @@ impl Default for EventQuery {
             target: None,
             involving: None,
             actions: Vec::new(),
+            event_names: Vec::new(),
             since: None,
             until: None,
             page_size: Self::DEFAULT_PAGE_SIZE,
+            order: Order::NewestFirst,
             after: None,
         }
     }
@@ -101,6 +134,18 @@ pub struct EventPage {
     pub events: Vec<StoredEvent>,
     /// Where the next page starts; `None` when this is the last.
     pub next: Option<Cursor>,
+}
+
+/// How many events of one action fall in one time bucket (see
+/// [`crate::AuditStore::activity`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityCount {
+    /// The bucket's first millisecond: a multiple of the bucket width.
+    pub start: i64,
+    /// The action, as stored (`viewed`, `created`, …).
+    pub action: String,
+    /// Events of that action in the bucket, at least 1.
+    pub count: u64,
 }
 
 /// How complete one producer's numbered output is in the store. Producers number
@@ -134,12 +179,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_cursor_round_trips_through_its_opaque_form() {
-        let cursor = Cursor {
-            timestamp: 1_700_000_000_123,
-            id: uuid::Uuid::now_v7(),
-        };
-        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
+    fn a_cursor_round_trips_through_its_opaque_form_in_either_order() {
+        for order in [Order::NewestFirst, Order::OldestFirst] {
+            let cursor = Cursor {
+                timestamp: 1_700_000_000_123,
+                id: uuid::Uuid::now_v7(),
+                order,
+            };
+            assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
+        }
     }
 
     #[test]
@@ -151,6 +199,8 @@ mod tests {
             ".1",
             "zz.0190b0a000007000800000000000000",
             "1.2.3",
+            "1.0190b0a0000070008000000000000001.b",
+            "1.0190b0a0000070008000000000000001.a.a",
             "-1.0190b0a0000070008000000000000001",
             "1.0190b0a0-0000-7000-8000-000000000001",
         ] {

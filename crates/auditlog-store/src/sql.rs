@@ -9,7 +9,10 @@ use auditlog_event::DataEvent;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 use uuid::Uuid;
 
-use crate::{Cursor, EventPage, EventQuery, ProducerProgress, StoreError, StoredEvent, redact};
+use crate::{
+    ActivityCount, Cursor, EventPage, EventQuery, Order, ProducerProgress, StoreError, StoredEvent,
+    redact,
+};
 
 /// Connections per server-backed pool: enough for concurrent queries next to the
 /// (serialised) writer, few enough that several auditors fit a default
@@ -150,23 +153,29 @@ pub(crate) fn chunks<'r, 'a>(
     })
 }
 
-/// The page query every backend runs: `select` names the columns (each backend reads
-/// the id in its own type), the filters of `query` follow with every value bound as a
-/// parameter, newest first, one row more than the page so the caller knows whether a
-/// next page exists. Returns the builder and the page size in force.
-/// `bind_id` pushes an event id as the backend stores it (bytes, or a UUID).
-pub(crate) fn page_query<DB>(
-    select: &str,
-    query: &EventQuery,
-    bind_id: fn(&mut QueryBuilder<DB>, uuid::Uuid),
-) -> (QueryBuilder<DB>, usize)
+/// What differs between the backends' SQL for the event queries: how an id column is
+/// selected and bound, how the `eventName` is read from the stored JSON, and integer
+/// division.
+pub(crate) struct Dialect<DB: Database> {
+    /// The columns a [`crate::StoredEvent`] is read from: `id, seq, timestamp, body`,
+    /// the id in whatever form the backend decodes.
+    pub columns: &'static str,
+    /// Pushes an event id as the backend stores it (bytes, or a UUID).
+    pub bind_id: fn(&mut QueryBuilder<DB>, Uuid),
+    /// An expression giving the event's `eventName` (NULL when absent) from `body`.
+    pub event_name: &'static str,
+    /// The integer division operator (`/`, or MySQL's `DIV`).
+    pub div: &'static str,
+}
+
+/// Appends ` AND …` for every filter of `query` (not its cursor), each value bound.
+fn push_filters<DB>(sql: &mut QueryBuilder<DB>, query: &EventQuery, dialect: &Dialect<DB>)
 where
     DB: Database,
     String: for<'q> Encode<'q, DB> + Type<DB>,
     &'static str: for<'q> Encode<'q, DB> + Type<DB>,
     i64: for<'q> Encode<'q, DB> + Type<DB>,
 {
-    let mut sql = QueryBuilder::<DB>::new(format!("SELECT {select} FROM audit_events WHERE 1 = 1"));
     if let Some(actor) = &query.actor {
         sql.push(" AND actor_type = ")
             .push_bind(actor.object_type.as_str().to_owned())
@@ -198,41 +207,168 @@ where
         }
         sql.push(")");
     }
+    if !query.event_names.is_empty() {
+        sql.push(format!(" AND {} IN (", dialect.event_name));
+        let mut list = sql.separated(", ");
+        for name in &query.event_names {
+            list.push_bind(name.clone());
+        }
+        sql.push(")");
+    }
     if let Some(since) = query.since {
         sql.push(" AND timestamp >= ").push_bind(since);
     }
     if let Some(until) = query.until {
         sql.push(" AND timestamp < ").push_bind(until);
     }
+}
+
+/// The page query every backend runs: the filters of `query` with every value bound
+/// as a parameter, in its order, one row more than the page so the caller knows
+/// whether a next page exists. Returns the builder and the page size in force.
+pub(crate) fn page_query<DB>(dialect: &Dialect<DB>, query: &EventQuery) -> (QueryBuilder<DB>, usize)
+where
+    DB: Database,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
+    &'static str: for<'q> Encode<'q, DB> + Type<DB>,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    let mut sql = QueryBuilder::<DB>::new(format!(
+        "SELECT {} FROM audit_events WHERE 1 = 1",
+        dialect.columns
+    ));
+    push_filters(&mut sql, query, dialect);
+    let (beyond, direction) = match query.order {
+        Order::NewestFirst => ("<", "DESC"),
+        Order::OldestFirst => (">", "ASC"),
+    };
     if let Some(after) = query.after {
-        // Keyset pagination: strictly after the last row of the previous page in
-        // (timestamp DESC, id DESC) order; the id breaks ties between equal timestamps.
-        sql.push(" AND (timestamp < ")
+        // Keyset pagination: strictly beyond the last row of the previous page in
+        // (timestamp, id) order; the id breaks ties between equal timestamps. Events
+        // stored meanwhile land before the cursor (newer, newest first) or after the
+        // rows already read (oldest first), never among them.
+        sql.push(format!(" AND (timestamp {beyond} "))
             .push_bind(after.timestamp)
             .push(" OR (timestamp = ")
             .push_bind(after.timestamp)
-            .push(" AND id < ");
-        bind_id(&mut sql, after.id);
+            .push(format!(" AND id {beyond} "));
+        (dialect.bind_id)(&mut sql, after.id);
         sql.push("))");
     }
     let page_size = query.page_size.clamp(1, EventQuery::MAX_PAGE_SIZE) as usize;
-    sql.push(" ORDER BY timestamp DESC, id DESC LIMIT ")
-        .push_bind(page_size as i64 + 1);
+    sql.push(format!(
+        " ORDER BY timestamp {direction}, id {direction} LIMIT "
+    ))
+    .push_bind(page_size as i64 + 1);
     (sql, page_size)
 }
 
 /// Turns the up to `page_size + 1` rows of [`page_query`] into a page and its cursor.
-pub(crate) fn into_page(mut events: Vec<StoredEvent>, page_size: usize) -> EventPage {
+pub(crate) fn into_page(mut events: Vec<StoredEvent>, page_size: usize, order: Order) -> EventPage {
     let next = if events.len() > page_size {
         events.truncate(page_size);
         events.last().map(|last| Cursor {
             timestamp: last.timestamp,
             id: last.id,
+            order,
         })
     } else {
         None
     };
     EventPage { events, next }
+}
+
+/// `SELECT COUNT(*)` over the filters of `query`; one column, `total`.
+pub(crate) fn count_query<DB>(dialect: &Dialect<DB>, query: &EventQuery) -> QueryBuilder<DB>
+where
+    DB: Database,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
+    &'static str: for<'q> Encode<'q, DB> + Type<DB>,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    let mut sql =
+        QueryBuilder::<DB>::new("SELECT COUNT(*) AS total FROM audit_events WHERE 1 = 1");
+    push_filters(&mut sql, query, dialect);
+    sql
+}
+
+/// The event with one id, in the columns of [`Dialect::columns`].
+pub(crate) fn get_query<DB: Database>(dialect: &Dialect<DB>, id: Uuid) -> QueryBuilder<DB> {
+    let mut sql = QueryBuilder::<DB>::new(format!(
+        "SELECT {} FROM audit_events WHERE id = ",
+        dialect.columns
+    ));
+    (dialect.bind_id)(&mut sql, id);
+    sql
+}
+
+/// Events over the filters of `query` with `seq` above `after_seq`, by `seq`, at
+/// most `limit` (clamped to 1..=[`EventQuery::MAX_PAGE_SIZE`]).
+pub(crate) fn after_seq_query<DB>(
+    dialect: &Dialect<DB>,
+    query: &EventQuery,
+    after_seq: i64,
+    limit: u32,
+) -> QueryBuilder<DB>
+where
+    DB: Database,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
+    &'static str: for<'q> Encode<'q, DB> + Type<DB>,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    let mut sql = QueryBuilder::<DB>::new(format!(
+        "SELECT {} FROM audit_events WHERE seq > ",
+        dialect.columns
+    ));
+    sql.push_bind(after_seq);
+    push_filters(&mut sql, query, dialect);
+    sql.push(" ORDER BY seq LIMIT ")
+        .push_bind(i64::from(limit.clamp(1, EventQuery::MAX_PAGE_SIZE)));
+    sql
+}
+
+/// The highest `seq`, 0 when empty; one column, `last_seq`.
+pub(crate) const LAST_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) AS last_seq FROM audit_events";
+
+/// Counts per `(bucket start, action)` over the filters of `query`: rows
+/// `(start, action, count)`, ascending.
+pub(crate) fn activity_query<DB>(
+    dialect: &Dialect<DB>,
+    query: &EventQuery,
+    bucket_ms: i64,
+) -> QueryBuilder<DB>
+where
+    DB: Database,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
+    &'static str: for<'q> Encode<'q, DB> + Type<DB>,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    let bucket_ms = bucket_ms.max(1);
+    let mut sql = QueryBuilder::<DB>::new("SELECT (timestamp ");
+    sql.push(dialect.div)
+        .push(" ")
+        .push_bind(bucket_ms)
+        .push(") * ")
+        .push_bind(bucket_ms)
+        .push(" AS start, action, COUNT(*) AS n FROM audit_events WHERE 1 = 1");
+    push_filters(&mut sql, query, dialect);
+    sql.push(" GROUP BY 1, 2 ORDER BY 1, 2");
+    sql
+}
+
+/// Reads the rows of [`activity_query`], decoded by the backend.
+pub(crate) fn activity_count(start: i64, action: String, n: i64) -> Result<ActivityCount, StoreError> {
+    Ok(ActivityCount {
+        start,
+        action,
+        count: u64::try_from(n)
+            .map_err(|_| StoreError::Backend(format!("a bucket count is negative: {n}")))?,
+    })
+}
+
+/// A `COUNT(*)` as the store's count.
+pub(crate) fn total(n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Backend(format!("a count is negative: {n}")))
 }
 
 /// The one statement behind [`crate::AuditStore::producers`]: a `GROUP BY` gives

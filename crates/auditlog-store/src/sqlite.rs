@@ -13,11 +13,13 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
 
 use crate::sql::{
-    ProducerRow, STORED_IDS_CHUNK, chunks, into_page, now_ms, page_query, producers_query,
-    progress, store_error, unique_rows, uuid_from_bytes,
+    Dialect, LAST_SEQ, ProducerRow, STORED_IDS_CHUNK, activity_count, activity_query,
+    after_seq_query, chunks, count_query, get_query, into_page, now_ms, page_query,
+    producers_query, progress, store_error, total, unique_rows, uuid_from_bytes,
 };
 use crate::{
-    AuditStore, EventPage, EventQuery, InsertOutcome, ProducerProgress, StoreError, StoredEvent,
+    ActivityCount, AuditStore, EventPage, EventQuery, InsertOutcome, ProducerProgress, StoreError,
+    StoredEvent,
 };
 
 /// The writer connection's page cache: negative means KiB, here 64 MiB.
@@ -157,6 +159,16 @@ fn unavailable(err: sqlx::Error) -> StoreError {
     StoreError::Unavailable(err.to_string())
 }
 
+/// SQLite's spelling of the event queries.
+const DIALECT: Dialect<Sqlite> = Dialect {
+    columns: "id, seq, timestamp, body",
+    bind_id: |sql, id| {
+        sql.push_bind(id.as_bytes().to_vec());
+    },
+    event_name: "json_extract(body, '$.eventName')",
+    div: "/",
+};
+
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn insert_batch(&self, events: &[DataEvent]) -> Result<InsertOutcome, StoreError> {
@@ -203,10 +215,7 @@ impl AuditStore for SqliteStore {
     }
 
     async fn query(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
-        let (mut sql, page_size) =
-            page_query::<Sqlite>("id, seq, timestamp, body", query, |sql, id| {
-                sql.push_bind(id.as_bytes().to_vec());
-            });
+        let (mut sql, page_size) = page_query(&DIALECT, query);
         let rows = sql
             .build()
             .fetch_all(&self.readers)
@@ -216,7 +225,71 @@ impl AuditStore for SqliteStore {
             .into_iter()
             .map(stored_event)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(into_page(events, page_size))
+        Ok(into_page(events, page_size, query.order))
+    }
+
+    async fn count(&self, query: &EventQuery) -> Result<u64, StoreError> {
+        let row = count_query(&DIALECT, query)
+            .build()
+            .fetch_one(&self.readers)
+            .await
+            .map_err(store_error)?;
+        total(row.try_get("total").map_err(store_error)?)
+    }
+
+    async fn get(&self, id: uuid::Uuid) -> Result<Option<StoredEvent>, StoreError> {
+        get_query(&DIALECT, id)
+            .build()
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(store_error)?
+            .map(stored_event)
+            .transpose()
+    }
+
+    async fn stored_after(
+        &self,
+        query: &EventQuery,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        after_seq_query(&DIALECT, query, after_seq, limit)
+            .build()
+            .fetch_all(&self.readers)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(stored_event)
+            .collect()
+    }
+
+    async fn last_seq(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query(LAST_SEQ)
+            .fetch_one(&self.readers)
+            .await
+            .map_err(store_error)?;
+        row.try_get("last_seq").map_err(store_error)
+    }
+
+    async fn activity(
+        &self,
+        query: &EventQuery,
+        bucket_ms: i64,
+    ) -> Result<Vec<ActivityCount>, StoreError> {
+        activity_query(&DIALECT, query, bucket_ms)
+            .build()
+            .fetch_all(&self.readers)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(|row| {
+                activity_count(
+                    row.try_get("start").map_err(store_error)?,
+                    row.try_get("action").map_err(store_error)?,
+                    row.try_get("n").map_err(store_error)?,
+                )
+            })
+            .collect()
     }
 
     async fn producers(&self) -> Result<Vec<ProducerProgress>, StoreError> {

@@ -1,0 +1,269 @@
+//! Object history for any target type: the object's fields as they were at a time,
+//! rebuilt from its `created` / `changed` / `deleted` events (oldest first), and what
+//! changed between two times. Readable by whoever may read the events on that
+//! target.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use auditlog_event::Action;
+use auditlog_http::{ApiError, Authenticated, json_api};
+use auditlog_store::{AuditStore, EventQuery, ObjectKey, Order};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::AuditorState;
+use crate::query::{Params, authorise, millis, object_key};
+
+/// An object's state at one time.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct ObjectState {
+    exists: bool,
+    fields: Map<String, Value>,
+    /// Timestamp of the last event applied.
+    last_changed_at: Option<i64>,
+    /// Events applied.
+    events: u64,
+}
+
+/// What of a stored event the replay needs.
+#[derive(Deserialize)]
+struct Mutation {
+    action: String,
+    timestamp: i64,
+    #[serde(default)]
+    changes: Option<Map<String, Value>>,
+}
+
+impl ObjectState {
+    /// Applies one event, oldest first: `created` starts the fields afresh from the
+    /// changes' `next`; `changed` sets each changed field to `next`; `deleted`
+    /// leaves nothing (a later `created` revives the object).
+    fn apply(&mut self, event: Mutation) {
+        let nexts = event.changes.into_iter().flatten().map(|(field, change)| {
+            let next = match change {
+                Value::Object(mut change) => change.remove("next").unwrap_or(Value::Null),
+                _ => Value::Null,
+            };
+            (field, next)
+        });
+        match event.action.as_str() {
+            "created" => {
+                self.exists = true;
+                self.fields = nexts.collect();
+            }
+            "changed" => {
+                self.exists = true;
+                self.fields.extend(nexts);
+            }
+            "deleted" => {
+                self.exists = false;
+                self.fields = Map::new();
+            }
+            _ => return,
+        }
+        self.last_changed_at = Some(event.timestamp);
+        self.events += 1;
+    }
+}
+
+/// The object's mutations, any time.
+fn mutations_of(target: &ObjectKey) -> EventQuery {
+    EventQuery {
+        target: Some(target.clone()),
+        actions: vec![Action::Created, Action::Changed, Action::Deleted],
+        ..EventQuery::default()
+    }
+}
+
+/// Replays the object's mutations with timestamp ≤ `at`, a page at a time.
+async fn state_at(
+    store: &dyn AuditStore,
+    target: &ObjectKey,
+    at: i64,
+) -> Result<ObjectState, ApiError> {
+    let mut query = EventQuery {
+        until: Some(at.saturating_add(1)),
+        order: Order::OldestFirst,
+        page_size: EventQuery::MAX_PAGE_SIZE,
+        ..mutations_of(target)
+    };
+    let mut state = ObjectState::default();
+    loop {
+        let page = store.query(&query).await.map_err(ApiError::internal)?;
+        for stored in &page.events {
+            let event: Mutation = serde_json::from_str(&stored.body).map_err(|e| {
+                ApiError::internal(format!("stored event {} is not an event: {e}", stored.id))
+            })?;
+            state.apply(event);
+        }
+        match page.next {
+            Some(cursor) => query.after = Some(cursor),
+            None => return Ok(state),
+        }
+    }
+}
+
+/// The object named by the path, after the policy allowed reading its events.
+async fn readable_target(
+    state: &AuditorState,
+    principal: &auditlog_auth::Principal,
+    object_type: String,
+    id: String,
+) -> Result<ObjectKey, ApiError> {
+    let target = object_key("targetType", "targetId", object_type, id)?;
+    authorise(
+        principal,
+        EventQuery {
+            target: Some(target.clone()),
+            ..EventQuery::default()
+        },
+    )?;
+    let known = state
+        .store
+        .count(&mutations_of(&target))
+        .await
+        .map_err(ApiError::internal)?;
+    if known == 0 {
+        return Err(ApiError::not_found(
+            "this object has no created, changed or deleted events",
+        ));
+    }
+    Ok(target)
+}
+
+/// Reads the millisecond parameters a route takes; anything else is refused.
+fn times(params: &Params, known: &[&str]) -> Result<Vec<Option<i64>>, ApiError> {
+    if let Some(other) = params.keys().find(|key| !known.contains(&key.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter `{other}`; known: {}",
+            known.join(", ")
+        )));
+    }
+    known
+        .iter()
+        .map(|key| params.get(*key).map(|value| millis(key, value)).transpose())
+        .collect()
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `GET /api/{targetType}/{targetId}/state?at=<ms>`.
+pub(crate) async fn state(
+    State(state): State<AuditorState>,
+    Authenticated(principal): Authenticated,
+    Path((object_type, id)): Path<(String, String)>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    let at = times(&params, &["at"])?[0].unwrap_or_else(now_ms);
+    let target = readable_target(&state, &principal, object_type, id).await?;
+    let object = state_at(state.store.as_ref(), &target, at).await?;
+    Ok(json_api(
+        StatusCode::OK,
+        &json!({
+            "data": {
+                "type": "object-states",
+                "id": format!("{}/{}", target.object_type.as_str(), target.id),
+                "attributes": {
+                    "targetType": target.object_type.as_str(),
+                    "targetId": target.id,
+                    "at": at,
+                    "exists": object.exists,
+                    "fields": object.fields,
+                    "lastChangedAt": object.last_changed_at,
+                    "events": object.events,
+                },
+            },
+        }),
+    ))
+}
+
+/// `GET /api/{targetType}/{targetId}/diff?from=<ms>&to=<ms>` (`to` defaults to now).
+pub(crate) async fn diff(
+    State(state): State<AuditorState>,
+    Authenticated(principal): Authenticated,
+    Path((object_type, id)): Path<(String, String)>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    let times = times(&params, &["from", "to"])?;
+    let from = times[0].ok_or_else(|| ApiError::bad_request("from (ms) is required"))?;
+    let to = times[1].unwrap_or_else(now_ms);
+    let target = readable_target(&state, &principal, object_type, id).await?;
+    let before = state_at(state.store.as_ref(), &target, from).await?;
+    let after = state_at(state.store.as_ref(), &target, to).await?;
+    Ok(json_api(
+        StatusCode::OK,
+        &json!({
+            "data": {
+                "type": "object-diffs",
+                "id": format!("{}/{}", target.object_type.as_str(), target.id),
+                "attributes": {
+                    "targetType": target.object_type.as_str(),
+                    "targetId": target.id,
+                    "from": from,
+                    "to": to,
+                    "existedAt": {"from": before.exists, "to": after.exists},
+                    "changes": changes(&before.fields, &after.fields),
+                },
+            },
+        }),
+    ))
+}
+
+/// The fields whose value differs, each as `{prev, next}`; a field absent on one
+/// side is null there.
+fn changes(before: &Map<String, Value>, after: &Map<String, Value>) -> Map<String, Value> {
+    let mut fields: Vec<&String> = before.keys().chain(after.keys()).collect();
+    fields.sort();
+    fields.dedup();
+    fields
+        .into_iter()
+        .filter_map(|field| {
+            let prev = before.get(field).cloned().unwrap_or(Value::Null);
+            let next = after.get(field).cloned().unwrap_or(Value::Null);
+            (prev != next).then(|| (field.clone(), json!({"prev": prev, "next": next})))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mutation(action: &str, timestamp: i64, changes: Value) -> Mutation {
+        Mutation {
+            action: action.into(),
+            timestamp,
+            changes: changes.as_object().cloned(),
+        }
+    }
+
+    #[test]
+    fn a_deleted_object_is_revived_by_a_later_creation() {
+        let mut state = ObjectState::default();
+        state.apply(mutation("created", 1, json!({"name": {"prev": null, "next": "a"}})));
+        state.apply(mutation("changed", 2, json!({"name": {"prev": "a", "next": "b"}})));
+        state.apply(mutation("deleted", 3, json!({"name": {"prev": "b", "next": null}})));
+        assert!(!state.exists && state.fields.is_empty());
+        state.apply(mutation("created", 4, json!({"email": {"prev": null, "next": "x"}})));
+        assert!(state.exists);
+        assert_eq!(Value::Object(state.fields), json!({"email": "x"}));
+        assert_eq!((state.last_changed_at, state.events), (Some(4), 4));
+    }
+
+    #[test]
+    fn a_diff_lists_only_differing_fields_with_null_for_absent_ones() {
+        let before = json!({"a": 1, "b": 2}).as_object().cloned().unwrap_or_default();
+        let after = json!({"b": 2, "c": 3}).as_object().cloned().unwrap_or_default();
+        assert_eq!(
+            Value::Object(changes(&before, &after)),
+            json!({"a": {"prev": 1, "next": null}, "c": {"prev": null, "next": 3}})
+        );
+    }
+}
