@@ -10,17 +10,27 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use auditlog_event::{Action, Change, Changes, DataEvent, ObjectRef, ObjectType};
-use serde_json::json;
+use auditlog_event::DataEvent;
+
+use crate::workload::Workload;
 
 /// Seconds the database took to bulk-load `events` rows shaped like the bench's.
-pub async fn measure(store_url: &str, scratch: &Path, events: u64) -> Result<f64> {
+pub async fn measure(
+    store_url: &str,
+    scratch: &Path,
+    events: u64,
+    changed_ratio: f64,
+) -> Result<f64> {
     let url = store_url.to_owned();
     let scratch = scratch.to_owned();
+    let rows = Rows {
+        events,
+        changed_ratio,
+    };
     tokio::task::spawn_blocking(move || match url.split_once(':').map(|(s, _)| s) {
-        Some("sqlite") => sqlite(&url, &scratch, events),
-        Some("postgres" | "postgresql") => postgres(&url, &scratch, events),
-        Some("mysql" | "mariadb") => mysql(&url, &scratch, events),
+        Some("sqlite") => sqlite(&url, &scratch, rows),
+        Some("postgres" | "postgresql") => postgres(&url, &scratch, rows),
+        Some("mysql" | "mariadb") => mysql(&url, &scratch, rows),
         _ => bail!(
             "no ceiling measurement for {}",
             auditlog_store::redact(&url)
@@ -28,6 +38,13 @@ pub async fn measure(store_url: &str, scratch: &Path, events: u64) -> Result<f64
     })
     .await
     .context("the ceiling measurement panicked")?
+}
+
+/// How many rows of which mix.
+#[derive(Clone, Copy)]
+struct Rows {
+    events: u64,
+    changed_ratio: f64,
 }
 
 /// One row's values by column name.
@@ -62,42 +79,19 @@ enum IdForm {
 }
 
 /// Writes `events` rows in `columns` order as RFC 4180 CSV.
-fn write_csv(path: &Path, columns: &[String], events: u64, id_form: IdForm) -> Result<()> {
-    let users = ObjectType::parse("actorType", "users").unwrap_or_else(|_| unreachable!());
-    let documents = ObjectType::parse("targetType", "documents").unwrap_or_else(|_| unreachable!());
+fn write_csv(
+    path: &Path,
+    columns: &[String],
+    events: u64,
+    changed_ratio: f64,
+    id_form: IdForm,
+) -> Result<()> {
+    let workload = Workload::new(changed_ratio);
     let producer = auditlog_emit::new_producer_id("ceiling");
     let mut out = String::with_capacity(64 * 1024 * 1024);
     let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
     for n in 0..events {
-        let action = if n % 2 == 0 {
-            Action::Changed
-        } else {
-            Action::Viewed
-        };
-        let mut event = DataEvent::new(
-            action,
-            ObjectRef::new(users.clone(), (n % 1_000) as i64),
-            ObjectRef::new(documents.clone(), (n % 100_000) as i64),
-            1_700_000_000_000 + n as i64,
-        );
-        if action == Action::Changed {
-            let mut changes = Changes::new();
-            changes.insert(
-                "title".into(),
-                Change {
-                    prev: json!("Quarterly report"),
-                    next: json!("Quarterly report (final)"),
-                },
-            );
-            changes.insert(
-                "status".into(),
-                Change {
-                    prev: json!("draft"),
-                    next: json!("published"),
-                },
-            );
-            event.changes = Some(changes);
-        }
+        let mut event = workload.event(n, 1_700_000_000_000 + n as i64);
         event.producer_id = Some(producer.clone());
         event.producer_seq = Some(n + 1);
         for (i, column) in columns.iter().enumerate() {
@@ -151,7 +145,7 @@ fn run(command: &mut Command, input: Option<&str>) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-fn sqlite(url: &str, scratch: &Path, events: u64) -> Result<f64> {
+fn sqlite(url: &str, scratch: &Path, rows: Rows) -> Result<f64> {
     let store_path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:")
@@ -174,7 +168,13 @@ fn sqlite(url: &str, scratch: &Path, events: u64) -> Result<f64> {
     .map(str::to_owned)
     .collect();
     let csv = scratch.join("ceiling.csv");
-    write_csv(&csv, &columns, events, IdForm::Text)?;
+    write_csv(
+        &csv,
+        &columns,
+        rows.events,
+        rows.changed_ratio,
+        IdForm::Text,
+    )?;
     let db = scratch.join("ceiling.db");
     // The same settings the store's writer uses, in the one connection that
     // creates the table and imports into it.
@@ -192,7 +192,7 @@ fn sqlite(url: &str, scratch: &Path, events: u64) -> Result<f64> {
     Ok(started.elapsed().as_secs_f64())
 }
 
-fn postgres(url: &str, scratch: &Path, events: u64) -> Result<f64> {
+fn postgres(url: &str, scratch: &Path, rows: Rows) -> Result<f64> {
     let table = format!("ceiling_events_{}", uuid::Uuid::now_v7().simple());
     let columns: Vec<String> = run(
         Command::new("psql").args([
@@ -212,7 +212,13 @@ fn postgres(url: &str, scratch: &Path, events: u64) -> Result<f64> {
     .map(str::to_owned)
     .collect();
     let csv = scratch.join("ceiling.csv");
-    write_csv(&csv, &columns, events, IdForm::Text)?;
+    write_csv(
+        &csv,
+        &columns,
+        rows.events,
+        rows.changed_ratio,
+        IdForm::Text,
+    )?;
     run(
         Command::new("psql").args([
             url,
@@ -273,7 +279,7 @@ fn mysql_args(url: &str) -> Result<Vec<String>> {
     Ok(args)
 }
 
-fn mysql(url: &str, scratch: &Path, events: u64) -> Result<f64> {
+fn mysql(url: &str, scratch: &Path, rows: Rows) -> Result<f64> {
     let args = mysql_args(url)?;
     let table = format!("ceiling_events_{}", uuid::Uuid::now_v7().simple());
     let columns: Vec<String> = run(
@@ -289,7 +295,7 @@ fn mysql(url: &str, scratch: &Path, events: u64) -> Result<f64> {
     .map(str::to_owned)
     .collect();
     let csv = scratch.join("ceiling.csv");
-    write_csv(&csv, &columns, events, IdForm::Hex)?;
+    write_csv(&csv, &columns, rows.events, rows.changed_ratio, IdForm::Hex)?;
     run(
         Command::new("mysql")
             .args(&args)

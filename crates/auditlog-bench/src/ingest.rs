@@ -12,16 +12,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use auditlog_amqp::{AmqpConfig, AmqpPublisher};
 use auditlog_emit::{Emitter, EmitterConfig, Transport};
-use auditlog_event::{Action, Change, Changes, DataEvent, ObjectRef, ObjectType};
 use auditlog_store::AuditStore;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use serde_json::json;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crate::ceiling;
 use crate::stats::{Percentiles, own_peak_rss_kib, peak_rss_kib, percentiles};
+use crate::workload::Workload;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -188,9 +187,14 @@ pub async fn run(options: IngestOptions) -> Result<IngestReport> {
         consumer.await.context("the consumer failed")?;
     }
 
-    let ceiling_seconds = ceiling::measure(&store_url, scratch.path(), options.events)
-        .await
-        .context("while measuring the store's bulk-load ceiling")?;
+    let ceiling_seconds = ceiling::measure(
+        &store_url,
+        scratch.path(),
+        options.events,
+        options.changed_ratio,
+    )
+    .await
+    .context("while measuring the store's bulk-load ceiling")?;
     let emit = percentiles(emit_ns);
     let stored_per_sec = options.events as f64 / stored_seconds;
     let ceiling_per_sec = options.events as f64 / ceiling_seconds;
@@ -242,47 +246,13 @@ async fn emit_range(
     watcher: Freshness,
     emitted_count: Arc<AtomicU64>,
 ) -> ProducerOutcome {
-    let users = ObjectType::parse("actorType", "users").unwrap_or_else(|_| unreachable!());
-    let documents = ObjectType::parse("targetType", "documents").unwrap_or_else(|_| unreachable!());
+    let workload = Workload::new(changed_ratio);
     let count = range.end - range.start;
     let mut ids = Vec::with_capacity(count as usize);
     let mut emit_ns = Vec::with_capacity(count as usize);
-    let changed_every = if changed_ratio > 0.0 {
-        (1.0 / changed_ratio).round().max(1.0) as u64
-    } else {
-        u64::MAX
-    };
     let mut last = None;
     for n in range {
-        let action = if n % changed_every == 0 {
-            Action::Changed
-        } else {
-            Action::Viewed
-        };
-        let mut event = DataEvent::new(
-            action,
-            ObjectRef::new(users.clone(), (n % 1_000) as i64),
-            ObjectRef::new(documents.clone(), (n % 100_000) as i64),
-            now_ms(),
-        );
-        if action == Action::Changed {
-            let mut changes = Changes::new();
-            changes.insert(
-                "title".into(),
-                Change {
-                    prev: json!("Quarterly report"),
-                    next: json!("Quarterly report (final)"),
-                },
-            );
-            changes.insert(
-                "status".into(),
-                Change {
-                    prev: json!("draft"),
-                    next: json!("published"),
-                },
-            );
-            event.changes = Some(changes);
-        }
+        let event = workload.event(n, now_ms());
         let id = event.id;
         ids.push(id);
         let sampled = n % FRESHNESS_SAMPLE_EVERY == 0;

@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod proxy;
 pub mod query;
 pub mod stats;
+mod workload;
 
 /// Events per second, readable: `123 456/s`.
 pub fn per_sec(value: f64) -> String {
