@@ -4,6 +4,7 @@
 
 use auditlog_http::{ApiError, MAX_BODY_BYTES, read_body};
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -110,11 +111,10 @@ async fn proxy(State(state): State<WebState>, request: Request) -> Result<Respon
             response_headers.push((name, value.clone()));
         }
     }
-    let bytes = answer
-        .bytes()
-        .await
-        .map_err(|e| ApiError::unavailable(format!("the primary API's answer broke off: {e}")))?;
-    let mut response = (status, bytes).into_response();
+    // Streamed, not buffered: exports can be millions of events and the live view
+    // is a stream that never ends.
+    let body = Body::from_stream(answer.bytes_stream());
+    let mut response = (status, body).into_response();
     for (name, value) in response_headers {
         response.headers_mut().insert(name, value);
     }
