@@ -52,9 +52,7 @@ pub(crate) fn format(params: &Params, headers: &HeaderMap) -> Result<Option<Form
         Some("ndjson") => return Ok(Some(Format::Ndjson)),
         Some("json") => return Ok(None),
         Some(_) => {
-            return Err(ApiError::bad_request(
-                "format must be csv, ndjson or json",
-            ));
+            return Err(ApiError::bad_request("format must be csv, ndjson or json"));
         }
         None => {}
     }
@@ -63,7 +61,13 @@ pub(crate) fn format(params: &Params, headers: &HeaderMap) -> Result<Option<Form
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .map(|item| item.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        .map(|item| {
+            item.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
     for media_type in accept {
         match media_type.as_str() {
             "text/csv" => return Ok(Some(Format::Csv)),
@@ -85,7 +89,11 @@ struct Export {
 
 /// Streams every event of `query` (already authorised), ignoring its page and
 /// cursor, in its order.
-pub(crate) fn response(store: Arc<dyn AuditStore>, mut query: EventQuery, format: Format) -> Response {
+pub(crate) fn response(
+    store: Arc<dyn AuditStore>,
+    mut query: EventQuery,
+    format: Format,
+) -> Response {
     query.page_size = EventQuery::MAX_PAGE_SIZE;
     query.after = None;
     let header = (format == Format::Csv).then(|| Bytes::from_static(CSV_HEADER.as_bytes()));
@@ -199,7 +207,10 @@ fn csv_row(event: &StoredEvent, out: &mut Vec<u8>) -> Result<(), String> {
         text(&fields.target_type),
         text(&fields.target_id),
         text(&fields.event_name),
-        fields.changes.map(|c| c.get().to_owned()).unwrap_or_default(),
+        fields
+            .changes
+            .map(|c| c.get().to_owned())
+            .unwrap_or_default(),
         text(&fields.source),
         text(&fields.request_id),
     ];

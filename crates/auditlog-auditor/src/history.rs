@@ -247,11 +247,27 @@ mod tests {
     #[test]
     fn a_deleted_object_is_revived_by_a_later_creation() {
         let mut state = ObjectState::default();
-        state.apply(mutation("created", 1, json!({"name": {"prev": null, "next": "a"}})));
-        state.apply(mutation("changed", 2, json!({"name": {"prev": "a", "next": "b"}})));
-        state.apply(mutation("deleted", 3, json!({"name": {"prev": "b", "next": null}})));
+        state.apply(mutation(
+            "created",
+            1,
+            json!({"name": {"prev": null, "next": "a"}}),
+        ));
+        state.apply(mutation(
+            "changed",
+            2,
+            json!({"name": {"prev": "a", "next": "b"}}),
+        ));
+        state.apply(mutation(
+            "deleted",
+            3,
+            json!({"name": {"prev": "b", "next": null}}),
+        ));
         assert!(!state.exists && state.fields.is_empty());
-        state.apply(mutation("created", 4, json!({"email": {"prev": null, "next": "x"}})));
+        state.apply(mutation(
+            "created",
+            4,
+            json!({"email": {"prev": null, "next": "x"}}),
+        ));
         assert!(state.exists);
         assert_eq!(Value::Object(state.fields), json!({"email": "x"}));
         assert_eq!((state.last_changed_at, state.events), (Some(4), 4));
@@ -259,8 +275,14 @@ mod tests {
 
     #[test]
     fn a_diff_lists_only_differing_fields_with_null_for_absent_ones() {
-        let before = json!({"a": 1, "b": 2}).as_object().cloned().unwrap_or_default();
-        let after = json!({"b": 2, "c": 3}).as_object().cloned().unwrap_or_default();
+        let before = json!({"a": 1, "b": 2})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let after = json!({"b": 2, "c": 3})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         assert_eq!(
             Value::Object(changes(&before, &after)),
             json!({"a": {"prev": 1, "next": null}, "c": {"prev": null, "next": 3}})

@@ -57,10 +57,7 @@ pub fn router(state: AuditorState) -> Router {
             "/api/{target_type}/{target_id}/data-events",
             get(query::on_target),
         )
-        .route(
-            "/api/{target_type}/{target_id}/state",
-            get(history::state),
-        )
+        .route("/api/{target_type}/{target_id}/state", get(history::state))
         .route("/api/{target_type}/{target_id}/diff", get(history::diff))
         .route("/api/producers", get(producers::list))
         .route("/healthz", get(|| async { "ok" }))

@@ -171,7 +171,10 @@ pub(crate) fn resource(stored: &StoredEvent) -> Result<Resource<'_>, ApiError> {
 }
 
 /// Applies the policy: the query as asked, narrowed, or refused.
-pub(crate) fn authorise(principal: &Principal, mut query: EventQuery) -> Result<EventQuery, ApiError> {
+pub(crate) fn authorise(
+    principal: &Principal,
+    mut query: EventQuery,
+) -> Result<EventQuery, ApiError> {
     match principal.event_scope() {
         EventScope::All => Ok(query),
         EventScope::Nothing => Err(ApiError::forbidden("this principal may not read events")),

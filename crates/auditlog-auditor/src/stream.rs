@@ -101,7 +101,11 @@ pub(crate) async fn stream(
             if Instant::now() >= tail.ends {
                 return None;
             }
-            match tail.store.stored_after(&tail.query, tail.after, BATCH).await {
+            match tail
+                .store
+                .stored_after(&tail.query, tail.after, BATCH)
+                .await
+            {
                 Ok(found) if !found.is_empty() => {
                     tail.after = found.last().map_or(tail.after, |last| last.seq);
                     tail.pending.extend(found);

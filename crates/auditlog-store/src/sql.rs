@@ -286,8 +286,7 @@ where
     &'static str: for<'q> Encode<'q, DB> + Type<DB>,
     i64: for<'q> Encode<'q, DB> + Type<DB>,
 {
-    let mut sql =
-        QueryBuilder::<DB>::new("SELECT COUNT(*) AS total FROM audit_events WHERE 1 = 1");
+    let mut sql = QueryBuilder::<DB>::new("SELECT COUNT(*) AS total FROM audit_events WHERE 1 = 1");
     push_filters(&mut sql, query, dialect);
     sql
 }
@@ -357,7 +356,11 @@ where
 }
 
 /// Reads the rows of [`activity_query`], decoded by the backend.
-pub(crate) fn activity_count(start: i64, action: String, n: i64) -> Result<ActivityCount, StoreError> {
+pub(crate) fn activity_count(
+    start: i64,
+    action: String,
+    n: i64,
+) -> Result<ActivityCount, StoreError> {
     Ok(ActivityCount {
         start,
         action,

@@ -1,0 +1,792 @@
+//! The query routes driven over real HTTP: the auditor's router on a free port with
+//! an SQLite store (every backend's SQL is covered by the store's behaviour suite),
+//! events delivered through the ingest route, then read back as admins and members
+//! would: filters, sort, pagination, counts, one event by id, CSV and NDJSON
+//! exports, the live tail (SSE) and its resumption, object state and diff, and the
+//! activity histogram.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use auditlog_auditor::{AuditorState, router};
+use auditlog_auth::{KeyPair, Principal, Role, TokenIssuer, TokenVerifier};
+use auditlog_event::{Action, Change, Changes, DataEvent, ObjectId, ObjectRef, ObjectType};
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, CONTENT_DISPOSITION, CONTENT_TYPE};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+const JSON_API: &str = "application/vnd.api+json";
+
+struct App {
+    base: String,
+    client: reqwest::Client,
+    issuer: TokenIssuer,
+    server: JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl App {
+    async fn spawn() -> App {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = KeyPair::load_or_generate(dir.path()).unwrap();
+        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        let state = AuditorState {
+            store: auditlog_store::open(&url).await.unwrap(),
+            verifier: TokenVerifier::new(&keys).unwrap(),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router(state)).await.unwrap();
+        });
+        App {
+            base,
+            client: reqwest::Client::new(),
+            issuer: TokenIssuer::new(&keys).unwrap(),
+            server,
+            _dir: dir,
+        }
+    }
+
+    fn token(&self, subject: &str, role: Role) -> String {
+        self.issuer
+            .issue(&Principal::new(subject.into(), role).unwrap())
+            .unwrap()
+    }
+
+    fn admin(&self) -> String {
+        self.token("1", Role::Admin)
+    }
+
+    async fn ingest(&self, events: &[DataEvent]) {
+        let body: String = events.iter().map(|e| e.to_json() + "\n").collect();
+        let response = self
+            .client
+            .post(format!("{}/api/data-events", self.base))
+            .bearer_auth(self.admin())
+            .header(CONTENT_TYPE, "application/x-ndjson")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let meta = response.json::<Value>().await.unwrap()["meta"].clone();
+        assert_eq!(meta["stored"].as_u64(), Some(events.len() as u64), "{meta}");
+    }
+
+    async fn get_as(&self, token: &str, path_and_query: &str) -> reqwest::Response {
+        let url = if path_and_query.starts_with("http") {
+            path_and_query.to_owned()
+        } else {
+            format!("{}{path_and_query}", self.base)
+        };
+        self.client
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A JSON document answered with `status` as an admin.
+    async fn json(&self, path_and_query: &str, status: StatusCode) -> Value {
+        let response = self.get_as(&self.admin(), path_and_query).await;
+        assert_eq!(response.status(), status, "{path_and_query}");
+        assert_eq!(response.headers()[CONTENT_TYPE], JSON_API);
+        response.json().await.unwrap()
+    }
+
+    /// The ids of the events of a page, as an admin.
+    async fn ids(&self, path_and_query: &str) -> Vec<String> {
+        ids_of(&self.json(path_and_query, StatusCode::OK).await)
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn ids_of(document: &Value) -> Vec<String> {
+    document["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn kind(name: &str) -> ObjectType {
+    ObjectType::parse("actorType", name).unwrap()
+}
+
+fn event(action: Action, actor: i64, target: (&str, i64), ts: i64) -> DataEvent {
+    DataEvent::new(
+        action,
+        ObjectRef::new(kind("users"), actor),
+        ObjectRef::new(kind(target.0), target.1),
+        ts,
+    )
+}
+
+fn with_changes(mut e: DataEvent, fields: &[(&str, Value, Value)]) -> DataEvent {
+    let mut changes = Changes::new();
+    for (field, prev, next) in fields {
+        changes.insert(
+            (*field).into(),
+            Change {
+                prev: prev.clone(),
+                next: next.clone(),
+            },
+        );
+    }
+    e.changes = Some(changes);
+    e
+}
+
+fn id(e: &DataEvent) -> String {
+    e.id.to_string()
+}
+
+/// A small world: users 1 (admin) and 2 acting on users and notes.
+fn world() -> Vec<DataEvent> {
+    let mut named = event(Action::Changed, 1, ("users", 2), 300);
+    named = with_changes(named, &[("name", json!("a"), json!("b"))]);
+    named.event_name = Some("user.renamed".into());
+    let mut tos = event(Action::Changed, 2, ("users", 2), 400);
+    tos = with_changes(tos, &[("agreedTos", json!(false), json!(true))]);
+    tos.event_name = Some("user.tos_accepted".into());
+    vec![
+        event(Action::Created, 1, ("users", 2), 100),
+        event(Action::Viewed, 1, ("users", 2), 200),
+        named,
+        tos,
+        event(Action::Viewed, 2, ("notes", 9), 500),
+        event(Action::Deleted, 1, ("notes", 9), 600),
+    ]
+}
+
+#[tokio::test]
+async fn every_filter_narrows_the_results_alone_and_together() {
+    let app = App::spawn().await;
+    let w = world();
+    app.ingest(&w).await;
+    let all = "/api/data-events";
+
+    assert_eq!(app.ids(all).await.len(), 6);
+    assert_eq!(
+        app.ids(&format!("{all}?filter[actorType]=users&filter[actorId]=2"))
+            .await,
+        [id(&w[4]), id(&w[3])]
+    );
+    assert_eq!(
+        app.ids(&format!(
+            "{all}?filter[targetType]=notes&filter[targetId]=9"
+        ))
+        .await,
+        [id(&w[5]), id(&w[4])]
+    );
+    assert_eq!(
+        app.ids(&format!(
+            "{all}?filter[actorType]=users&filter[actorId]=1&filter[targetType]=users&filter[targetId]=2"
+        ))
+        .await,
+        [id(&w[2]), id(&w[1]), id(&w[0])]
+    );
+    assert_eq!(
+        app.ids(&format!("{all}?filter[action]=created,deleted"))
+            .await,
+        [id(&w[5]), id(&w[0])]
+    );
+    assert_eq!(
+        app.ids(&format!(
+            "{all}?filter[eventName]=user.renamed,user.tos_accepted"
+        ))
+        .await,
+        [id(&w[3]), id(&w[2])]
+    );
+    assert_eq!(
+        app.ids(&format!("{all}?filter[since]=200&filter[until]=400"))
+            .await,
+        [id(&w[2]), id(&w[1])]
+    );
+    assert_eq!(
+        app.ids(&format!(
+            "{all}?filter[eventName]=user.renamed&filter[actorType]=users&filter[actorId]=2"
+        ))
+        .await,
+        Vec::<String>::new()
+    );
+    // The other routes take the same filters.
+    assert_eq!(
+        app.ids("/events/on/users/2?filter[eventName]=user.tos_accepted")
+            .await,
+        [id(&w[3])]
+    );
+    assert_eq!(
+        app.ids("/events/by/users/1?filter[targetType]=notes&filter[targetId]=9")
+            .await,
+        [id(&w[5])]
+    );
+    assert_eq!(
+        app.ids("/api/notes/9/data-events?sort=timestamp").await,
+        [id(&w[4]), id(&w[5])]
+    );
+}
+
+#[tokio::test]
+async fn sort_count_and_pagination_in_both_directions_survive_new_events() {
+    let batch: Vec<DataEvent> = (0..12)
+        .map(|n| event(Action::Viewed, 1, ("users", n), 1_000 + n / 3))
+        .collect();
+
+    for (sort, expected) in [
+        ("-timestamp", batch.iter().rev().map(id).collect::<Vec<_>>()),
+        ("timestamp", batch.iter().map(id).collect::<Vec<_>>()),
+    ] {
+        let app = App::spawn().await;
+        app.ingest(&batch).await;
+        let mut seen = Vec::new();
+        let mut next = format!("/api/data-events?sort={sort}&page[size]=5&count=true");
+        let mut round = 0;
+        loop {
+            let page = app.json(&next, StatusCode::OK).await;
+            // The total counts what matches when the page is read.
+            assert_eq!(page["meta"]["total"].as_u64(), Some(12 + 2 * round));
+            seen.extend(ids_of(&page));
+            round += 1;
+            // Newer events arrive between pages.
+            let newer: Vec<DataEvent> = (0..2)
+                .map(|n| event(Action::Viewed, 1, ("users", 100 + n), 5_000))
+                .collect();
+            app.ingest(&newer).await;
+            match page["links"]["next"].as_str() {
+                Some(link) => next = link.to_owned(),
+                None => break,
+            }
+        }
+        let unique: HashSet<_> = seen.iter().collect();
+        assert_eq!(unique.len(), seen.len(), "{sort}: an event twice");
+        let originals: Vec<_> = seen
+            .iter()
+            .filter(|i| expected.contains(i))
+            .cloned()
+            .collect();
+        assert_eq!(originals, expected, "{sort}");
+        if sort == "-timestamp" {
+            assert_eq!(seen.len(), 12);
+        }
+    }
+
+    // A cursor handed out for one order is refused with the other.
+    let app = App::spawn().await;
+    app.ingest(&batch).await;
+    let page = app
+        .json(
+            "/api/data-events?sort=timestamp&page[size]=2",
+            StatusCode::OK,
+        )
+        .await;
+    let link = page["links"]["next"].as_str().unwrap();
+    let cursor = link.split("page%5Bafter%5D=").nth(1).unwrap();
+    let cursor = cursor.split('&').next().unwrap();
+    let refused = app
+        .json(
+            &format!("/api/data-events?sort=-timestamp&page[after]={cursor}"),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    assert_eq!(refused["errors"][0]["status"], "400");
+    app.json("/api/data-events?sort=name", StatusCode::BAD_REQUEST)
+        .await;
+    // Without count=true there is no meta.
+    let plain = app.json("/api/data-events", StatusCode::OK).await;
+    assert!(plain.get("meta").is_none());
+}
+
+#[tokio::test]
+async fn one_event_by_id_is_visible_only_to_those_who_may_read_it() {
+    let app = App::spawn().await;
+    let w = world();
+    app.ingest(&w).await;
+
+    let doc = app
+        .json(&format!("/api/data-events/{}", id(&w[2])), StatusCode::OK)
+        .await;
+    assert_eq!(doc["data"]["id"], id(&w[2]));
+    assert_eq!(doc["data"]["type"], "data-events");
+    let stored: Value = serde_json::from_str(&w[2].to_json()).unwrap();
+    assert_eq!(doc["data"]["attributes"], stored);
+
+    let absent = uuid::Uuid::now_v7();
+    app.json(&format!("/api/data-events/{absent}"), StatusCode::NOT_FOUND)
+        .await;
+    app.json("/api/data-events/not-a-uuid", StatusCode::NOT_FOUND)
+        .await;
+
+    // User 2 sees events done to them or by them, and nothing else exists for them.
+    let member = app.token("2", Role::User);
+    let own = app
+        .get_as(&member, &format!("/api/data-events/{}", id(&w[0])))
+        .await;
+    assert_eq!(own.status(), StatusCode::OK);
+    let by_them = app
+        .get_as(&member, &format!("/api/data-events/{}", id(&w[4])))
+        .await;
+    assert_eq!(by_them.status(), StatusCode::OK);
+    let hidden = app
+        .get_as(&member, &format!("/api/data-events/{}", id(&w[5])))
+        .await;
+    assert_eq!(hidden.status(), StatusCode::NOT_FOUND);
+    let stranger = app.token("3", Role::User);
+    let hidden = app
+        .get_as(&stranger, &format!("/api/data-events/{}", id(&w[0])))
+        .await;
+    assert_eq!(hidden.status(), StatusCode::NOT_FOUND);
+    let service = app.token("svc", Role::Service);
+    let refused = app
+        .get_as(&service, &format!("/api/data-events/{}", id(&w[0])))
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let anonymous = app
+        .client
+        .get(format!("{}/api/data-events/{}", app.base, id(&w[0])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn exports_stream_every_matching_event_as_csv_or_ndjson() {
+    let app = App::spawn().await;
+    // More than two store pages, with awkward values in one of them.
+    let mut batch: Vec<DataEvent> = (0..2_345)
+        .map(|n| event(Action::Viewed, 1, ("users", n % 7), 10_000 + n))
+        .collect();
+    let mut awkward = event(Action::Changed, 1, ("users", 3), 9_000);
+    awkward = with_changes(
+        awkward,
+        &[("name", json!("Doe, \"Jim\""), json!("line\nbreak"))],
+    );
+    awkward.event_name = Some("user.renamed,again".into());
+    awkward.source = Some("api".into());
+    awkward.request_id = Some("req\n1".into());
+    awkward.target_id = ObjectId::Text("3".into());
+    batch.push(awkward.clone());
+    app.ingest(&batch).await;
+
+    // NDJSON: every event, exactly as stored, newest first; page[size] ignored.
+    let response = app
+        .get_as(&app.admin(), "/api/data-events?format=ndjson&page[size]=5")
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[CONTENT_TYPE], "application/x-ndjson");
+    assert_eq!(
+        response.headers()[CONTENT_DISPOSITION],
+        "attachment; filename=\"data-events.ndjson\""
+    );
+    let text = response.text().await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), batch.len());
+    let mut expected: Vec<&DataEvent> = batch.iter().collect();
+    expected.sort_by_key(|e| std::cmp::Reverse((e.timestamp, e.id)));
+    for (line, e) in lines.iter().zip(&expected) {
+        assert_eq!(*line, e.to_json());
+    }
+
+    // CSV through the Accept header, filtered, oldest first.
+    let response = app
+        .client
+        .get(format!(
+            "{}/api/data-events?filter[targetType]=users&filter[targetId]=3&sort=timestamp",
+            app.base
+        ))
+        .bearer_auth(app.admin())
+        .header(ACCEPT, "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[CONTENT_TYPE], "text/csv; charset=utf-8");
+    assert_eq!(
+        response.headers()[CONTENT_DISPOSITION],
+        "attachment; filename=\"data-events.csv\""
+    );
+    let csv = response.text().await.unwrap();
+    let (header, rows) = csv.split_once("\r\n").unwrap();
+    assert_eq!(
+        header,
+        "id,timestamp,action,actorType,actorId,targetType,targetId,eventName,changes,source,requestId"
+    );
+    let matching = batch.iter().filter(|e| e.target_id.key() == "3").count();
+    // The awkward event comes first (oldest); its request id holds a line break.
+    let expected_first = format!(
+        "{},9000,changed,users,1,users,3,\"user.renamed,again\",\"{{\"\"name\"\":{{\"\"prev\"\":\"\"Doe, \\\"\"Jim\\\"\"\"\",\"\"next\"\":\"\"line\\nbreak\"\"}}}}\",api,\"req\n1\"\r\n",
+        awkward.id
+    );
+    assert!(
+        rows.starts_with(&expected_first),
+        "first row: {:?}",
+        &rows[..rows.len().min(300)]
+    );
+    assert_eq!(rows.matches("\r\n").count(), matching);
+    let second = rows[expected_first.len()..].split("\r\n").next().unwrap();
+    let first_plain = batch.iter().find(|e| e.target_id.key() == "3").unwrap();
+    assert_eq!(
+        second,
+        format!(
+            "{},{},viewed,users,1,users,3,,,,",
+            first_plain.id, first_plain.timestamp
+        )
+    );
+
+    // Members export only what they may read.
+    let member = app.token("3", Role::User);
+    let mine = app
+        .get_as(&member, "/api/data-events?format=ndjson")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(mine.lines().count(), matching);
+    app.json("/api/data-events?format=xml", StatusCode::BAD_REQUEST)
+        .await;
+}
+
+/// An SSE message: its id and its data.
+#[derive(Debug)]
+struct Message {
+    id: String,
+    event: String,
+    data: Value,
+}
+
+/// Reads SSE messages off a streaming response.
+struct Tail {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Tail {
+    async fn open(app: &App, query: &str, last_event_id: Option<&str>) -> Tail {
+        let mut request = app
+            .client
+            .get(format!("{}/api/data-events/stream{query}", app.base))
+            .bearer_auth(app.admin());
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[CONTENT_TYPE], "text/event-stream");
+        Tail {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next `data-event` message, within `wait`; `None` if none came.
+    async fn next(&mut self, wait: Duration) -> Option<Message> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut message = Message {
+                    id: String::new(),
+                    event: String::new(),
+                    data: Value::Null,
+                };
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        message.id = v.into();
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        message.event = v.into();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        message.data = serde_json::from_str(v).unwrap();
+                    }
+                }
+                if message.event == "data-event" {
+                    return Some(message);
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .ok()?
+                .unwrap()?;
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_live_tail_pushes_new_matching_events_and_resumes_after_the_last_one_seen() {
+    let app = App::spawn().await;
+    // Stored before the tail opens: not sent (a new tail starts at "now").
+    app.ingest(&[event(Action::Viewed, 1, ("users", 2), 1)])
+        .await;
+    let mut tail = Tail::open(&app, "?filter[targetType]=users&filter[targetId]=2", None).await;
+    // Give the tail its starting point before events arrive.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let other = event(Action::Viewed, 1, ("users", 5), 2);
+    let first = event(Action::Changed, 1, ("users", 2), 3);
+    let first = with_changes(first, &[("name", json!("a"), json!("b"))]);
+    app.ingest(&[other, first.clone()]).await;
+    let message = tail.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(message.data["id"], id(&first));
+    assert_eq!(message.data["type"], "data-events");
+    let stored: Value = serde_json::from_str(&first.to_json()).unwrap();
+    assert_eq!(message.data["attributes"], stored);
+    assert!(tail.next(Duration::from_millis(600)).await.is_none());
+    let last_seen = message.id.clone();
+    drop(tail);
+
+    // Stored while disconnected: both sent on resumption, then live ones, none twice.
+    let missed = [
+        event(Action::Viewed, 2, ("users", 2), 4),
+        event(Action::Viewed, 3, ("users", 2), 5),
+    ];
+    app.ingest(&missed).await;
+    let mut tail = Tail::open(
+        &app,
+        "?filter[targetType]=users&filter[targetId]=2",
+        Some(&last_seen),
+    )
+    .await;
+    let a = tail.next(Duration::from_secs(5)).await.unwrap();
+    let b = tail.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        [a.data["id"].clone(), b.data["id"].clone()],
+        [json!(id(&missed[0])), json!(id(&missed[1]))]
+    );
+    let live = event(Action::Deleted, 1, ("users", 2), 6);
+    app.ingest(std::slice::from_ref(&live)).await;
+    let c = tail.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(c.data["id"], id(&live));
+    assert!(tail.next(Duration::from_millis(600)).await.is_none());
+
+    // `?after=` does the same as the header.
+    let mut tail = Tail::open(
+        &app,
+        &format!("?after={last_seen}&filter[action]=viewed"),
+        None,
+    )
+    .await;
+    let d = tail.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(d.data["id"], id(&missed[0]));
+}
+
+#[tokio::test]
+async fn object_state_and_diff_are_rebuilt_from_the_objects_mutations() {
+    let app = App::spawn().await;
+    let mut events = vec![with_changes(
+        event(Action::Created, 1, ("documents", 7), 1_000),
+        &[
+            ("title", Value::Null, json!("draft")),
+            ("pages", Value::Null, json!(1)),
+        ],
+    )];
+    // The title changes nine times, one second apart.
+    for n in 1..=9 {
+        events.push(with_changes(
+            event(Action::Changed, 1, ("documents", 7), 1_000 + n * 1_000),
+            &[(
+                "title",
+                json!(format!("v{}", n - 1)),
+                json!(format!("v{n}")),
+            )],
+        ));
+    }
+    events.push(with_changes(
+        event(Action::Changed, 2, ("documents", 7), 10_500),
+        &[
+            ("pages", json!(1), json!(3)),
+            ("owner", Value::Null, json!("ann")),
+        ],
+    ));
+    events.push(event(Action::Viewed, 2, ("documents", 7), 10_700));
+    events.push(event(Action::Deleted, 1, ("documents", 7), 12_000));
+    events.push(with_changes(
+        event(Action::Created, 1, ("documents", 7), 20_000),
+        &[("title", Value::Null, json!("reborn"))],
+    ));
+    app.ingest(&events).await;
+    let state = |at: i64| {
+        let app = &app;
+        async move {
+            app.json(&format!("/api/documents/7/state?at={at}"), StatusCode::OK)
+                .await["data"]
+                .clone()
+        }
+    };
+
+    let before = state(999).await;
+    assert_eq!(before["type"], "object-states");
+    assert_eq!(before["id"], "documents/7");
+    assert_eq!(
+        before["attributes"],
+        json!({"targetType": "documents", "targetId": "7", "at": 999, "exists": false,
+            "fields": {}, "lastChangedAt": null, "events": 0})
+    );
+    let created = state(1_000).await["attributes"].clone();
+    assert_eq!(created["fields"], json!({"title": "draft", "pages": 1}));
+    assert_eq!(
+        (created["exists"].clone(), created["events"].clone()),
+        (json!(true), json!(1))
+    );
+    let middle = state(5_500).await["attributes"].clone();
+    assert_eq!(middle["fields"], json!({"title": "v4", "pages": 1}));
+    assert_eq!(middle["lastChangedAt"], 5_000);
+    let full = state(11_000).await["attributes"].clone();
+    assert_eq!(
+        full["fields"],
+        json!({"title": "v9", "pages": 3, "owner": "ann"})
+    );
+    // The `viewed` is not a mutation.
+    assert_eq!(full["events"], 11);
+    let deleted = state(15_000).await["attributes"].clone();
+    assert_eq!(
+        (deleted["exists"].clone(), deleted["fields"].clone()),
+        (json!(false), json!({}))
+    );
+    let reborn =
+        app.json("/api/documents/7/state", StatusCode::OK).await["data"]["attributes"].clone();
+    assert_eq!(reborn["fields"], json!({"title": "reborn"}));
+    assert_eq!(reborn["exists"], true);
+
+    let diff = app
+        .json("/api/documents/7/diff?from=2500&to=11000", StatusCode::OK)
+        .await["data"]
+        .clone();
+    assert_eq!(diff["type"], "object-diffs");
+    assert_eq!(diff["id"], "documents/7");
+    assert_eq!(
+        diff["attributes"],
+        json!({"targetType": "documents", "targetId": "7", "from": 2500, "to": 11000,
+        "existedAt": {"from": true, "to": true},
+        "changes": {
+            "title": {"prev": "v1", "next": "v9"},
+            "pages": {"prev": 1, "next": 3},
+            "owner": {"prev": null, "next": "ann"},
+        }})
+    );
+    let gone = app
+        .json("/api/documents/7/diff?from=11000&to=15000", StatusCode::OK)
+        .await["data"]["attributes"]
+        .clone();
+    assert_eq!(gone["existedAt"], json!({"from": true, "to": false}));
+    assert_eq!(
+        gone["changes"]["title"],
+        json!({"prev": "v9", "next": null})
+    );
+    let none = app
+        .json("/api/documents/7/diff?from=5000&to=5100", StatusCode::OK)
+        .await["data"]["attributes"]
+        .clone();
+    assert_eq!(none["changes"], json!({}));
+
+    app.json("/api/documents/8/state", StatusCode::NOT_FOUND)
+        .await;
+    app.json("/api/documents/7/diff", StatusCode::BAD_REQUEST)
+        .await;
+    app.json("/api/documents/7/state?at=soon", StatusCode::BAD_REQUEST)
+        .await;
+    // The policy of the target's events: a member reads only their own object.
+    app.ingest(&[with_changes(
+        event(Action::Created, 1, ("users", 4), 1),
+        &[("name", Value::Null, json!("Dee"))],
+    )])
+    .await;
+    let own = app
+        .get_as(&app.token("4", Role::User), "/api/users/4/state")
+        .await;
+    assert_eq!(own.status(), StatusCode::OK);
+    let other = app
+        .get_as(&app.token("4", Role::User), "/api/documents/7/state")
+        .await;
+    assert_eq!(other.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn activity_is_counted_per_bucket_and_action() {
+    let app = App::spawn().await;
+    const HOUR: i64 = 3_600_000;
+    let base = 1_700_000_000_000 / HOUR * HOUR;
+    app.ingest(&[
+        event(Action::Viewed, 1, ("users", 2), base + 1),
+        event(Action::Viewed, 2, ("users", 2), base + 2),
+        with_changes(
+            event(Action::Changed, 1, ("users", 2), base + HOUR - 1),
+            &[("name", json!("a"), json!("b"))],
+        ),
+        event(Action::Deleted, 1, ("users", 3), base + 3 * HOUR),
+        event(Action::Viewed, 1, ("users", 3), base + 30 * HOUR),
+    ])
+    .await;
+    let since = base;
+    let until = base + 24 * HOUR;
+
+    let doc = app
+        .json(
+            &format!("/api/data-events/activity?filter[since]={since}&filter[until]={until}"),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(doc["meta"]["bucket"], HOUR);
+    assert_eq!(
+        doc["data"],
+        json!([
+            {"type": "activity", "id": base.to_string(), "attributes":
+                {"start": base, "count": 3, "byAction": {"viewed": 2, "changed": 1}}},
+            {"type": "activity", "id": (base + 3 * HOUR).to_string(), "attributes":
+                {"start": base + 3 * HOUR, "count": 1, "byAction": {"deleted": 1}}},
+        ])
+    );
+    let daily = app
+        .json(
+            &format!(
+                "/api/data-events/activity?bucket={}&filter[since]={since}&filter[until]={}&filter[action]=viewed",
+                24 * HOUR,
+                base + 48 * HOUR
+            ),
+            StatusCode::OK,
+        )
+        .await;
+    let counts: Vec<u64> = daily["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["attributes"]["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts.iter().sum::<u64>(), 3);
+
+    // A member's histogram counts only their events.
+    let member = app
+        .get_as(
+            &app.token("3", Role::User),
+            &format!("/api/data-events/activity?filter[since]={since}&filter[until]={until}"),
+        )
+        .await;
+    let member: Value = member.json().await.unwrap();
+    assert_eq!(member["data"].as_array().unwrap().len(), 1);
+    // With no range: the last 7 days, which hold none of these.
+    let recent = app.json("/api/data-events/activity", StatusCode::OK).await;
+    assert_eq!(recent["data"], json!([]));
+
+    app.json(
+        "/api/data-events/activity?bucket=59999",
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    app.json(
+        &format!("/api/data-events/activity?bucket=60000&filter[since]=0&filter[until]={until}"),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+}
