@@ -32,6 +32,24 @@ pub const MAX_INGEST_BYTES: usize = 8 * 1024 * 1024;
 pub struct AuditorState {
     pub store: Arc<dyn AuditStore>,
     pub verifier: TokenVerifier,
+    /// Becomes `true` when the service is stopping: open live tails end then, so
+    /// that graceful shutdown does not wait for them.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+impl AuditorState {
+    /// State for a service that stops when `stopping` turns `true`.
+    pub fn new(
+        store: Arc<dyn AuditStore>,
+        verifier: TokenVerifier,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        AuditorState {
+            store,
+            verifier,
+            stopping,
+        }
+    }
 }
 
 impl FromRef<AuditorState> for TokenVerifier {

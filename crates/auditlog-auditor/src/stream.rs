@@ -35,9 +35,9 @@ const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
 const BATCH: u32 = 500;
 
 /// How long one connection lasts before the server ends it. The client reconnects
-/// with `Last-Event-ID` and misses nothing; ending streams bounds how long a
-/// graceful shutdown waits for open connections.
-const MAX_CONNECTION: Duration = Duration::from_secs(30);
+/// with `Last-Event-ID` and misses nothing; this only retires forgotten streams
+/// (shutdown ends them at once through `AuditorState::stopping`).
+const MAX_CONNECTION: Duration = Duration::from_secs(600);
 
 /// What the client should wait before reconnecting after the stream ends.
 const RECONNECT_AFTER: Duration = Duration::from_millis(500);
@@ -54,6 +54,8 @@ struct Tail {
     ends: Instant,
     /// Whether the reconnection delay was sent.
     greeted: bool,
+    /// Turns `true` when the service stops.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// `GET /api/data-events/stream`.
@@ -87,6 +89,7 @@ pub(crate) async fn stream(
         pending: VecDeque::new(),
         ends: Instant::now() + MAX_CONNECTION,
         greeted: false,
+        stopping: state.stopping.clone(),
     };
     let events = futures_util::stream::unfold(tail, |mut tail| async move {
         if !tail.greeted {
@@ -98,7 +101,7 @@ pub(crate) async fn stream(
             if let Some(stored) = tail.pending.pop_front() {
                 return Some((Ok(sse_event(&stored)), tail));
             }
-            if Instant::now() >= tail.ends {
+            if Instant::now() >= tail.ends || *tail.stopping.borrow() {
                 return None;
             }
             match tail
@@ -110,7 +113,12 @@ pub(crate) async fn stream(
                     tail.after = found.last().map_or(tail.after, |last| last.seq);
                     tail.pending.extend(found);
                 }
-                Ok(_) => tokio::time::sleep(POLL_EVERY).await,
+                Ok(_) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(POLL_EVERY) => {}
+                        _ = stopped(&mut tail.stopping) => {}
+                    }
+                }
                 Err(err) => {
                     // The store may come back; the client stays connected meanwhile.
                     tracing::warn!(%err, "a live tail could not read the store");
@@ -120,6 +128,13 @@ pub(crate) async fn stream(
         }
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE_EVERY)))
+}
+
+/// Completes when the service stops (never, if nobody can tell it to).
+async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    if stopping.wait_for(|stopping| *stopping).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// One stored event as an SSE message.

@@ -37,6 +37,7 @@ impl App {
         let state = AuditorState {
             store: auditlog_store::open(&url).await.unwrap(),
             verifier: TokenVerifier::new(&keys).unwrap(),
+            stopping: tokio::sync::watch::channel(false).1,
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

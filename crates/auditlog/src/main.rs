@@ -2,6 +2,7 @@
 //! API and the website in one process on SQLite and the embedded transport; `api`,
 //! `auditor` and `web` run each as its own process, as the prototype did.
 
+mod export;
 mod run;
 
 use std::net::SocketAddr;
@@ -41,10 +42,61 @@ enum Command {
     ///
     /// Example: auditlog web --api-url http://127.0.0.1:3000
     Web(WebArgs),
+    /// Export the events matching some filters as NDJSON or CSV, streamed, with a
+    /// progress bar.
+    ///
+    /// Examples:
+    ///   auditlog export --token "$TOKEN" --target users:2 --format csv -o user-2.csv
+    ///   auditlog export --as-user 1 --action changed,deleted --since 1764288000000 > changes.ndjson
+    Export(ExportArgs),
     /// Measure: end-to-end ingest, query latency as the store grows, or the primary
     /// API with auditing on and off.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+struct ExportArgs {
+    /// The primary API (or the auditor) to export from.
+    #[arg(
+        long,
+        env = "AUDITLOG_API_URL",
+        default_value = "http://127.0.0.1:3000"
+    )]
+    api_url: String,
+    /// Bearer token of the reader; what it may read is what gets exported.
+    #[arg(long, env = "AUDITLOG_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// On a demo deployment: get a token for this user from /tokens/ID instead.
+    #[arg(long)]
+    as_user: Option<i64>,
+    /// `ndjson` (one stored event per line) or `csv`.
+    #[arg(long, default_value = "ndjson", value_parser = ["ndjson", "csv"])]
+    format: String,
+    /// Only events by this actor, TYPE:ID.
+    #[arg(long)]
+    actor: Option<String>,
+    /// Only events on this target, TYPE:ID.
+    #[arg(long)]
+    target: Option<String>,
+    /// Only these actions, comma-separated.
+    #[arg(long)]
+    action: Option<String>,
+    /// Only these event names, comma-separated.
+    #[arg(long)]
+    event_name: Option<String>,
+    /// From this time on, ms since the Unix epoch.
+    #[arg(long)]
+    since: Option<i64>,
+    /// Before this time, ms since the Unix epoch.
+    #[arg(long)]
+    until: Option<i64>,
+    /// `-timestamp` (newest first, the default) or `timestamp`.
+    #[arg(long)]
+    sort: Option<String>,
+    /// Write here instead of standard output.
+    #[arg(long, short = 'o')]
+    output: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -287,6 +339,7 @@ fn main() -> std::process::ExitCode {
             Command::Auditor(args) => run::auditor(args).await,
             Command::Web(args) => run::web(args).await,
             Command::Bench(command) => run::bench(command).await,
+            Command::Export(args) => export::run(args).await,
         }
     });
     match result {

@@ -73,10 +73,8 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let (stop, stopped) = watch::channel(false);
     let relay = OutboxRelay::new(app_db.clone(), transport, &recorder);
     let relay = tokio::spawn(relay.run(wait(stopped.clone()), SHUTDOWN_GRACE));
-    let auditor = auditlog_auditor::router(AuditorState {
-        store,
-        verifier: verifier.clone(),
-    });
+    let auditor =
+        auditlog_auditor::router(AuditorState::new(store, verifier.clone(), stopped.clone()));
     let api = auditlog_demo_api::router(ApiState::new(
         app_db,
         recorder,
@@ -181,7 +179,7 @@ pub async fn auditor(args: AuditorArgs) -> Result<()> {
         }
         None => None,
     };
-    let router = auditlog_auditor::router(AuditorState { store, verifier });
+    let router = auditlog_auditor::router(AuditorState::new(store, verifier, stopped.clone()));
     println!("  auditor      {url}");
     let server = tokio::spawn(auditlog_http::serve(listener, router, wait(stopped)));
     shutdown_signal().await;
