@@ -8,14 +8,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use auditlog_event::Action;
 use auditlog_http::{ApiError, Authenticated, json_api};
 use auditlog_store::{AuditStore, EventQuery, ObjectKey, Order};
-use axum::extract::{Path, Query, State};
+use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::AuditorState;
-use crate::query::{Params, authorise, millis, object_key};
+use crate::query::{COLLECTION, Params, authorise, millis, object_key, record_read};
 
 /// An object's state at one time.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -158,12 +158,14 @@ fn now_ms() -> i64 {
 pub(crate) async fn state(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
+    OriginalUri(uri): OriginalUri,
     Path((object_type, id)): Path<(String, String)>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
     let at = times(&params, &["at"])?[0].unwrap_or_else(now_ms);
     let target = readable_target(&state, &principal, object_type, id).await?;
     let object = state_at(state.store.as_ref(), &target, at).await?;
+    record_read(&state, &principal, COLLECTION, &uri).await?;
     Ok(json_api(
         StatusCode::OK,
         &json!({
@@ -188,6 +190,7 @@ pub(crate) async fn state(
 pub(crate) async fn diff(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
+    OriginalUri(uri): OriginalUri,
     Path((object_type, id)): Path<(String, String)>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
@@ -197,6 +200,7 @@ pub(crate) async fn diff(
     let target = readable_target(&state, &principal, object_type, id).await?;
     let before = state_at(state.store.as_ref(), &target, from).await?;
     let after = state_at(state.store.as_ref(), &target, to).await?;
+    record_read(&state, &principal, COLLECTION, &uri).await?;
     Ok(json_api(
         StatusCode::OK,
         &json!({

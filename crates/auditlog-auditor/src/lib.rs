@@ -11,6 +11,7 @@ pub mod consumer;
 mod export;
 mod history;
 mod ingest;
+pub mod integrity;
 mod producers;
 mod query;
 mod stream;
@@ -66,6 +67,7 @@ pub fn router(state: AuditorState) -> Router {
         .route("/api/data-events/stream", get(stream::stream))
         .route("/api/data-events/activity", get(activity::activity))
         .route("/api/data-events/{id}", get(query::get_one))
+        .route("/api/data-events/{id}/proof", get(integrity::proof))
         .route("/events/by/{actor_type}/{actor_id}", get(query::by_actor))
         .route(
             "/events/on/{target_type}/{target_id}",
@@ -78,6 +80,7 @@ pub fn router(state: AuditorState) -> Router {
         .route("/api/{target_type}/{target_id}/state", get(history::state))
         .route("/api/{target_type}/{target_id}/diff", get(history::diff))
         .route("/api/producers", get(producers::list))
+        .route("/api/integrity/head", get(integrity::head))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(not_found)
         .with_state(state)

@@ -6,7 +6,7 @@
 
 use auditlog_http::{ApiError, Authenticated, json_api};
 use auditlog_store::ProducerProgress;
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
@@ -17,6 +17,7 @@ use crate::AuditorState;
 pub(crate) async fn list(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
+    OriginalUri(uri): OriginalUri,
 ) -> Result<Response, ApiError> {
     if !principal.is_admin() {
         return Err(ApiError::forbidden(
@@ -24,6 +25,7 @@ pub(crate) async fn list(
         ));
     }
     let producers = state.store.producers().await.map_err(ApiError::internal)?;
+    crate::query::record_read(&state, &principal, crate::query::COLLECTION, &uri).await?;
     Ok(json_api(StatusCode::OK, &document(&producers)))
 }
 

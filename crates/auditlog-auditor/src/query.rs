@@ -3,15 +3,19 @@
 //! to events involving them); anything else is 403. A query answers a JSON:API page
 //! (with `meta.total` on `count=true`), or every matching event as CSV or NDJSON
 //! ([`crate::export`]) on `format=` or `Accept:`.
+//!
+//! Reading the audit log is itself audited: every successful read on the auditor
+//! records one `viewed` event on `data-events` by the caller ([`record_read`]), per
+//! request, never per event returned.
 
 use std::collections::BTreeMap;
 
 use auditlog_auth::{EventScope, Principal};
-use auditlog_event::{Action, ObjectType};
+use auditlog_event::{Action, DataEvent, ObjectRef, ObjectType};
 use auditlog_http::{ApiError, Authenticated, raw_json_api};
 use auditlog_store::{Cursor, EventPage, EventQuery, ObjectKey, Order, StoredEvent};
 use axum::extract::{OriginalUri, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -33,7 +37,7 @@ pub(crate) async fn list(
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
     let query = parse_params(&params, LIST_OPTIONS)?;
-    run(&state, &principal, query, uri.path(), &params, &headers).await
+    run(&state, &principal, query, &uri, &params, &headers).await
 }
 
 /// `GET /events/by/{actorType}/{actorId}`.
@@ -47,7 +51,7 @@ pub(crate) async fn by_actor(
 ) -> Result<Response, ApiError> {
     let mut query = parse_params(&params, LIST_OPTIONS)?;
     query.actor = Some(object_key("actorType", "actorId", object_type, id)?);
-    run(&state, &principal, query, uri.path(), &params, &headers).await
+    run(&state, &principal, query, &uri, &params, &headers).await
 }
 
 /// `GET /events/on/{targetType}/{targetId}` and the prototype's
@@ -62,19 +66,20 @@ pub(crate) async fn on_target(
 ) -> Result<Response, ApiError> {
     let mut query = parse_params(&params, LIST_OPTIONS)?;
     query.target = Some(object_key("targetType", "targetId", object_type, id)?);
-    run(&state, &principal, query, uri.path(), &params, &headers).await
+    run(&state, &principal, query, &uri, &params, &headers).await
 }
 
 async fn run(
     state: &AuditorState,
     principal: &Principal,
     query: EventQuery,
-    path: &str,
+    uri: &Uri,
     params: &Params,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let query = authorise(principal, query)?;
     if let Some(format) = export::format(params, headers)? {
+        record_read(state, principal, COLLECTION, uri).await?;
         return Ok(export::response(state.store.clone(), query, format));
     }
     let count = match params.get("count").map(String::as_str) {
@@ -98,7 +103,8 @@ async fn run(
     } else {
         None
     };
-    let body = page_document(&page, path, params, total).map_err(ApiError::internal)?;
+    let body = page_document(&page, uri.path(), params, total).map_err(ApiError::internal)?;
+    record_read(state, principal, COLLECTION, uri).await?;
     Ok(raw_json_api(StatusCode::OK, body))
 }
 
@@ -107,6 +113,7 @@ async fn run(
 pub(crate) async fn get_one(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
+    OriginalUri(uri): OriginalUri,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     if matches!(principal.event_scope(), EventScope::Nothing) {
@@ -131,7 +138,76 @@ pub(crate) async fn get_one(
         data: resource(&stored)?,
     })
     .map_err(ApiError::internal)?;
+    record_read(&state, &principal, &id.to_string(), &uri).await?;
     Ok(raw_json_api(StatusCode::OK, body))
+}
+
+/// The object type of the audit log itself, as the target of `audit.read` events.
+pub(crate) const AUDIT_LOG_TYPE: &str = "data-events";
+/// The target id of a read of many events; a read of one event names its id.
+pub(crate) const COLLECTION: &str = "collection";
+/// The `eventName` of a read of the audit log.
+pub(crate) const READ_EVENT_NAME: &str = "audit.read";
+/// The `source` of the events the auditor records itself.
+const AUDITOR_SOURCE: &str = "auditor";
+/// Longest query string kept in an `audit.read` event.
+const MAX_RECORDED_QUERY_CHARS: usize = 2048;
+
+/// Records that `principal` read the audit log: one `viewed` event on
+/// `data-events/<target_id>` with the path and query string in `meta`, stored
+/// directly (not through a transport, so never lost on the way). It runs after
+/// the read succeeded and before its answer is sent: a read that cannot be
+/// recorded is not answered (503).
+pub(crate) async fn record_read(
+    state: &AuditorState,
+    principal: &Principal,
+    target_id: &str,
+    uri: &Uri,
+) -> Result<(), ApiError> {
+    let actor_type = match principal.role {
+        auditlog_auth::Role::Service => "services",
+        _ => auditlog_auth::policy::PRINCIPAL_TYPE,
+    };
+    let object = |field: &'static str, text: &str| {
+        ObjectType::parse(field, text).map_err(|e| ApiError::internal(format!("{field}: {e}")))
+    };
+    let id = |field: &'static str, text: &str| {
+        auditlog_event::ObjectId::parse_text(field, text)
+            .map_err(|e| ApiError::internal(format!("{field}: {e}")))
+    };
+    // A numeric subject is a number, as the primary API records its actors.
+    let actor_id = match principal.subject.parse::<i64>() {
+        Ok(n) => auditlog_event::ObjectId::from(n),
+        Err(_) => id("actorId", &principal.subject)?,
+    };
+    let actor = ObjectRef::new(object("actorType", actor_type)?, actor_id);
+    let target = ObjectRef::new(
+        object("targetType", AUDIT_LOG_TYPE)?,
+        id("targetId", target_id)?,
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut event = DataEvent::new(Action::Viewed, actor, target, now);
+    event.event_name = Some(READ_EVENT_NAME.into());
+    event.source = Some(AUDITOR_SOURCE.into());
+    let query: String = uri
+        .query()
+        .unwrap_or_default()
+        .chars()
+        .take(MAX_RECORDED_QUERY_CHARS)
+        .collect();
+    let path: String = uri.path().chars().take(MAX_RECORDED_QUERY_CHARS).collect();
+    let mut meta = serde_json::Map::new();
+    meta.insert("path".into(), path.into());
+    meta.insert("query".into(), query.into());
+    event.meta = Some(meta);
+    state
+        .store
+        .insert_batch(&[event])
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the read could not be recorded: {e}")))?;
+    Ok(())
 }
 
 /// Who an event is about, read from its stored JSON.

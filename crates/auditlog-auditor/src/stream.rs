@@ -16,14 +16,14 @@ use std::time::Duration;
 
 use auditlog_http::{ApiError, Authenticated};
 use auditlog_store::{AuditStore, EventQuery, StoredEvent};
-use axum::extract::{Query, State};
+use axum::extract::{OriginalUri, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use tokio::time::Instant;
 
 use crate::AuditorState;
-use crate::query::{Params, authorise, parse_params, resource};
+use crate::query::{COLLECTION, Params, authorise, parse_params, record_read, resource};
 
 /// How often the store is asked for new events.
 const POLL_EVERY: Duration = Duration::from_millis(200);
@@ -62,6 +62,7 @@ struct Tail {
 pub(crate) async fn stream(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     Query(params): Query<Params>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -82,6 +83,7 @@ pub(crate) async fn stream(
             })?,
         None => state.store.last_seq().await.map_err(ApiError::internal)?,
     };
+    record_read(&state, &principal, COLLECTION, &uri).await?;
     let tail = Tail {
         store: state.store.clone(),
         query,

@@ -65,6 +65,62 @@ impl KeyPair {
     pub fn path_in(data_dir: &Path) -> PathBuf {
         data_dir.join(KEY_FILE)
     }
+
+    /// Loads the key of `data_dir` without ever creating one: `Ok(None)` when there
+    /// is none (for tools that check signatures, such as `auditlog verify`).
+    pub fn load(data_dir: &Path) -> Result<Option<Self>, AuthError> {
+        let path = data_dir.join(KEY_FILE);
+        match read_key(&path) {
+            Ok(pair) => Ok(Some(pair)),
+            Err(ReadError::Missing) => Ok(None),
+            Err(ReadError::Bad(reason)) => Err(AuthError::Key {
+                path: path.display().to_string(),
+                reason,
+            }),
+        }
+    }
+
+    /// The key id (the JWT `kid`): a short fingerprint of the public key.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// An Ed25519 signature of `message` (64 bytes), e.g. over a signed chain head.
+    pub fn sign(&self, message: &[u8]) -> Result<[u8; 64], AuthError> {
+        use ed25519_dalek::Signer;
+        Ok(self.signing_key()?.sign(message).to_bytes())
+    }
+
+    /// The raw Ed25519 public key (32 bytes) as lower-case hex.
+    pub fn public_key_hex(&self) -> Result<String, AuthError> {
+        Ok(self
+            .signing_key()?
+            .verifying_key()
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect())
+    }
+
+    fn signing_key(&self) -> Result<SigningKey, AuthError> {
+        SigningKey::from_pkcs8_pem(&self.private_pem).map_err(|e| AuthError::Key {
+            path: KEY_FILE.into(),
+            reason: format!("not an Ed25519 PKCS#8 PEM key: {e}"),
+        })
+    }
+}
+
+/// Whether `signature` is a valid Ed25519 signature of `message` by the public key
+/// `public_key` (32 raw bytes); anything malformed is simply not valid.
+pub fn verify_signature(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    let Ok(key) = <[u8; 32]>::try_from(public_key) else {
+        return false;
+    };
+    let Ok(signature) = ed25519_dalek::Signature::from_slice(signature) else {
+        return false;
+    };
+    ed25519_dalek::VerifyingKey::from_bytes(&key)
+        .is_ok_and(|key| key.verify_strict(message, &signature).is_ok())
 }
 
 enum ReadError {
@@ -145,6 +201,29 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_signature_verifies_with_the_public_key_and_not_for_another_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let pair = KeyPair::load_or_generate(dir.path()).unwrap();
+        let public: Vec<u8> = (0..32)
+            .map(|i| u8::from_str_radix(&pair.public_key_hex().unwrap()[i * 2..i * 2 + 2], 16))
+            .collect::<Result<_, _>>()
+            .unwrap();
+
+        let signature = pair.sign(b"head").unwrap();
+
+        assert!(verify_signature(&public, b"head", &signature));
+        assert!(!verify_signature(&public, b"head2", &signature));
+        assert!(!verify_signature(&public[..31], b"head", &signature));
+    }
+
+    #[test]
+    fn loading_without_a_key_creates_none() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(KeyPair::load(dir.path()).unwrap().is_none());
+        assert!(!KeyPair::path_in(dir.path()).exists());
     }
 
     #[test]

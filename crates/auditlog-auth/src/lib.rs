@@ -9,7 +9,7 @@ pub mod token;
 
 pub use keys::KeyPair;
 pub use policy::{EventScope, Principal, Role};
-pub use token::{TokenIssuer, TokenVerifier};
+pub use token::{ExternalIssuer, TokenIssuer, TokenVerifier};
 
 /// Errors of authentication and key handling.
 #[derive(Debug, thiserror::Error)]

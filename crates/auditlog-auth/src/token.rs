@@ -1,6 +1,9 @@
 //! Issuing and verifying tokens: EdDSA only (no `none`, no HMAC), with `exp`, `nbf`,
-//! `iss` and `aud` checked and a bounded clock skew.
+//! `iss` and `aud` checked, a bounded clock skew, and keys chosen by `kid` so that
+//! they can be rotated and an external issuer's public keys (PEM or JWKS) trusted.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -71,38 +74,240 @@ impl TokenIssuer {
 
 use crate::keys;
 
-/// Checks tokens and says who sent them.
+/// Reads the `role` of a token; an external issuer's token without one acts as an
+/// ordinary user, never as an admin or a service.
+#[derive(Debug, Deserialize)]
+struct VerifiedClaims {
+    sub: String,
+    #[serde(default = "default_role")]
+    role: Role,
+}
+
+fn default_role() -> Role {
+    Role::User
+}
+
+/// One key tokens may be signed with, and the `iss`/`aud` its tokens must carry.
+#[derive(Clone)]
+struct TrustedKey {
+    key: DecodingKey,
+    validation: Arc<Validation>,
+}
+
+/// Checks tokens and says who sent them. It holds every key a token may be signed
+/// with, by key id (`kid`), so that keys can be rotated: the data directory's own
+/// key, plus any public keys of an external issuer ([`TokenVerifier::trust_pem`],
+/// [`TokenVerifier::trust_jwks`]). A token naming an unknown `kid` is refused; one
+/// without a `kid` must verify under one of the known keys.
 #[derive(Clone)]
 pub struct TokenVerifier {
-    key: DecodingKey,
-    validation: Validation,
+    keys: Arc<BTreeMap<String, TrustedKey>>,
+}
+
+/// The `iss` and `aud` that tokens of an external issuer must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalIssuer {
+    pub issuer: String,
+    pub audience: String,
+}
+
+impl Default for ExternalIssuer {
+    fn default() -> Self {
+        ExternalIssuer {
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+        }
+    }
 }
 
 impl TokenVerifier {
+    /// A verifier trusting only the data directory's key, for tokens with this
+    /// deployment's `iss` and `aud`.
     pub fn new(keys: &KeyPair) -> Result<Self, AuthError> {
         let key =
             DecodingKey::from_ed_pem(keys.public_pem.as_bytes()).map_err(|e| AuthError::Key {
                 path: keys::KEY_FILE.into(),
                 reason: e.to_string(),
             })?;
-        // Validation::new pins the algorithm list to exactly EdDSA.
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.leeway = CLOCK_SKEW_SECS;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.set_issuer(&[ISSUER]);
-        validation.set_audience(&[AUDIENCE]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        Ok(TokenVerifier { key, validation })
+        let mut map = BTreeMap::new();
+        map.insert(
+            keys.key_id.clone(),
+            TrustedKey {
+                key,
+                validation: Arc::new(validation(ISSUER, AUDIENCE)),
+            },
+        );
+        Ok(TokenVerifier {
+            keys: Arc::new(map),
+        })
+    }
+
+    /// Also trusts the Ed25519 public key in `pem` (SPKI PEM), for tokens carrying
+    /// `external`'s `iss` and `aud`. Its key id is its fingerprint, as for the data
+    /// directory's key, unless the token names none. `source` names the file in errors.
+    pub fn trust_pem(
+        mut self,
+        pem: &str,
+        external: &ExternalIssuer,
+        source: &str,
+    ) -> Result<Self, AuthError> {
+        let error = |reason: String| AuthError::Key {
+            path: source.into(),
+            reason,
+        };
+        let key = DecodingKey::from_ed_pem(pem.as_bytes())
+            .map_err(|e| error(format!("not an Ed25519 public key in PEM form: {e}")))?;
+        let raw = key.try_get_as_bytes().map_err(|e| error(e.to_string()))?;
+        if raw.len() != 32 {
+            return Err(error("not an Ed25519 public key (32 bytes)".into()));
+        }
+        let kid = fingerprint(raw);
+        self.add(kid, key, external);
+        Ok(self)
+    }
+
+    /// Also trusts every Ed25519 key (`"kty":"OKP","crv":"Ed25519"`, with `kid` and
+    /// `x`) of the JWKS document `json`, for tokens carrying `external`'s `iss` and
+    /// `aud`. Keys of other types are refused: only EdDSA is accepted.
+    pub fn trust_jwks(
+        mut self,
+        json: &str,
+        external: &ExternalIssuer,
+        source: &str,
+    ) -> Result<Self, AuthError> {
+        let error = |reason: String| AuthError::Key {
+            path: source.into(),
+            reason,
+        };
+        let set: JwkSet =
+            serde_json::from_str(json).map_err(|e| error(format!("not a JWKS document: {e}")))?;
+        if set.keys.is_empty() {
+            return Err(error("the JWKS has no keys".into()));
+        }
+        for (n, jwk) in set.keys.into_iter().enumerate() {
+            if jwk.kty != "OKP" || jwk.crv.as_deref() != Some("Ed25519") {
+                return Err(error(format!(
+                    "key {n} is {} {}, but only Ed25519 (OKP) keys are accepted",
+                    jwk.kty,
+                    jwk.crv.as_deref().unwrap_or("")
+                )));
+            }
+            if jwk.alg.as_deref().is_some_and(|alg| alg != "EdDSA") {
+                return Err(error(format!("key {n} is for {:?}, not EdDSA", jwk.alg)));
+            }
+            let kid = jwk
+                .kid
+                .filter(|kid| !kid.is_empty())
+                .ok_or_else(|| error(format!("key {n} has no `kid`")))?;
+            let x = jwk
+                .x
+                .ok_or_else(|| error(format!("key `{kid}` has no `x`")))?;
+            let key = DecodingKey::from_ed_components(&x)
+                .map_err(|e| error(format!("key `{kid}`: {e}")))?;
+            if key.try_get_as_bytes().map(<[u8]>::len).unwrap_or(0) != 32 {
+                return Err(error(format!("key `{kid}`: `x` is not 32 bytes")));
+            }
+            self.add(kid, key, external);
+        }
+        Ok(self)
+    }
+
+    fn add(&mut self, kid: String, key: DecodingKey, external: &ExternalIssuer) {
+        let validation = Arc::new(validation(&external.issuer, &external.audience));
+        Arc::make_mut(&mut self.keys).insert(kid, TrustedKey { key, validation });
+    }
+
+    /// The key ids this verifier knows.
+    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
     }
 
     /// The principal a token names, if the token is genuine and current.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
-        Principal::new(data.claims.sub, data.claims.role)
+        let header = jsonwebtoken::decode_header(token).map_err(|e| {
+            AuthError::InvalidToken(format!(
+                "its header is not that of an EdDSA-signed JWT ({e}); only EdDSA is accepted"
+            ))
+        })?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(AuthError::InvalidToken(format!(
+                "it is signed with {:?}, but only EdDSA is accepted",
+                header.alg
+            )));
+        }
+        let claims = match header.kid.as_deref() {
+            Some(kid) => {
+                let trusted = self.keys.get(kid).ok_or_else(|| {
+                    AuthError::InvalidToken(format!("its key id `{kid}` is not a known key"))
+                })?;
+                decode(token, trusted)?
+            }
+            None => {
+                let mut last = AuthError::InvalidToken("no key is known".into());
+                let mut found = None;
+                for trusted in self.keys.values() {
+                    match decode(token, trusted) {
+                        Ok(claims) => {
+                            found = Some(claims);
+                            break;
+                        }
+                        Err(err) => last = err,
+                    }
+                }
+                found.ok_or(last)?
+            }
+        };
+        Principal::new(claims.sub, claims.role)
             .ok_or_else(|| AuthError::InvalidToken("the subject is not a valid id".into()))
     }
+}
+
+fn decode(token: &str, trusted: &TrustedKey) -> Result<VerifiedClaims, AuthError> {
+    jsonwebtoken::decode::<VerifiedClaims>(token, &trusted.key, &trusted.validation)
+        .map(|data| data.claims)
+        .map_err(|e| AuthError::InvalidToken(e.to_string()))
+}
+
+/// Pinned to EdDSA, with `exp`, `nbf`, `iss`, `aud` and `sub` required and checked
+/// within [`CLOCK_SKEW_SECS`].
+fn validation(issuer: &str, audience: &str) -> Validation {
+    // Validation::new pins the algorithm list to exactly EdDSA.
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.leeway = CLOCK_SKEW_SECS;
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+    validation
+}
+
+/// The key id of an Ed25519 public key: its first 8 bytes in hex.
+pub(crate) fn fingerprint(public_key: &[u8]) -> String {
+    public_key
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The parts of a JWKS the verifier reads.
+#[derive(Deserialize)]
+struct JwkSet {
+    keys: Vec<Jwk>,
+}
+
+#[derive(Deserialize)]
+struct Jwk {
+    kty: String,
+    #[serde(default)]
+    crv: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    x: Option<String>,
+    #[serde(default)]
+    alg: Option<String>,
 }
 
 fn now_secs() -> u64 {
@@ -197,10 +402,134 @@ mod tests {
         }
     }
 
-    /// Unpadded base64url, enough for hand-made test tokens.
-    fn token_part(text: &str) -> String {
+    /// A token with any claims and header `kid`, signed by `keys`.
+    fn signed(keys: &KeyPair, kid: Option<&str>, claims: &serde_json::Value) -> String {
+        let key = EncodingKey::from_ed_pem(keys.private_pem.as_bytes()).unwrap();
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = kid.map(str::to_owned);
+        jsonwebtoken::encode(&header, claims, &key).unwrap()
+    }
+
+    fn claims(iss: &str, aud: &str) -> serde_json::Value {
+        let now = now_secs();
+        serde_json::json!({"sub": "7", "iss": iss, "aud": aud, "nbf": now, "exp": now + 600})
+    }
+
+    fn external() -> ExternalIssuer {
+        ExternalIssuer {
+            issuer: "https://login.example.com".into(),
+            audience: "auditlog-prod".into(),
+        }
+    }
+
+    #[test]
+    fn a_token_naming_an_unknown_key_id_is_refused() {
+        let (issuer, verifier, _dir) = setup();
+        let token = issuer.issue(&admin()).unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
+        let other_header = token_part(r#"{"alg":"EdDSA","typ":"JWT","kid":"0000000000000000"}"#);
+        let forged = format!("{other_header}.{}.{}", parts[1], parts[2]);
+        let err = verifier.verify(&forged).unwrap_err().to_string();
+        assert!(err.contains("not a known key"), "{err}");
+    }
+
+    #[test]
+    fn an_external_issuers_pem_key_is_trusted_for_its_own_iss_and_aud_only() {
+        let (_, verifier, _dir) = setup();
+        let other_dir = tempfile::tempdir().unwrap();
+        let external_keys = KeyPair::load_or_generate(other_dir.path()).unwrap();
+        let verifier = verifier
+            .trust_pem(&external_keys.public_pem, &external(), "ext.pem")
+            .unwrap();
+        assert_eq!(verifier.key_ids().count(), 2);
+        let good = claims("https://login.example.com", "auditlog-prod");
+        let principal = verifier
+            .verify(&signed(&external_keys, Some(&external_keys.key_id), &good))
+            .unwrap();
+        assert_eq!(principal, Principal::new("7".into(), Role::User).unwrap());
+        // Without a kid the known keys are tried.
+        assert!(
+            verifier
+                .verify(&signed(&external_keys, None, &good))
+                .is_ok()
+        );
+        for (iss, aud) in [
+            ("auditlog", "auditlog"),
+            ("https://evil.example.com", "auditlog-prod"),
+            ("https://login.example.com", "someone-else"),
+        ] {
+            let token = signed(
+                &external_keys,
+                Some(&external_keys.key_id),
+                &claims(iss, aud),
+            );
+            assert!(verifier.verify(&token).is_err(), "{iss} {aud}");
+        }
+    }
+
+    #[test]
+    fn a_jwks_with_ed25519_keys_is_trusted_by_kid() {
+        let (_, verifier, _dir) = setup();
+        let other_dir = tempfile::tempdir().unwrap();
+        let external_keys = KeyPair::load_or_generate(other_dir.path()).unwrap();
+        let raw = DecodingKey::from_ed_pem(external_keys.public_pem.as_bytes()).unwrap();
+        let x = base64url(raw.try_get_as_bytes().unwrap());
+        let jwks = serde_json::json!({"keys": [
+            {"kty": "OKP", "crv": "Ed25519", "kid": "2026-rotation", "x": x, "alg": "EdDSA", "use": "sig"}
+        ]})
+        .to_string();
+        let verifier = verifier
+            .trust_jwks(&jwks, &external(), "jwks.json")
+            .unwrap();
+        let good = claims("https://login.example.com", "auditlog-prod");
+        assert!(
+            verifier
+                .verify(&signed(&external_keys, Some("2026-rotation"), &good))
+                .is_ok()
+        );
+        assert!(
+            verifier
+                .verify(&signed(&external_keys, Some("another"), &good))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_jwks_with_other_key_types_is_refused() {
+        let (_, verifier, _dir) = setup();
+        for jwks in [
+            r#"{"keys":[{"kty":"RSA","kid":"r","n":"AQAB","e":"AQAB"}]}"#,
+            r#"{"keys":[{"kty":"oct","kid":"h","k":"c2VjcmV0"}]}"#,
+            r#"{"keys":[]}"#,
+            r#"not json"#,
+        ] {
+            assert!(
+                verifier
+                    .clone()
+                    .trust_jwks(jwks, &external(), "jwks.json")
+                    .is_err(),
+                "{jwks}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_hs256_token_made_with_the_public_key_is_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = KeyPair::load_or_generate(dir.path()).unwrap();
+        let verifier = TokenVerifier::new(&keys).unwrap();
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims(ISSUER, AUDIENCE),
+            &EncodingKey::from_secret(keys.public_pem.as_bytes()),
+        )
+        .unwrap();
+        let err = verifier.verify(&token).unwrap_err().to_string();
+        assert!(err.contains("only EdDSA"), "{err}");
+    }
+
+    fn base64url(bytes: &[u8]) -> String {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let bytes = text.as_bytes();
         let mut out = String::new();
         for chunk in bytes.chunks(3) {
             let n = chunk
@@ -212,5 +541,10 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Unpadded base64url, enough for hand-made test tokens.
+    fn token_part(text: &str) -> String {
+        base64url(text.as_bytes())
     }
 }

@@ -58,6 +58,9 @@ pub struct ApiState {
     /// Base URL of the auditor, for the proxied query routes.
     pub auditor_url: String,
     pub http: reqwest::Client,
+    /// Whether `GET /tokens/:id` hands out tokens (the demo's stand-in for a
+    /// login); off in production, where tokens come from a real issuer.
+    pub dev_tokens: bool,
 }
 
 impl ApiState {
@@ -75,7 +78,14 @@ impl ApiState {
             verifier,
             auditor_url: auditor_url.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
+            dev_tokens: true,
         }
+    }
+
+    /// Switches `GET /tokens/:id` on or off (it answers 404 when off).
+    pub fn with_dev_tokens(mut self, on: bool) -> Self {
+        self.dev_tokens = on;
+        self
     }
 }
 

@@ -47,7 +47,17 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/{target_type}/{target_id}/diff", get(proxy_to_auditor))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// The answer for a route that exists but not with this method.
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method not allowed",
+        "this route does not take this method",
+    )
 }
 
 impl From<DataError> for ApiError {
@@ -63,11 +73,14 @@ impl From<DataError> for ApiError {
 }
 
 /// `GET /tokens/:id`: a signed token acting as that user (the demo's stand-in for
-/// a real login), as text/plain with status 201.
+/// a real login), as text/plain with status 201; 404 when dev tokens are off.
 async fn token(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    if !state.dev_tokens {
+        return Err(not_found().await);
+    }
     let id = numeric_id(&id)?;
     let user = state
         .users

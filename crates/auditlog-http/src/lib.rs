@@ -1,7 +1,12 @@
 //! The HTTP edge shared by both APIs: JSON:API documents and errors, the body
 //! extractor that turns every malformed request into a clear 4xx, bearer
-//! authentication, and serving with graceful shutdown. Handlers return
-//! `Result<_, ApiError>`; this is the one place errors become status codes.
+//! authentication, the hardening layers of [`edge`] (header size, timeout, CORS),
+//! and serving with graceful shutdown. Handlers return `Result<_, ApiError>`; this
+//! is the one place errors become status codes.
+
+pub mod edge;
+
+pub use edge::{EdgeConfig, harden};
 
 use std::future::Future;
 
@@ -117,6 +122,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         check_json_media_type(req.headers())?;
         let bytes = read_body(req, MAX_BODY_BYTES).await?;
+        // serde_json would say "invalid unicode code point"; say what is wrong.
+        if let Err(e) = std::str::from_utf8(&bytes) {
+            return Err(ApiError::bad_request(format!(
+                "the body is not valid UTF-8 (at byte {})",
+                e.valid_up_to()
+            )));
+        }
+        // serde_json's recursion limit (128) refuses deeply nested documents.
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::bad_request(format!("the body is not a valid document: {e}")))

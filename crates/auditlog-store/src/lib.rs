@@ -17,6 +17,7 @@
 //! drift apart. With the `testing` feature, the `testing` module hands tests a fresh
 //! private database per backend.
 
+mod chain;
 mod mysql;
 mod postgres;
 mod query;
@@ -25,6 +26,10 @@ mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use chain::{
+    ChainEntry, ChainHead, ChainLink, Hash, SealOutcome, SignedHead, ZERO_HASH, chain_hash,
+    from_hex, head_message, leaf_hash, to_hex,
+};
 pub use mysql::MySqlStore;
 pub use postgres::PostgresStore;
 pub use query::{
@@ -117,6 +122,52 @@ pub trait AuditStore: Send + Sync + 'static {
 
     /// Whether the store answers at all.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Extends the integrity chain (see [`ChainEntry`]) with up to `max`
+    /// stored events after its head, in `seq` order, in one transaction under a lock
+    /// that makes concurrent sealers (several auditors) take turns, so the store
+    /// holds one chain whoever seals. Idempotent: rows already sealed are never
+    /// sealed again, and rows that appear later with a `seq` at or below the head
+    /// (inserted behind the auditor's back) are never sealed, so verification
+    /// reports them.
+    async fn seal(&self, max: u32) -> Result<SealOutcome, StoreError> {
+        let _ = max;
+        Err(unsupported())
+    }
+
+    /// The chain's head (the empty head when nothing is sealed).
+    async fn chain_head(&self) -> Result<ChainHead, StoreError> {
+        Err(unsupported())
+    }
+
+    /// Up to `limit` chain entries with `seq` above `after_seq`, in `seq` order.
+    async fn chain_after(&self, after_seq: i64, limit: u32) -> Result<Vec<ChainEntry>, StoreError> {
+        let _ = (after_seq, limit);
+        Err(unsupported())
+    }
+
+    /// The chain entry of `seq` and the chain hash before it, if `seq` is sealed.
+    async fn chain_link(&self, seq: i64) -> Result<Option<ChainLink>, StoreError> {
+        let _ = seq;
+        Err(unsupported())
+    }
+
+    /// Keeps a signed head (the newest one is what [`AuditStore::latest_head`]
+    /// answers; older ones are dropped). Saving the same head twice is harmless.
+    async fn save_head(&self, head: &SignedHead) -> Result<(), StoreError> {
+        let _ = head;
+        Err(unsupported())
+    }
+
+    /// The signed head with the highest `seq`, if any was saved.
+    async fn latest_head(&self) -> Result<Option<SignedHead>, StoreError> {
+        Err(unsupported())
+    }
+}
+
+/// What the integrity methods of a store without a chain (a test double) answer.
+fn unsupported() -> StoreError {
+    StoreError::Backend("this store keeps no integrity chain".into())
 }
 
 /// Opens the store a URL names, creating or migrating its schema: `sqlite:`,

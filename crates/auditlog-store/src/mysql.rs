@@ -12,15 +12,18 @@ use sqlx::mysql::{
 };
 use sqlx::{Acquire, Connection, MySql, QueryBuilder, Row};
 
+use crate::chain::extend;
 use crate::sql::{
-    CONNECT_TIMEOUT, Dialect, LAST_SEQ, POOL_SIZE, ProducerRow, STORED_IDS_CHUNK, activity_count,
-    activity_query, after_seq_query, chunks, count_query, first_connection, get_query, into_page,
-    now_ms, page_query, producers_query, progress, store_error, total, unique_rows,
-    uuid_from_bytes,
+    CHAIN_HEAD, CHAIN_PAGE, CONNECT_TIMEOUT, Dialect, LAST_SEQ, LATEST_HEAD, POOL_SIZE,
+    ProducerRow, STORED_IDS_CHUNK, activity_count, activity_query, after_seq_query,
+    chain_after_query, chain_entry, chain_head, chain_inserts, chain_link, chain_link_query,
+    chunks, count_query, events_after_query, first_connection, get_query, into_page, now_ms,
+    page_query, producers_query, progress, prune_heads_query, save_head_query, signed_head,
+    store_error, total, unique_rows, uuid_from_bytes,
 };
 use crate::{
-    ActivityCount, AuditStore, EventPage, EventQuery, InsertOutcome, ProducerProgress, StoreError,
-    StoredEvent, redact,
+    ActivityCount, AuditStore, ChainEntry, ChainHead, ChainLink, EventPage, EventQuery,
+    InsertOutcome, ProducerProgress, SealOutcome, SignedHead, StoreError, StoredEvent, redact,
 };
 
 /// Binds per staged row: ord, id, action, timestamp, actor type and id, target type
@@ -62,6 +65,29 @@ const SCHEMA: &[&str] = &[
         id TINYINT NOT NULL PRIMARY KEY
     ) ENGINE = InnoDB",
     "INSERT INTO audit_events_writer (id) VALUES (1) ON DUPLICATE KEY UPDATE id = id",
+    // The integrity chain (see `chain.rs`), one entry per sealed event.
+    "CREATE TABLE IF NOT EXISTS audit_chain (
+        seq BIGINT NOT NULL PRIMARY KEY,
+        position BIGINT NOT NULL,
+        id BINARY(16) NOT NULL,
+        leaf_hash BINARY(32) NOT NULL,
+        chain_hash BINARY(32) NOT NULL
+    ) ENGINE = InnoDB",
+    // Signed chain heads; only the newest is kept.
+    "CREATE TABLE IF NOT EXISTS audit_heads (
+        seq BIGINT NOT NULL PRIMARY KEY,
+        size BIGINT NOT NULL,
+        chain_hash BINARY(32) NOT NULL,
+        signed_at BIGINT NOT NULL,
+        key_id VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+        public_key VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+        signature VARBINARY(128) NOT NULL
+    ) ENGINE = InnoDB",
+    // One row whose lock serialises sealers (see `seal`).
+    "CREATE TABLE IF NOT EXISTS audit_chain_sealer (
+        id TINYINT NOT NULL PRIMARY KEY
+    ) ENGINE = InnoDB",
+    "INSERT INTO audit_chain_sealer (id) VALUES (1) ON DUPLICATE KEY UPDATE id = id",
 ];
 
 /// Columns added after the first release: name, and the `ALTER TABLE` that adds it
@@ -442,6 +468,104 @@ impl AuditStore for MySqlStore {
             .await
             .map_err(store_error)?;
         Ok(())
+    }
+    async fn seal(&self, max: u32) -> Result<SealOutcome, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        // Sealers take turns (several auditors may share the store) on their own
+        // row lock, which writers do not take; the writer lock keeps `seq` order
+        // commit order, so every row this reads above the head is final.
+        sqlx::query("SELECT id FROM audit_chain_sealer WHERE id = 1 FOR UPDATE")
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let row = sqlx::query(CHAIN_HEAD)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let mut head = chain_head(row.as_ref())?;
+        let mut sealed = 0_u64;
+        while sealed < u64::from(max) {
+            let want = CHAIN_PAGE.min(max - sealed as u32);
+            let rows = events_after_query(&DIALECT, head.seq, want)
+                .build()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(store_error)?
+                .into_iter()
+                .map(stored_event)
+                .collect::<Result<Vec<_>, _>>()?;
+            let (entries, next) = extend(head, &rows);
+            for mut insert in chain_inserts::<MySql>(&entries) {
+                insert
+                    .build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store_error)?;
+            }
+            head = next;
+            sealed += entries.len() as u64;
+            if (rows.len() as u32) < want {
+                break;
+            }
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(SealOutcome { sealed, head })
+    }
+
+    async fn chain_head(&self) -> Result<ChainHead, StoreError> {
+        let row = sqlx::query(CHAIN_HEAD)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        chain_head(row.as_ref())
+    }
+
+    async fn chain_after(&self, after_seq: i64, limit: u32) -> Result<Vec<ChainEntry>, StoreError> {
+        chain_after_query::<MySql>(after_seq, limit)
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(chain_entry)
+            .collect()
+    }
+
+    async fn chain_link(&self, seq: i64) -> Result<Option<ChainLink>, StoreError> {
+        let rows = chain_link_query::<MySql>(seq)
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(chain_entry)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(chain_link(seq, rows))
+    }
+
+    async fn save_head(&self, head: &SignedHead) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        save_head_query::<MySql>(head, "ON DUPLICATE KEY UPDATE seq = seq")
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        prune_heads_query::<MySql>(head.head.seq)
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn latest_head(&self) -> Result<Option<SignedHead>, StoreError> {
+        sqlx::query(LATEST_HEAD)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?
+            .as_ref()
+            .map(signed_head)
+            .transpose()
     }
 }
 

@@ -8,20 +8,25 @@ use auditlog_event::DataEvent;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Connection, Postgres, Row};
 
+use crate::chain::extend;
 use crate::sql::{
-    CONNECT_TIMEOUT, Dialect, LAST_SEQ, POOL_SIZE, ProducerRow, STORED_IDS_CHUNK, activity_count,
-    activity_query, after_seq_query, chunks, count_query, first_connection, get_query, into_page,
-    now_ms, page_query, producers_query, progress, store_error, total, unique_rows,
+    CHAIN_HEAD, CHAIN_PAGE, CONNECT_TIMEOUT, Dialect, LAST_SEQ, LATEST_HEAD, POOL_SIZE,
+    ProducerRow, STORED_IDS_CHUNK, activity_count, activity_query, after_seq_query,
+    chain_after_query, chain_entry, chain_head, chain_inserts, chain_link, chain_link_query,
+    chunks, count_query, events_after_query, first_connection, get_query, into_page, now_ms,
+    page_query, producers_query, progress, prune_heads_query, save_head_query, signed_head,
+    store_error, total, unique_rows,
 };
 use crate::{
-    ActivityCount, AuditStore, EventPage, EventQuery, InsertOutcome, ProducerProgress, StoreError,
-    StoredEvent, redact,
+    ActivityCount, AuditStore, ChainEntry, ChainHead, ChainLink, EventPage, EventQuery,
+    InsertOutcome, ProducerProgress, SealOutcome, SignedHead, StoreError, StoredEvent, redact,
 };
 
 /// Keys of the transaction-scoped advisory locks this store takes. Advisory locks are
 /// per database, so stores in different databases never wait on each other.
 const SCHEMA_LOCK: i64 = 0x6175_6469_746c_0001;
 const WRITER_LOCK: i64 = 0x6175_6469_746c_0002;
+const SEAL_LOCK: i64 = 0x6175_6469_746c_0003;
 
 /// Upper bound on the bytes one insert statement carries. PostgreSQL accepts up to
 /// 1 GiB per message; staying far below keeps client and server memory in check
@@ -54,6 +59,24 @@ const SCHEMA: &[&str] = &[
         ON audit_events (target_type, target_id, timestamp DESC, id DESC)",
     "CREATE INDEX IF NOT EXISTS audit_events_time
         ON audit_events (timestamp DESC, id DESC)",
+    // The integrity chain (see `chain.rs`), one entry per sealed event.
+    "CREATE TABLE IF NOT EXISTS audit_chain (
+        seq BIGINT PRIMARY KEY,
+        position BIGINT NOT NULL,
+        id BYTEA NOT NULL,
+        leaf_hash BYTEA NOT NULL,
+        chain_hash BYTEA NOT NULL
+    )",
+    // Signed chain heads; only the newest is kept.
+    "CREATE TABLE IF NOT EXISTS audit_heads (
+        seq BIGINT PRIMARY KEY,
+        size BIGINT NOT NULL,
+        chain_hash BYTEA NOT NULL,
+        signed_at BIGINT NOT NULL,
+        key_id TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        signature BYTEA NOT NULL
+    )",
 ];
 
 /// Columns added after the first release, with their definitions: tables created
@@ -352,6 +375,105 @@ impl AuditStore for PostgresStore {
             .await
             .map_err(store_error)?;
         Ok(())
+    }
+    async fn seal(&self, max: u32) -> Result<SealOutcome, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        // Sealers take turns (several auditors may share the store); writers are
+        // not blocked, and the writer lock keeps `seq` order commit order, so every
+        // row this reads above the head is final.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SEAL_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let row = sqlx::query(CHAIN_HEAD)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let mut head = chain_head(row.as_ref())?;
+        let mut sealed = 0_u64;
+        while sealed < u64::from(max) {
+            let want = CHAIN_PAGE.min(max - sealed as u32);
+            let rows = events_after_query(&DIALECT, head.seq, want)
+                .build()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(store_error)?
+                .into_iter()
+                .map(stored_event)
+                .collect::<Result<Vec<_>, _>>()?;
+            let (entries, next) = extend(head, &rows);
+            for mut insert in chain_inserts::<Postgres>(&entries) {
+                insert
+                    .build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store_error)?;
+            }
+            head = next;
+            sealed += entries.len() as u64;
+            if (rows.len() as u32) < want {
+                break;
+            }
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(SealOutcome { sealed, head })
+    }
+
+    async fn chain_head(&self) -> Result<ChainHead, StoreError> {
+        let row = sqlx::query(CHAIN_HEAD)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        chain_head(row.as_ref())
+    }
+
+    async fn chain_after(&self, after_seq: i64, limit: u32) -> Result<Vec<ChainEntry>, StoreError> {
+        chain_after_query::<Postgres>(after_seq, limit)
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(chain_entry)
+            .collect()
+    }
+
+    async fn chain_link(&self, seq: i64) -> Result<Option<ChainLink>, StoreError> {
+        let rows = chain_link_query::<Postgres>(seq)
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(chain_entry)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(chain_link(seq, rows))
+    }
+
+    async fn save_head(&self, head: &SignedHead) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        save_head_query::<Postgres>(head, "ON CONFLICT (seq) DO NOTHING")
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        prune_heads_query::<Postgres>(head.head.seq)
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn latest_head(&self) -> Result<Option<SignedHead>, StoreError> {
+        sqlx::query(LATEST_HEAD)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?
+            .as_ref()
+            .map(signed_head)
+            .transpose()
     }
 }
 

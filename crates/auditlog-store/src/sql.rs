@@ -6,12 +6,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auditlog_event::DataEvent;
-use sqlx::{Database, Encode, QueryBuilder, Type};
+use sqlx::{ColumnIndex, Database, Decode, Encode, QueryBuilder, Row, Type};
 use uuid::Uuid;
 
+use crate::chain::hash_from_bytes;
 use crate::{
-    ActivityCount, Cursor, EventPage, EventQuery, Order, ProducerProgress, StoreError, StoredEvent,
-    redact,
+    ActivityCount, ChainEntry, ChainHead, ChainLink, Cursor, EventPage, EventQuery, Order,
+    ProducerProgress, SignedHead, StoreError, StoredEvent, ZERO_HASH, redact,
 };
 
 /// Connections per server-backed pool: enough for concurrent queries next to the
@@ -517,6 +518,205 @@ fn is_unavailable(err: &sqlx::Error) -> bool {
         }
         _ => false,
     }
+}
+
+/// Rows read per statement while sealing or listing the chain.
+pub(crate) const CHAIN_PAGE: u32 = 1_000;
+
+/// Chain entries per insert statement: 5 binds each, far below every bind limit.
+pub(crate) const CHAIN_ROWS_PER_STATEMENT: usize = 1_000;
+
+/// The columns a [`ChainEntry`] is read from.
+const CHAIN_COLUMNS: &str = "seq, position, id, leaf_hash, chain_hash";
+
+/// The last chain entry: `seq, position, chain_hash`.
+pub(crate) const CHAIN_HEAD: &str =
+    "SELECT seq, position, chain_hash FROM audit_chain ORDER BY seq DESC LIMIT 1";
+
+/// Every stored event above `after_seq`, by `seq`, at most `limit`: what sealing
+/// reads (unfiltered, and not clamped to a query page).
+pub(crate) fn events_after_query<DB>(
+    dialect: &Dialect<DB>,
+    after_seq: i64,
+    limit: u32,
+) -> QueryBuilder<DB>
+where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    let mut sql = QueryBuilder::<DB>::new(format!(
+        "SELECT {} FROM audit_events WHERE seq > ",
+        dialect.columns
+    ));
+    sql.push_bind(after_seq)
+        .push(" ORDER BY seq LIMIT ")
+        .push_bind(i64::from(limit.max(1)));
+    sql
+}
+
+/// Chain entries above `after_seq`, by `seq`, at most `limit`.
+pub(crate) fn chain_after_query<DB>(after_seq: i64, limit: u32) -> QueryBuilder<DB>
+where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    let mut sql = QueryBuilder::<DB>::new(format!(
+        "SELECT {CHAIN_COLUMNS} FROM audit_chain WHERE seq > "
+    ));
+    sql.push_bind(after_seq)
+        .push(" ORDER BY seq LIMIT ")
+        .push_bind(i64::from(limit.max(1)));
+    sql
+}
+
+/// The entry of `seq` and the one before it: the rows at or below `seq`, newest
+/// first, at most two.
+pub(crate) fn chain_link_query<DB>(seq: i64) -> QueryBuilder<DB>
+where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    let mut sql = QueryBuilder::<DB>::new(format!(
+        "SELECT {CHAIN_COLUMNS} FROM audit_chain WHERE seq <= "
+    ));
+    sql.push_bind(seq).push(" ORDER BY seq DESC LIMIT 2");
+    sql
+}
+
+/// The answer to [`chain_link_query`]'s rows.
+pub(crate) fn chain_link(seq: i64, rows: Vec<ChainEntry>) -> Option<ChainLink> {
+    let mut rows = rows.into_iter();
+    let entry = rows.next().filter(|entry| entry.seq == seq)?;
+    let prev_chain_hash = rows.next().map_or(ZERO_HASH, |prev| prev.chain_hash);
+    Some(ChainLink {
+        entry,
+        prev_chain_hash,
+    })
+}
+
+/// Inserts for `entries`, [`CHAIN_ROWS_PER_STATEMENT`] per statement.
+pub(crate) fn chain_inserts<DB>(entries: &[ChainEntry]) -> impl Iterator<Item = QueryBuilder<DB>>
+where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    Vec<u8>: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    entries.chunks(CHAIN_ROWS_PER_STATEMENT).map(|chunk| {
+        let mut sql = QueryBuilder::<DB>::new(
+            "INSERT INTO audit_chain (seq, position, id, leaf_hash, chain_hash) ",
+        );
+        sql.push_values(chunk, |mut row, entry| {
+            row.push_bind(entry.seq)
+                .push_bind(entry.position)
+                .push_bind(entry.id.as_bytes().to_vec())
+                .push_bind(entry.leaf_hash.to_vec())
+                .push_bind(entry.chain_hash.to_vec());
+        });
+        sql
+    })
+}
+
+/// The newest signed head.
+pub(crate) const LATEST_HEAD: &str = "SELECT seq, size, chain_hash, signed_at, key_id, public_key, \
+     signature FROM audit_heads ORDER BY seq DESC LIMIT 1";
+
+/// Inserts a signed head unless one with its `seq` is there (`on_conflict`: the
+/// backend's spelling of "do nothing").
+pub(crate) fn save_head_query<DB>(head: &SignedHead, on_conflict: &str) -> QueryBuilder<DB>
+where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    Vec<u8>: for<'q> Encode<'q, DB> + Type<DB>,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    let mut sql = QueryBuilder::<DB>::new(
+        "INSERT INTO audit_heads (seq, size, chain_hash, signed_at, key_id, public_key, signature) \
+         VALUES (",
+    );
+    let mut values = sql.separated(", ");
+    values
+        .push_bind(head.head.seq)
+        .push_bind(head.head.size)
+        .push_bind(head.head.chain_hash.to_vec())
+        .push_bind(head.signed_at)
+        .push_bind(head.key_id.clone())
+        .push_bind(head.public_key.clone())
+        .push_bind(head.signature.clone());
+    sql.push(") ").push(on_conflict);
+    sql
+}
+
+/// Drops the heads older than `seq`: only the newest is needed.
+pub(crate) fn prune_heads_query<DB>(seq: i64) -> QueryBuilder<DB>
+where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    let mut sql = QueryBuilder::<DB>::new("DELETE FROM audit_heads WHERE seq < ");
+    sql.push_bind(seq);
+    sql
+}
+
+/// Reads a row of [`CHAIN_COLUMNS`].
+pub(crate) fn chain_entry<R>(row: &R) -> Result<ChainEntry, StoreError>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let id: Vec<u8> = row.try_get("id").map_err(store_error)?;
+    let leaf: Vec<u8> = row.try_get("leaf_hash").map_err(store_error)?;
+    let chain: Vec<u8> = row.try_get("chain_hash").map_err(store_error)?;
+    Ok(ChainEntry {
+        seq: row.try_get("seq").map_err(store_error)?,
+        position: row.try_get("position").map_err(store_error)?,
+        id: uuid_from_bytes(&id)?,
+        leaf_hash: hash_from_bytes(&leaf)?,
+        chain_hash: hash_from_bytes(&chain)?,
+    })
+}
+
+/// Reads a row of [`CHAIN_HEAD`].
+pub(crate) fn chain_head<R>(row: Option<&R>) -> Result<ChainHead, StoreError>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let Some(row) = row else {
+        return Ok(ChainHead::default());
+    };
+    let chain: Vec<u8> = row.try_get("chain_hash").map_err(store_error)?;
+    Ok(ChainHead {
+        seq: row.try_get("seq").map_err(store_error)?,
+        size: row.try_get("position").map_err(store_error)?,
+        chain_hash: hash_from_bytes(&chain)?,
+    })
+}
+
+/// Reads a row of [`LATEST_HEAD`].
+pub(crate) fn signed_head<R>(row: &R) -> Result<SignedHead, StoreError>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let chain: Vec<u8> = row.try_get("chain_hash").map_err(store_error)?;
+    Ok(SignedHead {
+        head: ChainHead {
+            seq: row.try_get("seq").map_err(store_error)?,
+            size: row.try_get("size").map_err(store_error)?,
+            chain_hash: hash_from_bytes(&chain)?,
+        },
+        signed_at: row.try_get("signed_at").map_err(store_error)?,
+        key_id: row.try_get("key_id").map_err(store_error)?,
+        public_key: row.try_get("public_key").map_err(store_error)?,
+        signature: row.try_get("signature").map_err(store_error)?,
+    })
 }
 
 /// Ids asked about per `stored_ids` statement: far below every backend's bind limit.

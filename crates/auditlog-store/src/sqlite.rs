@@ -12,14 +12,17 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
 
+use crate::chain::extend;
 use crate::sql::{
-    Dialect, LAST_SEQ, ProducerRow, STORED_IDS_CHUNK, activity_count, activity_query,
-    after_seq_query, chunks, count_query, get_query, into_page, now_ms, page_query,
-    producers_query, progress, store_error, total, unique_rows, uuid_from_bytes,
+    CHAIN_HEAD, CHAIN_PAGE, Dialect, LAST_SEQ, LATEST_HEAD, ProducerRow, STORED_IDS_CHUNK,
+    activity_count, activity_query, after_seq_query, chain_after_query, chain_entry, chain_head,
+    chain_inserts, chain_link, chain_link_query, chunks, count_query, events_after_query,
+    get_query, into_page, now_ms, page_query, producers_query, progress, prune_heads_query,
+    save_head_query, signed_head, store_error, total, unique_rows, uuid_from_bytes,
 };
 use crate::{
-    ActivityCount, AuditStore, EventPage, EventQuery, InsertOutcome, ProducerProgress, StoreError,
-    StoredEvent,
+    ActivityCount, AuditStore, ChainEntry, ChainHead, ChainLink, EventPage, EventQuery,
+    InsertOutcome, ProducerProgress, SealOutcome, SignedHead, StoreError, StoredEvent,
 };
 
 /// The writer connection's page cache: negative means KiB, here 64 MiB.
@@ -56,6 +59,24 @@ const SCHEMA: &[&str] = &[
         ON audit_events (target_type, target_id, timestamp DESC, id DESC)",
     "CREATE INDEX IF NOT EXISTS audit_events_time
         ON audit_events (timestamp DESC, id DESC)",
+    // The integrity chain (see `chain.rs`), one entry per sealed event.
+    "CREATE TABLE IF NOT EXISTS audit_chain (
+        seq INTEGER PRIMARY KEY,
+        position INTEGER NOT NULL,
+        id BLOB NOT NULL,
+        leaf_hash BLOB NOT NULL,
+        chain_hash BLOB NOT NULL
+    )",
+    // Signed chain heads; only the newest is kept.
+    "CREATE TABLE IF NOT EXISTS audit_heads (
+        seq INTEGER PRIMARY KEY,
+        size INTEGER NOT NULL,
+        chain_hash BLOB NOT NULL,
+        signed_at INTEGER NOT NULL,
+        key_id TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        signature BLOB NOT NULL
+    )",
 ];
 
 /// Columns added after the first release, with their definitions: tables created
@@ -333,6 +354,104 @@ impl AuditStore for SqliteStore {
             .await
             .map_err(store_error)?;
         Ok(())
+    }
+
+    /// The single writer connection, and `BEGIN IMMEDIATE` across processes, make
+    /// sealers take turns with each other and with inserts.
+    async fn seal(&self, max: u32) -> Result<SealOutcome, StoreError> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(store_error)?;
+        let row = sqlx::query(CHAIN_HEAD)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let mut head = chain_head(row.as_ref())?;
+        let mut sealed = 0_u64;
+        while sealed < u64::from(max) {
+            let want = CHAIN_PAGE.min(max - sealed as u32);
+            let rows = events_after_query(&DIALECT, head.seq, want)
+                .build()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(store_error)?
+                .into_iter()
+                .map(stored_event)
+                .collect::<Result<Vec<_>, _>>()?;
+            let (entries, next) = extend(head, &rows);
+            for mut insert in chain_inserts::<Sqlite>(&entries) {
+                insert
+                    .build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store_error)?;
+            }
+            head = next;
+            sealed += entries.len() as u64;
+            if (rows.len() as u32) < want {
+                break;
+            }
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(SealOutcome { sealed, head })
+    }
+
+    async fn chain_head(&self) -> Result<ChainHead, StoreError> {
+        let row = sqlx::query(CHAIN_HEAD)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(store_error)?;
+        chain_head(row.as_ref())
+    }
+
+    async fn chain_after(&self, after_seq: i64, limit: u32) -> Result<Vec<ChainEntry>, StoreError> {
+        chain_after_query::<Sqlite>(after_seq, limit)
+            .build()
+            .fetch_all(&self.readers)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(chain_entry)
+            .collect()
+    }
+
+    async fn chain_link(&self, seq: i64) -> Result<Option<ChainLink>, StoreError> {
+        let rows = chain_link_query::<Sqlite>(seq)
+            .build()
+            .fetch_all(&self.readers)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(chain_entry)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(chain_link(seq, rows))
+    }
+
+    async fn save_head(&self, head: &SignedHead) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await.map_err(store_error)?;
+        save_head_query::<Sqlite>(head, "ON CONFLICT (seq) DO NOTHING")
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        prune_heads_query::<Sqlite>(head.head.seq)
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn latest_head(&self) -> Result<Option<SignedHead>, StoreError> {
+        sqlx::query(LATEST_HEAD)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(store_error)?
+            .as_ref()
+            .map(signed_head)
+            .transpose()
     }
 }
 

@@ -120,3 +120,54 @@ async fn proxy(State(state): State<WebState>, request: Request) -> Result<Respon
     }
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Sends `path` exactly as written (no client normalises it) and returns the
+    /// raw answer.
+    async fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[tokio::test]
+    async fn paths_climbing_out_of_the_site_are_404_and_read_no_file() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // The API address is never reached by these paths.
+        let app = router(WebState::new("http://127.0.0.1:9"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        for path in [
+            "/../../etc/passwd",
+            "/%2e%2e/%2e%2e/etc/passwd",
+            "/..%2f..%2fetc/passwd",
+            "/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+            "/app.js/../../../etc/passwd",
+            "/..\\..\\etc\\passwd",
+            "/etc/passwd",
+            "/Cargo.toml",
+            "/src/lib.rs",
+        ] {
+            let answer = raw_get(addr, path).await;
+            let status = answer.split_whitespace().nth(1).unwrap_or_default();
+            assert!(
+                status == "404" || status == "400",
+                "{path}: {}",
+                answer.lines().next().unwrap_or_default()
+            );
+            assert!(!answer.contains("root:"), "{path} leaked a file");
+            assert!(!answer.contains("[package]"), "{path} leaked a file");
+        }
+        let index = raw_get(addr, "/").await;
+        assert!(index.starts_with("HTTP/1.1 200"));
+    }
+}

@@ -4,6 +4,7 @@
 
 mod export;
 mod run;
+mod verify;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,10 +50,32 @@ enum Command {
     ///   auditlog export --token "$TOKEN" --target users:2 --format csv -o user-2.csv
     ///   auditlog export --as-user 1 --action changed,deleted --since 1764288000000 > changes.ndjson
     Export(ExportArgs),
+    /// Check the audit store's integrity chain: name every event altered, removed,
+    /// reordered or inserted behind the auditor's back, and check the signed head
+    /// against the data directory's key. Exits non-zero when anything is wrong.
+    ///
+    /// Examples:
+    ///   auditlog verify --data-dir ./auditlog-data
+    ///   auditlog verify --store-url postgres://postgres@127.0.0.1/audit --data-dir ./auditlog-data --json
+    Verify(VerifyArgs),
     /// Measure: end-to-end ingest, query latency as the store grows, or the primary
     /// API with auditing on and off.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+struct VerifyArgs {
+    /// The data directory: its key checks the signed head, and its audit.db is the
+    /// store verified unless --store-url names another [default: auditlog-data].
+    #[arg(long, env = "AUDITLOG_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The audit store to verify.
+    #[arg(long, env = "AUDITLOG_STORE_URL")]
+    store_url: Option<String>,
+    /// One JSON report on standard output instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -192,6 +215,37 @@ struct DataDirArg {
     data_dir: PathBuf,
 }
 
+/// Which tokens are trusted, besides those signed with the data directory's key.
+#[derive(Debug, Clone, Args)]
+struct TokenArgs {
+    /// An external issuer's Ed25519 public key (SPKI PEM) whose tokens are accepted.
+    #[arg(long, env = "AUDITLOG_TOKEN_PUBLIC_KEY")]
+    token_public_key: Option<PathBuf>,
+    /// An external issuer's JWKS file; its Ed25519 (OKP) keys are accepted by `kid`.
+    #[arg(long, env = "AUDITLOG_TOKEN_JWKS")]
+    token_jwks: Option<PathBuf>,
+    /// The `iss` the external issuer's tokens carry.
+    #[arg(long, env = "AUDITLOG_TOKEN_ISSUER", default_value = "auditlog")]
+    token_issuer: String,
+    /// The `aud` the external issuer's tokens must carry.
+    #[arg(long, env = "AUDITLOG_TOKEN_AUDIENCE", default_value = "auditlog")]
+    token_audience: String,
+}
+
+/// The browser origins allowed to call the service (CORS).
+#[derive(Debug, Clone, Args)]
+struct EdgeArgs {
+    /// The website's origin(s), comma-separated; browsers on any other origin are
+    /// not let in.
+    #[arg(
+        long,
+        env = "AUDITLOG_WEB_ORIGIN",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:3002,http://localhost:3002"
+    )]
+    web_origin: Vec<String>,
+}
+
 /// RabbitMQ settings shared by every command that produces or consumes.
 #[derive(Debug, Clone, Args)]
 struct AmqpArgs {
@@ -266,6 +320,13 @@ struct UpArgs {
     /// Auditing of the primary API: `off` only to measure what auditing costs.
     #[arg(long, env = "AUDITLOG_AUDIT", value_enum, default_value = "on")]
     audit: Audit,
+    #[command(flatten)]
+    tokens: TokenArgs,
+    #[command(flatten)]
+    edge: EdgeArgs,
+    /// Whether GET /tokens/:id hands out demo tokens; `--dev-tokens=false` in production.
+    #[arg(long, env = "AUDITLOG_DEV_TOKENS", default_value_t = true, action = clap::ArgAction::Set)]
+    dev_tokens: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -288,6 +349,13 @@ struct ApiArgs {
     /// Auditing: `off` only to measure what auditing costs.
     #[arg(long, env = "AUDITLOG_AUDIT", value_enum, default_value = "on")]
     audit: Audit,
+    #[command(flatten)]
+    tokens: TokenArgs,
+    #[command(flatten)]
+    edge: EdgeArgs,
+    /// Whether GET /tokens/:id hands out demo tokens; `--dev-tokens=false` in production.
+    #[arg(long, env = "AUDITLOG_DEV_TOKENS", default_value_t = true, action = clap::ArgAction::Set)]
+    dev_tokens: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -300,6 +368,10 @@ struct AuditorArgs {
     auditor_addr: SocketAddr,
     #[arg(long, env = "AUDITLOG_STORE_URL")]
     store_url: Option<String>,
+    #[command(flatten)]
+    tokens: TokenArgs,
+    #[command(flatten)]
+    edge: EdgeArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -313,6 +385,8 @@ struct WebArgs {
         default_value = "http://127.0.0.1:3000"
     )]
     api_url: String,
+    #[command(flatten)]
+    edge: EdgeArgs,
 }
 
 fn main() -> std::process::ExitCode {
@@ -340,6 +414,7 @@ fn main() -> std::process::ExitCode {
             Command::Web(args) => run::web(args).await,
             Command::Bench(command) => run::bench(command).await,
             Command::Export(args) => export::run(args).await,
+            Command::Verify(args) => verify::run(args).await,
         }
     });
     match result {

@@ -10,23 +10,28 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use auditlog_amqp::{AmqpConsumer, AmqpPublisher};
 use auditlog_auditor::AuditorState;
-use auditlog_auth::{KeyPair, Principal, Role, TokenIssuer, TokenVerifier};
+use auditlog_auth::{ExternalIssuer, KeyPair, Principal, Role, TokenIssuer, TokenVerifier};
 use auditlog_demo_api::outbox::OutboxRelay;
 use auditlog_demo_api::{ApiState, AppDb, Recorder};
 use auditlog_emit::http::{HttpTransport, TokenSource};
 use auditlog_emit::{Emitter, EmitterConfig, EmitterTask, Transport};
+use auditlog_http::EdgeConfig;
 use auditlog_web::WebState;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::{ApiArgs, Audit, AuditorArgs, BenchCommand, UpArgs, WebArgs};
+use crate::{ApiArgs, Audit, AuditorArgs, BenchCommand, EdgeArgs, TokenArgs, UpArgs, WebArgs};
+
+/// How often the auditor seals newly stored events into the hash chain.
+const SEAL_EVERY: Duration = Duration::from_millis(200);
 
 /// How long shutdown keeps trying to hand over what is queued or staged.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn up(args: UpArgs) -> Result<()> {
     let data_dir = &args.data.data_dir;
-    let (issuer, verifier) = keys(data_dir)?;
+    let (issuer, verifier) = keys(data_dir, &args.tokens)?;
+    let edge = edge(&args.edge)?;
     let store = open_store(data_dir, args.store_url.as_deref()).await?;
     let app_db = open_app_db(data_dir, args.app_db_url.as_deref()).await?;
 
@@ -73,16 +78,24 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let (stop, stopped) = watch::channel(false);
     let relay = OutboxRelay::new(app_db.clone(), transport, &recorder);
     let relay = tokio::spawn(relay.run(wait(stopped.clone()), SHUTDOWN_GRACE));
+    let sealer = tokio::spawn(auditlog_auditor::integrity::run_sealer(
+        store.clone(),
+        KeyPair::load_or_generate(data_dir)?,
+        SEAL_EVERY,
+        wait(stopped.clone()),
+    ));
     let auditor =
         auditlog_auditor::router(AuditorState::new(store, verifier.clone(), stopped.clone()));
-    let api = auditlog_demo_api::router(ApiState::new(
-        app_db,
-        recorder,
-        issuer,
-        verifier,
-        auditor_url.clone(),
-    ));
+    let api = auditlog_demo_api::router(
+        ApiState::new(app_db, recorder, issuer, verifier, auditor_url.clone())
+            .with_dev_tokens(args.dev_tokens),
+    );
     let web = auditlog_web::router(WebState::new(&api_url));
+    let (auditor, api, web) = (
+        auditlog_http::harden(auditor, &edge),
+        auditlog_http::harden(api, &edge),
+        auditlog_http::harden(web, &edge),
+    );
     let servers = [
         tokio::spawn(auditlog_http::serve(
             auditor_listener,
@@ -110,6 +123,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         server.await.context("a server task failed")??;
     }
     relay.await.context("the outbox relay failed")?;
+    sealer.await.context("the sealer failed")?;
     finish_emitter(emitter_task).await;
     let _ = consumer_stop.send(true);
     consumer.await.context("the consumer task failed")?;
@@ -119,7 +133,8 @@ pub async fn up(args: UpArgs) -> Result<()> {
 
 pub async fn api(args: ApiArgs) -> Result<()> {
     let data_dir = &args.data.data_dir;
-    let (issuer, verifier) = keys(data_dir)?;
+    let (issuer, verifier) = keys(data_dir, &args.tokens)?;
+    let edge = edge(&args.edge)?;
     let app_db = open_app_db(data_dir, args.app_db_url.as_deref()).await?;
     let transport: Arc<dyn Transport> = match args.amqp.config() {
         Some(config) => {
@@ -142,13 +157,11 @@ pub async fn api(args: ApiArgs) -> Result<()> {
     let relay = tokio::spawn(relay.run(wait(stopped.clone()), SHUTDOWN_GRACE));
     let listener = bind(args.api_addr, "primary API").await?;
     let url = url_of(&listener)?;
-    let router = auditlog_demo_api::router(ApiState::new(
-        app_db,
-        recorder,
-        issuer,
-        verifier,
-        args.auditor_url.clone(),
-    ));
+    let router = auditlog_demo_api::router(
+        ApiState::new(app_db, recorder, issuer, verifier, args.auditor_url.clone())
+            .with_dev_tokens(args.dev_tokens),
+    );
+    let router = auditlog_http::harden(router, &edge);
     println!("  primary API  {url}  (auditor at {})", args.auditor_url);
     let server = tokio::spawn(auditlog_http::serve(listener, router, wait(stopped)));
     shutdown_signal().await;
@@ -161,7 +174,8 @@ pub async fn api(args: ApiArgs) -> Result<()> {
 
 pub async fn auditor(args: AuditorArgs) -> Result<()> {
     let data_dir = &args.data.data_dir;
-    let (_, verifier) = keys(data_dir)?;
+    let (_, verifier) = keys(data_dir, &args.tokens)?;
+    let edge = edge(&args.edge)?;
     let store = open_store(data_dir, args.store_url.as_deref()).await?;
     let listener = bind(args.auditor_addr, "auditor").await?;
     let url = url_of(&listener)?;
@@ -179,12 +193,20 @@ pub async fn auditor(args: AuditorArgs) -> Result<()> {
         }
         None => None,
     };
+    let sealer = tokio::spawn(auditlog_auditor::integrity::run_sealer(
+        store.clone(),
+        KeyPair::load_or_generate(data_dir)?,
+        SEAL_EVERY,
+        wait(stopped.clone()),
+    ));
     let router = auditlog_auditor::router(AuditorState::new(store, verifier, stopped.clone()));
+    let router = auditlog_http::harden(router, &edge);
     println!("  auditor      {url}");
     let server = tokio::spawn(auditlog_http::serve(listener, router, wait(stopped)));
     shutdown_signal().await;
     let _ = stop.send(true);
     server.await.context("the server task failed")??;
+    sealer.await.context("the sealer failed")?;
     if let Some(consumer) = consumer {
         consumer.await.context("the consumer task failed")?;
     }
@@ -196,6 +218,7 @@ pub async fn web(args: WebArgs) -> Result<()> {
     let url = url_of(&listener)?;
     println!("  website      {url}  (primary API at {})", args.api_url);
     let router = auditlog_web::router(WebState::new(&args.api_url));
+    let router = auditlog_http::harden(router, &edge(&args.edge)?);
     auditlog_http::serve(listener, router, shutdown_signal()).await?;
     Ok(())
 }
@@ -265,10 +288,32 @@ fn print(report: &impl serde::Serialize, json: bool, table: String) -> Result<()
     Ok(())
 }
 
-fn keys(data_dir: &Path) -> Result<(TokenIssuer, TokenVerifier)> {
+/// The data directory's signing key, and a verifier trusting it plus the external
+/// issuer's keys given by `tokens`.
+fn keys(data_dir: &Path, tokens: &TokenArgs) -> Result<(TokenIssuer, TokenVerifier)> {
     let pair = KeyPair::load_or_generate(data_dir)
         .with_context(|| format!("while loading the signing key in {}", data_dir.display()))?;
-    Ok((TokenIssuer::new(&pair)?, TokenVerifier::new(&pair)?))
+    let mut verifier = TokenVerifier::new(&pair)?;
+    let external = ExternalIssuer {
+        issuer: tokens.token_issuer.clone(),
+        audience: tokens.token_audience.clone(),
+    };
+    if let Some(path) = &tokens.token_public_key {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("while reading the token public key {}", path.display()))?;
+        verifier = verifier.trust_pem(&pem, &external, &path.display().to_string())?;
+    }
+    if let Some(path) = &tokens.token_jwks {
+        let jwks = std::fs::read_to_string(path)
+            .with_context(|| format!("while reading the token JWKS {}", path.display()))?;
+        verifier = verifier.trust_jwks(&jwks, &external, &path.display().to_string())?;
+    }
+    Ok((TokenIssuer::new(&pair)?, verifier))
+}
+
+/// The hardening of every service's edge: the allowed browser origins.
+fn edge(args: &EdgeArgs) -> Result<EdgeConfig> {
+    EdgeConfig::with_origins(&args.web_origin).map_err(|e| anyhow::anyhow!("--web-origin: {e}"))
 }
 
 async fn open_store(

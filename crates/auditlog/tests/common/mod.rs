@@ -284,10 +284,12 @@ pub async fn all_events(client: &Client, path: &str) -> Vec<Value> {
     events
 }
 
-/// `(action, targetId as text)` of each event, in the order given.
+/// `(action, targetId as text)` of each event, in the order given, leaving out the
+/// `audit.read` events that record reads of the audit log itself.
 pub fn actions(events: &[Value]) -> Vec<(String, String)> {
     events
         .iter()
+        .filter(|e| e["attributes"]["targetType"] != "data-events")
         .map(|e| {
             let a = &e["attributes"];
             let target = match &a["targetId"] {

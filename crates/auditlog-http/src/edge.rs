@@ -1,0 +1,288 @@
+//! Layers every service puts in front of its routes against hostile clients: a
+//! limit on the total size of request headers (431), a time limit on producing an
+//! answer (408), and CORS that lets only the website's origin call from a browser.
+//! Body limits live in [`crate::read_body`] (413), where the body is read.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::ApiError;
+
+/// Largest total size of a request's header names and values. A bearer token is
+/// well under 1 KiB; 16 KiB leaves room for cookies and proxies' additions.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// How long a request may take until its answer starts. Streamed answers (exports,
+/// the live tail) start at once and may then run as long as they need.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The website's origins allowed by default.
+pub const DEFAULT_WEB_ORIGINS: [&str; 2] = ["http://127.0.0.1:3002", "http://localhost:3002"];
+
+/// How a service's edge is hardened.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// Origins a browser may call from (the website's); any other gets no CORS
+    /// headers, so the browser refuses to hand it the answer.
+    pub allowed_origins: Vec<HeaderValue>,
+    /// See [`REQUEST_TIMEOUT`].
+    pub request_timeout: Duration,
+    /// See [`MAX_HEADER_BYTES`].
+    pub max_header_bytes: usize,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            allowed_origins: DEFAULT_WEB_ORIGINS
+                .iter()
+                .map(|o| HeaderValue::from_static(o))
+                .collect(),
+            request_timeout: REQUEST_TIMEOUT,
+            max_header_bytes: MAX_HEADER_BYTES,
+        }
+    }
+}
+
+impl EdgeConfig {
+    /// The default limits with these allowed origins (e.g. `https://audit.example.com`).
+    pub fn with_origins<S: AsRef<str>>(origins: &[S]) -> Result<Self, String> {
+        let allowed_origins = origins
+            .iter()
+            .map(|o| {
+                let o = o.as_ref().trim().trim_end_matches('/');
+                if !(o.starts_with("http://") || o.starts_with("https://")) {
+                    return Err(format!(
+                        "`{o}` is not an origin such as http://127.0.0.1:3002"
+                    ));
+                }
+                HeaderValue::from_str(o).map_err(|_| format!("`{o}` is not a valid origin"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(EdgeConfig {
+            allowed_origins,
+            ..EdgeConfig::default()
+        })
+    }
+}
+
+/// `router` behind the header limit, the timeout and CORS.
+pub fn harden(router: Router, config: &EdgeConfig) -> Router {
+    let max_header_bytes = config.max_header_bytes;
+    let timeout = config.request_timeout;
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(config.allowed_origins.clone()))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("last-event-id"),
+            HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([header::LOCATION, header::CONTENT_DISPOSITION])
+        .max_age(Duration::from_secs(600));
+    router
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            time_limit(request, next, timeout)
+        }))
+        .layer(cors)
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
+            header_limit(request, next, max_header_bytes)
+        }))
+}
+
+/// 431 when the request's headers together exceed `limit` bytes. hyper refuses
+/// what does not fit its read buffer (~400 KiB) by itself; this is the tighter,
+/// answered-in-JSON:API limit.
+async fn header_limit(request: Request, next: Next, limit: usize) -> Response {
+    let bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.as_bytes().len() + 4)
+        .sum();
+    if bytes > limit {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "Request header fields too large",
+            format!("the request's headers take {bytes} bytes; at most {limit} are accepted"),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// 408 when the answer has not started within `limit`. Only the start is timed: a
+/// streamed body (export, live tail) runs on once its headers are sent.
+async fn time_limit(request: Request, next: Next, limit: Duration) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "Request timeout",
+            format!(
+                "the request was not answered within {} s; try a narrower query",
+                limit.as_secs_f64()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::{get, post};
+    use tower::ServiceExt;
+
+    fn app(timeout: Duration) -> Router {
+        let router = Router::new()
+            .route("/fast", get(|| async { "ok" }))
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    "late"
+                }),
+            )
+            .route(
+                "/stream",
+                get(|| async {
+                    let chunks = futures_util::stream::unfold(0u8, |n| async move {
+                        if n == 3 {
+                            return None;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Some((Ok::<_, std::convert::Infallible>(vec![b'a' + n]), n + 1))
+                    });
+                    Body::from_stream(chunks)
+                }),
+            )
+            .route(
+                "/echo",
+                post(
+                    |crate::JsonBody(v): crate::JsonBody<serde_json::Value>| async move {
+                        v.to_string()
+                    },
+                ),
+            );
+        harden(
+            router,
+            &EdgeConfig {
+                request_timeout: timeout,
+                ..EdgeConfig::default()
+            },
+        )
+    }
+
+    async fn send(router: Router, request: Request) -> (StatusCode, Response) {
+        let response = router.oneshot(request).await.unwrap();
+        (response.status(), response)
+    }
+
+    async fn body_text(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    fn get_request(path: &str) -> Request {
+        Request::builder().uri(path).body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn oversized_headers_are_refused_with_431() {
+        let request = Request::builder()
+            .uri("/fast")
+            .header("x-junk", "j".repeat(MAX_HEADER_BYTES))
+            .body(Body::empty())
+            .unwrap();
+        let (status, response) = send(app(REQUEST_TIMEOUT), request).await;
+        assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert!(body_text(response).await.contains("\"errors\""));
+        let (status, _) = send(app(REQUEST_TIMEOUT), get_request("/fast")).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_slow_answer_times_out_but_a_long_stream_does_not() {
+        let timeout = Duration::from_millis(100);
+        let (status, response) = send(app(timeout), get_request("/slow")).await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+        assert!(body_text(response).await.contains("\"errors\""));
+        let (status, response) = send(app(timeout), get_request("/stream")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body_text(response).await, "abc");
+    }
+
+    #[tokio::test]
+    async fn cors_allows_only_the_websites_origin() {
+        for (origin, allowed) in [
+            ("http://127.0.0.1:3002", true),
+            ("http://localhost:3002", true),
+            ("https://evil.example.com", false),
+        ] {
+            let request = Request::builder()
+                .method(Method::OPTIONS)
+                .uri("/fast")
+                .header(header::ORIGIN, origin)
+                .header(header::ACCESS_CONTROL_REQUEST_METHOD, "GET")
+                .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "authorization")
+                .body(Body::empty())
+                .unwrap();
+            let (_, response) = send(app(REQUEST_TIMEOUT), request).await;
+            let granted = response
+                .headers()
+                .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+                .map(|v| v.to_str().unwrap().to_owned());
+            assert_eq!(granted.as_deref() == Some(origin), allowed, "{origin}");
+        }
+    }
+
+    fn json_post(body: Vec<u8>) -> Request {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/echo")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn deeply_nested_json_is_a_400_not_a_crash() {
+        let depth = 10_000;
+        let body = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let (status, response) = send(app(REQUEST_TIMEOUT), json_post(body.into())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body_text(response).await.contains("recursion limit"));
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_not_utf8_is_a_400_saying_so() {
+        let (status, response) = send(
+            app(REQUEST_TIMEOUT),
+            json_post(b"{\"a\":\"\xff\xfe\"}".to_vec()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body_text(response).await.contains("not valid UTF-8"));
+    }
+
+    #[test]
+    fn origins_must_be_http_urls() {
+        assert!(EdgeConfig::with_origins(&["https://audit.example.com/"]).is_ok());
+        assert!(EdgeConfig::with_origins(&["audit.example.com"]).is_err());
+    }
+}
