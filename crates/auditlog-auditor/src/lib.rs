@@ -16,6 +16,8 @@ mod producers;
 mod query;
 mod stream;
 
+pub use query::parse_query_string;
+
 use std::sync::Arc;
 
 use auditlog_auth::TokenVerifier;

@@ -291,6 +291,16 @@ pub(crate) fn object_key(
     Ok(ObjectKey { object_type, id })
 }
 
+/// Parses the query string of `GET /api/data-events` (without the `?`), decoded as
+/// `application/x-www-form-urlencoded` exactly as the route decodes it, into the
+/// [`EventQuery`] it would run (before authorisation). An error is the `400` detail
+/// the route would answer. Public for the fuzz targets and their corpus replay.
+pub fn parse_query_string(query: &str) -> Result<EventQuery, String> {
+    let params: Params = serde_urlencoded::from_str(query)
+        .map_err(|e| format!("the query string is not form-urlencoded: {e}"))?;
+    parse_params(&params, LIST_OPTIONS).map_err(|e| e.detail)
+}
+
 /// Reads the JSON:API query parameters; unknown ones are refused so that a typo is
 /// not silently ignored. The keys in `route_keys` belong to the route and are left to it.
 pub(crate) fn parse_params(params: &Params, route_keys: &[&str]) -> Result<EventQuery, ApiError> {

@@ -138,13 +138,7 @@ fn event(action: Action, actor: i64, target: (&str, i64), ts: i64) -> DataEvent 
 fn with_changes(mut e: DataEvent, fields: &[(&str, Value, Value)]) -> DataEvent {
     let mut changes = Changes::new();
     for (field, prev, next) in fields {
-        changes.insert(
-            (*field).into(),
-            Change {
-                prev: prev.clone(),
-                next: next.clone(),
-            },
-        );
+        changes.insert((*field).into(), Change::new(prev.clone(), next.clone()));
     }
     e.changes = Some(changes);
     e

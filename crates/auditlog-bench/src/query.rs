@@ -167,10 +167,7 @@ fn event(rng: &mut Rng, n: u64, largest: u64) -> DataEvent {
         let mut changes = Changes::new();
         changes.insert(
             "status".into(),
-            Change {
-                prev: json!("draft"),
-                next: json!("published"),
-            },
+            Change::new(json!("draft"), json!("published")),
         );
         event.changes = Some(changes);
     }

@@ -43,17 +43,11 @@ impl Workload {
             let mut changes = Changes::new();
             changes.insert(
                 "title".into(),
-                Change {
-                    prev: json!("Quarterly report"),
-                    next: json!("Quarterly report (final)"),
-                },
+                Change::new(json!("Quarterly report"), json!("Quarterly report (final)")),
             );
             changes.insert(
                 "status".into(),
-                Change {
-                    prev: json!("draft"),
-                    next: json!("published"),
-                },
+                Change::new(json!("draft"), json!("published")),
             );
             event.changes = Some(changes);
         }

@@ -146,13 +146,7 @@ pub(crate) fn diff(before: &[(&'static str, Value)], after: &[(&'static str, Val
         .zip(after)
         .filter(|((_, prev), (_, next))| prev != next)
         .map(|((field, prev), (_, next))| {
-            (
-                (*field).to_owned(),
-                Change {
-                    prev: prev.clone(),
-                    next: next.clone(),
-                },
-            )
+            ((*field).to_owned(), Change::new(prev.clone(), next.clone()))
         })
         .collect()
 }
@@ -163,15 +157,9 @@ pub(crate) fn all_fields(fields: &[(&'static str, Value)], created: bool) -> Cha
         .iter()
         .map(|(field, value)| {
             let change = if created {
-                Change {
-                    prev: Value::Null,
-                    next: value.clone(),
-                }
+                Change::new(Value::Null, value.clone())
             } else {
-                Change {
-                    prev: value.clone(),
-                    next: Value::Null,
-                }
+                Change::new(value.clone(), Value::Null)
             };
             ((*field).to_owned(), change)
         })

@@ -166,6 +166,8 @@ struct UserAttributes {
     email: Option<String>,
     agreed_tos: Option<Value>,
     role: Option<String>,
+    /// Write-only; never returned.
+    password: Option<String>,
 }
 
 /// The prototype sent `agreedTos` as 0/1; booleans are accepted too.
@@ -245,6 +247,7 @@ async fn create_user(
             Some(role) => UserRole::parse(role)?,
             None => UserRole::User,
         },
+        password: attributes.password,
     };
     let user = state.users.create(&principal, new).await?;
     let mut response = json_api(
@@ -281,6 +284,7 @@ async fn update_user(
             .as_deref()
             .map(UserRole::parse)
             .transpose()?,
+        password: attributes.password,
     };
     let user = state.users.update(&principal, id, patch).await?;
     Ok(json_api(

@@ -3,7 +3,7 @@
 //! handler can forget to audit.
 
 use auditlog_auth::Principal;
-use auditlog_event::Action;
+use auditlog_event::{Action, Change};
 use serde_json::{Value, json};
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Transaction, Type};
 
@@ -84,6 +84,8 @@ pub struct NewUser {
     pub email: String,
     pub agreed_tos: bool,
     pub role: UserRole,
+    /// Write-only: stored as a salted hash, recorded as a masked change.
+    pub password: Option<String>,
 }
 
 /// The fields a change sets; `None` leaves a field as it is.
@@ -93,6 +95,8 @@ pub struct UserPatch {
     pub email: Option<String>,
     pub agreed_tos: Option<bool>,
     pub role: Option<UserRole>,
+    /// Write-only: setting it always counts as a change, recorded masked.
+    pub password: Option<String>,
 }
 
 /// Checks a name and an email before they reach the database.
@@ -126,6 +130,11 @@ const INSERT_USER: &str = "INSERT INTO users (name, email, agreed_tos, role) VAL
 const UPDATE_USER: &str =
     "UPDATE users SET name = ?, email = ?, agreed_tos = ?, role = ? WHERE id = ?";
 const DELETE_USER: &str = "DELETE FROM users WHERE id = ?";
+const DELETE_SECRET: &str = "DELETE FROM user_secrets WHERE user_id = ?";
+const INSERT_SECRET: &str = "INSERT INTO user_secrets (user_id, password_hash) VALUES (?, ?)";
+
+/// The field whose changes are recorded without their values.
+const PASSWORD: &str = "password";
 
 /// The users repository.
 ///
@@ -187,6 +196,7 @@ impl Users {
             return Err(DataError::Forbidden("only admins may create users"));
         }
         check_fields(Some(&new.name), Some(&new.email))?;
+        let password_hash = new.password.as_deref().map(hash_password).transpose()?;
         let name = new.name.trim();
         let user = on_db!(self.db, writer, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
@@ -204,7 +214,15 @@ impl Users {
                 agreed_tos: new.agreed_tos,
                 role: new.role,
             };
-            let changes = all_fields(&user.fields(), true);
+            let mut changes = all_fields(&user.fields(), true);
+            if let Some(hash) = &password_hash {
+                sqlx::query(dialect.sql(INSERT_SECRET))
+                    .bind(user.id)
+                    .bind(hash)
+                    .execute(&mut *tx)
+                    .await?;
+                changes.insert(PASSWORD.into(), Change::masked());
+            }
             self.recorder
                 .stage(
                     &mut tx,
@@ -239,11 +257,24 @@ impl Users {
             return Err(DataError::Forbidden("only admins may change roles"));
         }
         check_fields(patch.name.as_deref(), patch.email.as_deref())?;
+        let password_hash = patch.password.as_deref().map(hash_password).transpose()?;
         let after = on_db!(self.db, writer, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             let before = lock(&mut tx, dialect, id).await?;
             let after = patch.applied_to(&before);
-            let changes = diff(&before.fields(), &after.fields());
+            let mut changes = diff(&before.fields(), &after.fields());
+            if let Some(hash) = &password_hash {
+                sqlx::query(dialect.sql(DELETE_SECRET))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(dialect.sql(INSERT_SECRET))
+                    .bind(id)
+                    .bind(hash)
+                    .execute(&mut *tx)
+                    .await?;
+                changes.insert(PASSWORD.into(), Change::masked());
+            }
             if !changes.is_empty() {
                 sqlx::query(dialect.sql(UPDATE_USER))
                     .bind(&after.name)
@@ -285,6 +316,10 @@ impl Users {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            sqlx::query(dialect.sql(DELETE_SECRET))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
             let changes = all_fields(&before.fields(), false);
             self.recorder
                 .stage(
@@ -321,6 +356,40 @@ where
         .fetch_optional(&mut **tx)
         .await?
         .ok_or(DataError::NotFound)
+}
+
+/// Rounds of SHA-256 over salt and password: slows guessing. A deployment
+/// with real users would use a memory-hard KDF such as Argon2; this is the demo's.
+const PASSWORD_ROUNDS: u32 = 10_000;
+
+/// `sha256$<rounds>$<salt hex>$<hash hex>` of a password of 8 to 256 characters.
+fn hash_password(password: &str) -> Result<String, DataError> {
+    use sha2::{Digest, Sha256};
+    let length = password.chars().count();
+    if !(8..=256).contains(&length) {
+        return Err(DataError::Invalid(
+            "password must be 8 to 256 characters".into(),
+        ));
+    }
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt)
+        .map_err(|e| DataError::Database(format!("no randomness for a salt: {e}")))?;
+    let mut digest = Sha256::new()
+        .chain_update(salt)
+        .chain_update(password.as_bytes())
+        .finalize();
+    for _ in 1..PASSWORD_ROUNDS {
+        digest = Sha256::new()
+            .chain_update(digest)
+            .chain_update(salt)
+            .finalize();
+    }
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    Ok(format!(
+        "sha256${PASSWORD_ROUNDS}${}${}",
+        hex(&salt),
+        hex(&digest)
+    ))
 }
 
 impl UserPatch {

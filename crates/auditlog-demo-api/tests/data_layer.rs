@@ -55,6 +55,7 @@ suite!(
     a_rolled_back_change_stages_no_event,
     outbox_events_carry_one_gapless_sequence_across_restarts,
     a_failing_transport_leaves_events_in_the_outbox,
+    a_password_is_recorded_as_a_masked_change_never_its_value,
 );
 
 mod scenarios {
@@ -385,6 +386,53 @@ mod scenarios {
             .filter(|event| event.action == Action::Created)
             .collect();
         assert_eq!(created.len(), 1);
+    }
+
+    pub async fn a_password_is_recorded_as_a_masked_change_never_its_value(mut env: Env) {
+        let secret = "correct horse battery staple";
+        let ann = env
+            .users
+            .create(
+                &admin(),
+                NewUser {
+                    password: Some(secret.into()),
+                    ..new_user("ann@example.com")
+                },
+            )
+            .await
+            .unwrap();
+        let patch = UserPatch {
+            password: Some("another long secret".into()),
+            ..UserPatch::default()
+        };
+        env.users.update(&admin(), ann.id, patch).await.unwrap();
+
+        let events = env.events.take().await;
+        let created = events.iter().find(|e| e.action == Action::Created).unwrap();
+        assert_eq!(
+            changes(created)["password"],
+            json!({"prev": null, "next": null, "masked": true})
+        );
+        let changed = events.iter().find(|e| e.action == Action::Changed).unwrap();
+        assert_eq!(
+            changes(changed),
+            json!({"password": {"prev": null, "next": null, "masked": true}})
+        );
+        for event in &events {
+            assert!(
+                !event.to_json().contains("horse"),
+                "the password leaked: {}",
+                event.to_json()
+            );
+        }
+        let too_short = UserPatch {
+            password: Some("short".into()),
+            ..UserPatch::default()
+        };
+        assert!(matches!(
+            env.users.update(&admin(), ann.id, too_short).await,
+            Err(DataError::Invalid(_))
+        ));
     }
 
     pub async fn concurrent_patches_of_one_user_chain_their_diffs(mut env: Env) {
@@ -734,6 +782,7 @@ fn new_user(email: &str) -> NewUser {
         email: email.into(),
         agreed_tos: false,
         role: UserRole::User,
+        password: None,
     }
 }
 

@@ -37,18 +37,9 @@ fn changed() -> DataEvent {
     let mut changes = Changes::new();
     changes.insert(
         "title".to_owned(),
-        Change {
-            prev: json!("Groceries"),
-            next: json!("Groceries for the weekend"),
-        },
+        Change::new(json!("Groceries"), json!("Groceries for the weekend")),
     );
-    changes.insert(
-        "pinned".to_owned(),
-        Change {
-            prev: json!(false),
-            next: json!(true),
-        },
-    );
+    changes.insert("pinned".to_owned(), Change::new(json!(false), json!(true)));
     event.changes = Some(changes);
     event
 }

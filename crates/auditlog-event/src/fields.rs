@@ -180,12 +180,36 @@ impl ObjectRef {
     }
 }
 
-/// One field's change: its value before and after.
+/// One field's change: its value before and after — or, for a sensitive field
+/// such as a password hash, only the fact that it changed (`masked`, with both
+/// values null), so the log never holds the secret.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Change {
     pub prev: Value,
     pub next: Value,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub masked: bool,
+}
+
+impl Change {
+    /// A change from `prev` to `next`.
+    pub fn new(prev: Value, next: Value) -> Self {
+        Change {
+            prev,
+            next,
+            masked: false,
+        }
+    }
+
+    /// A change whose values are not recorded.
+    pub fn masked() -> Self {
+        Change {
+            prev: Value::Null,
+            next: Value::Null,
+            masked: true,
+        }
+    }
 }
 
 /// Field name → change. Ordered so that stored JSON is deterministic.
@@ -211,19 +235,45 @@ impl ChangesExt for Changes {
                     format!("`{field}` must be an object {{prev, next}}"),
                 ));
             };
-            let (Some(prev), Some(next)) = (parts.remove("prev"), parts.remove("next")) else {
-                return Err(EventError::invalid(
-                    "changes",
-                    format!("`{field}` must have both `prev` and `next`"),
-                ));
+            let masked = match parts.remove("masked") {
+                None | Some(Value::Bool(false)) => false,
+                Some(Value::Bool(true)) => true,
+                Some(_) => {
+                    return Err(EventError::invalid(
+                        "changes",
+                        format!("`{field}`.masked must be true or false"),
+                    ));
+                }
             };
+            let (prev, next) = (parts.remove("prev"), parts.remove("next"));
             if !parts.is_empty() {
                 return Err(EventError::invalid(
                     "changes",
-                    format!("`{field}` may have only `prev` and `next`"),
+                    format!("`{field}` may have only `prev`, `next` and `masked`"),
                 ));
             }
-            changes.insert(field, Change { prev, next });
+            let change = if masked {
+                // A masked change carries no values: refuse one that tries to.
+                if [&prev, &next]
+                    .iter()
+                    .any(|v| v.as_ref().is_some_and(|v| !v.is_null()))
+                {
+                    return Err(EventError::invalid(
+                        "changes",
+                        format!("`{field}` is masked, so `prev` and `next` must be null"),
+                    ));
+                }
+                Change::masked()
+            } else {
+                let (Some(prev), Some(next)) = (prev, next) else {
+                    return Err(EventError::invalid(
+                        "changes",
+                        format!("`{field}` must have both `prev` and `next`"),
+                    ));
+                };
+                Change::new(prev, next)
+            };
+            changes.insert(field, change);
         }
         Ok(changes)
     }

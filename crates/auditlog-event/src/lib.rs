@@ -440,6 +440,24 @@ mod tests {
     }
 
     #[test]
+    fn a_masked_change_carries_no_values() {
+        let mut v = seed_event();
+        v["changes"] = json!({"password": {"masked": true}});
+        let event = parse(v).unwrap();
+        let back: Value = serde_json::from_str(&event.to_json()).unwrap();
+        assert_eq!(
+            back["changes"]["password"],
+            json!({"prev": null, "next": null, "masked": true})
+        );
+        let mut leaking = seed_event();
+        leaking["changes"] = json!({"password": {"masked": true, "next": "hunter2"}});
+        assert_eq!(field_of(parse(leaking).unwrap_err()), "changes");
+        let mut odd = seed_event();
+        odd["changes"] = json!({"password": {"masked": "yes"}});
+        assert_eq!(field_of(parse(odd).unwrap_err()), "changes");
+    }
+
+    #[test]
     fn a_non_uuid_id_is_rejected() {
         let mut v = seed_event();
         v["id"] = json!("not-a-uuid");

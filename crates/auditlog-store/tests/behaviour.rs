@@ -112,13 +112,7 @@ fn event(action: Action, actor: i64, target_type: &str, target: ObjectId, ts: i6
     );
     if action == Action::Changed {
         let mut changes = Changes::new();
-        changes.insert(
-            "name".into(),
-            Change {
-                prev: json!("a"),
-                next: json!("b"),
-            },
-        );
+        changes.insert("name".into(), Change::new(json!("a"), json!("b")));
         e.changes = Some(changes);
     }
     e
