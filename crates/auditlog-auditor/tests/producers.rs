@@ -5,58 +5,21 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use auditlog_auditor::{AuditorState, router};
-use auditlog_auth::{KeyPair, Principal, Role, TokenIssuer, TokenVerifier};
+mod common;
+
+use common::App;
+
+use auditlog_auth::Role;
 use auditlog_event::{Action, DataEvent, ObjectRef, ObjectType};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 /// The JSON:API media type, spelled out so that the test checks the wire rather than
 /// the server's own constant.
 const JSON_API: &str = "application/vnd.api+json";
 
-/// A running auditor and what a client needs to talk to it.
-struct App {
-    base: String,
-    client: reqwest::Client,
-    issuer: TokenIssuer,
-    server: JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
 impl App {
-    async fn spawn() -> App {
-        let dir = tempfile::tempdir().unwrap();
-        let keys = KeyPair::load_or_generate(dir.path()).unwrap();
-        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
-        let state = AuditorState {
-            store: auditlog_store::open(&url).await.unwrap(),
-            verifier: TokenVerifier::new(&keys).unwrap(),
-            stopping: tokio::sync::watch::channel(false).1,
-        };
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router(state)).await.unwrap();
-        });
-        App {
-            base,
-            client: reqwest::Client::new(),
-            issuer: TokenIssuer::new(&keys).unwrap(),
-            server,
-            _dir: dir,
-        }
-    }
-
-    fn token(&self, role: Role) -> String {
-        self.issuer
-            .issue(&Principal::new("1".into(), role).unwrap())
-            .unwrap()
-    }
-
     /// Delivers events as NDJSON, one per line, as an admin; returns the `meta` of
     /// the answer.
     async fn ingest(&self, events: &[DataEvent]) -> Value {
@@ -64,7 +27,7 @@ impl App {
         let response = self
             .client
             .post(format!("{}/api/data-events", self.base))
-            .bearer_auth(self.token(Role::Admin))
+            .bearer_auth(self.token("1", Role::Admin))
             .header(CONTENT_TYPE, "application/x-ndjson")
             .body(body)
             .send()
@@ -85,16 +48,10 @@ impl App {
 
     /// The report as an admin reads it.
     async fn report(&self) -> Value {
-        let response = self.producers(Some(self.token(Role::Admin))).await;
+        let response = self.producers(Some(self.token("1", Role::Admin))).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()[CONTENT_TYPE], JSON_API);
         response.json().await.unwrap()
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        self.server.abort();
     }
 }
 
@@ -167,7 +124,7 @@ async fn members_and_services_are_forbidden_the_report_and_anonymous_callers_mus
     app.ingest(&[numbered("api/0190a", 1)]).await;
 
     for role in [Role::User, Role::Service] {
-        let response = app.producers(Some(app.token(role))).await;
+        let response = app.producers(Some(app.token("1", role))).await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{role:?}");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["errors"][0]["status"], "403");

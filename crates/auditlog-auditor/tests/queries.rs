@@ -7,58 +7,22 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+mod common;
+
+use common::App;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
-use auditlog_auditor::{AuditorState, router};
-use auditlog_auth::{KeyPair, Principal, Role, TokenIssuer, TokenVerifier};
+use auditlog_auth::Role;
 use auditlog_event::{Action, Change, Changes, DataEvent, ObjectId, ObjectRef, ObjectType};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_DISPOSITION, CONTENT_TYPE};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 const JSON_API: &str = "application/vnd.api+json";
 
-struct App {
-    base: String,
-    client: reqwest::Client,
-    issuer: TokenIssuer,
-    server: JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
 impl App {
-    async fn spawn() -> App {
-        let dir = tempfile::tempdir().unwrap();
-        let keys = KeyPair::load_or_generate(dir.path()).unwrap();
-        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
-        let state = AuditorState {
-            store: auditlog_store::open(&url).await.unwrap(),
-            verifier: TokenVerifier::new(&keys).unwrap(),
-            stopping: tokio::sync::watch::channel(false).1,
-        };
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router(state)).await.unwrap();
-        });
-        App {
-            base,
-            client: reqwest::Client::new(),
-            issuer: TokenIssuer::new(&keys).unwrap(),
-            server,
-            _dir: dir,
-        }
-    }
-
-    fn token(&self, subject: &str, role: Role) -> String {
-        self.issuer
-            .issue(&Principal::new(subject.into(), role).unwrap())
-            .unwrap()
-    }
-
     fn admin(&self) -> String {
         self.token("1", Role::Admin)
     }
@@ -104,12 +68,6 @@ impl App {
     /// The ids of the events of a page, as an admin.
     async fn ids(&self, path_and_query: &str) -> Vec<String> {
         ids_of(&self.json(path_and_query, StatusCode::OK).await)
-    }
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        self.server.abort();
     }
 }
 
