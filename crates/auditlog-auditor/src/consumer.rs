@@ -7,8 +7,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use async_trait::async_trait;
 use auditlog_amqp::{AmqpConsumer, AmqpMessage};
 use auditlog_emit::embedded::{Delivery, EmbeddedReceiver};
@@ -17,10 +15,6 @@ use auditlog_store::AuditStore;
 
 /// Most events committed in one transaction.
 const MAX_EVENTS_PER_COMMIT: usize = 20_000;
-/// A commit this large means producers are backed up…
-const BACKLOG_EVENTS: usize = 1_000;
-/// …and the next commit waits this long for more of them.
-const BACKLOG_LINGER: Duration = Duration::from_millis(3);
 
 /// Where the auditor's events come from: one implementation per transport.
 #[async_trait]
@@ -60,7 +54,6 @@ pub async fn run<I: Inbox>(
 ) {
     tokio::pin!(shutdown);
     let mut pending: Vec<I::Message> = Vec::new();
-    let mut backlogged = false;
     loop {
         let first = tokio::select! {
             message = inbox.recv() => message,
@@ -70,26 +63,8 @@ pub async fn run<I: Inbox>(
         let mut events = first.take_events();
         pending.push(first);
         // Merge messages already waiting, so a busy producer gets one commit for many.
-        // Under a backlog, wait a moment for the producers that are about to send:
-        // one commit writes each hot index page once, however many events it holds.
-        let linger_until = Instant::now()
-            + if backlogged {
-                BACKLOG_LINGER
-            } else {
-                Duration::ZERO
-            };
         while events.len() < MAX_EVENTS_PER_COMMIT {
-            let next = match inbox.try_recv().await {
-                Some(next) => Some(next),
-                None if Instant::now() < linger_until => {
-                    tokio::time::timeout_at(linger_until, inbox.recv())
-                        .await
-                        .ok()
-                        .flatten()
-                }
-                None => None,
-            };
-            match next {
+            match inbox.try_recv().await {
                 Some(mut next) => {
                     events.append(&mut next.take_events());
                     pending.push(next);
@@ -97,7 +72,6 @@ pub async fn run<I: Inbox>(
                 None => break,
             }
         }
-        backlogged = events.len() >= BACKLOG_EVENTS;
         if store_with_retry(&*store, &events, &pending).await {
             for message in pending.drain(..) {
                 message.ack().await;

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -290,7 +290,7 @@ struct Freshness {
     pending: Arc<Mutex<Vec<(Uuid, Instant)>>>,
     seen_us: Arc<Mutex<Vec<u64>>>,
     last: Arc<Mutex<Vec<Uuid>>>,
-    stopped: Arc<AtomicU64>,
+    stopped: Arc<AtomicBool>,
 }
 
 impl Freshness {
@@ -307,12 +307,12 @@ impl Freshness {
     }
 
     fn stop(&self) {
-        self.stopped.store(1, Ordering::SeqCst);
+        self.stopped.store(true, Ordering::SeqCst);
     }
 
     async fn watch(self, store: Arc<dyn AuditStore>) -> Percentiles {
         loop {
-            let stopping = self.stopped.load(Ordering::SeqCst) == 1;
+            let stopping = self.stopped.load(Ordering::SeqCst);
             // The oldest samples are the ones due next: events are stored about in
             // order, and asking for a few keeps the watcher's load on the store small.
             let pending: Vec<(Uuid, Instant)> = self
