@@ -99,7 +99,26 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database a `sqlite://PATH` URL names.
+    ///
+    /// Turning a new file to WAL needs it to itself, and there SQLite answers BUSY
+    /// at once instead of waiting out the busy timeout; so when several processes
+    /// open one file together, the ones that lost retry until it is ready.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match Self::open_once(url).await {
+                Err(StoreError::Unavailable(reason))
+                    if reason.contains("database is locked")
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn open_once(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Unavailable(format!("bad SQLite URL: {e}")))?
             .create_if_missing(true)
