@@ -6,7 +6,13 @@
 //! caller, who acknowledges the message only after the store committed them.
 //! A lost connection is re-established with backoff; unacknowledged messages are
 //! redelivered by the broker and stored once thanks to idempotent inserts.
+//!
+//! Metrics: dead-lettered messages by reason kind, whether the consumer is
+//! connected, and the queue's depth (a passive declare every
+//! [`QUEUE_DEPTH_EVERY`] on a channel of the consumer's own connection).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auditlog_event::DataEvent;
@@ -16,13 +22,23 @@ use lapin::Confirmation;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions,
+    ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, Consumer};
 use serde_json::value::RawValue;
 
 use crate::{AmqpConfig, AmqpError, REASON_HEADER, topology};
+
+/// Messages moved to the dead-letter queue, by `reason` ([`RejectKind::label`]).
+pub const DEAD_LETTERED: &str = "auditlog_amqp_dead_lettered_total";
+/// 1 while the auditor's consumer is connected to RabbitMQ, else 0.
+pub const CONSUMER_CONNECTED: &str = "auditlog_amqp_consumer_connected";
+/// Messages ready in the auditor's queue (`queue` label), as the broker last said.
+pub const QUEUE_MESSAGES: &str = "auditlog_amqp_queue_messages";
+
+/// How often the consumer asks the broker for its queue's depth.
+pub const QUEUE_DEPTH_EVERY: Duration = Duration::from_secs(5);
 
 /// The events of one message, to be acknowledged once stored.
 #[derive(Debug)]
@@ -45,6 +61,7 @@ impl AmqpMessage {
 pub struct AmqpConsumer {
     config: AmqpConfig,
     link: Option<ConsumerLink>,
+    connected: ConsumerStatus,
 }
 
 struct ConsumerLink {
@@ -52,6 +69,24 @@ struct ConsumerLink {
     consumer: Consumer,
     dead_letters: Channel,
     dead_letter_queue: String,
+    /// Dropped with the link, which ends its queue-depth watcher.
+    _depth_watch: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Whether a consumer is connected to RabbitMQ right now, readable from other
+/// tasks (the readiness check) while the consume loop owns the consumer.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerStatus(Arc<AtomicBool>);
+
+impl ConsumerStatus {
+    pub fn is_connected(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, connected: bool) {
+        self.0.store(connected, Ordering::Relaxed);
+        metrics::gauge!(CONSUMER_CONNECTED).set(if connected { 1.0 } else { 0.0 });
+    }
 }
 
 impl AmqpConsumer {
@@ -59,10 +94,18 @@ impl AmqpConsumer {
     /// so that a wrong URL is reported at start.
     pub async fn connect(config: AmqpConfig) -> Result<Self, AmqpError> {
         let link = open(&config).await?;
+        let connected = ConsumerStatus::default();
+        connected.set(true);
         Ok(AmqpConsumer {
             config,
             link: Some(link),
+            connected,
         })
+    }
+
+    /// A handle telling whether this consumer is connected.
+    pub fn status(&self) -> ConsumerStatus {
+        self.connected.clone()
     }
 
     /// The next message with at least one valid event. Reconnects as long as it
@@ -75,6 +118,7 @@ impl AmqpConsumer {
                     Ok(link) => {
                         tracing::info!("reconnected to RabbitMQ");
                         self.link = Some(link);
+                        self.connected.set(true);
                         backoff = Duration::from_millis(100);
                     }
                     Err(err) => {
@@ -91,16 +135,16 @@ impl AmqpConsumer {
                     Ok(None) => {}
                     Err(err) => {
                         tracing::warn!(%err, "dead-lettering failed; reconnecting");
-                        self.link = None;
+                        self.disconnected();
                     }
                 },
                 Some(Err(err)) => {
                     tracing::warn!(%err, "RabbitMQ consumer failed; reconnecting");
-                    self.link = None;
+                    self.disconnected();
                 }
                 None => {
                     tracing::warn!("RabbitMQ closed the consumer; reconnecting");
-                    self.link = None;
+                    self.disconnected();
                 }
             }
         }
@@ -127,6 +171,12 @@ impl AmqpConsumer {
         if let Some(link) = self.link.take() {
             let _ = link.connection.close(200, "auditor stopping".into()).await;
         }
+        self.connected.set(false);
+    }
+
+    fn disconnected(&mut self) {
+        self.link = None;
+        self.connected.set(false);
     }
 }
 
@@ -153,12 +203,52 @@ async fn open(config: &AmqpConfig) -> Result<ConsumerLink, AmqpError> {
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .map_err(|e| topology::broker("confirm.select", e))?;
+    let (depth_watch, stop_watching) = tokio::sync::oneshot::channel();
+    tokio::spawn(watch_depth(
+        topology::channel(&connection).await?,
+        config.queue.clone(),
+        stop_watching,
+    ));
     Ok(ConsumerLink {
         connection,
         consumer,
         dead_letters,
         dead_letter_queue: config.dead_letter_queue.clone(),
+        _depth_watch: depth_watch,
     })
+}
+
+/// Publishes the depth of `queue` every [`QUEUE_DEPTH_EVERY`] until the link is
+/// dropped (`stop` closes) or the channel fails. A passive declare only reads.
+async fn watch_depth(
+    channel: Channel,
+    queue: String,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let depth = metrics::gauge!(QUEUE_MESSAGES, "queue" => queue.clone());
+    let mut ticker = tokio::time::interval(QUEUE_DEPTH_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = ticker.tick() => {}
+        }
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        match channel
+            .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+            .await
+        {
+            Ok(declared) => depth.set(f64::from(declared.message_count())),
+            Err(err) => {
+                tracing::debug!(%err, "queue depth unavailable until the consumer reconnects");
+                break;
+            }
+        }
+    }
+    let _ = channel.close(200, "depth watch done".into()).await;
 }
 
 /// Splits a message into valid events and dead-letters the rest. `Ok(None)` when
@@ -166,8 +256,8 @@ async fn open(config: &AmqpConfig) -> Result<ConsumerLink, AmqpError> {
 async fn decode(link: &ConsumerLink, delivery: Delivery) -> Result<Option<AmqpMessage>, AmqpError> {
     let now = now_ms();
     let (events, rejected) = parse_body(&delivery.data, now);
-    for (body, reason) in &rejected {
-        dead_letter(link, body, reason, delivery.routing_key.as_str()).await?;
+    for rejected in &rejected {
+        dead_letter(link, rejected, delivery.routing_key.as_str()).await?;
     }
     if events.is_empty() {
         if let Err(err) = delivery.acker.ack(BasicAckOptions::default()).await {
@@ -181,14 +271,56 @@ async fn decode(link: &ConsumerLink, delivery: Delivery) -> Result<Option<AmqpMe
     }))
 }
 
+/// Why a message, or one event of it, is poison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectKind {
+    NotUtf8,
+    NotJson,
+    InvalidEvent,
+}
+
+impl RejectKind {
+    /// The `reason` label of [`DEAD_LETTERED`]: a few fixed values, where the
+    /// reason text itself would be one series per distinct error.
+    pub fn label(self) -> &'static str {
+        match self {
+            RejectKind::NotUtf8 => "not_utf8",
+            RejectKind::NotJson => "not_json",
+            RejectKind::InvalidEvent => "invalid_event",
+        }
+    }
+}
+
+/// A rejected part of a message, dead-lettered as it came.
+#[derive(Debug)]
+pub(crate) struct Rejected {
+    pub(crate) body: Vec<u8>,
+    pub(crate) reason: String,
+    pub(crate) kind: RejectKind,
+}
+
+impl Rejected {
+    fn new(body: &[u8], kind: RejectKind, reason: String) -> Self {
+        Rejected {
+            body: body.to_vec(),
+            reason,
+            kind,
+        }
+    }
+}
+
 /// Events of a message body, and each rejected part with the reason.
-pub(crate) fn parse_body(body: &[u8], now: i64) -> (Vec<DataEvent>, Vec<(Vec<u8>, String)>) {
+pub(crate) fn parse_body(body: &[u8], now: i64) -> (Vec<DataEvent>, Vec<Rejected>) {
     let text = match std::str::from_utf8(body) {
         Ok(text) => text,
         Err(_) => {
             return (
                 Vec::new(),
-                vec![(body.to_vec(), "the message is not UTF-8".into())],
+                vec![Rejected::new(
+                    body,
+                    RejectKind::NotUtf8,
+                    "the message is not UTF-8".into(),
+                )],
             );
         }
     };
@@ -198,8 +330,9 @@ pub(crate) fn parse_body(body: &[u8], now: i64) -> (Vec<DataEvent>, Vec<(Vec<u8>
             Err(e) => {
                 return (
                     Vec::new(),
-                    vec![(
-                        body.to_vec(),
+                    vec![Rejected::new(
+                        body,
+                        RejectKind::NotJson,
                         format!("the message is not a JSON array of events: {e}"),
                     )],
                 );
@@ -211,7 +344,11 @@ pub(crate) fn parse_body(body: &[u8], now: i64) -> (Vec<DataEvent>, Vec<(Vec<u8>
             Err(e) => {
                 return (
                     Vec::new(),
-                    vec![(body.to_vec(), format!("the message is not JSON: {e}"))],
+                    vec![Rejected::new(
+                        body,
+                        RejectKind::NotJson,
+                        format!("the message is not JSON: {e}"),
+                    )],
                 );
             }
         }
@@ -221,7 +358,11 @@ pub(crate) fn parse_body(body: &[u8], now: i64) -> (Vec<DataEvent>, Vec<(Vec<u8>
     for item in items {
         match DataEvent::parse_json(item.get(), now) {
             Ok(event) => events.push(event),
-            Err(err) => rejected.push((item.get().as_bytes().to_vec(), err.to_string())),
+            Err(err) => rejected.push(Rejected::new(
+                item.get().as_bytes(),
+                RejectKind::InvalidEvent,
+                err.to_string(),
+            )),
         }
     }
     (events, rejected)
@@ -229,10 +370,10 @@ pub(crate) fn parse_body(body: &[u8], now: i64) -> (Vec<DataEvent>, Vec<(Vec<u8>
 
 async fn dead_letter(
     link: &ConsumerLink,
-    body: &[u8],
-    reason: &str,
+    rejected: &Rejected,
     routing_key: &str,
 ) -> Result<(), AmqpError> {
+    let reason = rejected.reason.as_str();
     tracing::warn!(%reason, "dead-lettering a message");
     let mut headers = FieldTable::default();
     headers.insert(REASON_HEADER.into(), AMQPValue::LongString(reason.into()));
@@ -249,7 +390,7 @@ async fn dead_letter(
             "".into(),
             link.dead_letter_queue.as_str().into(),
             BasicPublishOptions::default(),
-            body,
+            &rejected.body,
             properties,
         )
         .await
@@ -257,7 +398,10 @@ async fn dead_letter(
         .await
         .map_err(|e| topology::broker("publisher confirm (dead letter)", e))?;
     match confirm {
-        Confirmation::Ack(_) => Ok(()),
+        Confirmation::Ack(_) => {
+            metrics::counter!(DEAD_LETTERED, "reason" => rejected.kind.label()).increment(1);
+            Ok(())
+        }
         _ => Err(AmqpError::Broker {
             what: "dead letter".into(),
             reason: "not confirmed".into(),
@@ -292,15 +436,22 @@ mod tests {
         let (events, rejected) = parse_body(body, 5);
         assert_eq!(events.len(), 1);
         assert_eq!(rejected.len(), 1);
-        assert!(rejected[0].1.contains("action"), "{}", rejected[0].1);
+        assert!(
+            rejected[0].reason.contains("action"),
+            "{}",
+            rejected[0].reason
+        );
+        assert_eq!(rejected[0].kind, RejectKind::InvalidEvent);
     }
 
     #[test]
     fn a_body_that_is_not_json_is_rejected_whole() {
         let (events, rejected) = parse_body(b"hello", 5);
         assert!(events.is_empty());
-        assert_eq!(rejected[0].0, b"hello");
+        assert_eq!(rejected[0].body, b"hello");
+        assert_eq!(rejected[0].kind.label(), "not_json");
         let (_, rejected) = parse_body(&[0xff, 0xfe], 5);
-        assert!(rejected[0].1.contains("UTF-8"));
+        assert!(rejected[0].reason.contains("UTF-8"));
+        assert_eq!(rejected[0].kind.label(), "not_utf8");
     }
 }

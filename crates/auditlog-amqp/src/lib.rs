@@ -12,7 +12,10 @@ mod consumer;
 mod publisher;
 mod topology;
 
-pub use consumer::{AmqpConsumer, AmqpMessage};
+pub use consumer::{
+    AmqpConsumer, AmqpMessage, CONSUMER_CONNECTED, ConsumerStatus, DEAD_LETTERED, QUEUE_MESSAGES,
+    RejectKind,
+};
 pub use publisher::AmqpPublisher;
 
 /// Names and tuning of the RabbitMQ topology.

@@ -2,6 +2,7 @@
 //! holding a JSON array of events. On any failure the connection is dropped and
 //! the error returned: the emitter keeps the batch and retries with backoff, and the
 //! next attempt reconnects, so an unconfirmed batch is never forgotten.
+//! [`Transport::probe`] (readiness) says whether the link is up or can be opened.
 
 use async_trait::async_trait;
 use auditlog_emit::{Transport, TransportError};
@@ -108,5 +109,22 @@ impl Transport for AmqpPublisher {
                 Err(TransportError::Unavailable(err.to_string()))
             }
         }
+    }
+
+    /// Connected, or able to connect now. Waits for a publish in flight, which
+    /// holds the link; the readiness check bounds the wait.
+    async fn probe(&self) -> Result<(), TransportError> {
+        let mut guard = self.link.lock().await;
+        if let Some(link) = guard.as_ref()
+            && link.channel.status().connected()
+        {
+            return Ok(());
+        }
+        *guard = Some(
+            self.open()
+                .await
+                .map_err(|e| TransportError::Unavailable(e.to_string()))?,
+        );
+        Ok(())
     }
 }

@@ -9,21 +9,43 @@ use auditlog_http::{ApiError, Authenticated, json_api};
 use axum::extract::{OriginalUri, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::AuditorState;
+use crate::openapi::{
+    ActivityOptions, BadRequest, EventFilters, Forbidden, Unauthorized, Unavailable,
+};
 use crate::query::{COLLECTION, Params, authorise, millis, parse_params, record_read};
 
 /// The bucket width when none is asked for: an hour.
 const DEFAULT_BUCKET_MS: i64 = 3_600_000;
 /// The narrowest bucket: a minute.
-const MIN_BUCKET_MS: i64 = 60_000;
+pub(crate) const MIN_BUCKET_MS: i64 = 60_000;
 /// The most buckets one answer may span.
-const MAX_BUCKETS: i64 = 1_000;
+pub(crate) const MAX_BUCKETS: i64 = 1_000;
 /// The range when neither `filter[since]` nor `filter[until]` is given: 7 days.
 const DEFAULT_RANGE_MS: i64 = 7 * 24 * 3_600_000;
 
 /// `GET /api/data-events/activity?bucket=<ms>&…filters…`.
+#[utoipa::path(
+    get,
+    path = "/api/data-events/activity",
+    tag = "events",
+    operation_id = "eventActivity",
+    summary = "How many matching events fell in each time bucket, per action",
+    description = "Only non-empty buckets, oldest first. Without filter[since] and \
+        filter[until] the range is the last 7 days.",
+    params(EventFilters, ActivityOptions),
+    responses(
+        (status = 200, description = "The buckets", body = ActivityDocument,
+            content_type = "application/vnd.api+json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn activity(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
@@ -77,21 +99,66 @@ pub(crate) async fn activity(
         entry.0 += count.count;
         *entry.1.entry(count.action).or_default() += count.count;
     }
-    let data: Vec<Value> = by_start
+    let data = by_start
         .into_iter()
-        .map(|(start, (count, by_action))| {
-            json!({
-                "type": "activity",
-                "id": start.to_string(),
-                "attributes": {"start": start, "count": count, "byAction": by_action},
-            })
+        .map(|(start, (count, by_action))| Bucket {
+            kind: "activity",
+            id: start.to_string(),
+            attributes: BucketAttributes {
+                start,
+                count,
+                by_action,
+            },
         })
         .collect();
     Ok(json_api(
         StatusCode::OK,
-        &json!({
-            "data": data,
-            "meta": {"bucket": bucket, "since": since, "until": until},
-        }),
+        &ActivityDocument {
+            data,
+            meta: ActivityMeta {
+                bucket,
+                since,
+                until,
+            },
+        },
     ))
+}
+
+/// The activity histogram.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ActivityDocument {
+    data: Vec<Bucket>,
+    meta: ActivityMeta,
+}
+
+/// One non-empty bucket.
+#[derive(Serialize, ToSchema)]
+struct Bucket {
+    /// Always `activity`.
+    #[serde(rename = "type")]
+    #[schema(value_type = String, example = "activity")]
+    kind: &'static str,
+    /// The bucket's start, as text.
+    id: String,
+    attributes: BucketAttributes,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct BucketAttributes {
+    /// The bucket's first millisecond: a multiple of the bucket width.
+    start: i64,
+    /// Events in the bucket.
+    count: u64,
+    /// Events in the bucket per action.
+    by_action: BTreeMap<String, u64>,
+}
+
+/// The range and width the buckets cover.
+#[derive(Serialize, ToSchema)]
+struct ActivityMeta {
+    /// Bucket width, in milliseconds.
+    bucket: i64,
+    since: i64,
+    until: i64,
 }

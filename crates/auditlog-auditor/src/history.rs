@@ -11,10 +11,15 @@ use auditlog_store::{AuditStore, EventQuery, ObjectKey, Order};
 use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
 
 use crate::AuditorState;
+use crate::openapi::{
+    BadRequest, DiffOptions, Forbidden, NotFound, ObjectPath, StateOptions, Unauthorized,
+    Unavailable,
+};
 use crate::query::{COLLECTION, Params, authorise, millis, object_key, record_read};
 
 /// An object's state at one time.
@@ -155,6 +160,25 @@ fn now_ms() -> i64 {
 }
 
 /// `GET /api/{targetType}/{targetId}/state?at=<ms>`.
+#[utoipa::path(
+    get,
+    path = "/api/{target_type}/{target_id}/state",
+    tag = "history",
+    operation_id = "objectState",
+    summary = "An object's fields as they were at a time",
+    description = "Rebuilt from the object's created, changed and deleted events up to \
+        `at`. Masked fields read null. 404 when the object has no such events.",
+    params(ObjectPath<false>, StateOptions),
+    responses(
+        (status = 200, description = "The object's state", body = StateDocument,
+            content_type = "application/vnd.api+json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn state(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
@@ -168,25 +192,106 @@ pub(crate) async fn state(
     record_read(&state, &principal, COLLECTION, &uri).await?;
     Ok(json_api(
         StatusCode::OK,
-        &json!({
-            "data": {
-                "type": "object-states",
-                "id": format!("{}/{}", target.object_type.as_str(), target.id),
-                "attributes": {
-                    "targetType": target.object_type.as_str(),
-                    "targetId": target.id,
-                    "at": at,
-                    "exists": object.exists,
-                    "fields": object.fields,
-                    "lastChangedAt": object.last_changed_at,
-                    "events": object.events,
+        &StateDocument {
+            data: HistoryResource {
+                kind: "object-states",
+                id: format!("{}/{}", target.object_type.as_str(), target.id),
+                attributes: StateAttributes {
+                    target_type: target.object_type.as_str().to_owned(),
+                    target_id: target.id,
+                    at,
+                    exists: object.exists,
+                    fields: object.fields,
+                    last_changed_at: object.last_changed_at,
+                    events: object.events,
                 },
             },
-        }),
+        },
     ))
 }
 
+/// An object's state at one time.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StateDocument {
+    data: HistoryResource<StateAttributes>,
+}
+
+/// What changed between two times.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DiffDocument {
+    data: HistoryResource<DiffAttributes>,
+}
+
+/// The resource of a state or diff; its id is `type/id` of the object.
+#[derive(Serialize, ToSchema)]
+struct HistoryResource<A> {
+    /// `object-states` or `object-diffs`.
+    #[serde(rename = "type")]
+    #[schema(value_type = String)]
+    kind: &'static str,
+    /// `targetType/targetId`.
+    id: String,
+    attributes: A,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct StateAttributes {
+    target_type: String,
+    target_id: String,
+    /// The time asked for, in milliseconds since the Unix epoch.
+    at: i64,
+    /// Whether the object existed then (created and not deleted since).
+    exists: bool,
+    /// Field → value then; empty when it did not exist.
+    #[schema(value_type = Object)]
+    fields: Map<String, Value>,
+    /// When the last event up to `at` happened.
+    last_changed_at: Option<i64>,
+    /// How many events were replayed.
+    events: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct DiffAttributes {
+    target_type: String,
+    target_id: String,
+    from: i64,
+    to: i64,
+    existed_at: ExistedAt,
+    /// Field → `{prev, next}` for each field whose value differs (null where absent).
+    #[schema(value_type = Object)]
+    changes: Map<String, Value>,
+}
+
+/// Whether the object existed at each end.
+#[derive(Serialize, ToSchema)]
+struct ExistedAt {
+    from: bool,
+    to: bool,
+}
+
 /// `GET /api/{targetType}/{targetId}/diff?from=<ms>&to=<ms>` (`to` defaults to now).
+#[utoipa::path(
+    get,
+    path = "/api/{target_type}/{target_id}/diff",
+    tag = "history",
+    operation_id = "objectDiff",
+    summary = "What changed in an object between two times",
+    description = "The fields whose values differ between the object's state at `from` \
+        and at `to`. 404 when the object has no created, changed or deleted events.",
+    params(ObjectPath<false>, DiffOptions),
+    responses(
+        (status = 200, description = "The differences", body = DiffDocument,
+            content_type = "application/vnd.api+json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn diff(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
@@ -203,20 +308,23 @@ pub(crate) async fn diff(
     record_read(&state, &principal, COLLECTION, &uri).await?;
     Ok(json_api(
         StatusCode::OK,
-        &json!({
-            "data": {
-                "type": "object-diffs",
-                "id": format!("{}/{}", target.object_type.as_str(), target.id),
-                "attributes": {
-                    "targetType": target.object_type.as_str(),
-                    "targetId": target.id,
-                    "from": from,
-                    "to": to,
-                    "existedAt": {"from": before.exists, "to": after.exists},
-                    "changes": changes(&before.fields, &after.fields),
+        &DiffDocument {
+            data: HistoryResource {
+                kind: "object-diffs",
+                id: format!("{}/{}", target.object_type.as_str(), target.id),
+                attributes: DiffAttributes {
+                    target_type: target.object_type.as_str().to_owned(),
+                    target_id: target.id,
+                    from,
+                    to,
+                    existed_at: ExistedAt {
+                        from: before.exists,
+                        to: after.exists,
+                    },
+                    changes: changes(&before.fields, &after.fields),
                 },
             },
-        }),
+        },
     ))
 }
 

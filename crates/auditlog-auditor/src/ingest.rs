@@ -10,11 +10,16 @@ use auditlog_http::{ApiError, Authenticated, json_api, media_type, read_body};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::AuditorState;
+use crate::consumer::Via;
+use crate::openapi::{
+    BadRequest, Conflict, ErrorDocument, ErrorObject, ErrorSource, Forbidden, IngestDocumentSchema,
+    PayloadTooLarge, Unauthorized, Unavailable, Unprocessable, UnsupportedMediaType,
+};
 
 /// One rejected event: where it was in the request and why.
 struct Rejection {
@@ -22,6 +27,39 @@ struct Rejection {
     error: EventError,
 }
 
+/// `POST /api/data-events`.
+#[utoipa::path(
+    post,
+    path = "/api/data-events",
+    tag = "ingest",
+    operation_id = "ingestEvents",
+    summary = "Store events",
+    description = "For services and admins. The valid events are committed before the \
+        answer, idempotently by id; each invalid one is reported with its position and \
+        the field at fault, and not stored. When no event is valid the answer is 422. \
+        At most 8 MiB per request and 64 KiB per event.",
+    request_body(
+        description = "A JSON:API document of `data-events` resources, or NDJSON: one \
+            event object per line",
+        content(
+            (IngestDocumentSchema = "application/vnd.api+json"),
+            (IngestDocumentSchema = "application/json"),
+            (String = "application/x-ndjson"),
+        )
+    ),
+    responses(
+        (status = 200, description = "What was stored, and what was rejected and why",
+            body = IngestReport, content_type = "application/vnd.api+json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn ingest(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
@@ -58,28 +96,56 @@ pub(crate) async fn ingest(
     if events.is_empty() {
         return Ok(rejection_response(&rejected));
     }
-    let outcome = state
-        .store
-        .insert_batch(&events)
+    let outcome = crate::consumer::insert_measured(&*state.store, &events, Via::Http)
         .await
         .map_err(|e| ApiError::unavailable(format!("the events were not stored: {e}")))?;
-    let ids: Vec<Value> = events
-        .iter()
-        .map(|e| json!({"type": "data-events", "id": e.id}))
-        .collect();
-    let rejected: Vec<Value> = rejected.iter().map(rejection_json).collect();
-    Ok(json_api(
-        StatusCode::OK,
-        &json!({
-            "data": ids,
-            "meta": {
-                "accepted": events.len(),
-                "stored": outcome.inserted,
-                "duplicates": outcome.duplicates,
-                "rejected": rejected,
-            }
-        }),
-    ))
+    let report = IngestReport {
+        data: events
+            .iter()
+            .map(|e| StoredRef {
+                kind: "data-events",
+                id: e.id,
+            })
+            .collect(),
+        meta: IngestMeta {
+            accepted: events.len(),
+            stored: outcome.inserted,
+            duplicates: outcome.duplicates,
+            rejected: rejected.iter().map(rejection_error).collect(),
+        },
+    };
+    Ok(json_api(StatusCode::OK, &report))
+}
+
+/// The answer to an ingest request with at least one valid event.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct IngestReport {
+    /// The accepted events, in request order.
+    data: Vec<StoredRef>,
+    meta: IngestMeta,
+}
+
+/// An accepted event, by id.
+#[derive(Serialize, ToSchema)]
+struct StoredRef {
+    /// Always `data-events`.
+    #[serde(rename = "type")]
+    #[schema(value_type = String, example = "data-events")]
+    kind: &'static str,
+    id: uuid::Uuid,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = IngestMeta)]
+struct IngestMeta {
+    /// Valid events in the request.
+    accepted: usize,
+    /// Of those, newly stored.
+    stored: u64,
+    /// Of those, already stored (by id) or repeated in the request.
+    duplicates: u64,
+    /// One error per invalid event, naming it and its field.
+    rejected: Vec<ErrorObject>,
 }
 
 fn parse_ndjson(text: &str, now: i64) -> (Vec<DataEvent>, Vec<Rejection>) {
@@ -159,27 +225,24 @@ fn parse_document(text: &str, now: i64) -> Result<(Vec<DataEvent>, Vec<Rejection
     Ok((events, rejected))
 }
 
-fn rejection_json(rejection: &Rejection) -> Value {
+fn rejection_error(rejection: &Rejection) -> ErrorObject {
     let pointer = match rejection.error.field() {
         Some(field) if rejection.pointer.starts_with('/') => {
             format!("{}/{field}", rejection.pointer)
         }
         _ => rejection.pointer.clone(),
     };
-    json!({
-        "status": "422",
-        "title": "Invalid event",
-        "detail": rejection.error.to_string(),
-        "source": {"pointer": pointer},
-    })
+    ErrorObject {
+        status: "422".into(),
+        title: "Invalid event".into(),
+        detail: rejection.error.to_string(),
+        source: Some(ErrorSource { pointer }),
+    }
 }
 
 fn rejection_response(rejected: &[Rejection]) -> Response {
-    let errors: Vec<Value> = rejected.iter().map(rejection_json).collect();
-    json_api(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        &json!({ "errors": errors }),
-    )
+    let errors = rejected.iter().map(rejection_error).collect();
+    json_api(StatusCode::UNPROCESSABLE_ENTITY, &ErrorDocument { errors })
 }
 
 fn now_ms() -> i64 {

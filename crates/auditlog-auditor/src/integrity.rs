@@ -22,11 +22,19 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::AuditorState;
+use crate::openapi::{EventIdPath, Forbidden, NotFound, Unauthorized};
 
 /// Events sealed per store transaction.
 const SEAL_BATCH: u32 = 10_000;
+
+/// Events sealed in the integrity chain (its head's size), as this auditor's
+/// sealer last saw it.
+pub const CHAIN_EVENTS: &str = "auditlog_integrity_chain_events";
+/// Sealing rounds that failed (each is retried at the next tick).
+pub const SEAL_FAILURES: &str = "auditlog_integrity_seal_failures_total";
 
 /// Transactions per tick at most, so that catching up on a large unsealed store
 /// still signs a head (and notices shutdown) now and then.
@@ -54,8 +62,12 @@ pub async fn run_sealer(
             () = &mut shutdown => true,
             _ = ticker.tick() => false,
         };
-        if let Err(err) = seal_and_sign(&*store, &keys, &mut signed).await {
-            tracing::warn!(%err, "sealing the integrity chain failed; retrying");
+        match seal_and_sign(&*store, &keys, &mut signed).await {
+            Ok(head) => metrics::gauge!(CHAIN_EVENTS).set(head.size as f64),
+            Err(err) => {
+                metrics::counter!(SEAL_FAILURES).increment(1);
+                tracing::warn!(%err, "sealing the integrity chain failed; retrying");
+            }
         }
         if stopping {
             return;
@@ -63,7 +75,7 @@ pub async fn run_sealer(
     }
 }
 
-/// One round: seal what is there (up to [`BATCHES_PER_TICK`] transactions), then
+/// One round: seal what is there (up to `BATCHES_PER_TICK` transactions), then
 /// sign the head unless it is the one signed last. `signed` remembers that head's
 /// `seq` between rounds.
 pub async fn seal_and_sign(
@@ -128,6 +140,22 @@ fn now_ms() -> i64 {
 }
 
 /// `GET /api/integrity/head`: the newest signed chain head.
+#[utoipa::path(
+    get,
+    path = "/api/integrity/head",
+    tag = "integrity",
+    operation_id = "integrityHead",
+    summary = "The newest signed head of the hash chain",
+    description = "Keep copies of the heads elsewhere: `auditlog verify` checks a store \
+        against its chain and head. Admins only.",
+    responses(
+        (status = 200, description = "The signed head", body = Document<HeadAttributes>,
+            content_type = "application/vnd.api+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    )
+)]
 pub(crate) async fn head(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
@@ -157,6 +185,22 @@ pub(crate) async fn head(
 
 /// `GET /api/data-events/{id}/proof`: where an event sits in the chain, with the
 /// hashes a client needs to recompute its step, and the signed head that covers it.
+#[utoipa::path(
+    get,
+    path = "/api/data-events/{id}/proof",
+    tag = "integrity",
+    operation_id = "eventProof",
+    summary = "One event's place in the hash chain, and the signed head covering it",
+    description = "404 when the event is not stored or not sealed yet. Admins only.",
+    params(EventIdPath),
+    responses(
+        (status = 200, description = "The proof", body = Document<ProofAttributes>,
+            content_type = "application/vnd.api+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    )
+)]
 pub(crate) async fn proof(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
@@ -215,20 +259,25 @@ const LEAF_RULE: &str =
     "SHA-256(0x00 || id (16 bytes) || seq (int64 BE) || timestamp (int64 BE) || body (UTF-8))";
 const CHAIN_RULE: &str = "SHA-256(0x01 || prevChainHash || leafHash)";
 
-#[derive(Debug, Serialize)]
+/// A signed head or a proof.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = IntegrityDocument)]
 struct Document<A> {
     data: Resource<A>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = IntegrityResource)]
 struct Resource<A> {
+    /// `integrity-heads` (id: the head's seq) or `integrity-proofs` (id: the event's).
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     kind: &'static str,
     id: String,
     attributes: A,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct HeadAttributes {
     seq: i64,
@@ -260,7 +309,7 @@ impl HeadAttributes {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ProofAttributes {
     event_id: String,

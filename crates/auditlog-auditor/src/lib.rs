@@ -1,8 +1,8 @@
 //! The auditor service: takes events from the transport ([`consumer`]) or over HTTP
-//! ([`ingest`]), commits them to the [`AuditStore`](auditlog_store::AuditStore), and
-//! answers the JSON:API query routes ([`query`], with exports in [`export`]), the live
-//! tail ([`stream`]), object history ([`history`]), the activity histogram
-//! ([`activity`]) and the admins' completeness report per producer ([`producers`])
+//! (`ingest`), commits them to the [`AuditStore`], and
+//! answers the JSON:API query routes (`query`, with exports in `export`), the live
+//! tail (`stream`), object history (`history`), the activity histogram
+//! (`activity`) and the admins' completeness report per producer (`producers`)
 //! under the shared authorisation policy, so calling it directly gives no more than
 //! going through the primary API.
 
@@ -12,6 +12,7 @@ mod export;
 mod history;
 mod ingest;
 pub mod integrity;
+pub mod openapi;
 mod producers;
 mod query;
 mod stream;
@@ -21,6 +22,8 @@ pub use query::parse_query_string;
 use std::sync::Arc;
 
 use auditlog_auth::TokenVerifier;
+use auditlog_http::health::Readiness;
+use auditlog_http::metrics::Metrics;
 use auditlog_http::not_found;
 use auditlog_store::AuditStore;
 use axum::Router;
@@ -38,6 +41,11 @@ pub struct AuditorState {
     /// Becomes `true` when the service is stopping: open live tails end then, so
     /// that graceful shutdown does not wait for them.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// The registry `GET /metrics` renders.
+    pub metrics: Metrics,
+    /// What `GET /readyz` checks: the store; the binary adds the consumer when one
+    /// runs.
+    pub readiness: Readiness,
 }
 
 impl AuditorState {
@@ -47,12 +55,33 @@ impl AuditorState {
         verifier: TokenVerifier,
         stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
+        let readiness = store_check(Readiness::new(), store.clone());
         AuditorState {
             store,
             verifier,
             stopping,
+            metrics: Metrics::default(),
+            readiness,
         }
     }
+
+    /// The same state serving `metrics` on `GET /metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+}
+
+/// `readiness` plus a check that `store` answers.
+fn store_check(readiness: Readiness, store: Arc<dyn AuditStore>) -> Readiness {
+    readiness.with_check(
+        "store",
+        "check that the audit store's database runs and accepts connections (--store-url)",
+        move || {
+            let store = store.clone();
+            async move { store.ping().await.map_err(|e| e.to_string()) }
+        },
+    )
 }
 
 impl FromRef<AuditorState> for TokenVerifier {
@@ -77,13 +106,22 @@ pub fn router(state: AuditorState) -> Router {
         )
         .route(
             "/api/{target_type}/{target_id}/data-events",
-            get(query::on_target),
+            get(query::on_target_prototype),
         )
         .route("/api/{target_type}/{target_id}/state", get(history::state))
         .route("/api/{target_type}/{target_id}/diff", get(history::diff))
         .route("/api/producers", get(producers::list))
         .route("/api/integrity/head", get(integrity::head))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/openapi.json", get(openapi::serve_document))
+        .route(
+            "/readyz",
+            get(auditlog_http::health::readyz).with_state(state.readiness.clone()),
+        )
+        .route(
+            "/metrics",
+            get(auditlog_http::metrics::scrape).with_state(state.metrics.clone()),
+        )
         .fallback(not_found)
         .with_state(state)
 }

@@ -10,10 +10,29 @@ use axum::extract::{OriginalUri, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::AuditorState;
+use crate::openapi::{Forbidden, Unauthorized, Unavailable};
 
 /// `GET /api/producers`.
+#[utoipa::path(
+    get,
+    path = "/api/producers",
+    tag = "integrity",
+    operation_id = "producers",
+    summary = "The completeness report: per producer, which event numbers are missing",
+    description = "Each producer numbers its events 1, 2, 3… without holes; for each \
+        one this says how many numbers are stored, the highest, and the missing ranges. \
+        Admins only.",
+    responses(
+        (status = 200, description = "The report", body = Document,
+            content_type = "application/vnd.api+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn list(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
@@ -29,31 +48,44 @@ pub(crate) async fn list(
     Ok(json_api(StatusCode::OK, &document(&producers)))
 }
 
-#[derive(Debug, Serialize)]
+/// The completeness report.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ProducersDocument)]
 struct Document<'a> {
     data: Vec<Resource<'a>>,
     meta: Meta,
 }
 
-#[derive(Debug, Serialize)]
+/// One producer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ProducerResource)]
 struct Resource<'a> {
+    /// Always `producers`.
     #[serde(rename = "type")]
+    #[schema(value_type = String, example = "producers")]
     kind: &'static str,
+    /// The producer's id, e.g. `api-outbox/0192…`.
     id: &'a str,
     attributes: Attributes<'a>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ProducerAttributes)]
 struct Attributes<'a> {
+    /// Event numbers stored.
     events: u64,
+    /// The highest number stored.
     last_seq: u64,
+    /// Numbers below `lastSeq` not stored.
     missing: u64,
     /// Inclusive `[from, to]` pairs, at most [`ProducerProgress::MAX_GAPS`].
+    #[schema(value_type = Vec<Vec<u64>>)]
     gaps: &'a [(u64, u64)],
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ProducersMeta)]
 struct Meta {
     /// How many producers the report covers.
     producers: usize,

@@ -19,9 +19,14 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use serde::Serialize;
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 use crate::AuditorState;
 use crate::export;
+use crate::openapi::{
+    BadRequest, DataEventSchema, EventFilters, EventIdPath, Forbidden, ListOptions, NotFound,
+    ObjectPath, Unauthorized, Unavailable,
+};
 
 pub(crate) type Params = BTreeMap<String, String>;
 
@@ -29,6 +34,29 @@ pub(crate) type Params = BTreeMap<String, String>;
 const LIST_OPTIONS: &[&str] = &["count", "format"];
 
 /// `GET /api/data-events` with filters.
+#[utoipa::path(
+    get,
+    path = "/api/data-events",
+    tag = "events",
+    operation_id = "listEvents",
+    summary = "Events matching the filters, newest first, a page at a time",
+    description = "A member's query is narrowed to the events they performed or that \
+        were done to them; a query about someone else is 403. Follow `links.next` for \
+        the next page. With `format=csv|ndjson` (or such an `Accept`) every matching \
+        event is streamed as a download instead.",
+    params(EventFilters, ListOptions),
+    responses(
+        (status = 200, description = "A page of events, or the whole export", content(
+            (PageDocument = "application/vnd.api+json"),
+            (String = "text/csv"),
+            (String = "application/x-ndjson"),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn list(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
@@ -41,6 +69,26 @@ pub(crate) async fn list(
 }
 
 /// `GET /events/by/{actorType}/{actorId}`.
+#[utoipa::path(
+    get,
+    path = "/events/by/{actor_type}/{actor_id}",
+    tag = "events",
+    operation_id = "eventsByActor",
+    summary = "What one actor did, newest first",
+    description = "As `GET /api/data-events` with the actor taken from the path.",
+    params(ObjectPath<true>, EventFilters, ListOptions),
+    responses(
+        (status = 200, description = "A page of events, or the whole export", content(
+            (PageDocument = "application/vnd.api+json"),
+            (String = "text/csv"),
+            (String = "application/x-ndjson"),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn by_actor(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
@@ -54,8 +102,27 @@ pub(crate) async fn by_actor(
     run(&state, &principal, query, &uri, &params, &headers).await
 }
 
-/// `GET /events/on/{targetType}/{targetId}` and the prototype's
-/// `GET /api/{targetType}/{targetId}/data-events`.
+/// `GET /events/on/{targetType}/{targetId}`.
+#[utoipa::path(
+    get,
+    path = "/events/on/{target_type}/{target_id}",
+    tag = "events",
+    operation_id = "eventsOnTarget",
+    summary = "What was done to one object, newest first",
+    description = "As `GET /api/data-events` with the target taken from the path.",
+    params(ObjectPath<false>, EventFilters, ListOptions),
+    responses(
+        (status = 200, description = "A page of events, or the whole export", content(
+            (PageDocument = "application/vnd.api+json"),
+            (String = "text/csv"),
+            (String = "application/x-ndjson"),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn on_target(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
@@ -67,6 +134,39 @@ pub(crate) async fn on_target(
     let mut query = parse_params(&params, LIST_OPTIONS)?;
     query.target = Some(object_key("targetType", "targetId", object_type, id)?);
     run(&state, &principal, query, &uri, &params, &headers).await
+}
+
+/// The prototype's `GET /api/{targetType}/{targetId}/data-events`: the same as
+/// [`on_target`].
+#[utoipa::path(
+    get,
+    path = "/api/{target_type}/{target_id}/data-events",
+    tag = "events",
+    operation_id = "eventsOnTargetPrototype",
+    summary = "What was done to one object (the prototype's path)",
+    description = "The same as `GET /events/on/{target_type}/{target_id}`.",
+    params(ObjectPath<false>, EventFilters, ListOptions),
+    responses(
+        (status = 200, description = "A page of events, or the whole export", content(
+            (PageDocument = "application/vnd.api+json"),
+            (String = "text/csv"),
+            (String = "application/x-ndjson"),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(crate) async fn on_target_prototype(
+    state: State<AuditorState>,
+    principal: Authenticated,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    path: Path<(String, String)>,
+    params: Query<Params>,
+) -> Result<Response, ApiError> {
+    on_target(state, principal, uri, headers, path, params).await
 }
 
 async fn run(
@@ -110,6 +210,24 @@ async fn run(
 
 /// `GET /api/data-events/{id}`: one event, 404 when it is not stored or the caller
 /// may not see it (which must not tell the two apart).
+#[utoipa::path(
+    get,
+    path = "/api/data-events/{id}",
+    tag = "events",
+    operation_id = "getEvent",
+    summary = "One event",
+    description = "404 both when the event is not stored and when the caller may not \
+        see it, so that the answer does not tell the two apart.",
+    params(EventIdPath),
+    responses(
+        (status = 200, description = "The event", body = Single,
+            content_type = "application/vnd.api+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn get_one(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
@@ -202,9 +320,7 @@ pub(crate) async fn record_read(
     meta.insert("path".into(), path.into());
     meta.insert("query".into(), query.into());
     event.meta = Some(meta);
-    state
-        .store
-        .insert_batch(&[event])
+    crate::consumer::insert_measured(&*state.store, &[event], crate::consumer::Via::Auditor)
         .await
         .map_err(|e| ApiError::unavailable(format!("the read could not be recorded: {e}")))?;
     Ok(())
@@ -229,7 +345,9 @@ fn id_key(id: &serde_json::Value) -> String {
     }
 }
 
-#[derive(Serialize)]
+/// A JSON:API document of one event.
+#[derive(Serialize, ToSchema)]
+#[schema(as = EventDocument)]
 struct Single<'a> {
     data: Resource<'a>,
 }
@@ -417,29 +535,42 @@ pub(crate) fn millis(key: &str, value: &str) -> Result<i64, ApiError> {
         })
 }
 
-#[derive(Serialize)]
+/// A stored event as a JSON:API resource.
+#[derive(Serialize, ToSchema)]
+#[schema(as = EventResource)]
 pub(crate) struct Resource<'a> {
+    /// The event's id.
     id: String,
+    /// Always `data-events`.
     #[serde(rename = "type")]
+    #[schema(value_type = String, example = "data-events")]
     kind: &'static str,
+    #[schema(value_type = DataEventSchema)]
     attributes: &'a RawValue,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = PageLinks)]
 struct Links {
+    /// The next page (with `page[after]`), or null on the last one.
     next: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = PageMeta)]
 struct Meta {
+    /// How many events match, over all pages.
     total: u64,
 }
 
-#[derive(Serialize)]
-struct PageDocument<'a> {
+/// A page of events.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PageDocument<'a> {
     data: Vec<Resource<'a>>,
     links: Links,
+    /// Only with `count=true`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     meta: Option<Meta>,
 }
 

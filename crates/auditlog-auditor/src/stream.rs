@@ -23,6 +23,9 @@ use futures_util::Stream;
 use tokio::time::Instant;
 
 use crate::AuditorState;
+use crate::openapi::{
+    BadRequest, EventFilters, Forbidden, StreamOptions, Unauthorized, Unavailable,
+};
 use crate::query::{COLLECTION, Params, authorise, parse_params, record_read, resource};
 
 /// How often the store is asked for new events.
@@ -59,6 +62,26 @@ struct Tail {
 }
 
 /// `GET /api/data-events/stream`.
+#[utoipa::path(
+    get,
+    path = "/api/data-events/stream",
+    tag = "events",
+    operation_id = "streamEvents",
+    summary = "A live tail of matching events, as Server-Sent Events",
+    description = "Each event stored after the start (or after `Last-Event-ID`) that \
+        matches the filters is sent as `event: data-event`, `id: <position>`, \
+        `data: <the JSON:API resource object>`. The server ends a connection after 10 \
+        minutes; reconnecting with `Last-Event-ID` misses nothing.",
+    params(EventFilters, StreamOptions),
+    responses(
+        (status = 200, description = "The event stream; it does not end by itself",
+            body = String, content_type = "text/event-stream"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn stream(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,

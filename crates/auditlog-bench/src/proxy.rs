@@ -18,7 +18,7 @@ pub struct TcpProxy {
 }
 
 impl TcpProxy {
-    /// Starts forwarding 127.0.0.1:<free port> to `target` (`host:port`).
+    /// Starts forwarding `127.0.0.1:<free port>` to `target` (`host:port`).
     pub async fn start(target: &str) -> Result<TcpProxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();

@@ -1,5 +1,6 @@
 //! How the data layer records what it does. Each repository call builds the event
-//! for the acting principal. Reads (`viewed`) go to the emitter, an in-memory
+//! for the [`Actor`]: the acting principal, and the id of the request it acts in
+//! (copied into every event as `requestId`). Reads (`viewed`) go to the emitter, an in-memory
 //! enqueue. Mutations (`created`, `changed`, `deleted`) are staged in the outbox
 //! table inside the transaction of the change itself, so that the event exists if
 //! and only if the change was committed; the [`crate::outbox`] relay publishes them.
@@ -10,7 +11,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use auditlog_auth::Principal;
 use auditlog_auth::policy::PRINCIPAL_TYPE;
 use auditlog_emit::Emitter;
-use auditlog_event::{Action, Change, Changes, DataEvent, ObjectId, ObjectRef, ObjectType};
+use auditlog_event::{
+    Action, Change, Changes, DataEvent, MAX_LABEL_CHARS, ObjectId, ObjectRef, ObjectType,
+};
 use serde_json::Value;
 use sqlx::{Database, Encode, Executor, IntoArguments, Transaction, Type};
 use tokio::sync::Notify;
@@ -22,6 +25,37 @@ const STAGE_EVENT: &str = "INSERT INTO audit_outbox (event) VALUES (?)";
 
 /// The `source` of events this service emits.
 pub const SOURCE: &str = "api";
+
+/// Who acts on the data layer, and in which request: every repository call takes
+/// one, and every event it records names the principal as its actor and carries
+/// the request id. Plain data, so the data layer knows nothing of HTTP: the routes
+/// build it from the token and the request's `X-Request-Id`.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// Who acts; the policy decides what they may do.
+    pub principal: Principal,
+    /// The correlation id of the request, recorded as the events' `requestId`;
+    /// `None` outside a request (or when an id longer than an event allows).
+    pub request_id: Option<String>,
+}
+
+impl Actor {
+    /// `principal` acting in the request `request_id`. An id longer than an
+    /// event's `requestId` may be is dropped rather than making events invalid.
+    pub fn new(principal: Principal, request_id: Option<String>) -> Self {
+        Actor {
+            principal,
+            request_id: request_id.filter(|id| id.chars().count() <= MAX_LABEL_CHARS),
+        }
+    }
+}
+
+/// `principal` acting outside any request (jobs, tests).
+impl From<Principal> for Actor {
+    fn from(principal: Principal) -> Self {
+        Actor::new(principal, None)
+    }
+}
 
 /// Records the events of the data layer.
 #[derive(Debug, Clone)]
@@ -54,11 +88,11 @@ impl Recorder {
         self.outbox_ready.clone()
     }
 
-    /// Records, through the emitter, that `principal` did `action` (a read) to
+    /// Records, through the emitter, that `actor` did `action` (a read) to
     /// `target_type`/`target_id`.
     pub(crate) fn record(
         &self,
-        principal: &Principal,
+        actor: &Actor,
         action: Action,
         target_type: &'static str,
         target_id: i64,
@@ -67,7 +101,7 @@ impl Recorder {
         let Some(emitter) = &self.emitter else {
             return;
         };
-        match build(principal, action, target_type, target_id, changes) {
+        match build(actor, action, target_type, target_id, changes) {
             Some(event) => emitter.emit(event),
             None => tracing::error!(%target_type, "an audit event could not be built"),
         }
@@ -79,7 +113,7 @@ impl Recorder {
         &self,
         tx: &mut Transaction<'_, DB>,
         dialect: Dialect,
-        principal: &Principal,
+        actor: &Actor,
         action: Action,
         target: (&'static str, i64),
         changes: Changes,
@@ -93,7 +127,7 @@ impl Recorder {
         if self.emitter.is_none() {
             return Ok(());
         }
-        let event = build(principal, action, target.0, target.1, Some(changes))
+        let event = build(actor, action, target.0, target.1, Some(changes))
             .ok_or_else(|| DataError::Database("an audit event could not be built".into()))?;
         sqlx::query(dialect.sql(STAGE_EVENT))
             .bind(event.to_json())
@@ -109,17 +143,18 @@ impl Recorder {
 }
 
 fn build(
-    principal: &Principal,
+    actor: &Actor,
     action: Action,
     target_type: &'static str,
     target_id: i64,
     changes: Option<Changes>,
 ) -> Option<DataEvent> {
-    let actor = actor_ref(principal)?;
+    let actor_ref = actor_ref(&actor.principal)?;
     let target = object_ref(target_type, target_id)?;
-    let mut event = DataEvent::new(action, actor, target, now_ms());
+    let mut event = DataEvent::new(action, actor_ref, target, now_ms());
     event.changes = changes;
     event.source = Some(SOURCE.into());
+    event.request_id = actor.request_id.clone();
     Some(event)
 }
 
@@ -186,6 +221,28 @@ mod tests {
         assert_eq!(changes.len(), 1);
         assert_eq!(changes["agreedTos"].prev, json!(false));
         assert_eq!(changes["agreedTos"].next, json!(true));
+    }
+
+    fn admin() -> Principal {
+        Principal::new("1".into(), auditlog_auth::Role::Admin).unwrap()
+    }
+
+    #[test]
+    fn an_event_carries_the_request_id_of_its_actor() {
+        let actor = Actor::new(admin(), Some("my-req-123".into()));
+        let event = build(&actor, Action::Viewed, "users", 2, None).unwrap();
+        assert_eq!(event.request_id.as_deref(), Some("my-req-123"));
+        let reparsed = DataEvent::parse_json(&event.to_json(), 0).unwrap();
+        assert_eq!(reparsed, event);
+    }
+
+    #[test]
+    fn a_request_id_too_long_for_an_event_is_left_out() {
+        let actor = Actor::new(admin(), Some("x".repeat(MAX_LABEL_CHARS + 1)));
+        let event = build(&actor, Action::Viewed, "users", 2, None).unwrap();
+        assert_eq!(event.request_id, None);
+        let outside_a_request = build(&Actor::from(admin()), Action::Viewed, "users", 2, None);
+        assert_eq!(outside_a_request.unwrap().request_id, None);
     }
 
     #[test]

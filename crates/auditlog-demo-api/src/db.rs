@@ -217,6 +217,14 @@ impl AppDb {
     pub(crate) fn backend(&self) -> &Backend {
         &self.backend
     }
+
+    /// Whether the database answers a trivial query, for the readiness check.
+    pub async fn ping(&self) -> Result<(), crate::DataError> {
+        on_db!(self, readers, |pool, _dialect| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
 }
 
 async fn open_sqlite(url: &str) -> Result<Backend, sqlx::Error> {

@@ -6,15 +6,18 @@
 mod audit;
 mod db;
 pub mod notes;
+pub mod openapi;
 pub mod outbox;
 mod routes;
 pub mod users;
 
-pub use audit::{Recorder, SOURCE};
+pub use audit::{Actor, Recorder, SOURCE};
 pub use db::{AppDb, OpenError};
 pub use routes::router;
 
 use auditlog_auth::{TokenIssuer, TokenVerifier};
+use auditlog_http::health::Readiness;
+use auditlog_http::metrics::Metrics;
 use axum::extract::FromRef;
 
 /// Errors of the data layer, each mapped once to an HTTP status in `routes`.
@@ -61,6 +64,10 @@ pub struct ApiState {
     /// Whether `GET /tokens/:id` hands out tokens (the demo's stand-in for a
     /// login); off in production, where tokens come from a real issuer.
     pub dev_tokens: bool,
+    /// The registry `GET /metrics` renders.
+    pub metrics: Metrics,
+    /// What `GET /readyz` checks: the database; the binary adds the transport.
+    pub readiness: Readiness,
 }
 
 impl ApiState {
@@ -71,6 +78,15 @@ impl ApiState {
         verifier: TokenVerifier,
         auditor_url: String,
     ) -> Self {
+        let database = db.clone();
+        let readiness = Readiness::new().with_check(
+            "database",
+            "check that the primary API's database runs and accepts connections (--app-db-url)",
+            move || {
+                let database = database.clone();
+                async move { database.ping().await.map_err(|e| e.to_string()) }
+            },
+        );
         ApiState {
             users: users::Users::new(db.clone(), recorder.clone()),
             notes: notes::Notes::new(db, recorder),
@@ -79,7 +95,15 @@ impl ApiState {
             auditor_url: auditor_url.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
             dev_tokens: true,
+            metrics: Metrics::default(),
+            readiness,
         }
+    }
+
+    /// The same state serving `metrics` on `GET /metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Switches `GET /tokens/:id` on or off (it answers 404 when off).

@@ -1,11 +1,10 @@
 //! The user-aware notes repository: free-text notes attached to any object
 //! (`users:5`), each read `viewed` and each new one `created`.
 
-use auditlog_auth::Principal;
 use auditlog_event::{Action, MAX_ID_CHARS, MAX_TYPE_CHARS};
 use serde_json::{Value, json};
 
-use crate::audit::{Recorder, all_fields, now_ms};
+use crate::audit::{Actor, Recorder, all_fields, now_ms};
 use crate::db::{FetchId, on_db};
 use crate::{AppDb, DataError};
 
@@ -79,14 +78,15 @@ impl Notes {
         Notes { db, recorder }
     }
 
-    /// Writes a note by `principal`: `created`, then `viewed`.
+    /// Writes a note by `actor`: `created`, then `viewed`.
     pub async fn create(
         &self,
-        principal: &Principal,
+        actor: &Actor,
         target: NoteTarget,
         body: String,
     ) -> Result<Note, DataError> {
-        let author_id: i64 = principal
+        let author_id: i64 = actor
+            .principal
             .subject
             .parse()
             .map_err(|_| DataError::Forbidden("only users may write notes"))?;
@@ -121,7 +121,7 @@ impl Notes {
                 .stage(
                     &mut tx,
                     dialect,
-                    principal,
+                    actor,
                     Action::Created,
                     (NOTES, note.id),
                     changes,
@@ -132,12 +132,12 @@ impl Notes {
         });
         self.recorder.staged_committed();
         self.recorder
-            .record(principal, Action::Viewed, NOTES, note.id, None);
+            .record(actor, Action::Viewed, NOTES, note.id, None);
         Ok(note)
     }
 
     /// One note, `viewed`.
-    pub async fn get(&self, principal: &Principal, id: i64) -> Result<Note, DataError> {
+    pub async fn get(&self, actor: &Actor, id: i64) -> Result<Note, DataError> {
         let note: Note = on_db!(self.db, readers, |pool, dialect| {
             sqlx::query_as(dialect.sql(SELECT_NOTE))
                 .bind(id)
@@ -146,16 +146,12 @@ impl Notes {
                 .ok_or(DataError::NotFound)?
         });
         self.recorder
-            .record(principal, Action::Viewed, NOTES, note.id, None);
+            .record(actor, Action::Viewed, NOTES, note.id, None);
         Ok(note)
     }
 
     /// The notes about one object, oldest first; each `viewed`.
-    pub async fn about(
-        &self,
-        principal: &Principal,
-        target: &NoteTarget,
-    ) -> Result<Vec<Note>, DataError> {
+    pub async fn about(&self, actor: &Actor, target: &NoteTarget) -> Result<Vec<Note>, DataError> {
         let notes: Vec<Note> = on_db!(self.db, readers, |pool, dialect| {
             sqlx::query_as(dialect.sql(NOTES_ABOUT))
                 .bind(&target.object_type)
@@ -165,7 +161,7 @@ impl Notes {
         });
         for note in &notes {
             self.recorder
-                .record(principal, Action::Viewed, NOTES, note.id, None);
+                .record(actor, Action::Viewed, NOTES, note.id, None);
         }
         Ok(notes)
     }

@@ -1,17 +1,25 @@
 //! The HTTP routes of the primary API: JSON:API documents in and out, the
 //! prototype's loose inputs accepted, every error a JSON:API `errors` document.
 
+use auditlog_auditor::openapi::{
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unprocessable,
+    UnsupportedMediaType,
+};
 use auditlog_auth::{Principal, Role};
-use auditlog_http::{ApiError, Authenticated, JsonBody, json_api, not_found};
+use auditlog_http::{ApiError, Authenticated, JsonBody, RequestId, json_api, not_found};
 use axum::Router;
-use axum::extract::{OriginalUri, Path, Query, State};
+use axum::extract::{FromRequestParts, OriginalUri, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
+use crate::audit::Actor;
 use crate::notes::{Note, NoteTarget};
+use crate::openapi::{NoteDocument, NotesDocument, UserDocument, UsersDocument};
 use crate::users::{NewUser, User, UserPatch, UserRole};
 use crate::{ApiState, DataError};
 
@@ -46,6 +54,15 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/{target_type}/{target_id}/diff", get(proxy_to_auditor))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/openapi.json", get(crate::openapi::serve_document))
+        .route(
+            "/readyz",
+            get(auditlog_http::health::readyz).with_state(state.readiness.clone()),
+        )
+        .route(
+            "/metrics",
+            get(auditlog_http::metrics::scrape).with_state(state.metrics.clone()),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -58,6 +75,26 @@ async fn method_not_allowed() -> ApiError {
         "Method not allowed",
         "this route does not take this method",
     )
+}
+
+/// The [`Actor`] of an authenticated request: the token's principal (401 without
+/// one) acting in the request's id, which its events will carry.
+struct Acting(Actor);
+
+impl FromRequestParts<ApiState> for Acting {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        let Authenticated(principal) = Authenticated::from_request_parts(parts, state).await?;
+        let Ok(request_id) = RequestId::from_request_parts(parts, state).await;
+        Ok(Acting(Actor::new(
+            principal,
+            Some(request_id.into_string()),
+        )))
+    }
 }
 
 impl From<DataError> for ApiError {
@@ -74,6 +111,22 @@ impl From<DataError> for ApiError {
 
 /// `GET /tokens/:id`: a signed token acting as that user (the demo's stand-in for
 /// a real login), as text/plain with status 201; 404 when dev tokens are off.
+#[utoipa::path(
+    get,
+    path = "/tokens/{id}",
+    tag = "demo",
+    operation_id = "devToken",
+    summary = "A 20-minute token acting as this user (the demo's stand-in for a login)",
+    description = "No token needed. 404 when the user does not exist or when dev tokens \
+        are switched off (`--dev-tokens=false`).",
+    security(()),
+    params(("id" = i64, Path, minimum = 1, description = "The user's id")),
+    responses(
+        (status = 201, description = "The token: an EdDSA JWT, as text", body = String,
+            content_type = "text/plain; charset=utf-8"),
+        (status = 404, response = NotFound),
+    )
+)]
 async fn token(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -113,18 +166,23 @@ fn numeric_id(text: &str) -> Result<i64, ApiError> {
 }
 
 /// A JSON:API document with one resource.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Document<A> {
+pub(crate) struct Document<A> {
     data: Resource<A>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A resource sent to the API.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Resource<A> {
+    /// The collection's type: `users` or `notes` (409 otherwise).
     #[serde(rename = "type")]
     kind: String,
+    /// Left out on creation (the server assigns ids); when given on an update, the
+    /// id in the URL (409 otherwise).
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     id: Option<Value>,
     attributes: A,
 }
@@ -159,12 +217,22 @@ impl<A> Resource<A> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A user's fields as sent: on creation `name` and `email` are required (422
+/// otherwise); on an update only the fields that change.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct UserAttributes {
+pub(crate) struct UserAttributes {
+    /// 1 to 200 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: Option<String>,
+    /// An address `local@domain.tld`, at most 254 bytes.
+    #[schema(max_length = 254, pattern = "^[^@]+@.*\\.")]
     email: Option<String>,
+    /// `true`/`false`, or the prototype's 1/0 (also as text).
+    #[schema(value_type = Option<bool>)]
     agreed_tos: Option<Value>,
+    /// Only admins may set it.
+    #[schema(value_type = Option<crate::openapi::RoleName>)]
     role: Option<String>,
     /// Write-only; never returned.
     password: Option<String>,
@@ -184,44 +252,132 @@ fn loose_bool(field: &str, value: &Value) -> Result<bool, ApiError> {
     }
 }
 
-fn user_resource(user: &User) -> Value {
-    json!({
-        "type": "users",
-        "id": user.id.to_string(),
-        "attributes": {
-            "name": user.name,
-            "email": user.email,
-            "agreedTos": user.agreed_tos,
-            "role": user.role.as_str(),
-        },
-        "links": {"self": format!("/api/users/{}", user.id)},
-    })
+/// A user as answered.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UserResource {
+    /// Always `users`.
+    #[serde(rename = "type")]
+    #[schema(value_type = String, example = "users")]
+    kind: &'static str,
+    /// The user's id, as text.
+    id: String,
+    attributes: UserFields,
+    links: SelfLink,
 }
 
+/// A user's fields (the password is write-only and never answered).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct UserFields {
+    name: String,
+    email: String,
+    agreed_tos: bool,
+    /// `admin` or `user`.
+    #[schema(value_type = String, example = "user")]
+    role: &'static str,
+}
+
+/// The resource's own URL.
+#[derive(Debug, Serialize, ToSchema)]
+struct SelfLink {
+    #[serde(rename = "self")]
+    this: String,
+}
+
+fn user_resource(user: &User) -> UserResource {
+    UserResource {
+        kind: "users",
+        id: user.id.to_string(),
+        attributes: UserFields {
+            name: user.name.clone(),
+            email: user.email.clone(),
+            agreed_tos: user.agreed_tos,
+            role: user.role.as_str(),
+        },
+        links: SelfLink {
+            this: format!("/api/users/{}", user.id),
+        },
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/users",
+    tag = "users",
+    operation_id = "listUsers",
+    summary = "Every user; each one read is recorded as `viewed`",
+    responses(
+        (status = 200, description = "The users", body = UsersDocument,
+            content_type = "application/vnd.api+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
 async fn list_users(
     State(state): State<ApiState>,
-    Authenticated(principal): Authenticated,
+    Acting(actor): Acting,
 ) -> Result<Response, ApiError> {
-    let users = state.users.list(&principal).await?;
-    let data: Vec<Value> = users.iter().map(user_resource).collect();
+    let users = state.users.list(&actor).await?;
+    let data: Vec<UserResource> = users.iter().map(user_resource).collect();
     Ok(json_api(StatusCode::OK, &json!({ "data": data })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/users/{id}",
+    tag = "users",
+    operation_id = "getUser",
+    summary = "One user; recorded as `viewed`",
+    params(("id" = i64, Path, minimum = 1, description = "The user's id")),
+    responses(
+        (status = 200, description = "The user", body = UserDocument,
+            content_type = "application/vnd.api+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    )
+)]
 async fn get_user(
     State(state): State<ApiState>,
-    Authenticated(principal): Authenticated,
+    Acting(actor): Acting,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let user = state.users.get(&principal, numeric_id(&id)?).await?;
+    let user = state.users.get(&actor, numeric_id(&id)?).await?;
     Ok(json_api(
         StatusCode::OK,
         &json!({ "data": user_resource(&user) }),
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/users",
+    tag = "users",
+    operation_id = "createUser",
+    summary = "Create a user (admins); recorded as `created` with every field",
+    description = "`name` and `email` are required; the id is assigned by the server \
+        (403 when the body names one). A password is stored hashed and recorded as a \
+        masked change.",
+    request_body(description = "A `users` resource without `id`", content(
+        (Document<UserAttributes> = "application/vnd.api+json"),
+        (Document<UserAttributes> = "application/json"),
+    )),
+    responses(
+        (status = 201, description = "The new user", body = UserDocument,
+            content_type = "application/vnd.api+json",
+            headers(("Location" = String, description = "The new user's URL"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+    )
+)]
 async fn create_user(
     State(state): State<ApiState>,
-    Authenticated(principal): Authenticated,
+    Acting(actor): Acting,
     JsonBody(document): JsonBody<Document<UserAttributes>>,
 ) -> Result<Response, ApiError> {
     let resource = document.data;
@@ -249,7 +405,7 @@ async fn create_user(
         },
         password: attributes.password,
     };
-    let user = state.users.create(&principal, new).await?;
+    let user = state.users.create(&actor, new).await?;
     let mut response = json_api(
         StatusCode::CREATED,
         &json!({ "data": user_resource(&user) }),
@@ -260,9 +416,34 @@ async fn create_user(
     Ok(response)
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/users/{id}",
+    tag = "users",
+    operation_id = "updateUser",
+    summary = "Change a user (admins, or users themselves); recorded as `changed` with \
+        the fields that really changed",
+    params(("id" = i64, Path, minimum = 1, description = "The user's id")),
+    request_body(description = "A `users` resource with the fields to change", content(
+        (Document<UserAttributes> = "application/vnd.api+json"),
+        (Document<UserAttributes> = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "The user as changed", body = UserDocument,
+            content_type = "application/vnd.api+json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+    )
+)]
 async fn update_user(
     State(state): State<ApiState>,
-    Authenticated(principal): Authenticated,
+    Acting(actor): Acting,
     Path(id): Path<String>,
     JsonBody(document): JsonBody<Document<UserAttributes>>,
 ) -> Result<Response, ApiError> {
@@ -286,45 +467,110 @@ async fn update_user(
             .transpose()?,
         password: attributes.password,
     };
-    let user = state.users.update(&principal, id, patch).await?;
+    let user = state.users.update(&actor, id, patch).await?;
     Ok(json_api(
         StatusCode::OK,
         &json!({ "data": user_resource(&user) }),
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/users/{id}",
+    tag = "users",
+    operation_id = "deleteUser",
+    summary = "Delete a user (admins, or users themselves); recorded as `deleted`",
+    params(("id" = i64, Path, minimum = 1, description = "The user's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    )
+)]
 async fn delete_user(
     State(state): State<ApiState>,
-    Authenticated(principal): Authenticated,
+    Acting(actor): Acting,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.users.delete(&principal, numeric_id(&id)?).await?;
+    state.users.delete(&actor, numeric_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+/// A new note.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct NoteAttributes {
+pub(crate) struct NoteAttributes {
+    /// What the note is about, `type:id`, e.g. `users:5`.
+    #[schema(pattern = "^[^:]{1,64}:.{1,128}$")]
     target: String,
+    /// 1 to 10 000 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 10000, pattern = "\\S")]
     body: String,
 }
 
-fn note_resource(note: &Note) -> Value {
-    json!({
-        "type": "notes",
-        "id": note.id.to_string(),
-        "attributes": {
-            "target": format!("{}:{}", note.target_type, note.target_id),
-            "body": note.body,
-            "authorId": note.author_id,
-            "createdAt": note.created_at,
-        },
-    })
+/// A note as answered.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct NoteResource {
+    /// Always `notes`.
+    #[serde(rename = "type")]
+    #[schema(value_type = String, example = "notes")]
+    kind: &'static str,
+    /// The note's id, as text.
+    id: String,
+    attributes: NoteFields,
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct NoteFields {
+    /// What the note is about, `type:id`.
+    target: String,
+    body: String,
+    /// The user who wrote it.
+    author_id: i64,
+    /// Milliseconds since the Unix epoch.
+    created_at: i64,
+}
+
+fn note_resource(note: &Note) -> NoteResource {
+    NoteResource {
+        kind: "notes",
+        id: note.id.to_string(),
+        attributes: NoteFields {
+            target: format!("{}:{}", note.target_type, note.target_id),
+            body: note.body.clone(),
+            author_id: note.author_id,
+            created_at: note.created_at,
+        },
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/notes",
+    tag = "notes",
+    operation_id = "createNote",
+    summary = "Write a note about an object; recorded as `created`",
+    request_body(description = "A `notes` resource", content(
+        (Document<NoteAttributes> = "application/vnd.api+json"),
+        (Document<NoteAttributes> = "application/json"),
+    )),
+    responses(
+        (status = 201, description = "The new note", body = NoteDocument,
+            content_type = "application/vnd.api+json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+    )
+)]
 async fn create_note(
     State(state): State<ApiState>,
-    Authenticated(principal): Authenticated,
+    Acting(actor): Acting,
     JsonBody(document): JsonBody<Document<NoteAttributes>>,
 ) -> Result<Response, ApiError> {
     let resource = document.data;
@@ -332,7 +578,7 @@ async fn create_note(
     let target = NoteTarget::parse(&resource.attributes.target)?;
     let note = state
         .notes
-        .create(&principal, target, resource.attributes.body)
+        .create(&actor, target, resource.attributes.body)
         .await?;
     Ok(json_api(
         StatusCode::CREATED,
@@ -340,12 +586,27 @@ async fn create_note(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/notes/{id}",
+    tag = "notes",
+    operation_id = "getNote",
+    summary = "One note; recorded as `viewed`",
+    params(("id" = i64, Path, minimum = 1, description = "The note's id")),
+    responses(
+        (status = 200, description = "The note", body = NoteDocument,
+            content_type = "application/vnd.api+json"),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    )
+)]
 async fn get_note(
     State(state): State<ApiState>,
-    Authenticated(principal): Authenticated,
+    Acting(actor): Acting,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let note = state.notes.get(&principal, numeric_id(&id)?).await?;
+    let note = state.notes.get(&actor, numeric_id(&id)?).await?;
     Ok(json_api(
         StatusCode::OK,
         &json!({ "data": note_resource(&note) }),
@@ -358,25 +619,43 @@ struct NotesQuery {
     target: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/notes",
+    tag = "notes",
+    operation_id = "notesAbout",
+    summary = "The notes about one object; each recorded as `viewed`",
+    params(("target" = String, Query, pattern = "^[^:]{1,64}:.{1,128}$",
+        description = "The object, `type:id`, e.g. `users:5`")),
+    responses(
+        (status = 200, description = "The notes", body = NotesDocument,
+            content_type = "application/vnd.api+json"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, response = Unprocessable),
+    )
+)]
 async fn notes_about(
     State(state): State<ApiState>,
-    Authenticated(principal): Authenticated,
+    Acting(actor): Acting,
     query: Result<Query<NotesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|_| {
         ApiError::bad_request("list notes with ?target=type:id, e.g. ?target=users:5")
     })?;
     let target = NoteTarget::parse(&query.target)?;
-    let notes = state.notes.about(&principal, &target).await?;
-    let data: Vec<Value> = notes.iter().map(note_resource).collect();
+    let notes = state.notes.about(&actor, &target).await?;
+    let data: Vec<NoteResource> = notes.iter().map(note_resource).collect();
     Ok(json_api(StatusCode::OK, &json!({ "data": data })))
 }
 
 /// Audit queries go to the auditor with the caller's own token: the auditor applies
 /// the same policy, so the proxy cannot widen anyone's view. The answer is streamed
 /// through as it arrives, never buffered: exports can be millions of events and the
-/// live tail never ends. `Accept` (export format) and `Last-Event-ID` (resuming the
-/// tail) go along with the token.
+/// live tail never ends. `Accept` (export format), `Last-Event-ID` (resuming the
+/// tail) and `X-Request-Id` (one id across both services' logs) go along with the
+/// token.
 async fn proxy_to_auditor(
     State(state): State<ApiState>,
     Authenticated(_): Authenticated,
@@ -391,6 +670,7 @@ async fn proxy_to_auditor(
         header::AUTHORIZATION,
         header::ACCEPT,
         header::HeaderName::from_static("last-event-id"),
+        auditlog_http::request_id::REQUEST_ID_HEADER,
     ] {
         if let Some(value) = headers.get(&name) {
             request = request.header(name, value.clone());

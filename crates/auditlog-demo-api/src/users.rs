@@ -1,13 +1,12 @@
-//! The user-aware users repository: every operation takes the acting principal,
-//! checks the policy, does the work and emits the matching event itself, so no
-//! handler can forget to audit.
+//! The user-aware users repository: every operation takes the acting principal
+//! (an [`Actor`], which also names the request), checks the policy, does the work
+//! and emits the matching event itself, so no handler can forget to audit.
 
-use auditlog_auth::Principal;
 use auditlog_event::{Action, Change};
 use serde_json::{Value, json};
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Transaction, Type};
 
-use crate::audit::{Recorder, all_fields, diff};
+use crate::audit::{Actor, Recorder, all_fields, diff};
 use crate::db::{Dialect, FetchId, on_db};
 use crate::{AppDb, DataError};
 
@@ -159,7 +158,7 @@ impl Users {
     }
 
     /// Every user; each one returned is `viewed`.
-    pub async fn list(&self, principal: &Principal) -> Result<Vec<User>, DataError> {
+    pub async fn list(&self, actor: &Actor) -> Result<Vec<User>, DataError> {
         let users: Vec<User> = on_db!(self.db, readers, |pool, dialect| {
             sqlx::query_as(dialect.sql(LIST_USERS))
                 .fetch_all(pool)
@@ -167,16 +166,16 @@ impl Users {
         });
         for user in &users {
             self.recorder
-                .record(principal, Action::Viewed, USERS, user.id, None);
+                .record(actor, Action::Viewed, USERS, user.id, None);
         }
         Ok(users)
     }
 
     /// One user, `viewed`.
-    pub async fn get(&self, principal: &Principal, id: i64) -> Result<User, DataError> {
+    pub async fn get(&self, actor: &Actor, id: i64) -> Result<User, DataError> {
         let user = self.find_unaudited(id).await?.ok_or(DataError::NotFound)?;
         self.recorder
-            .record(principal, Action::Viewed, USERS, user.id, None);
+            .record(actor, Action::Viewed, USERS, user.id, None);
         Ok(user)
     }
 
@@ -191,8 +190,8 @@ impl Users {
     }
 
     /// Creates a user: `created` with every field, then `viewed`.
-    pub async fn create(&self, principal: &Principal, new: NewUser) -> Result<User, DataError> {
-        if !principal.may_create_users() {
+    pub async fn create(&self, actor: &Actor, new: NewUser) -> Result<User, DataError> {
+        if !actor.principal.may_create_users() {
             return Err(DataError::Forbidden("only admins may create users"));
         }
         check_fields(Some(&new.name), Some(&new.email))?;
@@ -227,7 +226,7 @@ impl Users {
                 .stage(
                     &mut tx,
                     dialect,
-                    principal,
+                    actor,
                     Action::Created,
                     (USERS, user.id),
                     changes,
@@ -238,7 +237,7 @@ impl Users {
         });
         self.recorder.staged_committed();
         self.recorder
-            .record(principal, Action::Viewed, USERS, user.id, None);
+            .record(actor, Action::Viewed, USERS, user.id, None);
         Ok(user)
     }
 
@@ -246,14 +245,14 @@ impl Users {
     /// then `viewed`.
     pub async fn update(
         &self,
-        principal: &Principal,
+        actor: &Actor,
         id: i64,
         patch: UserPatch,
     ) -> Result<User, DataError> {
-        if !principal.may_modify_user(&id.to_string()) {
+        if !actor.principal.may_modify_user(&id.to_string()) {
             return Err(DataError::Forbidden("you may change only your own user"));
         }
-        if patch.role.is_some() && !principal.may_assign_roles() {
+        if patch.role.is_some() && !actor.principal.may_assign_roles() {
             return Err(DataError::Forbidden("only admins may change roles"));
         }
         check_fields(patch.name.as_deref(), patch.email.as_deref())?;
@@ -288,7 +287,7 @@ impl Users {
                     .stage(
                         &mut tx,
                         dialect,
-                        principal,
+                        actor,
                         Action::Changed,
                         (USERS, id),
                         changes,
@@ -299,14 +298,13 @@ impl Users {
             after
         });
         self.recorder.staged_committed();
-        self.recorder
-            .record(principal, Action::Viewed, USERS, id, None);
+        self.recorder.record(actor, Action::Viewed, USERS, id, None);
         Ok(after)
     }
 
     /// Deletes a user: `deleted` with its last fields, only if it existed.
-    pub async fn delete(&self, principal: &Principal, id: i64) -> Result<(), DataError> {
-        if !principal.may_modify_user(&id.to_string()) {
+    pub async fn delete(&self, actor: &Actor, id: i64) -> Result<(), DataError> {
+        if !actor.principal.may_modify_user(&id.to_string()) {
             return Err(DataError::Forbidden("you may delete only your own user"));
         }
         on_db!(self.db, writer, |pool, dialect| {
@@ -325,7 +323,7 @@ impl Users {
                 .stage(
                     &mut tx,
                     dialect,
-                    principal,
+                    actor,
                     Action::Deleted,
                     (USERS, id),
                     changes,

@@ -16,7 +16,7 @@ use auditlog_auth::{Principal, Role};
 use auditlog_demo_api::notes::{NoteTarget, Notes};
 use auditlog_demo_api::outbox::OutboxRelay;
 use auditlog_demo_api::users::{NewUser, User, UserPatch, UserRole, Users};
-use auditlog_demo_api::{AppDb, DataError, Recorder};
+use auditlog_demo_api::{Actor, AppDb, DataError, Recorder};
 use auditlog_emit::embedded::{self, EmbeddedReceiver};
 use auditlog_emit::{Emitter, EmitterConfig, EmitterTask};
 use auditlog_event::{Action, DataEvent, ObjectRef, ObjectType};
@@ -213,7 +213,7 @@ mod scenarios {
     pub async fn a_member_may_change_only_themselves(mut env: Env) {
         let ann = create(&mut env, "ann@example.com").await;
         let seed = env.users.find_unaudited(1).await.unwrap();
-        let member = Principal::new(ann.id.to_string(), Role::User).unwrap();
+        let member = Actor::from(Principal::new(ann.id.to_string(), Role::User).unwrap());
         let rename = UserPatch {
             name: Some("Mallory".into()),
             ..UserPatch::default()
@@ -772,8 +772,8 @@ fn with_database(base: &str, name: &str) -> String {
 
 // ---- small helpers ----
 
-fn admin() -> Principal {
-    Principal::new("1".into(), Role::Admin).unwrap()
+fn admin() -> Actor {
+    Actor::from(Principal::new("1".into(), Role::Admin).unwrap())
 }
 
 fn new_user(email: &str) -> NewUser {

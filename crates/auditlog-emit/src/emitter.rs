@@ -1,4 +1,5 @@
-//! The emitter handle and its batching task.
+//! The emitter handle ([`Emitter`]), its tuning ([`EmitterConfig`]) and its
+//! batching task ([`EmitterTask`]); see the crate documentation for a whole example.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,7 +14,21 @@ use tokio::time::Instant;
 use crate::spill::Spill;
 use crate::{Transport, TransportError};
 
-/// Tuning of an emitter.
+/// Tuning of an emitter. The defaults suit a service emitting thousands of events
+/// a second; a producer that must not lose events across a crash or a long outage
+/// sets a spill directory, and one whose completeness the auditor should check
+/// sets a producer id:
+///
+/// ```
+/// use auditlog_emit::{EmitterConfig, new_producer_id};
+///
+/// let config = EmitterConfig {
+///     spill_dir: Some(std::env::temp_dir().join("billing-audit-spill")),
+///     producer_id: Some(new_producer_id("billing")),
+///     ..EmitterConfig::default()
+/// };
+/// assert_eq!(config.max_batch, 5_000);
+/// ```
 #[derive(Debug, Clone)]
 pub struct EmitterConfig {
     /// Events the in-memory queue holds. Past half of it, the background task moves
@@ -47,7 +62,8 @@ impl Default for EmitterConfig {
     }
 }
 
-/// Counters of what happened to emitted events.
+/// Counters of what happened to emitted events, shared by an [`Emitter`] and its
+/// [`EmitterTask`]; read at any time, final once [`EmitterTask::shutdown`] returned.
 #[derive(Debug, Default)]
 pub struct EmitterStats {
     emitted: AtomicU64,
@@ -97,7 +113,9 @@ impl EmitterStats {
     }
 }
 
-/// The cheap, cloneable handle producers call.
+/// The cheap, cloneable handle producers call: clone it into every part of the
+/// service that audits. [`Emitter::emit`] only enqueues; the [`EmitterTask`]
+/// started with it delivers. The crate documentation has a whole example.
 #[derive(Debug, Clone)]
 pub struct Emitter {
     queue: mpsc::Sender<DataEvent>,
@@ -115,6 +133,8 @@ pub struct EmitterTask {
 impl Emitter {
     /// Starts the batching task on the current Tokio runtime. With a spill
     /// directory, events a previous run left there are delivered first.
+    ///
+    /// Fails only when the spill directory or file cannot be created or read.
     pub fn start(
         transport: Arc<dyn Transport>,
         config: EmitterConfig,
@@ -134,7 +154,7 @@ impl Emitter {
             high_water: config.queue_capacity.max(2) / 2,
             config,
         };
-        let handle = tokio::spawn(task.run());
+        let handle = tokio::spawn(task.run_reporting(queue.downgrade()));
         Ok((
             Emitter {
                 queue,
@@ -161,6 +181,7 @@ impl Emitter {
         }
     }
 
+    /// What happened to this emitter's events so far.
     pub fn stats(&self) -> &EmitterStats {
         &self.stats
     }
@@ -182,6 +203,8 @@ impl EmitterTask {
         self.stats
     }
 
+    /// What happened to the emitter's events so far (the same counters as
+    /// [`Emitter::stats`]).
     pub fn stats(&self) -> &EmitterStats {
         &self.stats
     }
@@ -215,6 +238,30 @@ struct Head {
 }
 
 impl Batcher {
+    /// [`Batcher::run`], copying the counters to the `metrics` facade every
+    /// [`METRICS_EVERY`] and once more at the end. `queue` measures the queue
+    /// without keeping it open.
+    async fn run_reporting(self, queue: mpsc::WeakSender<DataEvent>) {
+        let stats = self.stats.clone();
+        let mut published = Published::default();
+        let run = self.run();
+        tokio::pin!(run);
+        let mut ticker = tokio::time::interval(METRICS_EVERY);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut run => break,
+                _ = ticker.tick() => {
+                    let queued = queue
+                        .upgrade()
+                        .map_or(0, |q| (q.max_capacity() - q.capacity()) as u64);
+                    published.publish(&stats, queued);
+                }
+            }
+        }
+        published.publish(&stats, 0);
+    }
+
     async fn run(mut self) {
         let mut head = Head {
             events: Vec::with_capacity(self.config.max_batch),
@@ -434,6 +481,7 @@ impl Batcher {
         self.stats
             .delivered
             .fetch_add(head.events.len() as u64, Ordering::Relaxed);
+        metrics::histogram!(metric_names::BATCH_SIZE).record(head.events.len() as f64);
         head.events.clear();
         self.stats.in_flight.store(0, Ordering::Relaxed);
         if let Some(end) = head.spill_end.take() {
@@ -484,6 +532,91 @@ impl Batcher {
             self.spill_pending_and_queued();
             // The backlog is kept for the next start, not retried now.
             self.spill = None;
+        }
+    }
+}
+
+/// How often the batching task copies its counters to the `metrics` facade.
+/// `emit` itself only bumps an atomic: a facade call per event would cost a
+/// registry lookup on the request path.
+pub const METRICS_EVERY: Duration = Duration::from_secs(1);
+
+/// Names of the emitter's metrics. They carry no labels: a process runs one
+/// emitter per producer, and several emitters in one process add up.
+pub mod metric_names {
+    /// Events accepted by `emit`.
+    pub const EMITTED: &str = "auditlog_emitter_events_emitted_total";
+    /// Events the transport confirmed.
+    pub const DELIVERED: &str = "auditlog_emitter_events_delivered_total";
+    /// Events lost (full queue without a spill, or a spill that cannot be written).
+    pub const DROPPED: &str = "auditlog_emitter_events_dropped_total";
+    /// Events written to the spill file while the transport lagged or was down.
+    pub const SPILLED: &str = "auditlog_emitter_events_spilled_total";
+    /// Publish attempts that failed and were retried.
+    pub const DELIVERY_FAILURES: &str = "auditlog_emitter_delivery_failures_total";
+    /// Events in the in-memory queue.
+    pub const QUEUED: &str = "auditlog_emitter_queue_events";
+    /// Events accepted but not yet confirmed (queued, held, spilled or in flight).
+    pub const PENDING: &str = "auditlog_emitter_events_pending";
+    /// Bytes waiting in the spill file.
+    pub const SPILL_BACKLOG: &str = "auditlog_emitter_spill_backlog_bytes";
+    /// Events per batch the transport confirmed.
+    pub const BATCH_SIZE: &str = "auditlog_emitter_batch_size";
+}
+
+/// The values last copied to the facade, so that each copy adds only the change.
+#[derive(Debug, Default)]
+struct Published {
+    /// Whether every metric was registered yet: the first copy shows even the
+    /// zeros, so that a scraper sees `dropped 0` rather than no series at all.
+    registered: bool,
+    emitted: u64,
+    delivered: u64,
+    dropped: u64,
+    spilled: u64,
+    failed_attempts: u64,
+    queued: u64,
+    pending: u64,
+    spill_backlog_bytes: u64,
+}
+
+impl Published {
+    fn publish(&mut self, stats: &EmitterStats, queued: u64) {
+        use metric_names::*;
+        let counters = [
+            (EMITTED, stats.emitted(), &mut self.emitted),
+            (DELIVERED, stats.delivered(), &mut self.delivered),
+            (DROPPED, stats.dropped(), &mut self.dropped),
+            (SPILLED, stats.spilled(), &mut self.spilled),
+            (
+                DELIVERY_FAILURES,
+                stats.failed_attempts(),
+                &mut self.failed_attempts,
+            ),
+        ];
+        let first = !self.registered;
+        self.registered = true;
+        for (name, now, last) in counters {
+            if now > *last || first {
+                metrics::counter!(name).increment(now - *last);
+                *last = now;
+            }
+        }
+        let gauges = [
+            (QUEUED, queued, &mut self.queued),
+            (PENDING, stats.pending(), &mut self.pending),
+            (
+                SPILL_BACKLOG,
+                stats.spill_backlog_bytes(),
+                &mut self.spill_backlog_bytes,
+            ),
+        ];
+        for (name, now, last) in gauges {
+            if now != *last || first {
+                // Changes, not values: several emitters in one process add up.
+                metrics::gauge!(name).increment(now as f64 - *last as f64);
+                *last = now;
+            }
         }
     }
 }
@@ -579,6 +712,39 @@ mod tests {
                 .iter()
                 .all(|e| e.producer_id.as_deref() == Some("api/test"))
         );
+    }
+
+    #[tokio::test]
+    async fn the_counters_reach_the_metrics_facade_by_the_end_of_the_task() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Local to this thread, where the current-thread test runtime also runs
+        // the batching task.
+        let _guard = metrics::set_default_local_recorder(&recorder);
+        let transport = Arc::new(Flaky {
+            failures: AtomicUsize::new(2),
+            ..Flaky::default()
+        });
+        let (emitter, task) = Emitter::start(transport, EmitterConfig::default()).unwrap();
+        for n in 0..3 {
+            emitter.emit(event(n));
+        }
+        task.shutdown().await;
+        let text = handle.render();
+        for line in [
+            "auditlog_emitter_events_emitted_total 3",
+            "auditlog_emitter_events_delivered_total 3",
+            "auditlog_emitter_delivery_failures_total 2",
+            "auditlog_emitter_events_dropped_total 0",
+            "auditlog_emitter_events_spilled_total 0",
+            "auditlog_emitter_events_pending 0",
+            "auditlog_emitter_batch_size_count 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from:\n{text}"
+            );
+        }
     }
 
     #[tokio::test]

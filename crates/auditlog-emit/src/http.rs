@@ -16,6 +16,8 @@ pub type TokenSource = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 pub struct HttpTransport {
     client: reqwest::Client,
     endpoint: String,
+    /// The auditor's `/healthz`, for [`Transport::probe`].
+    health: String,
     token: TokenSource,
 }
 
@@ -30,9 +32,11 @@ impl std::fmt::Debug for HttpTransport {
 impl HttpTransport {
     /// A transport to the auditor at `auditor_url` (e.g. `http://127.0.0.1:3001`).
     pub fn new(auditor_url: &str, token: TokenSource) -> Self {
+        let base = auditor_url.trim_end_matches('/');
         HttpTransport {
             client: reqwest::Client::new(),
-            endpoint: format!("{}/api/data-events", auditor_url.trim_end_matches('/')),
+            endpoint: format!("{base}/api/data-events"),
+            health: format!("{base}/healthz"),
             token,
         }
     }
@@ -72,5 +76,21 @@ impl Transport for HttpTransport {
         Err(TransportError::Unavailable(format!(
             "auditor answered {status}: {detail}"
         )))
+    }
+
+    /// The auditor's `/healthz` answers 2xx.
+    async fn probe(&self) -> Result<(), TransportError> {
+        let response =
+            self.client.get(&self.health).send().await.map_err(|e| {
+                TransportError::Unavailable(format!("the auditor is unreachable: {e}"))
+            })?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(TransportError::Unavailable(format!(
+                "the auditor's /healthz answered {}",
+                response.status()
+            )))
+        }
     }
 }

@@ -92,11 +92,45 @@ pub struct WireEvent {
     pub producer_seq: Option<Value>,
 }
 
-/// Longest accepted `eventName`, `source` or `requestId`.
-const MAX_LABEL_CHARS: usize = 128;
+/// Longest accepted `eventName`, `source` or `requestId`, in characters.
+pub const MAX_LABEL_CHARS: usize = 128;
 
 impl DataEvent {
-    /// Builds a new event with a fresh UUIDv7 and the current time, as a producer does.
+    /// Builds a new event with a fresh UUIDv7 at `timestamp_ms` (milliseconds since
+    /// the Unix epoch), as a producer does; the optional fields are then set
+    /// directly. Types and ids are parsed on the way in, so a bad one is refused
+    /// here, naming its field, rather than by the auditor later:
+    ///
+    /// ```
+    /// use auditlog_event::{Action, Change, DataEvent, ObjectId, ObjectRef, ObjectType};
+    /// use serde_json::json;
+    ///
+    /// # fn main() -> Result<(), auditlog_event::EventError> {
+    /// let actor = ObjectRef::new(ObjectType::parse("actorType", "users")?, 1);
+    /// let target = ObjectRef::new(
+    ///     ObjectType::parse("targetType", "users")?,
+    ///     ObjectId::parse_text("targetId", "42")?,
+    /// );
+    /// let mut event = DataEvent::new(Action::Changed, actor, target, 1_764_300_000_000);
+    /// event.changes = Some(
+    ///     [
+    ///         ("agreedTos".to_owned(), Change::new(json!(false), json!(true))),
+    ///         ("password".to_owned(), Change::masked()),
+    ///     ]
+    ///     .into(),
+    /// );
+    /// event.request_id = Some("my-req-123".into());
+    ///
+    /// // The JSON sent and stored reads back as the same event.
+    /// let text = event.to_json();
+    /// assert!(text.contains(r#""requestId":"my-req-123""#));
+    /// assert_eq!(DataEvent::parse_json(&text, 0)?, event);
+    ///
+    /// let too_long = ObjectType::parse("targetType", "t".repeat(65));
+    /// assert_eq!(too_long.unwrap_err().field(), Some("targetType"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(action: Action, actor: ObjectRef, target: ObjectRef, timestamp_ms: i64) -> Self {
         DataEvent {
             id: Uuid::now_v7(),

@@ -2,6 +2,7 @@
 //! limit on the total size of request headers (431), a time limit on producing an
 //! answer (408), and CORS that lets only the website's origin call from a browser.
 //! Body limits live in [`crate::read_body`] (413), where the body is read.
+//! [`harden`] also puts every request under its [`crate::request_id`].
 
 use std::time::Duration;
 
@@ -70,7 +71,8 @@ impl EdgeConfig {
     }
 }
 
-/// `router` behind the header limit, the timeout and CORS.
+/// `router` behind the header limit, the timeout and CORS, every request with its
+/// [`crate::RequestId`].
 pub fn harden(router: Router, config: &EdgeConfig) -> Router {
     let max_header_bytes = config.max_header_bytes;
     let timeout = config.request_timeout;
@@ -90,7 +92,11 @@ pub fn harden(router: Router, config: &EdgeConfig) -> Router {
             HeaderName::from_static("last-event-id"),
             HeaderName::from_static("x-request-id"),
         ])
-        .expose_headers([header::LOCATION, header::CONTENT_DISPOSITION])
+        .expose_headers([
+            header::LOCATION,
+            header::CONTENT_DISPOSITION,
+            crate::request_id::REQUEST_ID_HEADER,
+        ])
         .max_age(Duration::from_secs(600));
     router
         .layer(middleware::from_fn(move |request: Request, next: Next| {
@@ -100,6 +106,8 @@ pub fn harden(router: Router, config: &EdgeConfig) -> Router {
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             header_limit(request, next, max_header_bytes)
         }))
+        // Outermost, so that every answer (a 431 or 408 too) carries an id and is logged.
+        .layer(middleware::from_fn(crate::request_id::assign))
 }
 
 /// 431 when the request's headers together exceed `limit` bytes. hyper refuses
@@ -278,6 +286,22 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(body_text(response).await.contains("not valid UTF-8"));
+    }
+
+    #[tokio::test]
+    async fn every_answer_a_refusal_too_carries_the_request_id() {
+        let oversized = Request::builder()
+            .uri("/fast")
+            .header("x-request-id", "refused-1")
+            .header("x-junk", "j".repeat(MAX_HEADER_BYTES))
+            .body(Body::empty())
+            .unwrap();
+        let (status, response) = send(app(REQUEST_TIMEOUT), oversized).await;
+        assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert_eq!(response.headers()["x-request-id"], "refused-1");
+        let (status, response) = send(app(REQUEST_TIMEOUT), get_request("/fast")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(response.headers().contains_key("x-request-id"));
     }
 
     #[test]

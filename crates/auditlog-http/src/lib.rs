@@ -1,12 +1,18 @@
 //! The HTTP edge shared by both APIs: JSON:API documents and errors, the body
 //! extractor that turns every malformed request into a clear 4xx, bearer
 //! authentication, the hardening layers of [`edge`] (header size, timeout, CORS),
-//! and serving with graceful shutdown. Handlers return `Result<_, ApiError>`; this
+//! the [`request_id`] that ties a request's log lines and events together,
+//! Prometheus [`metrics`] and readiness checks ([`health`]), and serving with
+//! graceful shutdown. Handlers return `Result<_, ApiError>`; this
 //! is the one place errors become status codes.
 
 pub mod edge;
+pub mod health;
+pub mod metrics;
+pub mod request_id;
 
 pub use edge::{EdgeConfig, harden};
+pub use request_id::RequestId;
 
 use std::future::Future;
 

@@ -2,6 +2,8 @@
 //! whose assets are compiled into the binary, served next to a same-origin proxy
 //! to the primary API so that the browser needs no CORS and no second address.
 
+use auditlog_http::health::Readiness;
+use auditlog_http::metrics::Metrics;
 use auditlog_http::{ApiError, MAX_BODY_BYTES, read_body};
 use axum::Router;
 use axum::body::Body;
@@ -30,16 +32,56 @@ const FORWARDED_RESPONSE_HEADERS: [header::HeaderName; 2] =
 pub struct WebState {
     api_url: String,
     http: reqwest::Client,
+    metrics: Metrics,
+    /// `GET /readyz`: the primary API answers.
+    readiness: Readiness,
 }
 
 impl WebState {
     /// A website proxying to the primary API at `api_url`.
     pub fn new(api_url: &str) -> Self {
+        let api_url = api_url.trim_end_matches('/').to_owned();
+        let http = reqwest::Client::new();
+        let readiness = api_check(http.clone(), format!("{api_url}/healthz"));
         WebState {
-            api_url: api_url.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::new(),
+            api_url,
+            http,
+            metrics: Metrics::default(),
+            readiness,
         }
     }
+
+    /// The same website serving `metrics` on `GET /metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+}
+
+/// The website is ready when the primary API's `/healthz` answers 2xx.
+fn api_check(http: reqwest::Client, health_url: String) -> Readiness {
+    Readiness::new().with_check(
+        "api",
+        "start the primary API, or point the website at it (--api-url)",
+        move || {
+            let (http, url) = (http.clone(), health_url.clone());
+            async move {
+                let answer = http
+                    .get(&url)
+                    .send()
+                    .await
+                    .map_err(|e| format!("the primary API is unreachable: {e}"))?;
+                if answer.status().is_success() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "the primary API's /healthz answered {}",
+                        answer.status()
+                    ))
+                }
+            }
+        },
+    )
 }
 
 /// The website's routes: the three assets, and everything API-shaped proxied.
@@ -60,6 +102,14 @@ pub fn router(state: WebState) -> Router {
             get(|| asset(STYLE_CSS, "text/css; charset=utf-8")),
         )
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(auditlog_http::health::readyz).with_state(state.readiness.clone()),
+        )
+        .route(
+            "/metrics",
+            get(auditlog_http::metrics::scrape).with_state(state.metrics.clone()),
+        )
         .route("/tokens/{*rest}", any(proxy))
         .route("/api/{*rest}", any(proxy))
         .route("/events/{*rest}", any(proxy))

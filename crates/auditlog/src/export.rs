@@ -4,54 +4,27 @@
 
 use std::io::Write;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::ExportArgs;
+use crate::remote::{self, Filters, checked};
 
 pub async fn run(args: ExportArgs) -> Result<()> {
     let base = args.api_url.trim_end_matches('/').to_owned();
     let client = reqwest::Client::new();
-    let token = match (&args.token, args.as_user) {
-        (Some(token), _) => token.clone(),
-        (None, Some(user)) => {
-            let answer = client
-                .get(format!("{base}/tokens/{user}"))
-                .send()
-                .await
-                .with_context(|| format!("while asking {base} for a dev token"))?;
-            if !answer.status().is_success() {
-                bail!("{base}/tokens/{user} answered {}", answer.status());
-            }
-            answer.text().await?
-        }
-        (None, None) => {
-            bail!("give a token with --token (or AUDITLOG_TOKEN), or --as-user ID on a demo")
-        }
-    };
-    let mut params: Vec<(String, String)> = Vec::new();
-    for (flag, filter) in [(&args.actor, "actor"), (&args.target, "target")] {
-        if let Some(object) = flag {
-            let (object_type, id) = object
-                .split_once(':')
-                .with_context(|| format!("--{filter} takes TYPE:ID, e.g. users:1"))?;
-            params.push((format!("filter[{filter}Type]"), object_type.to_owned()));
-            params.push((format!("filter[{filter}Id]"), id.to_owned()));
-        }
+    let token = remote::reader_token(&client, &base, args.token.as_deref(), args.as_user).await?;
+    let params = Filters {
+        actor: args.actor.as_deref(),
+        target: args.target.as_deref(),
+        action: args.action.as_deref(),
+        event_name: args.event_name.as_deref(),
+        since: args.since,
+        until: args.until,
+        sort: args.sort.as_deref(),
     }
-    let optional = [
-        ("filter[action]", &args.action),
-        ("filter[eventName]", &args.event_name),
-        ("filter[since]", &args.since.map(|ms| ms.to_string())),
-        ("filter[until]", &args.until.map(|ms| ms.to_string())),
-        ("sort", &args.sort),
-    ];
-    for (name, value) in optional {
-        if let Some(value) = value {
-            params.push((name.to_owned(), value.clone()));
-        }
-    }
+    .params()?;
 
     // The total first, for the progress bar.
     let mut counting = params.clone();
@@ -115,15 +88,4 @@ pub async fn run(args: ExportArgs) -> Result<()> {
     };
     eprintln!("exported {rows} events");
     Ok(())
-}
-
-/// The response, or an error carrying the API's JSON:API detail.
-async fn checked(response: reqwest::Response) -> Result<reqwest::Response> {
-    if response.status().is_success() {
-        return Ok(response);
-    }
-    let status = response.status();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    let detail = body["errors"][0]["detail"].as_str().unwrap_or("no detail");
-    bail!("the API answered {status}: {detail}")
 }

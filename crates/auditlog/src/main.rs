@@ -1,8 +1,14 @@
 //! `auditlog`: one binary for the whole system. `up` runs the auditor, the primary
 //! API and the website in one process on SQLite and the embedded transport; `api`,
-//! `auditor` and `web` run each as its own process, as the prototype did.
+//! `auditor` and `web` run each as its own process, as the prototype did. Settings
+//! come from defaults, a config file, `AUDITLOG_*` variables and flags (`config.rs`).
 
+mod config;
+mod emit;
 mod export;
+mod logging;
+mod query;
+mod remote;
 mod run;
 mod verify;
 
@@ -15,9 +21,30 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "auditlog",
     version,
-    about = "A self-hosted audit log for data events"
+    about = "A self-hosted audit log for data events",
+    after_help = "Examples:
+  auditlog up                                   everything in one process on SQLite
+  auditlog --config /etc/auditlog.toml auditor  settings from a file
+  auditlog config up --json                     the settings `up` would run with
+  auditlog completions bash > ~/.local/share/bash-completion/completions/auditlog
+
+Settings: defaults < config file (--config) < AUDITLOG_* environment variables < flags."
 )]
 struct Cli {
+    /// A TOML file of settings, named like the long flags with underscores
+    /// (store_url = "postgres://…"). Top-level keys apply to every command that has
+    /// the setting; `[up]`, `[api]`, `[auditor]`, `[web]`, … tables to that command only.
+    /// Environment variables and flags override it.
+    // Read by config.rs before clap parses, so that its values become defaults.
+    #[allow(dead_code)]
+    #[arg(
+        long = "config",
+        id = config::CONFIG_ARG,
+        global = true,
+        env = "AUDITLOG_CONFIG",
+        value_name = "FILE"
+    )]
+    config_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,23 +72,67 @@ enum Command {
     Web(WebArgs),
     /// Export the events matching some filters as NDJSON or CSV, streamed, with a
     /// progress bar.
-    ///
-    /// Examples:
-    ///   auditlog export --token "$TOKEN" --target users:2 --format csv -o user-2.csv
-    ///   auditlog export --as-user 1 --action changed,deleted --since 1764288000000 > changes.ndjson
+    #[command(after_help = "Examples:
+  auditlog export --token \"$TOKEN\" --target users:2 --format csv -o user-2.csv
+  auditlog export --as-user 1 --action changed,deleted --since 1764288000000 > changes.ndjson")]
     Export(ExportArgs),
+    /// Record one event from a script and print its id.
+    ///
+    /// The event is checked against the event contract first (an invalid one is
+    /// refused naming the field), then delivered to the auditor's HTTP ingest, which
+    /// answers once it is stored, or published to RabbitMQ with --amqp-url. Over HTTP
+    /// it needs a service or admin token: --token, or else one minted from the
+    /// signing key in --data-dir (on the auditor's host).
+    #[command(after_help = "Examples:
+  auditlog emit --action changed --actor users:1 --target users:2 --change email=a@x,b@x \\
+    --event-name user.email.changed --meta ip=10.0.0.1
+  auditlog emit --data-dir /var/lib/auditlog --action viewed --actor services:billing --target invoices:2024-17
+  echo '{\"action\":\"deleted\",\"actorType\":\"users\",\"actorId\":1,\"targetType\":\"notes\",\"targetId\":\"7\"}' \\
+    | auditlog emit --token \"$TOKEN\" --json -
+  auditlog emit --amqp-url amqp://guest:guest@127.0.0.1:5672/%2f --action created --actor users:1 \\
+    --target users:3 --change email=ann@example.com")]
+    Emit(emit::EmitArgs),
+    /// Query events from a terminal, as a table or as NDJSON.
+    ///
+    /// Filters as in the query API; pages are followed up to --limit events, printed
+    /// as aligned columns on a terminal or as NDJSON (one stored event per line) in a
+    /// pipe. The same token options as export.
+    #[command(after_help = "Examples:
+  auditlog query --as-user 1 --target users:2
+  auditlog query --token \"$TOKEN\" --actor users:1 --action changed,deleted --since 2h
+  auditlog query --token \"$TOKEN\" --since 2026-11-28T00:00:00Z --until 1764374400000 \\
+    --limit 5000 --format json > events.ndjson")]
+    Query(query::QueryArgs),
     /// Check the audit store's integrity chain: name every event altered, removed,
     /// reordered or inserted behind the auditor's back, and check the signed head
     /// against the data directory's key. Exits non-zero when anything is wrong.
-    ///
-    /// Examples:
-    ///   auditlog verify --data-dir ./auditlog-data
-    ///   auditlog verify --store-url postgres://postgres@127.0.0.1/audit --data-dir ./auditlog-data --json
+    #[command(after_help = "Examples:
+  auditlog verify --data-dir ./auditlog-data
+  auditlog verify --store-url postgres://postgres@127.0.0.1/audit --data-dir ./auditlog-data --json")]
     Verify(VerifyArgs),
     /// Measure: end-to-end ingest, query latency as the store grows, or the primary
     /// API with auditing on and off.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  auditlog bench ingest --events 1000000
+  auditlog bench query --events 100000,1000000
+  auditlog bench api --duration 10 --connections 32"
+    )]
     Bench(BenchCommand),
+    /// Print the settings a command would run with, each with where it came from
+    /// (default, file, environment or flag); passwords and tokens are redacted.
+    #[command(after_help = "Examples:
+  auditlog config up
+  auditlog --config /etc/auditlog.toml config auditor --json
+  AUDITLOG_API_ADDR=0.0.0.0:3000 auditlog config api --audit off")]
+    Config(config::ConfigArgs),
+    /// Print a shell completion script for bash, zsh, fish, elvish or powershell.
+    #[command(after_help = "Examples:
+  auditlog completions bash > ~/.local/share/bash-completion/completions/auditlog
+  auditlog completions zsh > ~/.zfunc/_auditlog
+  auditlog completions fish > ~/.config/fish/completions/auditlog.fish")]
+    Completions(config::CompletionsArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -71,7 +142,7 @@ struct VerifyArgs {
     #[arg(long, env = "AUDITLOG_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// The audit store to verify.
-    #[arg(long, env = "AUDITLOG_STORE_URL")]
+    #[arg(long, env = "AUDITLOG_STORE_URL", hide_env_values = true, value_parser = config::database_url)]
     store_url: Option<String>,
     /// One JSON report on standard output instead of text.
     #[arg(long)]
@@ -126,10 +197,9 @@ struct ExportArgs {
 enum BenchCommand {
     /// Drive N events from P emitters through the transport into the auditor and
     /// store; report rates, latencies, lost/duplicated counts and the store's ceiling.
-    ///
-    /// Examples:
-    ///   auditlog bench ingest --events 1000000
-    ///   auditlog bench ingest --events 1000000 --amqp-url amqp://guest:guest@127.0.0.1:5672/%2f --store-url postgres://postgres@127.0.0.1/bench
+    #[command(after_help = "Examples:
+  auditlog bench ingest --events 1000000
+  auditlog bench ingest --events 1000000 --amqp-url amqp://guest:guest@127.0.0.1:5672/%2f --store-url postgres://postgres@127.0.0.1/bench")]
     Ingest(BenchIngestArgs),
     /// Load events over many actors and targets and measure query latency at each
     /// of the given store sizes.
@@ -251,7 +321,7 @@ struct EdgeArgs {
 struct AmqpArgs {
     /// RabbitMQ URL, e.g. amqp://guest:guest@127.0.0.1:5672/%2f. Without it, `up` uses
     /// the embedded transport and `api` delivers to the auditor over HTTP.
-    #[arg(long, env = "AUDITLOG_AMQP_URL")]
+    #[arg(long, env = "AUDITLOG_AMQP_URL", hide_env_values = true, value_parser = config::amqp_url)]
     amqp_url: Option<String>,
     /// Topic exchange events are published to.
     #[arg(long, env = "AUDITLOG_AMQP_EXCHANGE", default_value = "api-stream")]
@@ -278,7 +348,12 @@ struct AmqpArgs {
     )]
     amqp_dead_letter_queue: String,
     /// Unacknowledged messages the broker may push to the auditor at once.
-    #[arg(long, env = "AUDITLOG_AMQP_PREFETCH", default_value_t = 64)]
+    #[arg(
+        long,
+        env = "AUDITLOG_AMQP_PREFETCH",
+        default_value_t = 64,
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
     amqp_prefetch: u16,
 }
 
@@ -312,10 +387,10 @@ struct UpArgs {
     #[arg(long, env = "AUDITLOG_WEB_ADDR", default_value = "127.0.0.1:3002")]
     web_addr: SocketAddr,
     /// Audit store; defaults to sqlite://DATA_DIR/audit.db.
-    #[arg(long, env = "AUDITLOG_STORE_URL")]
+    #[arg(long, env = "AUDITLOG_STORE_URL", hide_env_values = true, value_parser = config::database_url)]
     store_url: Option<String>,
     /// The primary API's database; defaults to sqlite://DATA_DIR/app.db.
-    #[arg(long, env = "AUDITLOG_APP_DB_URL")]
+    #[arg(long, env = "AUDITLOG_APP_DB_URL", hide_env_values = true, value_parser = config::database_url)]
     app_db_url: Option<String>,
     /// Auditing of the primary API: `off` only to measure what auditing costs.
     #[arg(long, env = "AUDITLOG_AUDIT", value_enum, default_value = "on")]
@@ -344,7 +419,8 @@ struct ApiArgs {
         default_value = "http://127.0.0.1:3001"
     )]
     auditor_url: String,
-    #[arg(long, env = "AUDITLOG_APP_DB_URL")]
+    /// The primary API's database; defaults to sqlite://DATA_DIR/app.db.
+    #[arg(long, env = "AUDITLOG_APP_DB_URL", hide_env_values = true, value_parser = config::database_url)]
     app_db_url: Option<String>,
     /// Auditing: `off` only to measure what auditing costs.
     #[arg(long, env = "AUDITLOG_AUDIT", value_enum, default_value = "on")]
@@ -366,7 +442,8 @@ struct AuditorArgs {
     amqp: AmqpArgs,
     #[arg(long, env = "AUDITLOG_AUDITOR_ADDR", default_value = "127.0.0.1:3001")]
     auditor_addr: SocketAddr,
-    #[arg(long, env = "AUDITLOG_STORE_URL")]
+    /// Audit store; defaults to sqlite://DATA_DIR/audit.db.
+    #[arg(long, env = "AUDITLOG_STORE_URL", hide_env_values = true, value_parser = config::database_url)]
     store_url: Option<String>,
     #[command(flatten)]
     tokens: TokenArgs,
@@ -390,15 +467,14 @@ struct WebArgs {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AUDITLOG_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,sqlx=warn,lapin::channel=off")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+    if let Err(err) = logging::init() {
+        eprintln!("error: {err}");
+        return std::process::ExitCode::from(2);
+    }
+    let (cli, mut settings) = match config::parse::<Cli>() {
+        Ok(parsed) => parsed,
+        Err(err) => return err.report(),
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -414,7 +490,14 @@ fn main() -> std::process::ExitCode {
             Command::Web(args) => run::web(args).await,
             Command::Bench(command) => run::bench(command).await,
             Command::Export(args) => export::run(args).await,
+            Command::Emit(args) => emit::run(args).await,
+            Command::Query(args) => query::run(args).await,
             Command::Verify(args) => verify::run(args).await,
+            Command::Config(_) => config::show(&settings),
+            Command::Completions(args) => {
+                config::completions(&mut settings, args.shell);
+                Ok(())
+            }
         }
     });
     match result {

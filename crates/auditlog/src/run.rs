@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use auditlog_amqp::{AmqpConsumer, AmqpPublisher};
+use auditlog_amqp::{AmqpConsumer, AmqpPublisher, ConsumerStatus};
 use auditlog_auditor::AuditorState;
 use auditlog_auth::{ExternalIssuer, KeyPair, Principal, Role, TokenIssuer, TokenVerifier};
 use auditlog_demo_api::outbox::OutboxRelay;
@@ -16,6 +16,8 @@ use auditlog_demo_api::{ApiState, AppDb, Recorder};
 use auditlog_emit::http::{HttpTransport, TokenSource};
 use auditlog_emit::{Emitter, EmitterConfig, EmitterTask, Transport};
 use auditlog_http::EdgeConfig;
+use auditlog_http::health::Readiness;
+use auditlog_http::metrics::Metrics;
 use auditlog_web::WebState;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -30,12 +32,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn up(args: UpArgs) -> Result<()> {
     let data_dir = &args.data.data_dir;
+    let metrics = install_metrics()?;
     let (issuer, verifier) = keys(data_dir, &args.tokens)?;
     let edge = edge(&args.edge)?;
     let store = open_store(data_dir, args.store_url.as_deref()).await?;
     let app_db = open_app_db(data_dir, args.app_db_url.as_deref()).await?;
 
     let (consumer_stop, consumer_stopped) = watch::channel(false);
+    let mut consumer_status = None;
     let (transport, consumer): (Arc<dyn Transport>, _) = match args.amqp.config() {
         Some(config) => {
             let publisher = AmqpPublisher::new(config.clone(), auditlog_demo_api::SOURCE);
@@ -46,6 +50,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
             let inbox = AmqpConsumer::connect(config)
                 .await
                 .context("while connecting the auditor to RabbitMQ")?;
+            consumer_status = Some(inbox.status());
             let consumer = tokio::spawn(auditlog_auditor::consumer::run(
                 inbox,
                 store.clone(),
@@ -76,7 +81,11 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let web_url = url_of(&web_listener)?;
 
     let (stop, stopped) = watch::channel(false);
-    let relay = OutboxRelay::new(app_db.clone(), transport, &recorder);
+    let transport_remedy = match consumer_status {
+        Some(_) => AMQP_REMEDY,
+        None => "restart auditlog: the in-process channel to the auditor is gone",
+    };
+    let relay = OutboxRelay::new(app_db.clone(), transport.clone(), &recorder);
     let relay = tokio::spawn(relay.run(wait(stopped.clone()), SHUTDOWN_GRACE));
     let sealer = tokio::spawn(auditlog_auditor::integrity::run_sealer(
         store.clone(),
@@ -84,17 +93,20 @@ pub async fn up(args: UpArgs) -> Result<()> {
         SEAL_EVERY,
         wait(stopped.clone()),
     ));
-    let auditor =
-        auditlog_auditor::router(AuditorState::new(store, verifier.clone(), stopped.clone()));
-    let api = auditlog_demo_api::router(
-        ApiState::new(app_db, recorder, issuer, verifier, auditor_url.clone())
-            .with_dev_tokens(args.dev_tokens),
-    );
-    let web = auditlog_web::router(WebState::new(&api_url));
+    let mut auditor_state =
+        AuditorState::new(store, verifier.clone(), stopped.clone()).with_metrics(metrics.clone());
+    auditor_state.readiness = consumer_check(auditor_state.readiness, consumer_status);
+    let auditor = auditlog_auditor::router(auditor_state);
+    let mut api_state = ApiState::new(app_db, recorder, issuer, verifier, auditor_url.clone())
+        .with_dev_tokens(args.dev_tokens)
+        .with_metrics(metrics.clone());
+    api_state.readiness = transport_check(api_state.readiness, transport, transport_remedy);
+    let api = auditlog_demo_api::router(api_state);
+    let web = auditlog_web::router(WebState::new(&api_url).with_metrics(metrics));
     let (auditor, api, web) = (
-        auditlog_http::harden(auditor, &edge),
-        auditlog_http::harden(api, &edge),
-        auditlog_http::harden(web, &edge),
+        edge_of(auditor, &edge, "auditor"),
+        edge_of(api, &edge, "api"),
+        edge_of(web, &edge, "web"),
     );
     let servers = [
         tokio::spawn(auditlog_http::serve(
@@ -133,35 +145,40 @@ pub async fn up(args: UpArgs) -> Result<()> {
 
 pub async fn api(args: ApiArgs) -> Result<()> {
     let data_dir = &args.data.data_dir;
+    let metrics = install_metrics()?;
     let (issuer, verifier) = keys(data_dir, &args.tokens)?;
     let edge = edge(&args.edge)?;
     let app_db = open_app_db(data_dir, args.app_db_url.as_deref()).await?;
-    let transport: Arc<dyn Transport> = match args.amqp.config() {
+    let (transport, transport_remedy): (Arc<dyn Transport>, _) = match args.amqp.config() {
         Some(config) => {
             let publisher = AmqpPublisher::new(config, auditlog_demo_api::SOURCE);
             publisher
                 .connect()
                 .await
                 .context("while connecting to RabbitMQ")?;
-            Arc::new(publisher)
+            (Arc::new(publisher), AMQP_REMEDY)
         }
-        None => Arc::new(HttpTransport::new(
-            &args.auditor_url,
-            service_token(issuer.clone()),
-        )),
+        None => (
+            Arc::new(HttpTransport::new(
+                &args.auditor_url,
+                service_token(issuer.clone()),
+            )),
+            "start the auditor, or point the primary API at it (--auditor-url); \
+             meanwhile events wait in the spill directory",
+        ),
     };
     let (emitter, emitter_task) = start_emitter(transport.clone(), data_dir)?;
     let recorder = recorder(emitter, args.audit);
     let (stop, stopped) = watch::channel(false);
-    let relay = OutboxRelay::new(app_db.clone(), transport, &recorder);
+    let relay = OutboxRelay::new(app_db.clone(), transport.clone(), &recorder);
     let relay = tokio::spawn(relay.run(wait(stopped.clone()), SHUTDOWN_GRACE));
     let listener = bind(args.api_addr, "primary API").await?;
     let url = url_of(&listener)?;
-    let router = auditlog_demo_api::router(
-        ApiState::new(app_db, recorder, issuer, verifier, args.auditor_url.clone())
-            .with_dev_tokens(args.dev_tokens),
-    );
-    let router = auditlog_http::harden(router, &edge);
+    let mut state = ApiState::new(app_db, recorder, issuer, verifier, args.auditor_url.clone())
+        .with_dev_tokens(args.dev_tokens)
+        .with_metrics(metrics);
+    state.readiness = transport_check(state.readiness, transport, transport_remedy);
+    let router = edge_of(auditlog_demo_api::router(state), &edge, "api");
     println!("  primary API  {url}  (auditor at {})", args.auditor_url);
     let server = tokio::spawn(auditlog_http::serve(listener, router, wait(stopped)));
     shutdown_signal().await;
@@ -174,17 +191,20 @@ pub async fn api(args: ApiArgs) -> Result<()> {
 
 pub async fn auditor(args: AuditorArgs) -> Result<()> {
     let data_dir = &args.data.data_dir;
+    let metrics = install_metrics()?;
     let (_, verifier) = keys(data_dir, &args.tokens)?;
     let edge = edge(&args.edge)?;
     let store = open_store(data_dir, args.store_url.as_deref()).await?;
     let listener = bind(args.auditor_addr, "auditor").await?;
     let url = url_of(&listener)?;
     let (stop, stopped) = watch::channel(false);
+    let mut consumer_status = None;
     let consumer = match args.amqp.config() {
         Some(config) => {
             let inbox = AmqpConsumer::connect(config)
                 .await
                 .context("while connecting the auditor to RabbitMQ")?;
+            consumer_status = Some(inbox.status());
             Some(tokio::spawn(auditlog_auditor::consumer::run(
                 inbox,
                 store.clone(),
@@ -199,8 +219,9 @@ pub async fn auditor(args: AuditorArgs) -> Result<()> {
         SEAL_EVERY,
         wait(stopped.clone()),
     ));
-    let router = auditlog_auditor::router(AuditorState::new(store, verifier, stopped.clone()));
-    let router = auditlog_http::harden(router, &edge);
+    let mut state = AuditorState::new(store, verifier, stopped.clone()).with_metrics(metrics);
+    state.readiness = consumer_check(state.readiness, consumer_status);
+    let router = edge_of(auditlog_auditor::router(state), &edge, "auditor");
     println!("  auditor      {url}");
     let server = tokio::spawn(auditlog_http::serve(listener, router, wait(stopped)));
     shutdown_signal().await;
@@ -214,11 +235,12 @@ pub async fn auditor(args: AuditorArgs) -> Result<()> {
 }
 
 pub async fn web(args: WebArgs) -> Result<()> {
+    let metrics = install_metrics()?;
     let listener = bind(args.web_addr, "website").await?;
     let url = url_of(&listener)?;
     println!("  website      {url}  (primary API at {})", args.api_url);
-    let router = auditlog_web::router(WebState::new(&args.api_url));
-    let router = auditlog_http::harden(router, &edge(&args.edge)?);
+    let router = auditlog_web::router(WebState::new(&args.api_url).with_metrics(metrics));
+    let router = edge_of(router, &edge(&args.edge)?, "web");
     auditlog_http::serve(listener, router, shutdown_signal()).await?;
     Ok(())
 }
@@ -309,6 +331,55 @@ fn keys(data_dir: &Path, tokens: &TokenArgs) -> Result<(TokenIssuer, TokenVerifi
         verifier = verifier.trust_jwks(&jwks, &external, &path.display().to_string())?;
     }
     Ok((TokenIssuer::new(&pair)?, verifier))
+}
+
+/// What to do when the RabbitMQ transport is not ready.
+const AMQP_REMEDY: &str =
+    "check that RabbitMQ runs and accepts this service's credentials (--amqp-url)";
+
+/// Installs the process's metrics registry (once: the three services of `up`
+/// share it) and keeps its histograms folded in the background.
+fn install_metrics() -> Result<Metrics> {
+    let metrics =
+        auditlog_http::metrics::install().context("while installing the metrics registry")?;
+    tokio::spawn(metrics.clone().upkeep());
+    Ok(metrics)
+}
+
+/// A service's router behind its hardened edge, every request counted and timed
+/// under `service` (outermost, so that the edge's own refusals count too).
+fn edge_of(router: axum::Router, edge: &EdgeConfig, service: &'static str) -> axum::Router {
+    auditlog_http::metrics::track(auditlog_http::harden(router, edge), service)
+}
+
+/// `readiness` plus a check that `transport` could deliver now.
+fn transport_check(
+    readiness: Readiness,
+    transport: Arc<dyn Transport>,
+    remedy: &'static str,
+) -> Readiness {
+    readiness.with_check("transport", remedy, move || {
+        let transport = transport.clone();
+        async move { transport.probe().await.map_err(|e| e.to_string()) }
+    })
+}
+
+/// `readiness` plus, when the auditor consumes from RabbitMQ, a check that its
+/// consumer is connected.
+fn consumer_check(readiness: Readiness, status: Option<ConsumerStatus>) -> Readiness {
+    let Some(status) = status else {
+        return readiness;
+    };
+    readiness.with_check("consumer", AMQP_REMEDY, move || {
+        let connected = status.is_connected();
+        async move {
+            if connected {
+                Ok(())
+            } else {
+                Err("the consumer is not connected to RabbitMQ; it keeps reconnecting".into())
+            }
+        }
+    })
 }
 
 /// The hardening of every service's edge: the allowed browser origins.

@@ -57,11 +57,11 @@ impl App {
         let dir = tempfile::tempdir().unwrap();
         let keys = auditlog_auth::KeyPair::load_or_generate(dir.path()).unwrap();
         let url = format!("sqlite://{}", dir.path().join("audit.db").display());
-        let state = auditlog_auditor::AuditorState {
-            store: auditlog_store::open(&url).await.unwrap(),
-            verifier: auditlog_auth::TokenVerifier::new(&keys).unwrap(),
-            stopping: tokio::sync::watch::channel(false).1,
-        };
+        let state = auditlog_auditor::AuditorState::new(
+            auditlog_store::open(&url).await.unwrap(),
+            auditlog_auth::TokenVerifier::new(&keys).unwrap(),
+            tokio::sync::watch::channel(false).1,
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {

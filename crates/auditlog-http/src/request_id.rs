@@ -1,0 +1,208 @@
+//! The request id that ties together everything one request causes: its log lines
+//! in every service it passes through, and the events it makes the data layer
+//! record (`requestId`). The client's `X-Request-Id` is kept when it is sane,
+//! otherwise one is generated; [`assign`] stores it in the request (extensions and
+//! header, so proxies forward the same id), returns it in the answer, logs the
+//! request's lines inside a span that carries it, and logs one access line.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::time::Instant;
+
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+/// The header a request id travels in, in requests and answers.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest request id kept from a client: what an event's `requestId` may hold, so
+/// that every kept id can be recorded as it is.
+pub const MAX_REQUEST_ID_CHARS: usize = auditlog_event::MAX_LABEL_CHARS;
+
+/// The correlation id of one request: 1 to [`MAX_REQUEST_ID_CHARS`] visible ASCII
+/// characters (no spaces or control characters), so that it is safe in a header,
+/// a log line and an event.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// `text` as a request id, or `None` when it is empty, too long or holds
+    /// anything but visible ASCII.
+    pub fn parse(text: &str) -> Option<Self> {
+        let sane = !text.is_empty()
+            && text.len() <= MAX_REQUEST_ID_CHARS
+            && text.bytes().all(|b| b.is_ascii_graphic());
+        sane.then(|| RequestId(text.to_owned()))
+    }
+
+    /// A fresh id: a UUIDv7, so generated ids sort by time.
+    pub fn generate() -> Self {
+        RequestId(uuid::Uuid::now_v7().to_string())
+    }
+
+    /// The client's `X-Request-Id` when it is sane, otherwise a fresh id.
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        headers
+            .get(REQUEST_ID_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(RequestId::parse)
+            .unwrap_or_else(RequestId::generate)
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id as owned text, e.g. for an event's `requestId`.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    fn header_value(&self) -> Option<HeaderValue> {
+        HeaderValue::from_str(&self.0).ok()
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The id [`assign`] gave the request. A router that is not behind [`assign`] (a
+/// unit test's) still gets one: the sane client header, or a fresh id.
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<RequestId>()
+            .cloned()
+            .unwrap_or_else(|| RequestId::from_headers(&parts.headers)))
+    }
+}
+
+/// Middleware: gives the request its id (see the module documentation) and logs
+/// one access line (method, path, status, latency) when the answer starts.
+pub async fn assign(mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = RequestId::from_headers(request.headers());
+    let header = id.header_value();
+    // The header is rewritten too, so that a proxy forwarding `X-Request-Id` sends
+    // the id this service uses, not the garbage it may have received.
+    if let Some(value) = &header {
+        request
+            .headers_mut()
+            .insert(REQUEST_ID_HEADER, value.clone());
+    }
+    request.extensions_mut().insert(id.clone());
+    let method = request.method().clone();
+    // The path only: query strings can be long and are not needed to find a request.
+    let path = request.uri().path().to_owned();
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| tracing::info!(%method, %path, status, latency_ms, "answered"));
+    if let Some(value) = header {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+    use super::*;
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    #[test]
+    fn a_visible_ascii_id_of_up_to_128_chars_is_kept() {
+        assert_eq!(
+            RequestId::parse("my-req-123").unwrap().as_str(),
+            "my-req-123"
+        );
+        let longest = "a".repeat(MAX_REQUEST_ID_CHARS);
+        assert_eq!(RequestId::parse(&longest).unwrap().as_str(), longest);
+    }
+
+    #[test]
+    fn an_empty_long_or_garbled_id_is_refused() {
+        let too_long = "a".repeat(MAX_REQUEST_ID_CHARS + 1);
+        for bad in ["", "has space", "tab\there", "é-accent", "nul\0", &too_long] {
+            assert!(RequestId::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_generated_id_is_a_uuid_v7_and_a_valid_id() {
+        let id = RequestId::generate();
+        let uuid = uuid::Uuid::parse_str(id.as_str()).unwrap();
+        assert_eq!(uuid.get_version_num(), 7);
+        assert!(RequestId::parse(id.as_str()).is_some());
+    }
+
+    /// A router answering with the id its handler saw.
+    fn app() -> Router {
+        Router::new()
+            .route(
+                "/",
+                get(|id: RequestId, headers: HeaderMap| async move {
+                    let forwarded = headers
+                        .get(REQUEST_ID_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    format!("{id} {forwarded}")
+                }),
+            )
+            .layer(axum::middleware::from_fn(assign))
+    }
+
+    /// The id echoed in the answer and the body `"<extension id> <header id>"`.
+    async fn call(request_id: Option<&str>) -> (String, String) {
+        let mut request = Request::builder().uri("/");
+        if let Some(id) = request_id {
+            request = request.header(REQUEST_ID_HEADER, id);
+        }
+        let response = app()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let echoed = response.headers()[REQUEST_ID_HEADER]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (echoed, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_clients_id_is_used_and_echoed() {
+        let (echoed, seen) = call(Some("my-req-123")).await;
+        assert_eq!(echoed, "my-req-123");
+        assert_eq!(seen, "my-req-123 my-req-123");
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_insane_id_is_replaced_everywhere_by_a_generated_one() {
+        let too_long = "x".repeat(MAX_REQUEST_ID_CHARS + 1);
+        for sent in [None, Some(too_long.as_str()), Some("two words")] {
+            let (echoed, seen) = call(sent).await;
+            assert!(uuid::Uuid::parse_str(&echoed).is_ok(), "{sent:?}: {echoed}");
+            assert_eq!(seen, format!("{echoed} {echoed}"), "{sent:?}");
+        }
+    }
+}
