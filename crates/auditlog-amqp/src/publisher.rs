@@ -2,6 +2,11 @@
 //! holding a JSON array of events. On any failure the connection is dropped and
 //! the error returned: the emitter keeps the batch and retries with backoff, and the
 //! next attempt reconnects, so an unconfirmed batch is never forgotten.
+//! The publisher declares the auditor's queue and binding as well as the exchange
+//! (adopting what exists), and publishes `mandatory`: a batch published before any
+//! auditor ever started waits in the queue instead of being discarded by an
+//! exchange with nothing bound, and a batch RabbitMQ could not route counts as not
+//! delivered.
 //! [`Transport::probe`] (readiness) says whether the link is up or can be opened.
 
 use async_trait::async_trait;
@@ -49,7 +54,7 @@ impl AmqpPublisher {
     async fn open(&self) -> Result<Link, AmqpError> {
         let name = format!("auditlog publisher {}", self.config.queue);
         let connection = topology::connect(&self.config.url, name).await?;
-        topology::exchange(&connection, &self.config.exchange).await?;
+        topology::auditor(&connection, &self.config).await?;
         let channel = topology::channel(&connection).await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -87,7 +92,10 @@ impl Transport for AmqpPublisher {
                 .basic_publish(
                     self.config.exchange.as_str().into(),
                     self.routing_key.as_str().into(),
-                    BasicPublishOptions::default(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
                     &body,
                     properties,
                 )
@@ -96,7 +104,11 @@ impl Transport for AmqpPublisher {
         }
         .await;
         match outcome {
-            Ok(Confirmation::Ack(_)) => Ok(()),
+            Ok(Confirmation::Ack(None)) => Ok(()),
+            Ok(Confirmation::Ack(Some(returned))) => Err(TransportError::Unavailable(format!(
+                "RabbitMQ could not route the batch to any queue ({}); is the queue {} bound to {} with {}?",
+                returned.reply_text, self.config.queue, self.config.exchange, self.config.binding_key
+            ))),
             Ok(Confirmation::Nack(_)) => Err(TransportError::Unavailable(
                 "RabbitMQ did not accept the batch (nack)".into(),
             )),

@@ -226,3 +226,57 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_the_consumer_goes_o
     let _ = connection.close(200, "done".into()).await;
     delete_topology(&config).await;
 }
+
+fn viewed_by_the_api(target_id: i64) -> auditlog_event::DataEvent {
+    let users = || auditlog_event::ObjectType::parse("targetType", "users").unwrap();
+    auditlog_event::DataEvent::new(
+        auditlog_event::Action::Viewed,
+        auditlog_event::ObjectRef::new(users(), 1),
+        auditlog_event::ObjectRef::new(users(), target_id),
+        1_764_300_000_000 + target_id,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_published_before_any_auditor_ever_ran_wait_in_the_queue_for_it() {
+    use auditlog_emit::Transport;
+    let config = private_config();
+    // No auditor has declared anything yet: the API is deployed first.
+    let publisher = auditlog_amqp::AmqpPublisher::new(config.clone(), "api");
+    let batch: Vec<_> = (1..=5).map(viewed_by_the_api).collect();
+    publisher.publish(&batch).await.unwrap();
+
+    let (store, stop, consumer, _dir) = auditor(&config).await;
+    let mut stored = 0;
+    for id in 1..=5 {
+        stored += events_on(&*store, "users", &id.to_string(), 1).await.len();
+    }
+    assert_eq!(stored, 5, "every event published before the auditor is stored");
+    let _ = stop.send(true);
+    consumer.await.unwrap();
+    delete_topology(&config).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_rabbitmq_cannot_route_counts_as_not_delivered() {
+    use auditlog_emit::Transport;
+    let config = private_config();
+    let publisher = auditlog_amqp::AmqpPublisher::new(config.clone(), "api");
+    publisher.connect().await.unwrap();
+    // Someone removes the binding behind the publisher's back.
+    let (connection, channel) = connect(&config).await;
+    channel
+        .queue_unbind(
+            config.queue.as_str().into(),
+            config.exchange.as_str().into(),
+            config.binding_key.as_str().into(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let outcome = publisher.publish(&[viewed_by_the_api(7)]).await;
+    let err = outcome.expect_err("an unroutable batch must not count as delivered");
+    assert!(err.to_string().contains("could not route"), "{err}");
+    let _ = connection.close(200, "done".into()).await;
+    delete_topology(&config).await;
+}
