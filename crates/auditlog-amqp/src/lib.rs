@@ -104,18 +104,7 @@ pub async fn queue_exists(url: &str, queue: &str) -> bool {
 pub const REASON_HEADER: &str = "x-auditlog-reason";
 
 /// The URL with its password hidden, for logs and errors.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}
+pub use auditlog_event::redact_url as redact;
 
 #[cfg(test)]
 mod tests {

@@ -107,7 +107,10 @@ impl Transport for AmqpPublisher {
             Ok(Confirmation::Ack(None)) => Ok(()),
             Ok(Confirmation::Ack(Some(returned))) => Err(TransportError::Unavailable(format!(
                 "RabbitMQ could not route the batch to any queue ({}); is the queue {} bound to {} with {}?",
-                returned.reply_text, self.config.queue, self.config.exchange, self.config.binding_key
+                returned.reply_text,
+                self.config.queue,
+                self.config.exchange,
+                self.config.binding_key
             ))),
             Ok(Confirmation::Nack(_)) => Err(TransportError::Unavailable(
                 "RabbitMQ did not accept the batch (nack)".into(),

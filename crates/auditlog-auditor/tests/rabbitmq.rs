@@ -251,7 +251,10 @@ async fn events_published_before_any_auditor_ever_ran_wait_in_the_queue_for_it()
     for id in 1..=5 {
         stored += events_on(&*store, "users", &id.to_string(), 1).await.len();
     }
-    assert_eq!(stored, 5, "every event published before the auditor is stored");
+    assert_eq!(
+        stored, 5,
+        "every event published before the auditor is stored"
+    );
     let _ = stop.send(true);
     consumer.await.unwrap();
     delete_topology(&config).await;

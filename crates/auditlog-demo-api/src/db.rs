@@ -13,6 +13,8 @@ use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
 
+use auditlog_event::redact_url as redact;
+
 use sqlx::mysql::{MySql, MySqlArguments, MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, Postgres};
 use sqlx::query::Query;
@@ -455,22 +457,6 @@ impl FetchId<MySql> for Query<'_, MySql, MySqlArguments> {
     }
 }
 
-/// The URL with its password (if any) masked, for messages.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,16 +483,6 @@ mod tests {
         let insert = "INSERT INTO notes (body) VALUES (?)";
         assert_eq!(Dialect::MySql.insert(insert).0, insert);
         assert!(Dialect::Sqlite.insert(insert).0.ends_with("RETURNING id"));
-    }
-
-    #[test]
-    fn a_password_in_a_url_is_masked() {
-        assert_eq!(
-            redact("postgres://app:s3cret@db:5432/app"),
-            "postgres://app:***@db:5432/app"
-        );
-        assert_eq!(redact("mysql://root@db/test"), "mysql://root@db/test");
-        assert_eq!(redact("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
     }
 
     #[tokio::test]

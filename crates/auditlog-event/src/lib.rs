@@ -8,12 +8,14 @@
 
 mod error;
 mod fields;
+mod redact;
 
 pub use error::EventError;
 use fields::ChangesExt;
 pub use fields::{
     Action, Change, Changes, MAX_ID_CHARS, MAX_TYPE_CHARS, ObjectId, ObjectRef, ObjectType,
 };
+pub use redact::redact_url;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -185,18 +185,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn AuditStore>, StoreError> {
 }
 
 /// A URL fit for logs and errors: any password replaced by `***`.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
-}
+pub use auditlog_event::redact_url as redact;
 
 #[cfg(test)]
 mod tests {

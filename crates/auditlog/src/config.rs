@@ -92,55 +92,14 @@ fn scheme_of(value: &str) -> Option<&str> {
     well_formed.then_some(scheme)
 }
 
-/// A secret as it may be shown: a URL keeps everything but its password (in the
-/// user info or in a `password` query parameter); anything else is hidden whole.
-///
-/// Unlike a split at the first `@`, the user info ends at the *last* `@` before the
-/// query, as URL parsers read it, so a password holding a raw `@` or `/` does not
-/// leak either.
+/// A secret as it may be shown: a URL keeps everything but its password
+/// ([`auditlog_event::redact_url`]); anything else is hidden whole.
 pub fn redact(value: &str) -> String {
-    if value.starts_with("sqlite:") {
-        // A file name: no credentials to hide.
-        return value.to_owned();
+    if value.is_empty() || value.starts_with("sqlite:") || value.contains("://") {
+        auditlog_event::redact_url(value)
+    } else {
+        "***".to_owned()
     }
-    let Some((scheme, rest)) = value.split_once("://") else {
-        return if value.is_empty() {
-            String::new()
-        } else {
-            "***".to_owned()
-        };
-    };
-    let end = rest.find(['?', '#']).unwrap_or(rest.len());
-    let (head, tail) = rest.split_at(end);
-    let head = match head.rfind('@') {
-        Some(at) => match head[..at].split_once(':') {
-            Some((user, _password)) => format!("{user}:***{}", &head[at..]),
-            None => head.to_owned(),
-        },
-        None => head.to_owned(),
-    };
-    format!("{scheme}://{head}{}", redact_query(tail))
-}
-
-/// `?a=1&password=x#f` with the values of password-like parameters hidden.
-fn redact_query(tail: &str) -> String {
-    let Some(query) = tail.strip_prefix('?') else {
-        return tail.to_owned();
-    };
-    let (query, fragment) = match query.split_once('#') {
-        Some((query, fragment)) => (query, format!("#{fragment}")),
-        None => (query, String::new()),
-    };
-    let parameters: Vec<String> = query
-        .split('&')
-        .map(|parameter| match parameter.split_once('=') {
-            Some((name, _)) if name.to_ascii_lowercase().contains("password") => {
-                format!("{name}=***")
-            }
-            _ => parameter.to_owned(),
-        })
-        .collect();
-    format!("?{}{fragment}", parameters.join("&"))
 }
 
 /// Why the command line or the configuration was refused.
