@@ -6,9 +6,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use auditlog_event::Action;
-use auditlog_http::{ApiError, Authenticated, json_api};
+use auditlog_http::{ApiError, Authenticated, PathParams, json_api};
 use auditlog_store::{AuditStore, EventQuery, ObjectKey, Order};
-use axum::extract::{OriginalUri, Path, Query, State};
+use axum::extract::{OriginalUri, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -183,7 +183,7 @@ pub(crate) async fn state(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
     OriginalUri(uri): OriginalUri,
-    Path((object_type, id)): Path<(String, String)>,
+    PathParams((object_type, id)): PathParams<(String, String)>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
     let at = times(&params, &["at"])?[0].unwrap_or_else(now_ms);
@@ -296,7 +296,7 @@ pub(crate) async fn diff(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
     OriginalUri(uri): OriginalUri,
-    Path((object_type, id)): Path<(String, String)>,
+    PathParams((object_type, id)): PathParams<(String, String)>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
     let times = times(&params, &["from", "to"])?;

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auditlog_auth::KeyPair;
-use auditlog_http::{ApiError, Authenticated, json_api};
+use auditlog_http::{ApiError, Authenticated, PathParams, json_api};
 use auditlog_store::{AuditStore, ChainHead, SignedHead, StoreError, head_message, to_hex};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
@@ -204,7 +204,7 @@ pub(crate) async fn head(
 pub(crate) async fn proof(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Response, ApiError> {
     if !principal.is_admin() {
         return Err(ApiError::forbidden("only admins may read integrity proofs"));

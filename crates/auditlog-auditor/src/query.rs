@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 
 use auditlog_auth::{EventScope, Principal};
 use auditlog_event::{Action, DataEvent, ObjectRef, ObjectType};
-use auditlog_http::{ApiError, Authenticated, raw_json_api};
+use auditlog_http::{ApiError, Authenticated, PathParams, raw_json_api};
 use auditlog_store::{Cursor, EventPage, EventQuery, ObjectKey, Order, StoredEvent};
-use axum::extract::{OriginalUri, Path, Query, State};
+use axum::extract::{OriginalUri, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use serde::Serialize;
@@ -94,7 +94,7 @@ pub(crate) async fn by_actor(
     Authenticated(principal): Authenticated,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    Path((object_type, id)): Path<(String, String)>,
+    PathParams((object_type, id)): PathParams<(String, String)>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
     let mut query = parse_params(&params, LIST_OPTIONS)?;
@@ -128,7 +128,7 @@ pub(crate) async fn on_target(
     Authenticated(principal): Authenticated,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    Path((object_type, id)): Path<(String, String)>,
+    PathParams((object_type, id)): PathParams<(String, String)>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
     let mut query = parse_params(&params, LIST_OPTIONS)?;
@@ -163,7 +163,7 @@ pub(crate) async fn on_target_prototype(
     principal: Authenticated,
     uri: OriginalUri,
     headers: HeaderMap,
-    path: Path<(String, String)>,
+    path: PathParams<(String, String)>,
     params: Query<Params>,
 ) -> Result<Response, ApiError> {
     on_target(state, principal, uri, headers, path, params).await
@@ -232,7 +232,7 @@ pub(crate) async fn get_one(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
     OriginalUri(uri): OriginalUri,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Response, ApiError> {
     if matches!(principal.event_scope(), EventScope::Nothing) {
         return Err(ApiError::forbidden("this principal may not read events"));

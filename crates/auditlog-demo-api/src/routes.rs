@@ -6,9 +6,11 @@ use auditlog_auditor::openapi::{
     UnsupportedMediaType,
 };
 use auditlog_auth::{Principal, Role};
-use auditlog_http::{ApiError, Authenticated, JsonBody, RequestId, json_api, not_found};
+use auditlog_http::{
+    ApiError, Authenticated, JsonBody, PathParams, RequestId, json_api, not_found,
+};
 use axum::Router;
-use axum::extract::{FromRequestParts, OriginalUri, Path, Query, State};
+use axum::extract::{FromRequestParts, OriginalUri, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -129,7 +131,7 @@ impl From<DataError> for ApiError {
 )]
 async fn token(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Response, ApiError> {
     if !state.dev_tokens {
         return Err(not_found().await);
@@ -340,7 +342,7 @@ async fn list_users(
 async fn get_user(
     State(state): State<ApiState>,
     Acting(actor): Acting,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Response, ApiError> {
     let user = state.users.get(&actor, numeric_id(&id)?).await?;
     Ok(json_api(
@@ -444,7 +446,7 @@ async fn create_user(
 async fn update_user(
     State(state): State<ApiState>,
     Acting(actor): Acting,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     JsonBody(document): JsonBody<Document<UserAttributes>>,
 ) -> Result<Response, ApiError> {
     let id = numeric_id(&id)?;
@@ -491,7 +493,7 @@ async fn update_user(
 async fn delete_user(
     State(state): State<ApiState>,
     Acting(actor): Acting,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<StatusCode, ApiError> {
     state.users.delete(&actor, numeric_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -604,7 +606,7 @@ async fn create_note(
 async fn get_note(
     State(state): State<ApiState>,
     Acting(actor): Acting,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Response, ApiError> {
     let note = state.notes.get(&actor, numeric_id(&id)?).await?;
     Ok(json_api(

@@ -117,6 +117,23 @@ pub fn raw_json_api(status: StatusCode, bytes: Vec<u8>) -> Response {
         .into_response()
 }
 
+/// The path parameters of a route, as axum's `Path`, but a segment that cannot
+/// be read (not UTF-8 once percent-decoded) is a JSON:API 400 like every other
+/// error, not axum's plain-text one.
+#[derive(Debug)]
+pub struct PathParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(params)| PathParams(params))
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+    }
+}
+
 /// A request body parsed as JSON into `T`. Refuses (with JSON:API errors) a wrong
 /// media type (415), an oversized body (413), invalid JSON or the wrong shape (400).
 #[derive(Debug)]
@@ -251,6 +268,31 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_unreadable_path_segment_is_a_json_api_400() {
+        use tower::ServiceExt;
+        let router: Router = Router::new().route(
+            "/things/{id}",
+            axum::routing::get(|PathParams(id): PathParams<String>| async move { id }),
+        );
+        let request = |uri: &str| Request::builder().uri(uri).body(axum::body::Body::empty());
+
+        let bad = router
+            .clone()
+            .oneshot(request("/things/%FF").unwrap())
+            .await
+            .unwrap();
+        let good = router
+            .oneshot(request("/things/a%20b").unwrap())
+            .await
+            .unwrap();
+
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(bad.headers()[header::CONTENT_TYPE], JSON_API);
+        let body = axum::body::to_bytes(good.into_body(), 1024).await.unwrap();
+        assert_eq!(&body[..], b"a b");
+    }
 
     #[test]
     fn bearer_tokens_are_read_from_the_authorization_header() {
