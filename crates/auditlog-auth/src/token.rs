@@ -2,8 +2,8 @@
 //! `iss` and `aud` checked, a bounded clock skew, and keys chosen by `kid` so that
 //! they can be rotated and an external issuer's public keys (PEM or JWKS) trusted.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -52,10 +52,25 @@ impl TokenIssuer {
 
     /// A token for `principal`, valid from now for [`TOKEN_LIFETIME_SECS`].
     pub fn issue(&self, principal: &Principal) -> Result<String, AuthError> {
-        self.issue_at(principal, now_secs())
+        self.issue_at(principal, now_secs(), TOKEN_LIFETIME_SECS)
     }
 
-    fn issue_at(&self, principal: &Principal, now: u64) -> Result<String, AuthError> {
+    /// A token for `principal`, valid from now for `lifetime` (whole seconds; at
+    /// least one). Tokens cannot be revoked, so callers should keep it short.
+    pub fn issue_for(
+        &self,
+        principal: &Principal,
+        lifetime: std::time::Duration,
+    ) -> Result<String, AuthError> {
+        self.issue_at(principal, now_secs(), lifetime.as_secs().max(1))
+    }
+
+    fn issue_at(
+        &self,
+        principal: &Principal,
+        now: u64,
+        lifetime_secs: u64,
+    ) -> Result<String, AuthError> {
         let claims = Claims {
             sub: principal.subject.clone(),
             role: principal.role,
@@ -63,7 +78,7 @@ impl TokenIssuer {
             aud: AUDIENCE.into(),
             iat: now,
             nbf: now,
-            exp: now + TOKEN_LIFETIME_SECS,
+            exp: now.saturating_add(lifetime_secs),
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.key_id.clone());
@@ -81,6 +96,8 @@ struct VerifiedClaims {
     sub: String,
     #[serde(default = "default_role")]
     role: Role,
+    nbf: u64,
+    exp: u64,
 }
 
 fn default_role() -> Role {
@@ -102,7 +119,24 @@ struct TrustedKey {
 #[derive(Clone)]
 pub struct TokenVerifier {
     keys: Arc<BTreeMap<String, TrustedKey>>,
+    /// Tokens this key set verified, with their validity window. Checking an
+    /// Ed25519 signature costs tens of microseconds, the largest part of a cheap
+    /// request; a client sends the same token many times, and a token's signature
+    /// check gives the same answer every time for the same keys. Only the time
+    /// window is checked again on a hit.
+    verified: Arc<Mutex<HashMap<String, Verified>>>,
 }
+
+/// A verified token's principal and the window it is valid in (seconds).
+#[derive(Clone)]
+struct Verified {
+    principal: Principal,
+    nbf: u64,
+    exp: u64,
+}
+
+/// Most tokens remembered; past it the memory starts over (clients re-verify once).
+const VERIFIED_CAPACITY: usize = 4_096;
 
 /// The `iss` and `aud` that tokens of an external issuer must carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +173,7 @@ impl TokenVerifier {
         );
         Ok(TokenVerifier {
             keys: Arc::new(map),
+            verified: Arc::default(),
         })
     }
 
@@ -215,6 +250,9 @@ impl TokenVerifier {
     fn add(&mut self, kid: String, key: DecodingKey, external: &ExternalIssuer) {
         let validation = Arc::new(validation(&external.issuer, &external.audience));
         Arc::make_mut(&mut self.keys).insert(kid, TrustedKey { key, validation });
+        // Another key set: what the old one verified says nothing about this one,
+        // and clones made before still share the old memory.
+        self.verified = Arc::default();
     }
 
     /// The key ids this verifier knows.
@@ -224,6 +262,40 @@ impl TokenVerifier {
 
     /// The principal a token names, if the token is genuine and current.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let now = now_secs();
+        if let Some(principal) = self.remembered(token, now) {
+            return Ok(principal);
+        }
+        let claims = self.verify_signature(token)?;
+        let principal = Principal::new(claims.sub, claims.role)
+            .ok_or_else(|| AuthError::InvalidToken("the subject is not a valid id".into()))?;
+        if let Ok(mut verified) = self.verified.lock() {
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+            verified.insert(
+                token.to_owned(),
+                Verified {
+                    principal: principal.clone(),
+                    nbf: claims.nbf,
+                    exp: claims.exp,
+                },
+            );
+        }
+        Ok(principal)
+    }
+
+    /// The principal of a token verified before, if it is still within its window
+    /// (with the same clock skew allowed as a full check).
+    fn remembered(&self, token: &str, now: u64) -> Option<Principal> {
+        let verified = self.verified.lock().ok()?;
+        let hit = verified.get(token)?;
+        let current = hit.nbf <= now.saturating_add(CLOCK_SKEW_SECS)
+            && now.saturating_sub(CLOCK_SKEW_SECS) <= hit.exp;
+        current.then(|| hit.principal.clone())
+    }
+
+    fn verify_signature(&self, token: &str) -> Result<VerifiedClaims, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| {
             AuthError::InvalidToken(format!(
                 "its header is not that of an EdDSA-signed JWT ({e}); only EdDSA is accepted"
@@ -257,8 +329,7 @@ impl TokenVerifier {
                 found.ok_or(last)?
             }
         };
-        Principal::new(claims.sub, claims.role)
-            .ok_or_else(|| AuthError::InvalidToken("the subject is not a valid id".into()))
+        Ok(claims)
     }
 }
 
@@ -343,10 +414,34 @@ mod tests {
     }
 
     #[test]
+    fn a_token_issued_for_a_lifetime_expires_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = KeyPair::load_or_generate(dir.path()).unwrap();
+        let issuer = TokenIssuer::new(&keys).unwrap();
+
+        let token = issuer
+            .issue_for(&admin(), std::time::Duration::from_secs(3 * 3600))
+            .unwrap();
+
+        assert_eq!(
+            TokenVerifier::new(&keys).unwrap().verify(&token).unwrap(),
+            admin()
+        );
+        let key = DecodingKey::from_ed_pem(keys.public_pem.as_bytes()).unwrap();
+        let claims = jsonwebtoken::decode::<Claims>(&token, &key, &validation(ISSUER, AUDIENCE))
+            .unwrap()
+            .claims;
+        assert_eq!(claims.exp - claims.iat, 3 * 3600);
+        assert_eq!(claims.nbf, claims.iat);
+    }
+
+    #[test]
     fn an_expired_token_is_refused() {
         let (issuer, verifier, _dir) = setup();
         let long_ago = now_secs() - TOKEN_LIFETIME_SECS - CLOCK_SKEW_SECS - 5;
-        let token = issuer.issue_at(&admin(), long_ago).unwrap();
+        let token = issuer
+            .issue_at(&admin(), long_ago, TOKEN_LIFETIME_SECS)
+            .unwrap();
         assert!(verifier.verify(&token).is_err());
     }
 
@@ -354,7 +449,11 @@ mod tests {
     fn a_token_from_the_future_is_refused() {
         let (issuer, verifier, _dir) = setup();
         let token = issuer
-            .issue_at(&admin(), now_secs() + CLOCK_SKEW_SECS + 60)
+            .issue_at(
+                &admin(),
+                now_secs() + CLOCK_SKEW_SECS + 60,
+                TOKEN_LIFETIME_SECS,
+            )
             .unwrap();
         assert!(verifier.verify(&token).is_err());
     }
@@ -546,5 +645,55 @@ mod tests {
     /// Unpadded base64url, enough for hand-made test tokens.
     fn token_part(text: &str) -> String {
         base64url(text.as_bytes())
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let (issuer, verifier, _dir) = setup();
+        let now = now_secs();
+        // Issued 100 s ago for 80 s: expired 20 s ago, inside the allowed skew.
+        let token = issuer.issue_at(&admin(), now - 100, 80).unwrap();
+        assert_eq!(verifier.verify(&token).unwrap(), admin());
+        assert_eq!(verifier.remembered(&token, now), Some(admin()));
+        // Past the skew the memory does not answer, and a full check refuses it.
+        assert_eq!(verifier.remembered(&token, now + 20), None);
+        let not_yet = issuer.issue_at(&admin(), now, 600).unwrap();
+        verifier.verify(&not_yet).unwrap();
+        assert_eq!(
+            verifier.remembered(&not_yet, now - CLOCK_SKEW_SECS - 1),
+            None
+        );
+    }
+
+    #[test]
+    fn a_tampered_copy_of_a_remembered_token_is_checked_in_full() {
+        let (issuer, verifier, _dir) = setup();
+        let token = issuer.issue(&admin()).unwrap();
+        verifier.verify(&token).unwrap();
+        let (head, signature) = token.rsplit_once('.').unwrap();
+        let flipped = if signature.starts_with('A') { "B" } else { "A" };
+        let tampered = format!("{head}.{flipped}{}", &signature[1..]);
+        assert!(verifier.verify(&tampered).is_err());
+    }
+
+    #[test]
+    fn what_one_key_set_verified_is_not_remembered_for_another() {
+        let (_, own, _dir) = setup();
+        let external_dir = tempfile::tempdir().unwrap();
+        let external_keys = KeyPair::load_or_generate(external_dir.path()).unwrap();
+        let wider = own
+            .clone()
+            .trust_pem(&external_keys.public_pem, &external(), "ext.pem")
+            .unwrap();
+        let token = signed(
+            &external_keys,
+            None,
+            &claims("https://login.example.com", "auditlog-prod"),
+        );
+        assert!(wider.verify(&token).is_ok());
+        assert!(
+            own.verify(&token).is_err(),
+            "the narrower clone must not trust it"
+        );
     }
 }
