@@ -3,7 +3,8 @@
 //! record (`requestId`). The client's `X-Request-Id` is kept when it is sane,
 //! otherwise one is generated; [`assign`] stores it in the request (extensions and
 //! header, so proxies forward the same id), returns it in the answer, logs the
-//! request's lines inside a span that carries it, and logs one access line.
+//! request's lines inside a span that carries it, and logs one access line
+//! (`debug`, or `info` for 401/403 and `warn` for 5xx).
 
 use std::convert::Infallible;
 use std::fmt;
@@ -109,7 +110,15 @@ pub async fn assign(mut request: Request, next: Next) -> Response {
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    span.in_scope(|| tracing::info!(%method, %path, status, latency_ms, "answered"));
+    // Every request of a busy API at `info` would be thousands of lines a second,
+    // most of them saying nothing the audit log itself does not: failures and
+    // refused credentials are worth a line by default, the rest on demand
+    // (`AUDITLOG_LOG=info,auditlog_http=debug`).
+    span.in_scope(|| match status {
+        500.. => tracing::warn!(%method, %path, status, latency_ms, "answered"),
+        401 | 403 => tracing::info!(%method, %path, status, latency_ms, "answered"),
+        _ => tracing::debug!(%method, %path, status, latency_ms, "answered"),
+    });
     if let Some(value) = header {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
