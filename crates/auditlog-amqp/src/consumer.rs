@@ -37,6 +37,26 @@ pub const CONSUMER_CONNECTED: &str = "auditlog_amqp_consumer_connected";
 /// Messages ready in the auditor's queue (`queue` label), as the broker last said.
 pub const QUEUE_MESSAGES: &str = "auditlog_amqp_queue_messages";
 
+/// Gives the consumer's metrics their `# HELP` text and unit in the recorder that
+/// is installed now: call it right after installing one.
+pub fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge};
+    describe_counter!(
+        DEAD_LETTERED,
+        Unit::Count,
+        "Messages (or events of a message) moved to the dead-letter queue, by reason"
+    );
+    describe_gauge!(
+        CONSUMER_CONNECTED,
+        "1 while the auditor's consumer is connected to RabbitMQ, else 0"
+    );
+    describe_gauge!(
+        QUEUE_MESSAGES,
+        Unit::Count,
+        "Messages ready in the auditor's queue, as the broker last said"
+    );
+}
+
 /// How often the consumer asks the broker for its queue's depth.
 pub const QUEUE_DEPTH_EVERY: Duration = Duration::from_secs(5);
 

@@ -14,7 +14,7 @@ mod topology;
 
 pub use consumer::{
     AmqpConsumer, AmqpMessage, CONSUMER_CONNECTED, ConsumerStatus, DEAD_LETTERED, QUEUE_MESSAGES,
-    RejectKind,
+    RejectKind, describe_metrics,
 };
 pub use publisher::AmqpPublisher;
 

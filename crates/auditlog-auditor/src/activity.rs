@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use auditlog_http::{ApiError, Authenticated, json_api};
-use axum::extract::{OriginalUri, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
@@ -16,7 +16,7 @@ use crate::AuditorState;
 use crate::openapi::{
     ActivityOptions, BadRequest, EventFilters, Forbidden, Unauthorized, Unavailable,
 };
-use crate::query::{COLLECTION, Params, authorise, millis, parse_params, record_read};
+use crate::query::{COLLECTION, Params, ReadRequest, authorise, millis, parse_params, record_read};
 
 /// The bucket width when none is asked for: an hour.
 const DEFAULT_BUCKET_MS: i64 = 3_600_000;
@@ -49,7 +49,7 @@ const DEFAULT_RANGE_MS: i64 = 7 * 24 * 3_600_000;
 pub(crate) async fn activity(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
-    OriginalUri(uri): OriginalUri,
+    read: ReadRequest,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
     let mut query = parse_params(&params, &["bucket"])?;
@@ -91,7 +91,7 @@ pub(crate) async fn activity(
         .activity(&query, bucket)
         .await
         .map_err(ApiError::internal)?;
-    record_read(&state, &principal, COLLECTION, &uri).await?;
+    record_read(&state, &principal, COLLECTION, &read).await?;
 
     let mut by_start: BTreeMap<i64, (u64, BTreeMap<String, u64>)> = BTreeMap::new();
     for count in counts {

@@ -35,6 +35,41 @@ pub const STORE_FAILURES: &str = "auditlog_auditor_store_failures_total";
 /// is behind its producers (a producer's clock skew shows here too).
 pub const EVENT_LAG: &str = "auditlog_auditor_event_lag_seconds";
 
+/// Gives the store's metrics their `# HELP` text and unit.
+pub(crate) fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_histogram};
+    describe_counter!(
+        EVENTS_STORED,
+        Unit::Count,
+        "Events newly committed to the store, by via (transport, http, auditor); redeliveries are not counted again"
+    );
+    describe_counter!(
+        EVENTS_DUPLICATE,
+        Unit::Count,
+        "Events that were already stored when they arrived again, by via"
+    );
+    describe_histogram!(
+        COMMIT_DURATION,
+        Unit::Seconds,
+        "Time of one successful insert transaction up to its commit, by via"
+    );
+    describe_histogram!(
+        COMMIT_BATCH_SIZE,
+        Unit::Count,
+        "Events per committed batch, by via"
+    );
+    describe_counter!(
+        STORE_FAILURES,
+        Unit::Count,
+        "Failed inserts, by via (the consume loop retries them; ingest answers 503)"
+    );
+    describe_histogram!(
+        EVENT_LAG,
+        Unit::Seconds,
+        "Commit time minus each event's own timestamp: how far the log is behind its producers, by via"
+    );
+}
+
 /// How a batch reached the store, as the `via` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use auditlog_event::Action;
 use auditlog_http::{ApiError, Authenticated, PathParams, json_api};
 use auditlog_store::{AuditStore, EventQuery, ObjectKey, Order};
-use axum::extract::{OriginalUri, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,7 @@ use crate::openapi::{
     BadRequest, DiffOptions, Forbidden, NotFound, ObjectPath, StateOptions, Unauthorized,
     Unavailable,
 };
-use crate::query::{COLLECTION, Params, authorise, millis, object_key, record_read};
+use crate::query::{COLLECTION, Params, ReadRequest, authorise, millis, object_key, record_read};
 
 /// An object's state at one time.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -182,14 +182,14 @@ fn now_ms() -> i64 {
 pub(crate) async fn state(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
-    OriginalUri(uri): OriginalUri,
+    read: ReadRequest,
     PathParams((object_type, id)): PathParams<(String, String)>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
     let at = times(&params, &["at"])?[0].unwrap_or_else(now_ms);
     let target = readable_target(&state, &principal, object_type, id).await?;
     let object = state_at(state.store.as_ref(), &target, at).await?;
-    record_read(&state, &principal, COLLECTION, &uri).await?;
+    record_read(&state, &principal, COLLECTION, &read).await?;
     Ok(json_api(
         StatusCode::OK,
         &StateDocument {
@@ -295,7 +295,7 @@ struct ExistedAt {
 pub(crate) async fn diff(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
-    OriginalUri(uri): OriginalUri,
+    read: ReadRequest,
     PathParams((object_type, id)): PathParams<(String, String)>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
@@ -305,7 +305,7 @@ pub(crate) async fn diff(
     let target = readable_target(&state, &principal, object_type, id).await?;
     let before = state_at(state.store.as_ref(), &target, from).await?;
     let after = state_at(state.store.as_ref(), &target, to).await?;
-    record_read(&state, &principal, COLLECTION, &uri).await?;
+    record_read(&state, &principal, COLLECTION, &read).await?;
     Ok(json_api(
         StatusCode::OK,
         &DiffDocument {

@@ -36,6 +36,21 @@ pub const CHAIN_EVENTS: &str = "auditlog_integrity_chain_events";
 /// Sealing rounds that failed (each is retried at the next tick).
 pub const SEAL_FAILURES: &str = "auditlog_integrity_seal_failures_total";
 
+/// Gives the sealer's metrics their `# HELP` text and unit.
+pub(crate) fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge};
+    describe_gauge!(
+        CHAIN_EVENTS,
+        Unit::Count,
+        "Events sealed in the integrity chain (its signed head's size)"
+    );
+    describe_counter!(
+        SEAL_FAILURES,
+        Unit::Count,
+        "Sealing rounds that failed (each is retried at the next tick)"
+    );
+}
+
 /// Transactions per tick at most, so that catching up on a large unsealed store
 /// still signs a head (and notices shutdown) now and then.
 const BATCHES_PER_TICK: u32 = 20;

@@ -19,6 +19,14 @@ mod stream;
 
 pub use query::parse_query_string;
 
+/// Gives the auditor's metrics (store commits, integrity sealing) their `# HELP`
+/// text and unit in the recorder that is installed now: call it right after
+/// installing one.
+pub fn describe_metrics() {
+    consumer::describe_metrics();
+    integrity::describe_metrics();
+}
+
 use std::sync::Arc;
 
 use auditlog_auth::TokenVerifier;

@@ -53,7 +53,7 @@ pub const BEARER: &str = "bearerAuth";
             queries about them under the shared authorisation policy: admins read \
             everything; anyone else only the events they performed or that were done \
             to them. Every successful read records one `audit.read` event by the \
-            reader. Every error is a JSON:API `errors` document."
+            reader, with the request's `X-Request-Id` as its `requestId`. Every error is a JSON:API `errors` document."
     ),
     paths(
         query::list,

@@ -6,7 +6,7 @@
 
 use auditlog_http::{ApiError, Authenticated, json_api};
 use auditlog_store::ProducerProgress;
-use axum::extract::{OriginalUri, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
@@ -36,7 +36,7 @@ use crate::openapi::{Forbidden, Unauthorized, Unavailable};
 pub(crate) async fn list(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
-    OriginalUri(uri): OriginalUri,
+    read: crate::query::ReadRequest,
 ) -> Result<Response, ApiError> {
     if !principal.is_admin() {
         return Err(ApiError::forbidden(
@@ -44,7 +44,7 @@ pub(crate) async fn list(
         ));
     }
     let producers = state.store.producers().await.map_err(ApiError::internal)?;
-    crate::query::record_read(&state, &principal, crate::query::COLLECTION, &uri).await?;
+    crate::query::record_read(&state, &principal, crate::query::COLLECTION, &read).await?;
     Ok(json_api(StatusCode::OK, &document(&producers)))
 }
 

@@ -6,15 +6,16 @@
 //!
 //! Reading the audit log is itself audited: every successful read on the auditor
 //! records one `viewed` event on `data-events` by the caller ([`record_read`]), per
-//! request, never per event returned.
+//! request, never per event returned, carrying the request's id ([`ReadRequest`]).
 
 use std::collections::BTreeMap;
 
 use auditlog_auth::{EventScope, Principal};
 use auditlog_event::{Action, DataEvent, ObjectRef, ObjectType};
-use auditlog_http::{ApiError, Authenticated, PathParams, raw_json_api};
+use auditlog_http::{ApiError, Authenticated, PathParams, RequestId, raw_json_api};
 use auditlog_store::{Cursor, EventPage, EventQuery, ObjectKey, Order, StoredEvent};
-use axum::extract::{OriginalUri, Query, State};
+use axum::extract::{FromRequestParts, OriginalUri, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use serde::Serialize;
@@ -60,12 +61,12 @@ const LIST_OPTIONS: &[&str] = &["count", "format"];
 pub(crate) async fn list(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
-    OriginalUri(uri): OriginalUri,
+    read: ReadRequest,
     headers: HeaderMap,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
     let query = parse_params(&params, LIST_OPTIONS)?;
-    run(&state, &principal, query, &uri, &params, &headers).await
+    run(&state, &principal, query, &read, &params, &headers).await
 }
 
 /// `GET /events/by/{actorType}/{actorId}`.
@@ -92,14 +93,14 @@ pub(crate) async fn list(
 pub(crate) async fn by_actor(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
-    OriginalUri(uri): OriginalUri,
+    read: ReadRequest,
     headers: HeaderMap,
     PathParams((object_type, id)): PathParams<(String, String)>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
     let mut query = parse_params(&params, LIST_OPTIONS)?;
     query.actor = Some(object_key("actorType", "actorId", object_type, id)?);
-    run(&state, &principal, query, &uri, &params, &headers).await
+    run(&state, &principal, query, &read, &params, &headers).await
 }
 
 /// `GET /events/on/{targetType}/{targetId}`.
@@ -126,14 +127,14 @@ pub(crate) async fn by_actor(
 pub(crate) async fn on_target(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
-    OriginalUri(uri): OriginalUri,
+    read: ReadRequest,
     headers: HeaderMap,
     PathParams((object_type, id)): PathParams<(String, String)>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
     let mut query = parse_params(&params, LIST_OPTIONS)?;
     query.target = Some(object_key("targetType", "targetId", object_type, id)?);
-    run(&state, &principal, query, &uri, &params, &headers).await
+    run(&state, &principal, query, &read, &params, &headers).await
 }
 
 /// The prototype's `GET /api/{targetType}/{targetId}/data-events`: the same as
@@ -161,25 +162,25 @@ pub(crate) async fn on_target(
 pub(crate) async fn on_target_prototype(
     state: State<AuditorState>,
     principal: Authenticated,
-    uri: OriginalUri,
+    read: ReadRequest,
     headers: HeaderMap,
     path: PathParams<(String, String)>,
     params: Query<Params>,
 ) -> Result<Response, ApiError> {
-    on_target(state, principal, uri, headers, path, params).await
+    on_target(state, principal, read, headers, path, params).await
 }
 
 async fn run(
     state: &AuditorState,
     principal: &Principal,
     query: EventQuery,
-    uri: &Uri,
+    read: &ReadRequest,
     params: &Params,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let query = authorise(principal, query)?;
     if let Some(format) = export::format(params, headers)? {
-        record_read(state, principal, COLLECTION, uri).await?;
+        record_read(state, principal, COLLECTION, read).await?;
         return Ok(export::response(state.store.clone(), query, format));
     }
     let count = match params.get("count").map(String::as_str) {
@@ -203,8 +204,8 @@ async fn run(
     } else {
         None
     };
-    let body = page_document(&page, uri.path(), params, total).map_err(ApiError::internal)?;
-    record_read(state, principal, COLLECTION, uri).await?;
+    let body = page_document(&page, read.uri.path(), params, total).map_err(ApiError::internal)?;
+    record_read(state, principal, COLLECTION, read).await?;
     Ok(raw_json_api(StatusCode::OK, body))
 }
 
@@ -231,7 +232,7 @@ async fn run(
 pub(crate) async fn get_one(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
-    OriginalUri(uri): OriginalUri,
+    read: ReadRequest,
     PathParams(id): PathParams<String>,
 ) -> Result<Response, ApiError> {
     if matches!(principal.event_scope(), EventScope::Nothing) {
@@ -256,7 +257,7 @@ pub(crate) async fn get_one(
         data: resource(&stored)?,
     })
     .map_err(ApiError::internal)?;
-    record_read(&state, &principal, &id.to_string(), &uri).await?;
+    record_read(&state, &principal, &id.to_string(), &read).await?;
     Ok(raw_json_api(StatusCode::OK, body))
 }
 
@@ -271,17 +272,37 @@ const AUDITOR_SOURCE: &str = "auditor";
 /// Longest query string kept in an `audit.read` event.
 const MAX_RECORDED_QUERY_CHARS: usize = 2048;
 
+/// What the `audit.read` event of a read says about its request: the path and
+/// query string as the client sent them (before any nesting stripped a prefix)
+/// and the request's id, so that a read can be found by the `X-Request-Id` its
+/// client logged.
+pub(crate) struct ReadRequest {
+    pub(crate) uri: Uri,
+    pub(crate) request_id: RequestId,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ReadRequest {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Ok(OriginalUri(uri)) = OriginalUri::from_request_parts(parts, state).await;
+        let Ok(request_id) = RequestId::from_request_parts(parts, state).await;
+        Ok(ReadRequest { uri, request_id })
+    }
+}
+
 /// Records that `principal` read the audit log: one `viewed` event on
-/// `data-events/<target_id>` with the path and query string in `meta`, stored
-/// directly (not through a transport, so never lost on the way). It runs after
-/// the read succeeded and before its answer is sent: a read that cannot be
-/// recorded is not answered (503).
+/// `data-events/<target_id>` with the path and query string in `meta` and the
+/// request's id as `requestId`, stored directly (not through a transport, so
+/// never lost on the way). It runs after the read succeeded and before its
+/// answer is sent: a read that cannot be recorded is not answered (503).
 pub(crate) async fn record_read(
     state: &AuditorState,
     principal: &Principal,
     target_id: &str,
-    uri: &Uri,
+    read: &ReadRequest,
 ) -> Result<(), ApiError> {
+    let uri = &read.uri;
     let actor_type = match principal.role {
         auditlog_auth::Role::Service => "services",
         _ => auditlog_auth::policy::PRINCIPAL_TYPE,
@@ -309,6 +330,7 @@ pub(crate) async fn record_read(
     let mut event = DataEvent::new(Action::Viewed, actor, target, now);
     event.event_name = Some(READ_EVENT_NAME.into());
     event.source = Some(AUDITOR_SOURCE.into());
+    event.request_id = Some(read.request_id.as_str().to_owned());
     let query: String = uri
         .query()
         .unwrap_or_default()

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use auditlog_http::{ApiError, Authenticated};
 use auditlog_store::{AuditStore, EventQuery, StoredEvent};
-use axum::extract::{OriginalUri, Query, State};
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
@@ -26,7 +26,9 @@ use crate::AuditorState;
 use crate::openapi::{
     BadRequest, EventFilters, Forbidden, StreamOptions, Unauthorized, Unavailable,
 };
-use crate::query::{COLLECTION, Params, authorise, parse_params, record_read, resource};
+use crate::query::{
+    COLLECTION, Params, ReadRequest, authorise, parse_params, record_read, resource,
+};
 
 /// How often the store is asked for new events.
 const POLL_EVERY: Duration = Duration::from_millis(200);
@@ -85,7 +87,7 @@ struct Tail {
 pub(crate) async fn stream(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
-    OriginalUri(uri): OriginalUri,
+    read: ReadRequest,
     headers: HeaderMap,
     Query(params): Query<Params>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -106,7 +108,7 @@ pub(crate) async fn stream(
             })?,
         None => state.store.last_seq().await.map_err(ApiError::internal)?,
     };
-    record_read(&state, &principal, COLLECTION, &uri).await?;
+    record_read(&state, &principal, COLLECTION, &read).await?;
     let tail = Tail {
         store: state.store.clone(),
         query,

@@ -619,6 +619,47 @@ pub mod metric_names {
     pub const BATCH_SIZE: &str = "auditlog_emitter_batch_size";
 }
 
+/// Gives the emitter's metrics their `# HELP` text and unit in the recorder that is
+/// installed now: call it right after installing one (descriptions given before
+/// are lost).
+pub fn describe_metrics() {
+    use metric_names::*;
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(EMITTED, Unit::Count, "Events handed to emit");
+    describe_counter!(DELIVERED, Unit::Count, "Events the transport confirmed");
+    describe_counter!(
+        DROPPED,
+        Unit::Count,
+        "Events lost: a full queue without a spill file, or a spill file that could not be written"
+    );
+    describe_counter!(
+        SPILLED,
+        Unit::Count,
+        "Events written to the spill file while the transport lagged or was down"
+    );
+    describe_counter!(
+        DELIVERY_FAILURES,
+        Unit::Count,
+        "Publish attempts that failed and were retried"
+    );
+    describe_gauge!(QUEUED, Unit::Count, "Events in the in-memory queue");
+    describe_gauge!(
+        PENDING,
+        Unit::Count,
+        "Events accepted but not yet confirmed (queued, held, spilled or in flight)"
+    );
+    describe_gauge!(
+        SPILL_BACKLOG,
+        Unit::Bytes,
+        "Bytes waiting in the spill file"
+    );
+    describe_histogram!(
+        BATCH_SIZE,
+        Unit::Count,
+        "Events per batch the transport confirmed"
+    );
+}
+
 /// The values last copied to the facade, so that each copy adds only the change.
 #[derive(Debug, Default)]
 struct Published {

@@ -97,7 +97,10 @@ mod emitter;
 pub mod http;
 mod spill;
 
-pub use emitter::{Emitter, EmitterConfig, EmitterStats, EmitterTask, METRICS_EVERY, metric_names};
+pub use emitter::{
+    Emitter, EmitterConfig, EmitterStats, EmitterTask, METRICS_EVERY, describe_metrics,
+    metric_names,
+};
 
 use async_trait::async_trait;
 use auditlog_event::DataEvent;

@@ -80,9 +80,26 @@ pub fn install() -> Result<Metrics, MetricsError> {
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
         .set_buckets_for_metric(Matcher::Suffix("_batch_size".into()), BATCH_BUCKETS)?
         .install_recorder()?;
+    describe();
     Ok(Metrics {
         handle: Some(handle),
     })
+}
+
+/// Gives the HTTP metrics their `# HELP` text and unit. Descriptions go to the
+/// recorder installed at the time, so this runs inside [`install`]; other crates'
+/// `describe_metrics` are called by whoever installs the recorder, right after.
+fn describe() {
+    metrics::describe_counter!(
+        HTTP_REQUESTS,
+        metrics::Unit::Count,
+        "Requests answered, by service, route template, method and status, including the edge's own refusals"
+    );
+    metrics::describe_histogram!(
+        HTTP_DURATION,
+        metrics::Unit::Seconds,
+        "Time until the answer starts, by service, route template, method and status; streamed answers are timed to their first byte"
+    );
 }
 
 impl Metrics {

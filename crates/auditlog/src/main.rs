@@ -10,6 +10,7 @@ mod logging;
 mod query;
 mod remote;
 mod run;
+mod token;
 mod verify;
 
 use std::net::SocketAddr;
@@ -74,7 +75,8 @@ enum Command {
     /// progress bar.
     #[command(after_help = "Examples:
   auditlog export --token \"$TOKEN\" --target users:2 --format csv -o user-2.csv
-  auditlog export --as-user 1 --action changed,deleted --since 1764288000000 > changes.ndjson")]
+  auditlog export --as-user 1 --action changed,deleted --since 7d > changes.ndjson
+  auditlog export --token \"$TOKEN\" --since 2026-11-01 --until 2026-12-01T00:00:00Z --format csv -o november.csv")]
     Export(ExportArgs),
     /// Record one event from a script and print its id.
     ///
@@ -103,6 +105,20 @@ enum Command {
   auditlog query --token \"$TOKEN\" --since 2026-11-28T00:00:00Z --until 1764374400000 \\
     --limit 5000 --format json > events.ndjson")]
     Query(query::QueryArgs),
+    /// Print a token signed with the data directory's key, for `auditlog query`,
+    /// `auditlog export` or curl when the demo tokens are off.
+    ///
+    /// Run it on the services' host: it reads the signing key (jwt-ed25519.pem) in
+    /// --data-dir and never creates one. Only the token is printed, so that
+    /// TOKEN=$(auditlog token …) captures it. Tokens cannot be revoked short of
+    /// replacing the key: keep --ttl short.
+    #[command(after_help = "Examples:
+  TOKEN=$(auditlog token --data-dir /var/lib/auditlog --subject 1 --role admin)
+  auditlog query --token \"$TOKEN\" --since 1h
+  curl -s -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:3001/api/producers
+  auditlog token --data-dir /var/lib/auditlog --subject 42 --role member --ttl 2h
+  auditlog token --data-dir /var/lib/auditlog --subject billing --role service --ttl 8h")]
+    Token(token::TokenArgs),
     /// Check the audit store's integrity chain: name every event altered, removed,
     /// reordered or inserted behind the auditor's back, and check the signed head
     /// against the data directory's key. Exits non-zero when anything is wrong.
@@ -179,11 +195,12 @@ struct ExportArgs {
     /// Only these event names, comma-separated.
     #[arg(long)]
     event_name: Option<String>,
-    /// From this time on, ms since the Unix epoch.
-    #[arg(long)]
+    /// From this time on: ms since the Unix epoch, RFC 3339, a date, or a span back
+    /// from now (90s, 15m, 2h, 7d).
+    #[arg(long, value_parser = remote::parse_time)]
     since: Option<i64>,
-    /// Before this time, ms since the Unix epoch.
-    #[arg(long)]
+    /// Before this time, in the same forms as --since.
+    #[arg(long, value_parser = remote::parse_time)]
     until: Option<i64>,
     /// `-timestamp` (newest first, the default) or `timestamp`.
     #[arg(long)]
@@ -492,6 +509,7 @@ fn main() -> std::process::ExitCode {
             Command::Export(args) => export::run(args).await,
             Command::Emit(args) => emit::run(args).await,
             Command::Query(args) => query::run(args).await,
+            Command::Token(args) => token::run(args),
             Command::Verify(args) => verify::run(args).await,
             Command::Config(_) => config::show(&settings),
             Command::Completions(args) => {

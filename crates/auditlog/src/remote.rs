@@ -167,7 +167,7 @@ fn parse_time_at(text: &str, now_ms: i64) -> Result<i64, String> {
 }
 
 /// `90s`, `15m`, `2h`, `7d` as milliseconds.
-fn span_ms(text: &str) -> Option<i64> {
+pub fn span_ms(text: &str) -> Option<i64> {
     let unit_at = text.find(|c: char| !c.is_ascii_digit())?;
     let (number, unit) = text.split_at(unit_at);
     let count: i64 = number.parse().ok()?;

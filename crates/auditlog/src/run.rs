@@ -342,6 +342,10 @@ const AMQP_REMEDY: &str =
 fn install_metrics() -> Result<Metrics> {
     let metrics =
         auditlog_http::metrics::install().context("while installing the metrics registry")?;
+    // Descriptions reach only the recorder installed when they are given.
+    auditlog_emit::describe_metrics();
+    auditlog_amqp::describe_metrics();
+    auditlog_auditor::describe_metrics();
     tokio::spawn(metrics.clone().upkeep());
     Ok(metrics)
 }

@@ -264,6 +264,131 @@ async fn emitting_needs_a_service_or_admin_token() {
     );
 }
 
+/// `GET {base}{path}` with `token`: the status and the JSON body.
+async fn get_with(base: &str, path: &str, token: &str) -> (u16, Value) {
+    let answer = reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_minted_token_reads_as_its_role_where_demo_tokens_are_off() {
+    let (_tmp, dir) = data_dir();
+    let system = Running::start(
+        &[
+            "up",
+            "--dev-tokens=false",
+            "--api-addr",
+            "127.0.0.1:0",
+            "--auditor-addr",
+            "127.0.0.1:0",
+            "--web-addr",
+            "127.0.0.1:0",
+        ],
+        &dir,
+        3,
+    );
+    let demo = reqwest::get(format!("{}/tokens/1", system.urls.api))
+        .await
+        .unwrap();
+    assert_eq!(demo.status().as_u16(), 404, "demo tokens are off");
+    let dir_text = dir.to_str().unwrap();
+
+    let admin = succeeded(&auditlog(&[
+        "token",
+        "--data-dir",
+        dir_text,
+        "--subject",
+        "1",
+        "--role",
+        "admin",
+    ]));
+    let member = succeeded(&auditlog(&[
+        "token",
+        "--data-dir",
+        dir_text,
+        "--subject",
+        "2",
+        "--role",
+        "member",
+        "--ttl",
+        "2h",
+    ]));
+
+    // Standard output is the token and nothing else.
+    let admin = admin.strip_suffix('\n').unwrap();
+    assert_eq!(admin.split('.').count(), 3, "{admin}");
+    assert!(!admin.contains(char::is_whitespace), "{admin}");
+    let (status, body) = get_with(&system.urls.auditor, "/api/producers", admin).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["data"].is_array(), "{body}");
+    let (status, body) = get_with(&system.urls.auditor, "/api/producers", member.trim()).await;
+    assert_eq!(status, 403, "{body}");
+    // The admin's read of /api/producers was recorded as theirs.
+    let listed = succeeded(&auditlog(&[
+        "query",
+        "--api-url",
+        &system.urls.api,
+        "--token",
+        admin,
+        "--event-name",
+        "audit.read",
+        "--format",
+        "json",
+    ]));
+    let reads = events(&listed);
+    assert!(
+        reads
+            .iter()
+            .any(|e| e["actorId"] == 1 && e["meta"]["path"] == "/api/producers"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn minting_a_token_without_a_key_fails_naming_the_directory_and_creates_nothing() {
+    let empty = tempfile::tempdir().unwrap();
+    let missing = empty.path().join("not-started-yet");
+    let output = auditlog(&[
+        "token",
+        "--data-dir",
+        missing.to_str().unwrap(),
+        "--subject",
+        "1",
+        "--role",
+        "admin",
+    ]);
+
+    assert!(!output.status.success());
+    assert!(stdout(&output).is_empty(), "{}", stdout(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains(missing.to_str().unwrap()) && message.contains("first start"),
+        "{message}"
+    );
+    assert!(!missing.exists(), "the directory was created");
+    let keyless = auditlog(&[
+        "token",
+        "--data-dir",
+        empty.path().to_str().unwrap(),
+        "--subject",
+        "1",
+        "--role",
+        "admin",
+    ]);
+    assert!(!keyless.status.success());
+    assert_eq!(
+        std::fs::read_dir(empty.path()).unwrap().count(),
+        0,
+        "an existing directory without a key is left empty"
+    );
+}
+
 #[test]
 fn an_invalid_event_is_refused_naming_the_field_before_anything_is_sent() {
     // Nothing listens there: a refusal must come from the local check.

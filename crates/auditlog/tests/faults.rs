@@ -17,7 +17,7 @@ use auditlog_amqp::AmqpPublisher;
 use auditlog_bench::proxy::TcpProxy;
 use auditlog_emit::{Emitter, EmitterConfig};
 use auditlog_event::{Action, DataEvent, ObjectRef, ObjectType};
-use common::{Client, PrivateAmqp, Running, data_dir, user_doc};
+use common::{Client, PrivateAmqp, Running, close_connections, data_dir, user_doc};
 use serde_json::json;
 
 /// Runs one SQL statement with psql and returns its output, trimmed.
@@ -97,30 +97,6 @@ async fn publish(amqp: &PrivateAmqp, count: usize, pace: Option<Duration>) -> BT
     assert_eq!(stats.dropped(), 0);
     assert_eq!(stats.delivered(), count as u64);
     ids
-}
-
-/// Closes every broker connection whose name mentions `tag`, as a broker restart
-/// or a network cut would, without touching other tests' connections.
-fn close_connections(tag: &str) -> usize {
-    let output = Command::new("rabbitmqctl")
-        .args(["-q", "list_connections", "pid", "client_properties"])
-        .output()
-        .expect("rabbitmqctl runs");
-    let listing = String::from_utf8_lossy(&output.stdout);
-    let mut closed = 0;
-    for line in listing.lines().filter(|line| line.contains(tag)) {
-        let Some(pid) = line.split_whitespace().next() else {
-            continue;
-        };
-        let status = Command::new("rabbitmqctl")
-            .args(["-q", "close_connection", pid, "fault injection"])
-            .status()
-            .expect("rabbitmqctl runs");
-        if status.success() {
-            closed += 1;
-        }
-    }
-    closed
 }
 
 #[tokio::test(flavor = "multi_thread")]

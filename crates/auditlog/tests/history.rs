@@ -97,6 +97,65 @@ async fn the_primary_api_answers_counts_single_events_state_diff_and_exports() {
     let csv = std::fs::read_to_string(&out).unwrap();
     assert!(csv.starts_with("id,timestamp,action,"));
     assert_eq!(csv.lines().count(), events.len() + 1);
+
+    // --since and --until take the forms `auditlog query` takes: here a span back
+    // from now and an RFC 3339 time just after the creation (exclusive).
+    let until = rfc3339(after_create + 1);
+    let exported = Command::new(binary())
+        .args([
+            "export",
+            "--api-url",
+            &system.urls.api,
+            "--as-user",
+            "1",
+            "--target",
+            &format!("users:{id}"),
+            "--since",
+            "1h",
+            "--until",
+            &until,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let timestamps: Vec<i64> = String::from_utf8(exported.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["timestamp"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    let up_to_creation = events
+        .iter()
+        .filter(|e| e["attributes"]["timestamp"].as_i64().unwrap() <= after_create)
+        .count();
+    assert!(up_to_creation >= 1 && up_to_creation < events.len());
+    assert_eq!(timestamps.len(), up_to_creation, "{until}: {timestamps:?}");
+    assert!(
+        timestamps.iter().all(|t| *t <= after_create),
+        "{timestamps:?}"
+    );
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339 in UTC, as a user would type it.
+fn rfc3339(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
 }
 
 #[tokio::test]

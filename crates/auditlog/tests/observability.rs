@@ -10,7 +10,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Client, PrivateAmqp, Running, data_dir, user_doc};
+use common::{Client, PrivateAmqp, Running, close_connections, data_dir, user_doc};
 use serde_json::{Value, json};
 
 /// One scrape of a service's `/metrics`.
@@ -51,6 +51,22 @@ impl Scrape {
                 matches.then(|| value.parse::<f64>().ok()).flatten()
             })
             .sum()
+    }
+
+    /// The text of the `# HELP name …` line, which must appear at most once.
+    fn help(&self, name: &str) -> Option<String> {
+        let prefix = format!("# HELP {name} ");
+        let lines: Vec<&str> = self
+            .text
+            .lines()
+            .filter_map(|line| line.strip_prefix(&prefix))
+            .collect();
+        assert!(
+            lines.len() <= 1,
+            "{name} is described {} times",
+            lines.len()
+        );
+        lines.first().map(|help| (*help).to_owned())
     }
 }
 
@@ -216,6 +232,26 @@ async fn up_counts_requests_events_commits_and_sealing_on_every_service() {
         assert_eq!(status, 200, "{service}: {body}");
         assert_eq!(body["meta"]["status"], "ready", "{service}: {body}");
     }
+    // Every metric is described, whichever crate records it.
+    let described = Scrape::of(&urls.auditor).await;
+    for (metric, says) in [
+        ("auditlog_http_requests_total", "Requests answered"),
+        (
+            "auditlog_http_request_duration_seconds",
+            "Time until the answer",
+        ),
+        ("auditlog_emitter_events_delivered_total", "confirmed"),
+        ("auditlog_emitter_spill_backlog_bytes", "spill file"),
+        ("auditlog_auditor_events_stored_total", "newly committed"),
+        ("auditlog_auditor_event_lag_seconds", "behind"),
+        ("auditlog_integrity_chain_events", "integrity chain"),
+    ] {
+        let help = described
+            .help(metric)
+            .unwrap_or_else(|| panic!("no # HELP for {metric}:\n{}", described.text));
+        assert!(help.contains(says), "{metric}: {help}");
+    }
+
     let (_, api_ready) = readyz(&urls.api).await;
     assert_eq!(api_ready["meta"]["checks"]["database"], "ok");
     assert_eq!(api_ready["meta"]["checks"]["transport"], "ok");
@@ -274,6 +310,153 @@ async fn a_poison_message_is_counted_as_dead_lettered_by_reason() {
         assert!(Instant::now() < deadline, "no {depth}:\n{}", scrape.text);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let described = Scrape::of(&base).await;
+    for metric in [
+        "auditlog_amqp_dead_lettered_total",
+        "auditlog_amqp_consumer_connected",
+        "auditlog_amqp_queue_messages",
+    ] {
+        assert!(
+            described.help(metric).is_some(),
+            "no # HELP for {metric}:\n{}",
+            described.text
+        );
+    }
+    let _ = connection.close(200, "done".into()).await;
+    drop(auditor);
+    amqp.delete().await;
+}
+
+/// Runs `rabbitmqctl -q ARGS` and asserts that it succeeded.
+fn rabbitmqctl(args: &[&str]) {
+    let output = Command::new("rabbitmqctl")
+        .arg("-q")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A RabbitMQ user of one test's own, whose rights on the default vhost the test
+/// takes away (so that the broker refuses a reconnection for as long as it likes)
+/// and gives back, without touching the user other tests connect as. Deleted when
+/// dropped.
+struct BrokerUser {
+    name: String,
+    password: String,
+}
+
+impl BrokerUser {
+    fn new() -> BrokerUser {
+        let tag = uuid::Uuid::now_v7().simple().to_string();
+        let user = BrokerUser {
+            name: format!("auditlog-test-{tag}"),
+            password: uuid::Uuid::now_v7().simple().to_string(),
+        };
+        rabbitmqctl(&["add_user", &user.name, &user.password]);
+        user.grant();
+        user
+    }
+
+    /// `amqp`'s names, connecting as this user to the same broker and vhost.
+    fn names(&self, amqp: &PrivateAmqp) -> PrivateAmqp {
+        let (_, host_and_vhost) = amqp.url.rsplit_once('@').unwrap();
+        amqp.via(format!(
+            "amqp://{}:{}@{host_and_vhost}",
+            self.name, self.password
+        ))
+    }
+
+    fn grant(&self) {
+        rabbitmqctl(&["set_permissions", "-p", "/", &self.name, ".*", ".*", ".*"]);
+    }
+
+    fn revoke(&self) {
+        rabbitmqctl(&["clear_permissions", "-p", "/", &self.name]);
+    }
+}
+
+impl Drop for BrokerUser {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["-q", "delete_user", &self.name])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_auditor_is_not_ready_while_rabbitmq_has_dropped_its_consumer() {
+    let amqp = PrivateAmqp::new();
+    let user = BrokerUser::new();
+    let (_tmp, dir) = data_dir();
+    let mut args = vec!["auditor", "--auditor-addr", "127.0.0.1:0"];
+    let flags = user.names(&amqp).flags();
+    args.extend(flags.iter().map(String::as_str));
+    let auditor = Running::start(&args, &dir, 1);
+    let base = auditor.urls.auditor.clone();
+    let (status, ready) = readyz(&base).await;
+    assert_eq!(
+        (status, &ready["meta"]["checks"]["consumer"]),
+        (200, &json!("ok"))
+    );
+
+    // The broker drops the consumer's connection and, until its rights come back,
+    // refuses the reconnection: without that the consumer is back within
+    // milliseconds, too fast to observe.
+    user.revoke();
+    assert_eq!(
+        close_connections(&amqp.queue),
+        1,
+        "the consumer's connection"
+    );
+
+    let not_ready = readyz_until(&base, 503).await;
+    assert_eq!(failed_checks(&not_ready), ["consumer"], "{not_ready}");
+    let detail = not_ready["errors"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("RabbitMQ"), "{detail}");
+    assert_eq!(not_ready["meta"]["checks"]["store"], "ok", "{not_ready}");
+    let scrape = Scrape::of(&base).await;
+    assert_eq!(scrape.value("auditlog_amqp_consumer_connected", &[]), 0.0);
+
+    user.grant();
+    let ready = readyz_until(&base, 200).await;
+    assert_eq!(ready["meta"]["checks"]["consumer"], "ok", "{ready}");
+    assert_eq!(
+        Scrape::of(&base)
+            .await
+            .value("auditlog_amqp_consumer_connected", &[]),
+        1.0
+    );
+
+    // Reconnected means consuming again: an event published now is stored.
+    let connection = lapin::Connection::connect(&amqp.url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let event = json!({"action": "viewed", "actorType": "users", "actorId": 1,
+        "targetType": "users", "targetId": "2", "timestamp": 1_764_324_000_000_i64});
+    channel
+        .basic_publish(
+            amqp.exchange.as_str().into(),
+            "observability.data.mutated".into(),
+            Default::default(),
+            event.to_string().as_bytes(),
+            lapin::BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    let stored = [("via", "transport")];
+    scrape_until(
+        &base,
+        "auditlog_auditor_events_stored_total",
+        &stored,
+        scrape.value("auditlog_auditor_events_stored_total", &stored) + 1.0,
+    )
+    .await;
     let _ = connection.close(200, "done".into()).await;
     drop(auditor);
     amqp.delete().await;

@@ -374,3 +374,28 @@ impl PrivateAmqp {
         let _ = connection.close(200, "done".into()).await;
     }
 }
+
+/// Closes every broker connection whose name mentions `tag` (the consumer's
+/// connection is named after its queue), as a broker restart or a network cut
+/// would, without touching other tests' connections. Returns how many it closed.
+pub fn close_connections(tag: &str) -> usize {
+    let output = Command::new("rabbitmqctl")
+        .args(["-q", "list_connections", "pid", "client_properties"])
+        .output()
+        .expect("rabbitmqctl runs");
+    let listing = String::from_utf8_lossy(&output.stdout);
+    let mut closed = 0;
+    for line in listing.lines().filter(|line| line.contains(tag)) {
+        let Some(pid) = line.split_whitespace().next() else {
+            continue;
+        };
+        let status = Command::new("rabbitmqctl")
+            .args(["-q", "close_connection", pid, "fault injection"])
+            .status()
+            .expect("rabbitmqctl runs");
+        if status.success() {
+            closed += 1;
+        }
+    }
+    closed
+}
