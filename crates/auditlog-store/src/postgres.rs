@@ -350,8 +350,12 @@ impl AuditStore for PostgresStore {
         let mut found = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(STORED_IDS_CHUNK) {
             let texts: Vec<String> = chunk.iter().map(uuid::Uuid::to_string).collect();
+            // A join on the unnested list: `id = ANY($1::text[]::uuid[])` casts the
+            // whole array again for every row of a sequential scan (20 s for 5 000
+            // ids in 20 000 rows); this casts each id once and probes the index.
             let rows = sqlx::query(
-                "SELECT id::text AS id FROM audit_events WHERE id = ANY($1::text[]::uuid[])",
+                "SELECT e.id::text AS id FROM UNNEST($1::text[]) AS wanted(id) \
+                 JOIN audit_events e ON e.id = wanted.id::uuid",
             )
             .bind(texts)
             .fetch_all(&self.pool)
