@@ -146,11 +146,14 @@ fn start_server(extra: &[&str], data_dir: &std::path::Path) -> Result<Server> {
         .spawn()
         .context("while starting auditlog up")?;
     let stdout = child.stdout.take().context("no stdout")?;
-    for line in BufReader::new(stdout).lines() {
+    let mut lines = BufReader::new(stdout).lines();
+    while let Some(line) = lines.next() {
         let line = line?;
         if line.contains("primary API")
             && let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://"))
         {
+            // Keep reading what it prints later: a closed pipe would fail its writes.
+            std::thread::spawn(move || lines.for_each(drop));
             return Ok(Server {
                 api: url.to_owned(),
                 child,

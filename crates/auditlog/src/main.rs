@@ -412,6 +412,11 @@ struct UpArgs {
     /// Auditing of the primary API: `off` only to measure what auditing costs.
     #[arg(long, env = "AUDITLOG_AUDIT", value_enum, default_value = "on")]
     audit: Audit,
+    /// Scheduling priority (nice, 0–19) of the in-process auditor's threads. When
+    /// the cores are busy the primary API's requests go first and the auditor stores
+    /// their events a little later; 0 gives both the same priority.
+    #[arg(long, env = "AUDITLOG_AUDITOR_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+    auditor_nice: i32,
     #[command(flatten)]
     tokens: TokenArgs,
     #[command(flatten)]

@@ -35,7 +35,16 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let metrics = install_metrics()?;
     let (issuer, verifier) = keys(data_dir, &args.tokens)?;
     let edge = edge(&args.edge)?;
-    let store = open_store(data_dir, args.store_url.as_deref()).await?;
+    // The auditor's side (store, consumer, sealer, query API) runs on a runtime of
+    // its own; SQLite's connection threads, started from it, inherit its priority.
+    let background = BackgroundRuntime::start(args.auditor_nice)?;
+    let store = {
+        let (dir, url) = (data_dir.clone(), args.store_url.clone());
+        background
+            .spawn(async move { open_store(&dir, url.as_deref()).await })
+            .await
+            .context("the auditor's runtime failed")??
+    };
     let app_db = open_app_db(data_dir, args.app_db_url.as_deref()).await?;
 
     let (consumer_stop, consumer_stopped) = watch::channel(false);
@@ -47,11 +56,13 @@ pub async fn up(args: UpArgs) -> Result<()> {
                 .connect()
                 .await
                 .context("while connecting to RabbitMQ")?;
-            let inbox = AmqpConsumer::connect(config)
+            let inbox = background
+                .spawn(AmqpConsumer::connect(config))
                 .await
+                .context("the auditor's runtime failed")?
                 .context("while connecting the auditor to RabbitMQ")?;
             consumer_status = Some(inbox.status());
-            let consumer = tokio::spawn(auditlog_auditor::consumer::run(
+            let consumer = background.spawn(auditlog_auditor::consumer::run(
                 inbox,
                 store.clone(),
                 wait(consumer_stopped),
@@ -62,7 +73,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
             let (transport, receiver) = auditlog_emit::embedded::channel(64);
             // The embedded consumer ends by itself once the emitter, its only
             // producer, is gone and everything it sent is stored.
-            let consumer = tokio::spawn(auditlog_auditor::consumer::run(
+            let consumer = background.spawn(auditlog_auditor::consumer::run(
                 receiver,
                 store.clone(),
                 std::future::pending(),
@@ -87,7 +98,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     };
     let relay = OutboxRelay::new(app_db.clone(), transport.clone(), &recorder);
     let relay = tokio::spawn(relay.run(wait(stopped.clone()), SHUTDOWN_GRACE));
-    let sealer = tokio::spawn(auditlog_auditor::integrity::run_sealer(
+    let sealer = background.spawn(auditlog_auditor::integrity::run_sealer(
         store.clone(),
         KeyPair::load_or_generate(data_dir)?,
         SEAL_EVERY,
@@ -109,7 +120,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         edge_of(web, &edge, "web"),
     );
     let servers = [
-        tokio::spawn(auditlog_http::serve(
+        background.spawn(auditlog_http::serve(
             auditor_listener,
             auditor,
             wait(stopped.clone()),
@@ -122,11 +133,11 @@ pub async fn up(args: UpArgs) -> Result<()> {
         tokio::spawn(auditlog_http::serve(web_listener, web, wait(stopped))),
     ];
 
-    println!("auditlog is up (data in {})", data_dir.display());
-    println!("  website      {web_url}");
-    println!("  primary API  {api_url}");
-    println!("  auditor      {auditor_url}");
-    println!("Press Ctrl-C to stop.");
+    announce(&format!(
+        "auditlog is up (data in {})\n  website      {web_url}\n  primary API  {api_url}\n  \
+         auditor      {auditor_url}\nPress Ctrl-C to stop.",
+        data_dir.display()
+    ));
 
     shutdown_signal().await;
     tracing::info!("stopping: no new requests; delivering emitted events");
@@ -139,8 +150,59 @@ pub async fn up(args: UpArgs) -> Result<()> {
     finish_emitter(emitter_task).await;
     let _ = consumer_stop.send(true);
     consumer.await.context("the consumer task failed")?;
+    drop(background);
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// A multi-threaded runtime whose threads run at a lower scheduling priority (a
+/// higher nice value). Threads started from them, such as SQLite's connection
+/// threads, inherit it. Dropping it stops it without waiting, which is allowed
+/// inside the main runtime (dropping a `Runtime` there would panic).
+struct BackgroundRuntime(Option<tokio::runtime::Runtime>);
+
+impl BackgroundRuntime {
+    fn start(nice: i32) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("auditlog-auditor")
+            .enable_all()
+            .on_thread_start(move || lower_priority(nice))
+            .build()
+            .context("while starting the auditor's runtime")?;
+        Ok(BackgroundRuntime(Some(runtime)))
+    }
+
+    fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.0 {
+            Some(runtime) => runtime.spawn(task),
+            // Only `drop` takes the runtime out, and nothing spawns after it.
+            None => tokio::spawn(task),
+        }
+    }
+}
+
+impl Drop for BackgroundRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Gives the calling thread the nice value `nice` (on Linux the nice value is a
+/// per-thread attribute, and `setpriority(PRIO_PROCESS, 0)` sets the caller's).
+fn lower_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    if let Err(err) = rustix::process::setpriority_process(None, nice) {
+        tracing::warn!(%err, nice, "could not lower the auditor's thread priority; it runs at the primary API's");
+    }
 }
 
 pub async fn api(args: ApiArgs) -> Result<()> {
@@ -179,7 +241,10 @@ pub async fn api(args: ApiArgs) -> Result<()> {
         .with_metrics(metrics);
     state.readiness = transport_check(state.readiness, transport, transport_remedy);
     let router = edge_of(auditlog_demo_api::router(state), &edge, "api");
-    println!("  primary API  {url}  (auditor at {})", args.auditor_url);
+    announce(&format!(
+        "  primary API  {url}  (auditor at {})",
+        args.auditor_url
+    ));
     let server = tokio::spawn(auditlog_http::serve(listener, router, wait(stopped)));
     shutdown_signal().await;
     let _ = stop.send(true);
@@ -222,7 +287,7 @@ pub async fn auditor(args: AuditorArgs) -> Result<()> {
     let mut state = AuditorState::new(store, verifier, stopped.clone()).with_metrics(metrics);
     state.readiness = consumer_check(state.readiness, consumer_status);
     let router = edge_of(auditlog_auditor::router(state), &edge, "auditor");
-    println!("  auditor      {url}");
+    announce(&format!("  auditor      {url}"));
     let server = tokio::spawn(auditlog_http::serve(listener, router, wait(stopped)));
     shutdown_signal().await;
     let _ = stop.send(true);
@@ -238,7 +303,10 @@ pub async fn web(args: WebArgs) -> Result<()> {
     let metrics = install_metrics()?;
     let listener = bind(args.web_addr, "website").await?;
     let url = url_of(&listener)?;
-    println!("  website      {url}  (primary API at {})", args.api_url);
+    announce(&format!(
+        "  website      {url}  (primary API at {})",
+        args.api_url
+    ));
     let router = auditlog_web::router(WebState::new(&args.api_url).with_metrics(metrics));
     let router = edge_of(router, &edge(&args.edge)?, "web");
     auditlog_http::serve(listener, router, shutdown_signal()).await?;
@@ -476,6 +544,15 @@ async fn finish_emitter(task: EmitterTask) {
         dropped = stats.dropped(),
         "audit events delivered"
     );
+}
+
+/// Tells whoever started the service where it listens. A service must not stop
+/// because nobody reads its standard output any more (`println!` would panic on
+/// a closed pipe), so a failed write is ignored.
+fn announce(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
 }
 
 async fn wait(mut stopped: watch::Receiver<bool>) {

@@ -54,3 +54,43 @@ async fn sigterm_delivers_every_emitted_event_and_a_restart_keeps_everything() {
     let second_status = second.terminate();
     assert!(second_status.success());
 }
+
+#[tokio::test]
+async fn a_service_whose_standard_output_was_closed_keeps_serving() {
+    let (_tmp, dir) = data_dir();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut child = std::process::Command::new(common::binary())
+        .args(["up", "--api-addr", &format!("127.0.0.1:{port}")])
+        .args(["--auditor-addr", "127.0.0.1:0", "--web-addr", "127.0.0.1:0"])
+        .env("AUDITLOG_DATA_DIR", &dir)
+        .env("AUDITLOG_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Whoever started it stops reading before it says where it listens.
+    drop(child.stdout.take());
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let health = loop {
+        match reqwest::get(format!("{base}/healthz")).await {
+            Ok(answer) => break answer.status().as_u16(),
+            Err(_) if std::time::Instant::now() < deadline => {
+                assert!(child.try_wait().unwrap().is_none(), "it exited");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(err) => panic!("never answered: {err}"),
+        }
+    };
+    assert_eq!(health, 200);
+    // It prints its addresses once it listens: give it time to have tried.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(child.try_wait().unwrap().is_none(), "it is still running");
+    let client = Client::new(&base).login(1).await;
+    assert_eq!(client.get("/api/users/1").await.status, 200);
+    let _ = child.kill();
+    let _ = child.wait();
+}
