@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use auditlog_event::DataEvent;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -47,10 +47,6 @@ pub struct EmitterConfig {
     /// When set, every event is stamped with this producer id and the next number
     /// of its sequence (1, 2, 3…), so the auditor can prove none went missing.
     pub producer_id: Option<String>,
-    /// How long a batch that is not full waits for more events before it is sent.
-    /// A few milliseconds turn a steady trickle into batches large enough that the
-    /// store commits many events at once, which is what its throughput depends on.
-    pub linger: Duration,
 }
 
 impl Default for EmitterConfig {
@@ -62,7 +58,6 @@ impl Default for EmitterConfig {
             publish_timeout: Duration::from_secs(30),
             spill_dir: None,
             producer_id: None,
-            linger: Duration::from_millis(5),
         }
     }
 }
@@ -124,9 +119,6 @@ impl EmitterStats {
 #[derive(Debug, Clone)]
 pub struct Emitter {
     queue: mpsc::Sender<DataEvent>,
-    /// Wakes the batcher early when the queue is filling up while it waits on the
-    /// transport; otherwise it looks only every few milliseconds.
-    pressure: Arc<QueuePressure>,
     stats: Arc<EmitterStats>,
 }
 
@@ -151,14 +143,7 @@ impl Emitter {
         let (queue, receiver) = mpsc::channel(config.queue_capacity.max(2));
         let (stop, stop_rx) = watch::channel(false);
         let stats = Arc::new(EmitterStats::default());
-        let capacity = config.queue_capacity.max(2);
-        let pressure = Arc::new(QueuePressure {
-            // A quarter of the queue: the batcher takes it off long before it is full.
-            free_below: capacity - capacity / 4,
-            wake: Notify::new(),
-        });
         let task = Batcher {
-            pressure: pressure.clone(),
             receiver,
             stop: stop_rx,
             transport,
@@ -173,7 +158,6 @@ impl Emitter {
         Ok((
             Emitter {
                 queue,
-                pressure,
                 stats: stats.clone(),
             },
             EmitterTask {
@@ -188,11 +172,7 @@ impl Emitter {
     /// event is counted as dropped and logged.
     pub fn emit(&self, event: DataEvent) {
         self.stats.emitted.fetch_add(1, Ordering::Relaxed);
-        let sent = self.queue.try_send(event);
-        if self.queue.capacity() < self.pressure.free_below {
-            self.pressure.wake.notify_one();
-        }
-        if let Err(err) = sent {
+        if let Err(err) = self.queue.try_send(event) {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             let event = match err {
                 mpsc::error::TrySendError::Full(e) | mpsc::error::TrySendError::Closed(e) => e,
@@ -233,7 +213,6 @@ impl EmitterTask {
 /// The background task: moves events from the queue (or the spill) to the
 /// transport, one batch at a time, in order.
 struct Batcher {
-    pressure: Arc<QueuePressure>,
     receiver: mpsc::Receiver<DataEvent>,
     stop: watch::Receiver<bool>,
     transport: Arc<dyn Transport>,
@@ -378,8 +357,6 @@ impl Batcher {
             received = self.receiver.recv_many(&mut head.events, max) => {
                 if received == 0 {
                     *stopping = true; // every Emitter handle is gone
-                } else {
-                    self.linger(&mut head.events, stopping).await;
                 }
                 self.stamp(&mut head.events);
             }
@@ -391,45 +368,14 @@ impl Batcher {
         true
     }
 
-    /// Tops up a batch that is not full with what arrives within the linger time.
-    /// It sleeps rather than waking for each event, then takes what came.
-    async fn linger(&mut self, events: &mut Vec<DataEvent>, stopping: &mut bool) {
-        if events.len() >= self.config.max_batch || self.config.linger.is_zero() {
-            return;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(self.config.linger) => {}
-            // Filling up fast: no point waiting, the batch will be full.
-            _ = self.pressure.wake.notified() => {}
-            _ = stopped(&mut self.stop) => {
-                *stopping = true;
-                self.receiver.close();
-            }
-        }
-        self.take_queued(events, self.config.max_batch);
-    }
-
-    /// Moves what is already queued (up to `max` in `events`) without waiting.
-    fn take_queued(&mut self, events: &mut Vec<DataEvent>, max: usize) {
-        while events.len() < max {
-            match self.receiver.try_recv() {
-                Ok(event) => events.push(event),
-                Err(_) => break,
-            }
-        }
-    }
-
-    /// One publish attempt, bounded in time. With a spill, the queue is looked at
-    /// every few milliseconds while it waits, and once it is half full its events
-    /// are taken off (and spilled past the high-water mark) so that `emit` never
-    /// finds it full. Looking periodically rather than waking for each event keeps
-    /// a busy producer's cost per event to the enqueue itself.
+    /// One publish attempt, bounded in time. With a spill, events emitted while it
+    /// waits are taken off the queue (and spilled past the high-water mark) so that
+    /// `emit` never finds the queue full.
     async fn publish(&mut self, events: &[DataEvent]) -> Result<(), TransportError> {
         let transport = self.transport.clone();
         let attempt = tokio::time::timeout(self.config.publish_timeout, transport.publish(events));
         tokio::pin!(attempt);
-        let mut check = tokio::time::interval(QUEUE_CHECK_EVERY);
-        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut arrived = Vec::new();
         loop {
             tokio::select! {
                 outcome = &mut attempt => {
@@ -437,38 +383,37 @@ impl Batcher {
                         Err(TransportError::Unavailable("no confirmation in time".into()))
                     });
                 }
-                _ = check.tick(), if self.spill.is_some() => self.relieve_queue(),
-                _ = self.pressure.wake.notified(), if self.spill.is_some() => self.relieve_queue(),
+                received = self.receiver.recv_many(&mut arrived, self.high_water), if self.spill.is_some() => {
+                    if received == 0 {
+                        // Every handle is gone; finish this attempt, then drain.
+                        return (&mut attempt).await.unwrap_or_else(|_| {
+                            Err(TransportError::Unavailable("no confirmation in time".into()))
+                        });
+                    }
+                    self.stamp(&mut arrived);
+                    self.hold(&mut arrived);
+                }
             }
         }
     }
 
-    /// Waits `pause` before the next attempt, keeping the queue from filling up
-    /// meanwhile.
+    /// Waits `pause` before the next attempt, keeping the queue empty meanwhile.
     async fn wait_spilling(&mut self, pause: Duration) {
         let until = Instant::now() + pause;
-        let mut check = tokio::time::interval(QUEUE_CHECK_EVERY);
-        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut arrived = Vec::new();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(until) => return,
-                _ = check.tick(), if self.spill.is_some() => self.relieve_queue(),
-                _ = self.pressure.wake.notified(), if self.spill.is_some() => self.relieve_queue(),
+                received = self.receiver.recv_many(&mut arrived, self.high_water), if self.spill.is_some() => {
+                    if received == 0 {
+                        tokio::time::sleep_until(until).await;
+                        return;
+                    }
+                    self.stamp(&mut arrived);
+                    self.hold(&mut arrived);
+                }
             }
         }
-    }
-
-    /// Takes the queue's events into `pending` (spilling them past the high-water
-    /// mark) once a quarter of the queue is used.
-    fn relieve_queue(&mut self) {
-        if self.receiver.len() < self.high_water / 2 {
-            return;
-        }
-        let mut arrived = Vec::with_capacity(self.receiver.len());
-        let max = self.receiver.len();
-        self.take_queued(&mut arrived, max);
-        self.stamp(&mut arrived);
-        self.hold(&mut arrived);
     }
 
     /// Keeps events that arrived while the transport was busy or down, writing them
@@ -619,47 +564,6 @@ pub mod metric_names {
     pub const BATCH_SIZE: &str = "auditlog_emitter_batch_size";
 }
 
-/// Gives the emitter's metrics their `# HELP` text and unit in the recorder that is
-/// installed now: call it right after installing one (descriptions given before
-/// are lost).
-pub fn describe_metrics() {
-    use metric_names::*;
-    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(EMITTED, Unit::Count, "Events handed to emit");
-    describe_counter!(DELIVERED, Unit::Count, "Events the transport confirmed");
-    describe_counter!(
-        DROPPED,
-        Unit::Count,
-        "Events lost: a full queue without a spill file, or a spill file that could not be written"
-    );
-    describe_counter!(
-        SPILLED,
-        Unit::Count,
-        "Events written to the spill file while the transport lagged or was down"
-    );
-    describe_counter!(
-        DELIVERY_FAILURES,
-        Unit::Count,
-        "Publish attempts that failed and were retried"
-    );
-    describe_gauge!(QUEUED, Unit::Count, "Events in the in-memory queue");
-    describe_gauge!(
-        PENDING,
-        Unit::Count,
-        "Events accepted but not yet confirmed (queued, held, spilled or in flight)"
-    );
-    describe_gauge!(
-        SPILL_BACKLOG,
-        Unit::Bytes,
-        "Bytes waiting in the spill file"
-    );
-    describe_histogram!(
-        BATCH_SIZE,
-        Unit::Count,
-        "Events per batch the transport confirmed"
-    );
-}
-
 /// The values last copied to the facade, so that each copy adds only the change.
 #[derive(Debug, Default)]
 struct Published {
@@ -717,17 +621,7 @@ impl Published {
     }
 }
 
-/// How the handle tells a waiting batcher that the queue is filling up.
-#[derive(Debug)]
-struct QueuePressure {
-    /// Free slots below which `emit` wakes the batcher.
-    free_below: usize,
-    wake: Notify,
-}
-
 const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
-/// How often a waiting batcher looks at how full the queue is.
-const QUEUE_CHECK_EVERY: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 async fn stopped(stop: &mut watch::Receiver<bool>) {
@@ -735,6 +629,47 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     if stop.wait_for(|stopping| *stopping).await.is_err() {
         std::future::pending::<()>().await;
     }
+}
+
+/// Gives the emitter's metrics their `# HELP` text and unit in the recorder that is
+/// installed now: call it right after installing one (descriptions given before
+/// are lost).
+pub fn describe_metrics() {
+    use metric_names::*;
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(EMITTED, Unit::Count, "Events handed to emit");
+    describe_counter!(DELIVERED, Unit::Count, "Events the transport confirmed");
+    describe_counter!(
+        DROPPED,
+        Unit::Count,
+        "Events lost: a full queue without a spill file, or a spill file that could not be written"
+    );
+    describe_counter!(
+        SPILLED,
+        Unit::Count,
+        "Events written to the spill file while the transport lagged or was down"
+    );
+    describe_counter!(
+        DELIVERY_FAILURES,
+        Unit::Count,
+        "Publish attempts that failed and were retried"
+    );
+    describe_gauge!(QUEUED, Unit::Count, "Events in the in-memory queue");
+    describe_gauge!(
+        PENDING,
+        Unit::Count,
+        "Events accepted but not yet confirmed (queued, held, spilled or in flight)"
+    );
+    describe_gauge!(
+        SPILL_BACKLOG,
+        Unit::Bytes,
+        "Bytes waiting in the spill file"
+    );
+    describe_histogram!(
+        BATCH_SIZE,
+        Unit::Count,
+        "Events per batch the transport confirmed"
+    );
 }
 
 #[cfg(test)]
