@@ -100,6 +100,26 @@ pub async fn queue_exists(url: &str, queue: &str) -> bool {
     exists
 }
 
+/// Deletes `config`'s exchange, queue and dead-letter queue, messages included:
+/// for runs that made a topology of their own (benchmarks) and leave a shared
+/// broker as they found it.
+pub async fn delete_topology(config: &AmqpConfig) -> Result<(), AmqpError> {
+    let connection = topology::connect(&config.url, "auditlog cleanup".into()).await?;
+    let channel = topology::channel(&connection).await?;
+    for queue in [&config.queue, &config.dead_letter_queue] {
+        channel
+            .queue_delete(queue.as_str().into(), Default::default())
+            .await
+            .map_err(|e| topology::broker(format!("queue.delete {queue}"), e))?;
+    }
+    channel
+        .exchange_delete(config.exchange.as_str().into(), Default::default())
+        .await
+        .map_err(|e| topology::broker(format!("exchange.delete {}", config.exchange), e))?;
+    let _ = connection.close(200, "cleaned up".into()).await;
+    Ok(())
+}
+
 /// Header naming why a message was dead-lettered.
 pub const REASON_HEADER: &str = "x-auditlog-reason";
 

@@ -75,13 +75,17 @@ pub async fn run(options: ApiOptions) -> Result<ApiReport> {
             }
             let proxy = TcpProxy::start(hostport).await?;
             let through = format!("{scheme}://{userinfo}@127.0.0.1:{}/{vhost}", proxy.port());
+            // The scenario's own names, deleted afterwards.
+            let own = auditlog_amqp::AmqpConfig {
+                exchange: format!("api-stream-bench-{tag}-{name}"),
+                queue: format!("audits-bench-{tag}-{name}"),
+                dead_letter_queue: format!("audits-bench-{tag}-{name}.dead"),
+                ..auditlog_amqp::AmqpConfig::new(url.clone())
+            };
             let names = [
-                ("--amqp-exchange", format!("api-stream-bench-{tag}-{name}")),
-                ("--amqp-queue", format!("audits-bench-{tag}-{name}")),
-                (
-                    "--amqp-dead-letter-queue",
-                    format!("audits-bench-{tag}-{name}.dead"),
-                ),
+                ("--amqp-exchange", own.exchange.clone()),
+                ("--amqp-queue", own.queue.clone()),
+                ("--amqp-dead-letter-queue", own.dead_letter_queue.clone()),
             ];
             let mut args: Vec<String> = vec!["--amqp-url".into(), through];
             for (flag, value) in names {
@@ -90,7 +94,11 @@ pub async fn run(options: ApiOptions) -> Result<ApiReport> {
             }
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let proxy = down.then_some(&proxy);
-            scenarios.push(scenario(name, &args, &options, scratch.path(), proxy).await?);
+            let measured = scenario(name, &args, &options, scratch.path(), proxy).await;
+            if let Err(err) = auditlog_amqp::delete_topology(&own).await {
+                tracing::warn!(%err, "the run's RabbitMQ queues could not be deleted");
+            }
+            scenarios.push(measured?);
         }
     }
     let throughput = |name: &str| {

@@ -83,6 +83,8 @@ pub async fn run(options: IngestOptions) -> Result<IngestReport> {
         .with_context(|| format!("while opening {}", auditlog_store::redact(&store_url)))?;
 
     let run_tag = Uuid::now_v7().simple().to_string();
+    // The run's own RabbitMQ names, deleted when it is over.
+    let mut topology: Option<AmqpConfig> = None;
     let (transport, auditor, consumer): (Arc<dyn Transport>, Option<Child>, _) =
         match &options.amqp_url {
             None => {
@@ -102,6 +104,7 @@ pub async fn run(options: IngestOptions) -> Result<IngestReport> {
                     ..AmqpConfig::new(url.clone())
                 };
                 let auditor = spawn_auditor(&config, &store_url, scratch.path())?;
+                topology = Some(config.clone());
                 let publisher = AmqpPublisher::new(config, "bench");
                 publisher
                     .connect()
@@ -185,6 +188,11 @@ pub async fn run(options: IngestOptions) -> Result<IngestReport> {
     if let Some(consumer) = consumer {
         drop(transport);
         consumer.await.context("the consumer failed")?;
+    }
+    if let Some(config) = &topology
+        && let Err(err) = auditlog_amqp::delete_topology(config).await
+    {
+        tracing::warn!(%err, "the run's RabbitMQ queues could not be deleted");
     }
 
     let ceiling_seconds = ceiling::measure(
