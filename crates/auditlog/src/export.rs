@@ -9,22 +9,13 @@ use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::ExportArgs;
-use crate::remote::{self, Filters, checked};
+use crate::remote::{self, checked};
 
 pub async fn run(args: ExportArgs) -> Result<()> {
     let base = args.api_url.trim_end_matches('/').to_owned();
     let client = reqwest::Client::new();
     let token = remote::reader_token(&client, &base, args.token.as_deref(), args.as_user).await?;
-    let params = Filters {
-        actor: args.actor.as_deref(),
-        target: args.target.as_deref(),
-        action: args.action.as_deref(),
-        event_name: args.event_name.as_deref(),
-        since: args.since,
-        until: args.until,
-        sort: args.sort.as_deref(),
-    }
-    .params()?;
+    let params = args.filters.params(args.sort.as_deref())?;
 
     // The total first, for the progress bar.
     let mut counting = params.clone();

@@ -183,25 +183,8 @@ struct ExportArgs {
     /// `ndjson` (one stored event per line) or `csv`.
     #[arg(long, default_value = "ndjson", value_parser = ["ndjson", "csv"])]
     format: String,
-    /// Only events by this actor, TYPE:ID.
-    #[arg(long)]
-    actor: Option<String>,
-    /// Only events on this target, TYPE:ID.
-    #[arg(long)]
-    target: Option<String>,
-    /// Only these actions, comma-separated.
-    #[arg(long)]
-    action: Option<String>,
-    /// Only these event names, comma-separated.
-    #[arg(long)]
-    event_name: Option<String>,
-    /// From this time on: ms since the Unix epoch, RFC 3339, a date, or a span back
-    /// from now (90s, 15m, 2h, 7d).
-    #[arg(long, value_parser = remote::parse_time)]
-    since: Option<i64>,
-    /// Before this time, in the same forms as --since.
-    #[arg(long, value_parser = remote::parse_time)]
-    until: Option<i64>,
+    #[command(flatten)]
+    filters: remote::Filters,
     /// `-timestamp` (newest first, the default) or `timestamp`.
     #[arg(long)]
     sort: Option<String>,

@@ -14,25 +14,8 @@ use crate::remote::{self, Filters, ReaderArgs};
 pub struct QueryArgs {
     #[command(flatten)]
     reader: ReaderArgs,
-    /// Only events by this actor, TYPE:ID.
-    #[arg(long, value_name = "TYPE:ID")]
-    actor: Option<String>,
-    /// Only events on this target, TYPE:ID.
-    #[arg(long, value_name = "TYPE:ID")]
-    target: Option<String>,
-    /// Only these actions, comma-separated (viewed, created, changed, deleted).
-    #[arg(long)]
-    action: Option<String>,
-    /// Only these event names, comma-separated.
-    #[arg(long)]
-    event_name: Option<String>,
-    /// From this time on: ms since the Unix epoch, RFC 3339, a date, or a span back
-    /// from now (90s, 15m, 2h, 7d).
-    #[arg(long, value_parser = remote::parse_time)]
-    since: Option<i64>,
-    /// Before this time, in the same forms as --since.
-    #[arg(long, value_parser = remote::parse_time)]
-    until: Option<i64>,
+    #[command(flatten)]
+    filters: Filters,
     /// Oldest first instead of newest first.
     #[arg(long)]
     oldest_first: bool,
@@ -64,16 +47,9 @@ pub async fn run(args: QueryArgs) -> Result<()> {
         args.reader.as_user,
     )
     .await?;
-    let filters = Filters {
-        actor: args.actor.as_deref(),
-        target: args.target.as_deref(),
-        action: args.action.as_deref(),
-        event_name: args.event_name.as_deref(),
-        since: args.since,
-        until: args.until,
-        sort: args.oldest_first.then_some("timestamp"),
-    };
-    let mut params = filters.params()?;
+    let mut params = args
+        .filters
+        .params(args.oldest_first.then_some("timestamp"))?;
     let first_page = u64::from(args.page_size).min(args.limit);
     params.push(("page[size]".into(), first_page.to_string()));
     let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {

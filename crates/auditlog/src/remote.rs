@@ -63,30 +63,37 @@ pub async fn reader_token(
     }
 }
 
-/// The event filters both `export` and `query` take, as the query API names them.
-#[derive(Debug, Default)]
-pub struct Filters<'a> {
-    /// `TYPE:ID`.
-    pub actor: Option<&'a str>,
-    /// `TYPE:ID`.
-    pub target: Option<&'a str>,
-    /// Comma-separated actions.
-    pub action: Option<&'a str>,
-    /// Comma-separated event names.
-    pub event_name: Option<&'a str>,
-    /// Milliseconds since the Unix epoch, inclusive.
+/// The event filters both `export` and `query` take (flattened into their
+/// arguments), turned into the query API's parameters by [`Filters::params`].
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Filters {
+    /// Only events by this actor, TYPE:ID.
+    #[arg(long, value_name = "TYPE:ID")]
+    pub actor: Option<String>,
+    /// Only events on this target, TYPE:ID.
+    #[arg(long, value_name = "TYPE:ID")]
+    pub target: Option<String>,
+    /// Only these actions, comma-separated (viewed, created, changed, deleted).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only these event names, comma-separated.
+    #[arg(long)]
+    pub event_name: Option<String>,
+    /// From this time on: ms since the Unix epoch, RFC 3339, a date, or a span back
+    /// from now (90s, 15m, 2h, 7d).
+    #[arg(long, value_parser = parse_time)]
     pub since: Option<i64>,
-    /// Milliseconds since the Unix epoch, exclusive.
+    /// Before this time, in the same forms as --since.
+    #[arg(long, value_parser = parse_time)]
     pub until: Option<i64>,
-    /// `-timestamp` or `timestamp`.
-    pub sort: Option<&'a str>,
 }
 
-impl Filters<'_> {
-    /// The query parameters (`filter[actorType]=…`) selecting these events.
-    pub fn params(&self) -> Result<Vec<(String, String)>> {
+impl Filters {
+    /// The query parameters (`filter[actorType]=…`) selecting these events, in
+    /// the order `sort` (`-timestamp` or `timestamp`) when given.
+    pub fn params(&self, sort: Option<&str>) -> Result<Vec<(String, String)>> {
         let mut params = Vec::new();
-        for (flag, filter) in [(self.actor, "actor"), (self.target, "target")] {
+        for (flag, filter) in [(&self.actor, "actor"), (&self.target, "target")] {
             if let Some(object) = flag {
                 let (object_type, id) = object_ref(filter, object)?;
                 params.push((format!("filter[{filter}Type]"), object_type.to_owned()));
@@ -96,11 +103,11 @@ impl Filters<'_> {
         let since = self.since.map(|ms| ms.to_string());
         let until = self.until.map(|ms| ms.to_string());
         let optional = [
-            ("filter[action]", self.action),
-            ("filter[eventName]", self.event_name),
+            ("filter[action]", self.action.as_deref()),
+            ("filter[eventName]", self.event_name.as_deref()),
             ("filter[since]", since.as_deref()),
             ("filter[until]", until.as_deref()),
-            ("sort", self.sort),
+            ("sort", sort),
         ];
         for (name, value) in optional {
             if let Some(value) = value {
@@ -261,18 +268,19 @@ mod tests {
     #[test]
     fn filters_become_the_query_apis_parameters() {
         let filters = Filters {
-            actor: Some("users:1"),
-            action: Some("changed,deleted"),
+            actor: Some("users:1".into()),
+            action: Some("changed,deleted".into()),
             since: Some(5),
             ..Filters::default()
         };
         assert_eq!(
-            filters.params().unwrap(),
+            filters.params(Some("timestamp")).unwrap(),
             [
                 ("filter[actorType]", "users"),
                 ("filter[actorId]", "1"),
                 ("filter[action]", "changed,deleted"),
                 ("filter[since]", "5"),
+                ("sort", "timestamp"),
             ]
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
         );
@@ -281,10 +289,10 @@ mod tests {
     #[test]
     fn an_object_without_a_colon_is_refused_naming_the_flag() {
         let filters = Filters {
-            target: Some("users"),
+            target: Some("users".into()),
             ..Filters::default()
         };
-        let err = filters.params().unwrap_err().to_string();
+        let err = filters.params(None).unwrap_err().to_string();
         assert!(err.contains("--target takes TYPE:ID"), "{err}");
     }
 }
