@@ -159,7 +159,11 @@ pub async fn up(args: UpArgs) -> Result<()> {
 /// higher nice value). Threads started from them, such as SQLite's connection
 /// threads, inherit it. Dropping it stops it without waiting, which is allowed
 /// inside the main runtime (dropping a `Runtime` there would panic).
-struct BackgroundRuntime(Option<tokio::runtime::Runtime>);
+struct BackgroundRuntime {
+    /// Taken out only by `drop`.
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+}
 
 impl BackgroundRuntime {
     fn start(nice: i32) -> Result<Self> {
@@ -170,7 +174,10 @@ impl BackgroundRuntime {
             .on_thread_start(move || lower_priority(nice))
             .build()
             .context("while starting the auditor's runtime")?;
-        Ok(BackgroundRuntime(Some(runtime)))
+        Ok(BackgroundRuntime {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+        })
     }
 
     fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
@@ -178,17 +185,13 @@ impl BackgroundRuntime {
         F: std::future::Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        match &self.0 {
-            Some(runtime) => runtime.spawn(task),
-            // Only `drop` takes the runtime out, and nothing spawns after it.
-            None => tokio::spawn(task),
-        }
+        self.handle.spawn(task)
     }
 }
 
 impl Drop for BackgroundRuntime {
     fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
+        if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
     }

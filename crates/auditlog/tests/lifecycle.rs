@@ -94,3 +94,51 @@ async fn a_service_whose_standard_output_was_closed_keeps_serving() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The nice value and name of each thread of process `pid` (Linux `/proc`).
+fn threads(pid: u32) -> Vec<(String, i64)> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        // Fields after the `(comm)` part: state is field 3, nice is field 19.
+        let Some((_, after)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let nice = after.split_whitespace().nth(16).unwrap().parse().unwrap();
+        found.push((name.trim().to_owned(), nice));
+    }
+    found
+}
+
+#[tokio::test]
+async fn the_in_process_auditor_runs_at_a_lower_priority_than_the_primary_api() {
+    let (_tmp, dir) = data_dir();
+    let running = Running::up(&dir);
+    // Use the auditor's store from a query, so its reader connections exist too.
+    let client = Client::new(&running.urls.api).login(1).await;
+    assert_eq!(client.get("/api/users/1").await.status, 200);
+    assert_eq!(client.get("/events/on/users/1").await.status, 200);
+    let threads = threads(running.pid());
+    let auditor: Vec<_> = threads
+        .iter()
+        .filter(|(name, _)| name.starts_with("auditlog-audito"))
+        .collect();
+    assert!(!auditor.is_empty(), "no auditor threads in {threads:?}");
+    assert!(auditor.iter().all(|(_, nice)| *nice == 10), "{threads:?}");
+    let api: Vec<_> = threads
+        .iter()
+        .filter(|(name, _)| name == "tokio-rt-worker")
+        .collect();
+    assert!(!api.is_empty(), "no primary API threads in {threads:?}");
+    assert!(api.iter().all(|(_, nice)| *nice == 0), "{threads:?}");
+    // SQLite's connection threads: the audit store's inherit the auditor's
+    // priority, the primary API's database stays at the normal one.
+    let sqlite: Vec<i64> = threads
+        .iter()
+        .filter(|(name, _)| name.starts_with("sqlx-sqlite"))
+        .map(|(_, nice)| *nice)
+        .collect();
+    assert!(sqlite.contains(&10) && sqlite.contains(&0), "{threads:?}");
+}
