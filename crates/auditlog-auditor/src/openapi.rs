@@ -69,7 +69,6 @@ pub const BEARER: &str = "bearerAuth";
         history::diff,
         producers::list,
         integrity::head,
-        serve_document,
     ),
     components(
         schemas(ErrorDocument, ErrorObject, ErrorSource, DataEventSchema, NewDataEventSchema),
@@ -106,16 +105,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
 static DOCUMENT_JSON: LazyLock<Result<String, String>> =
     LazyLock::new(|| document().to_json().map_err(|e| e.to_string()));
 
-/// `GET /openapi.json`: this service's OpenAPI document.
-#[utoipa::path(
-    get,
-    path = "/openapi.json",
-    tag = "service",
-    operation_id = "openapi",
-    security(()),
-    responses((status = 200, description = "The OpenAPI 3.1 document of this service",
-        body = Object, content_type = "application/json"))
-)]
+/// `GET /openapi.json`: this service's OpenAPI document (described with the
+/// other plain routes in [`ServiceRoutes`]).
 pub(crate) async fn serve_document() -> Response {
     json_document(&DOCUMENT_JSON)
 }
@@ -166,9 +157,10 @@ impl Modify for BearerScheme {
 // ---------------------------------------------------------------------------
 // Plain service routes
 
-/// The routes that are not JSON:API handlers (health, readiness, metrics): their
-/// handlers are plain functions or closures, so they are described here.
-struct ServiceRoutes;
+/// Adds the routes that are not JSON:API handlers ([`service_routes`]): their
+/// handlers are plain functions or closures, so they are described by hand. Both
+/// services serve them.
+pub struct ServiceRoutes;
 
 impl Modify for ServiceRoutes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -178,7 +170,8 @@ impl Modify for ServiceRoutes {
     }
 }
 
-/// The plain routes both services serve, each with its path.
+/// The plain routes both services serve (this document, health, readiness,
+/// metrics), each with its path.
 pub fn service_routes() -> Vec<(&'static str, PathItem)> {
     let text = || ObjectBuilder::new().schema_type(Type::String).into();
     let checks = ObjectBuilder::new()
@@ -199,6 +192,18 @@ pub fn service_routes() -> Vec<(&'static str, PathItem)> {
         .required("meta")
         .into();
     vec![
+        (
+            "/openapi.json",
+            service_get(
+                "openapi",
+                "The OpenAPI 3.1 document of this service",
+                (
+                    "application/json",
+                    ObjectBuilder::new().schema_type(Type::Object).into(),
+                ),
+                &[],
+            ),
+        ),
         (
             "/healthz",
             service_get(

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 
 use auditlog_auditor::openapi::{
     BadRequest, BearerScheme, Conflict, ErrorDocument, Forbidden, NotFound, PayloadTooLarge,
-    Unauthorized, Unavailable, Unprocessable, UnsupportedMediaType, json_document, service_routes,
+    ServiceRoutes, Unauthorized, Unavailable, Unprocessable, UnsupportedMediaType, json_document,
 };
 use axum::response::Response;
 use serde::Serialize;
@@ -55,7 +55,6 @@ pub const PROXIED: [&str; 9] = [
         routes::notes_about,
         routes::create_note,
         routes::get_note,
-        serve_document,
     ),
     components(
         schemas(ErrorDocument),
@@ -92,16 +91,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
 static DOCUMENT_JSON: LazyLock<Result<String, String>> =
     LazyLock::new(|| document().to_json().map_err(|e| e.to_string()));
 
-/// `GET /openapi.json`: this service's OpenAPI document.
-#[utoipa::path(
-    get,
-    path = "/openapi.json",
-    tag = "service",
-    operation_id = "openapi",
-    security(()),
-    responses((status = 200, description = "The OpenAPI 3.1 document of this service",
-        body = Object, content_type = "application/json"))
-)]
+/// `GET /openapi.json`: this service's OpenAPI document (described with the
+/// other plain routes by the auditor's [`ServiceRoutes`]).
 pub(crate) async fn serve_document() -> Response {
     json_document(&DOCUMENT_JSON)
 }
@@ -129,17 +120,6 @@ impl Modify for ProxiedRoutes {
         auditor.paths.paths = proxied;
         auditor.tags = None;
         openapi.merge(auditor);
-    }
-}
-
-/// The plain routes (health, readiness, metrics), described as the auditor's.
-struct ServiceRoutes;
-
-impl Modify for ServiceRoutes {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for (path, item) in service_routes() {
-            openapi.paths.paths.insert(path.to_owned(), item);
-        }
     }
 }
 
