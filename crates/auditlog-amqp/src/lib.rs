@@ -83,17 +83,27 @@ pub async fn queue_exists(url: &str, queue: &str) -> bool {
         return false;
     };
     let exists = match topology::channel(&connection).await {
-        Ok(channel) => channel
-            .queue_declare(
-                queue.into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                lapin::types::FieldTable::default(),
-            )
-            .await
-            .is_ok(),
+        Ok(channel) => {
+            let declared = channel
+                .queue_declare(
+                    queue.into(),
+                    lapin::options::QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    lapin::types::FieldTable::default(),
+                )
+                .await
+                .is_ok();
+            // Closed before the connection: a channel still open when it is
+            // dropped closes itself in the background, and if the connection is
+            // closing by then lapin logs a spurious `Connection error ... invalid
+            // channel state`. (A missing queue has closed the channel already.)
+            if declared {
+                let _ = channel.close(200, "probe done".into()).await;
+            }
+            declared
+        }
         Err(_) => false,
     };
     let _ = connection.close(200, "probe done".into()).await;

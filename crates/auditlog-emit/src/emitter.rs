@@ -1,9 +1,10 @@
 //! The emitter handle ([`Emitter`]), its tuning ([`EmitterConfig`]) and its
 //! batching task ([`EmitterTask`]); see the crate documentation for a whole example.
 
+use std::io;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use auditlog_event::DataEvent;
@@ -33,9 +34,16 @@ use crate::{Transport, TransportError};
 pub struct EmitterConfig {
     /// Events the in-memory queue holds. Past half of it, the background task moves
     /// events to the spill file; with no spill, a full queue makes `emit` drop.
+    /// While the spill file is being written, the task keeps emptying the queue
+    /// into memory, up to as many events again: at most about twice this many
+    /// events (plus the batch in flight) are held in memory.
     pub queue_capacity: usize,
     /// Most events handed to the transport at once.
     pub max_batch: usize,
+    /// How long a batch that is not full waits for more events before it is sent.
+    /// Zero sends whatever is queued at once: the lowest latency, but under load
+    /// many small batches, each a separate commit for the auditor.
+    pub linger: Duration,
     /// How long shutdown keeps retrying an unconfirmed batch before giving up
     /// (without a spill) or spilling it for the next start (with one).
     pub shutdown_grace: Duration,
@@ -54,6 +62,7 @@ impl Default for EmitterConfig {
         EmitterConfig {
             queue_capacity: 65_536,
             max_batch: 5_000,
+            linger: Duration::from_millis(20),
             shutdown_grace: Duration::from_secs(10),
             publish_timeout: Duration::from_secs(30),
             spill_dir: None,
@@ -139,7 +148,12 @@ impl Emitter {
         transport: Arc<dyn Transport>,
         config: EmitterConfig,
     ) -> Result<(Emitter, EmitterTask), std::io::Error> {
-        let spill = config.spill_dir.as_deref().map(Spill::open).transpose()?;
+        let spill = config
+            .spill_dir
+            .as_deref()
+            .map(Spill::open)
+            .transpose()?
+            .map(|spill| Arc::new(Mutex::new(spill)));
         let (queue, receiver) = mpsc::channel(config.queue_capacity.max(2));
         let (stop, stop_rx) = watch::channel(false);
         let stats = Arc::new(EmitterStats::default());
@@ -152,6 +166,7 @@ impl Emitter {
             producer: config.producer_id.clone().map(|id| (id, 0)),
             pending: Vec::new(),
             high_water: config.queue_capacity.max(2) / 2,
+            max_held: config.queue_capacity.max(2),
             config,
         };
         let handle = tokio::spawn(task.run_reporting(queue.downgrade()));
@@ -218,12 +233,17 @@ struct Batcher {
     transport: Arc<dyn Transport>,
     config: EmitterConfig,
     stats: Arc<EmitterStats>,
-    spill: Option<Spill>,
+    /// The spill, shared with the blocking thread that does its I/O (one operation
+    /// at a time: the batcher awaits each before the next).
+    spill: Option<Arc<Mutex<Spill>>>,
     /// Events taken off the queue while a batch was in flight (only with a spill):
     /// newer than the spill's backlog, older than what is still queued.
     pending: Vec<DataEvent>,
     /// Size of `pending` at which it is written to the spill.
     high_water: usize,
+    /// Most events `pending` takes while the spill is busy; past it they wait in
+    /// the queue.
+    max_held: usize,
     /// The producer id and the last sequence number handed out. Events are numbered
     /// here, as they leave the queue, so that `emit` stays a bare enqueue and the
     /// numbers follow the queue's order exactly.
@@ -282,7 +302,7 @@ impl Batcher {
                 .store(head.events.len() as u64, Ordering::Relaxed);
             match self.publish(&head.events).await {
                 Ok(()) => {
-                    self.delivered(&mut head);
+                    self.delivered(&mut head).await;
                     backoff = INITIAL_BACKOFF;
                     continue;
                 }
@@ -296,7 +316,7 @@ impl Batcher {
                 let now = Instant::now();
                 let deadline = *deadline.get_or_insert(now + self.config.shutdown_grace);
                 if now + backoff > deadline {
-                    self.give_up(&mut head);
+                    self.give_up(&mut head).await;
                     continue;
                 }
             }
@@ -309,13 +329,14 @@ impl Batcher {
     /// Takes the next batch: the spill's backlog first (strict order), then the
     /// queue. Returns `false` when there is nothing more to do, ever.
     async fn fill(&mut self, head: &mut Head, stopping: &mut bool) -> bool {
-        if self.spill.as_ref().is_some_and(Spill::has_backlog) {
+        if self.spill_has_backlog() {
             // Whatever waits in memory is newer than the backlog: it goes behind it.
-            self.spill_pending_and_queued();
-            let Some(spill) = self.spill.as_mut() else {
+            self.spill_pending_and_queued().await;
+            let max = self.config.max_batch;
+            let Some(read) = self.on_spill(move |spill| spill.read_chunk(max)).await else {
                 return true;
             };
-            match spill.read_chunk(self.config.max_batch) {
+            match read {
                 Ok(chunk) => {
                     if chunk.unreadable > 0 {
                         self.stats
@@ -324,7 +345,7 @@ impl Batcher {
                     }
                     head.events = chunk.events;
                     if head.events.is_empty() {
-                        self.confirm_spill(chunk.end);
+                        self.confirm_spill(chunk.end).await;
                     } else {
                         head.spill_end = Some(chunk.end);
                     }
@@ -336,14 +357,13 @@ impl Batcher {
             }
             return true;
         }
+        let max = self.config.max_batch;
         if !self.pending.is_empty() {
-            let take = self.pending.len().min(self.config.max_batch);
+            let take = self.pending.len().min(max);
             head.events.extend(self.pending.drain(..take));
-            return true;
-        }
-        if *stopping {
+        } else if *stopping {
             // Shutdown: take what is left, without waiting for more.
-            while head.events.len() < self.config.max_batch {
+            while head.events.len() < max {
                 match self.receiver.try_recv() {
                     Ok(event) => head.events.push(event),
                     Err(_) => break,
@@ -351,21 +371,50 @@ impl Batcher {
             }
             self.stamp(&mut head.events);
             return !head.events.is_empty();
-        }
-        let max = self.config.max_batch;
-        tokio::select! {
-            received = self.receiver.recv_many(&mut head.events, max) => {
-                if received == 0 {
-                    *stopping = true; // every Emitter handle is gone
+        } else {
+            tokio::select! {
+                received = self.receiver.recv_many(&mut head.events, max) => {
+                    if received == 0 {
+                        *stopping = true; // every Emitter handle is gone
+                    }
                 }
-                self.stamp(&mut head.events);
-            }
-            _ = stopped(&mut self.stop) => {
-                *stopping = true;
-                self.receiver.close();
+                _ = stopped(&mut self.stop) => {
+                    *stopping = true;
+                    self.receiver.close();
+                }
             }
         }
+        if self.pending.is_empty() && !*stopping {
+            self.linger(head, stopping).await;
+        }
+        self.stamp(&mut head.events);
         true
+    }
+
+    /// Tops the batch up from the queue until it is full or `linger` has passed.
+    /// Under load this turns many small deliveries (each a commit on the auditor's
+    /// side) into few large ones; the queue is emptied all along, so it cannot
+    /// fill while the batch waits.
+    async fn linger(&mut self, head: &mut Head, stopping: &mut bool) {
+        let max = self.config.max_batch;
+        let until = Instant::now() + self.config.linger;
+        while head.events.len() < max {
+            let room = max - head.events.len();
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return,
+                received = self.receiver.recv_many(&mut head.events, room) => {
+                    if received == 0 {
+                        *stopping = true;
+                        return;
+                    }
+                }
+                _ = stopped(&mut self.stop) => {
+                    *stopping = true;
+                    self.receiver.close();
+                    return;
+                }
+            }
+        }
     }
 
     /// One publish attempt, bounded in time. With a spill, events emitted while it
@@ -391,7 +440,7 @@ impl Batcher {
                         });
                     }
                     self.stamp(&mut arrived);
-                    self.hold(&mut arrived);
+                    self.hold(&mut arrived).await;
                 }
             }
         }
@@ -410,7 +459,7 @@ impl Batcher {
                         return;
                     }
                     self.stamp(&mut arrived);
-                    self.hold(&mut arrived);
+                    self.hold(&mut arrived).await;
                 }
             }
         }
@@ -418,16 +467,16 @@ impl Batcher {
 
     /// Keeps events that arrived while the transport was busy or down, writing them
     /// to the spill once there are many.
-    fn hold(&mut self, arrived: &mut Vec<DataEvent>) {
+    async fn hold(&mut self, arrived: &mut Vec<DataEvent>) {
         self.pending.append(arrived);
         if self.pending.len() >= self.high_water {
             let events = std::mem::take(&mut self.pending);
-            self.write_spill(events);
+            self.write_spill(events).await;
         }
     }
 
     /// Writes the held events, then everything queued, to the spill, in order.
-    fn spill_pending_and_queued(&mut self) {
+    async fn spill_pending_and_queued(&mut self) {
         let mut queued = Vec::new();
         while let Ok(event) = self.receiver.try_recv() {
             queued.push(event);
@@ -435,7 +484,58 @@ impl Batcher {
         self.stamp(&mut queued);
         let mut events = std::mem::take(&mut self.pending);
         events.append(&mut queued);
-        self.write_spill(events);
+        self.write_spill(events).await;
+    }
+
+    fn spill_has_backlog(&self) -> bool {
+        self.spill.as_ref().is_some_and(|spill| {
+            spill
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .has_backlog()
+        })
+    }
+
+    /// Runs `op` on the spill on a blocking thread (`None` without a spill). While
+    /// the disk works, the queue keeps being emptied into `pending` (up to
+    /// `max_held`): a slow write or fsync must not leave `emit` a full queue, and
+    /// the application's threads never wait for the disk.
+    async fn on_spill<T, F>(&mut self, op: F) -> Option<io::Result<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Spill) -> io::Result<T> + Send + 'static,
+    {
+        let spill = self.spill.clone()?;
+        let job = tokio::task::spawn_blocking(move || {
+            op(&mut spill.lock().unwrap_or_else(PoisonError::into_inner))
+        });
+        tokio::pin!(job);
+        let mut arrived = Vec::new();
+        let mut open = true;
+        loop {
+            let room = self.max_held.saturating_sub(self.pending.len());
+            tokio::select! {
+                done = &mut job => return Some(done.unwrap_or_else(|err| Err(io::Error::other(err)))),
+                received = self.receiver.recv_many(&mut arrived, room), if open && room > 0 => {
+                    open = received > 0;
+                    self.stamp(&mut arrived);
+                    self.pending.append(&mut arrived);
+                }
+            }
+        }
+    }
+
+    /// The spill's backlog, for the counters.
+    fn record_backlog(&self) {
+        if let Some(spill) = &self.spill {
+            let bytes = spill
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .backlog_bytes();
+            self.stats
+                .spill_backlog_bytes
+                .store(bytes, Ordering::Relaxed);
+        }
     }
 
     /// Numbers the events that just left the queue (those not numbered yet).
@@ -450,34 +550,34 @@ impl Batcher {
         }
     }
 
-    fn write_spill(&mut self, events: Vec<DataEvent>) {
+    async fn write_spill(&mut self, events: Vec<DataEvent>) {
         if events.is_empty() {
             return;
         }
-        let Some(spill) = self.spill.as_mut() else {
+        if self.spill.is_none() {
             self.pending = events;
             return;
-        };
-        match spill.append(&events) {
-            Ok(()) => {
+        }
+        let count = events.len();
+        match self.on_spill(move |spill| spill.append(&events)).await {
+            Some(Ok(())) => {
                 self.stats
                     .spilled
-                    .fetch_add(events.len() as u64, Ordering::Relaxed);
-                self.stats
-                    .spill_backlog_bytes
-                    .store(spill.backlog_bytes(), Ordering::Relaxed);
+                    .fetch_add(count as u64, Ordering::Relaxed);
+                self.record_backlog();
             }
-            Err(err) => {
+            Some(Err(err)) => {
                 // The disk failed too: these events can go nowhere.
-                tracing::error!(%err, events = events.len(), "audit events dropped: the spill file cannot be written");
+                tracing::error!(%err, events = count, "audit events dropped: the spill file cannot be written");
                 self.stats
                     .dropped
-                    .fetch_add(events.len() as u64, Ordering::Relaxed);
+                    .fetch_add(count as u64, Ordering::Relaxed);
             }
+            None => {}
         }
     }
 
-    fn delivered(&mut self, head: &mut Head) {
+    async fn delivered(&mut self, head: &mut Head) {
         self.stats
             .delivered
             .fetch_add(head.events.len() as u64, Ordering::Relaxed);
@@ -485,27 +585,22 @@ impl Batcher {
         head.events.clear();
         self.stats.in_flight.store(0, Ordering::Relaxed);
         if let Some(end) = head.spill_end.take() {
-            self.confirm_spill(end);
+            self.confirm_spill(end).await;
         }
     }
 
-    fn confirm_spill(&mut self, end: u64) {
-        let Some(spill) = self.spill.as_mut() else {
-            return;
-        };
-        if let Err(err) = spill.confirm(end) {
+    async fn confirm_spill(&mut self, end: u64) {
+        if let Some(Err(err)) = self.on_spill(move |spill| spill.confirm(end)).await {
             // Delivered events may be replayed after a restart: harmless, the
             // auditor stores each id once.
             tracing::warn!(%err, "the spill cursor could not be saved");
         }
-        self.stats
-            .spill_backlog_bytes
-            .store(spill.backlog_bytes(), Ordering::Relaxed);
+        self.record_backlog();
     }
 
     /// Shutdown ran out of time: keep the batch on disk for the next start, or,
     /// with no spill, count it as dropped.
-    fn give_up(&mut self, head: &mut Head) {
+    async fn give_up(&mut self, head: &mut Head) {
         let count = head.events.len() as u64;
         if head.spill_end.take().is_some() {
             // Already on disk: it stays there and is replayed next time.
@@ -516,7 +611,7 @@ impl Batcher {
             );
         } else if self.spill.is_some() {
             let events = std::mem::take(&mut head.events);
-            self.write_spill(events);
+            self.write_spill(events).await;
             tracing::warn!(events = count, "audit batch spilled for the next start");
         } else {
             self.stats.dropped.fetch_add(count, Ordering::Relaxed);
@@ -529,7 +624,7 @@ impl Batcher {
         self.stats.in_flight.store(0, Ordering::Relaxed);
         // Once the transport is given up on, everything still queued goes the same way.
         if self.spill.is_some() {
-            self.spill_pending_and_queued();
+            self.spill_pending_and_queued().await;
             // The backlog is kept for the next start, not retried now.
             self.spill = None;
         }
@@ -824,6 +919,56 @@ mod tests {
         assert_eq!(stats.dropped(), 100);
     }
 
+    /// A transport that records the size of each batch.
+    #[derive(Default)]
+    struct Sizes(Mutex<Vec<usize>>);
+
+    #[async_trait]
+    impl Transport for Sizes {
+        async fn publish(&self, batch: &[DataEvent]) -> Result<(), TransportError> {
+            self.0.lock().unwrap().push(batch.len());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn events_emitted_close_together_travel_in_one_batch() {
+        let transport = Arc::new(Sizes::default());
+        let config = EmitterConfig {
+            linger: Duration::from_millis(500),
+            ..EmitterConfig::default()
+        };
+        let (emitter, task) = Emitter::start(transport.clone(), config).unwrap();
+        for n in 0..10 {
+            emitter.emit(event(n));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        assert_eq!(*transport.0.lock().unwrap(), [10]);
+        assert_eq!(
+            emitter.stats().delivered(),
+            10,
+            "sent once the linger passed"
+        );
+        task.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn shutdown_does_not_wait_out_the_linger() {
+        let transport = Arc::new(Sizes::default());
+        let config = EmitterConfig {
+            linger: Duration::from_secs(3_600),
+            ..EmitterConfig::default()
+        };
+        let (emitter, task) = Emitter::start(transport.clone(), config).unwrap();
+        emitter.emit(event(1));
+        tokio::task::yield_now().await;
+        let stats = tokio::time::timeout(Duration::from_secs(10), task.shutdown())
+            .await
+            .expect("shutdown waited for the linger");
+        assert_eq!(stats.delivered(), 1);
+    }
+
     /// A transport that is down until `up` is set, then records batches.
     #[derive(Default)]
     struct Switchable {
@@ -856,13 +1001,18 @@ mod tests {
     async fn while_the_transport_is_down_events_spill_to_disk_and_arrive_in_order_later() {
         let dir = tempfile::tempdir().unwrap();
         let transport = Arc::new(Switchable::default());
-        let (emitter, task) =
-            Emitter::start(transport.clone(), spilling_config(dir.path())).unwrap();
+        let config = EmitterConfig {
+            queue_capacity: 4_096,
+            ..spilling_config(dir.path())
+        };
+        let (emitter, task) = Emitter::start(transport.clone(), config).unwrap();
         let events: Vec<_> = (0..20_000).map(event).collect();
         for (n, e) in events.iter().enumerate() {
             emitter.emit(e.clone());
             if n % 200 == 0 {
-                tokio::task::yield_now().await; // let the background task run
+                // 200 events a millisecond; the spill is written meanwhile, on
+                // another thread, while the background task keeps the queue empty.
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -871,7 +1021,7 @@ mod tests {
             emitter.stats().spilled() > 0,
             "the queue would have overflowed"
         );
-        assert!(emitter.queued() <= 256);
+        assert!(emitter.queued() <= 4_096);
         transport.up.store(true, Ordering::SeqCst);
         let stats = task.shutdown().await;
         assert_eq!(stats.dropped(), 0);

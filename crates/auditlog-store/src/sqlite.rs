@@ -136,7 +136,11 @@ impl SqliteStore {
                 options
                     .clone()
                     .pragma("cache_size", WRITER_CACHE_KIB.to_string())
-                    .pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES.to_string()),
+                    .pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES.to_string())
+                    // A multi-row INSERT inside a transaction keeps a statement
+                    // journal (to undo just that statement); in a temporary file
+                    // it cost a fifth of the writer's time in pwrite calls.
+                    .pragma("temp_store", "memory"),
             )
             .await
             .map_err(unavailable)?;

@@ -221,8 +221,9 @@ struct BenchIngestArgs {
     /// Emitters sending them, each its own producer.
     #[arg(long, default_value_t = 4)]
     producers: usize,
-    /// Most events per transport batch.
-    #[arg(long, default_value_t = 1_000)]
+    /// Most events per transport batch; by default the emitter's own default, so
+    /// that the bench measures what applications get.
+    #[arg(long, default_value_t = auditlog_emit::EmitterConfig::default().max_batch)]
     batch: usize,
     /// Share of `changed` events (two fields each); the rest are `viewed`.
     #[arg(long, default_value_t = 0.5)]
