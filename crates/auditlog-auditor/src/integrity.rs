@@ -51,6 +51,10 @@ pub(crate) fn describe_metrics() {
     );
 }
 
+/// How often the auditor's services seal newly stored events into the hash chain:
+/// a new event is sealed within a fraction of a second.
+pub const SEAL_EVERY: Duration = Duration::from_millis(200);
+
 /// Transactions per tick at most, so that catching up on a large unsealed store
 /// still signs a head (and notices shutdown) now and then.
 const BATCHES_PER_TICK: u32 = 20;

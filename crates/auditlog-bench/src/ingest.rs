@@ -66,8 +66,11 @@ pub struct IngestReport {
 
 /// Every 1 000th event is watched until it can be queried.
 const FRESHNESS_SAMPLE_EVERY: u64 = 1_000;
-/// How often the freshness watcher looks.
+/// How often the freshness watcher looks at least, and at most.
 const FRESHNESS_POLL: Duration = Duration::from_millis(5);
+const FRESHNESS_POLL_MAX: Duration = Duration::from_millis(50);
+/// How often the wait for the last events looks for them, at most.
+const STORED_POLL_MAX: Duration = Duration::from_millis(20);
 /// How long the store may store nothing while the bench waits for the last
 /// events: events still missing then are reported as lost rather than waited for.
 const STALL_PATIENCE: Duration = Duration::from_secs(30);
@@ -90,7 +93,8 @@ pub async fn run(options: IngestOptions) -> Result<IngestReport> {
     let run_tag = Uuid::now_v7().simple().to_string();
     // The run's own RabbitMQ names, deleted when it is over.
     let mut topology: Option<AmqpConfig> = None;
-    let (transport, auditor, consumer): (Arc<dyn Transport>, Option<Child>, _) =
+    let (seal_now, stop_sealing) = tokio::sync::oneshot::channel::<()>();
+    let (transport, auditor, in_process): (Arc<dyn Transport>, Option<Child>, _) =
         match &options.amqp_url {
             None => {
                 let (transport, receiver) = auditlog_emit::embedded::channel(64);
@@ -99,7 +103,20 @@ pub async fn run(options: IngestOptions) -> Result<IngestReport> {
                     store.clone(),
                     std::future::pending(),
                 ));
-                (Arc::new(transport), None, Some(consumer))
+                // The in-process auditor seals what it stores, as `auditlog up`
+                // does (the RabbitMQ configurations' `auditlog auditor` does too):
+                // the store's sealing work is part of what is measured.
+                let keys = auditlog_auth::KeyPair::load_or_generate(scratch.path())
+                    .context("while creating the run's signing key")?;
+                let sealer = tokio::spawn(auditlog_auditor::integrity::run_sealer(
+                    store.clone(),
+                    keys,
+                    auditlog_auditor::integrity::SEAL_EVERY,
+                    async move {
+                        let _ = stop_sealing.await;
+                    },
+                ));
+                (Arc::new(transport), None, Some((consumer, sealer)))
             }
             Some(url) => {
                 let config = AmqpConfig {
@@ -176,7 +193,7 @@ pub async fn run(options: IngestOptions) -> Result<IngestReport> {
     // event that never comes (dropped by its emitter, or lost) ends the wait once
     // the store stops moving; the check below then counts it as lost.
     let last_ids = watcher.last_ids().await;
-    let stored_at = wait_stored(&*store, &last_ids, STALL_PATIENCE).await?;
+    let stored_at = wait_stored(&*store, &last_ids, STALL_PATIENCE, started).await?;
     let stored_seconds = (stored_at - started).as_secs_f64();
     watcher.stop();
     let freshness = watch.await.context("the freshness watcher failed")?;
@@ -192,9 +209,11 @@ pub async fn run(options: IngestOptions) -> Result<IngestReport> {
         let _ = child.wait();
         rss
     });
-    if let Some(consumer) = consumer {
+    if let Some((consumer, sealer)) = in_process {
         drop(transport);
         consumer.await.context("the consumer failed")?;
+        let _ = seal_now.send(());
+        sealer.await.context("the sealer failed")?;
     }
     if let Some(config) = &topology
         && let Err(err) = auditlog_amqp::delete_topology(config).await
@@ -359,18 +378,29 @@ impl Freshness {
             if stopping {
                 break;
             }
-            tokio::time::sleep(FRESHNESS_POLL).await;
+            // Looking costs the store work, which the measured system then lacks:
+            // look about as often as the oldest sample's age needs for a 1 % error.
+            let oldest = pending
+                .first()
+                .map_or(Duration::ZERO, |(_, at)| at.elapsed());
+            tokio::time::sleep((oldest / 100).clamp(FRESHNESS_POLL, FRESHNESS_POLL_MAX)).await;
         }
         percentiles(self.seen_us.lock().await.clone())
     }
 }
 
-/// Waits until every id is stored and returns when. If the store stops making
+/// Waits until every id is stored and returns when (within 0.1 % of the time since
+/// `started`, polling no more often than that needs). If the store stops making
 /// progress first (its highest `seq` unchanged for `patience`), some of them will
 /// never come: returns when the store last moved, leaving the missing ones to be
 /// counted as lost. Progress is the store's, not a count of this run's rows, so a
 /// store that already held events (`--store-url`) is no different.
-async fn wait_stored(store: &dyn AuditStore, ids: &[Uuid], patience: Duration) -> Result<Instant> {
+async fn wait_stored(
+    store: &dyn AuditStore,
+    ids: &[Uuid],
+    patience: Duration,
+    started: Instant,
+) -> Result<Instant> {
     let mut progress = Progress::new(store.last_seq().await?, Instant::now());
     let mut looked = Instant::now();
     loop {
@@ -389,7 +419,8 @@ async fn wait_stored(store: &dyn AuditStore, ids: &[Uuid], patience: Duration) -
                 return Ok(progress.since);
             }
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        let wanted = started.elapsed() / 1_000;
+        tokio::time::sleep(wanted.clamp(Duration::from_millis(1), STORED_POLL_MAX)).await;
     }
 }
 

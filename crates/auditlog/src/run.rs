@@ -24,9 +24,6 @@ use tokio::sync::watch;
 
 use crate::{ApiArgs, Audit, AuditorArgs, BenchCommand, EdgeArgs, TokenArgs, UpArgs, WebArgs};
 
-/// How often the auditor seals newly stored events into the hash chain.
-const SEAL_EVERY: Duration = Duration::from_millis(200);
-
 /// How long shutdown keeps trying to hand over what is queued or staged.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -101,7 +98,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let sealer = background.spawn(auditlog_auditor::integrity::run_sealer(
         store.clone(),
         KeyPair::load_or_generate(data_dir)?,
-        SEAL_EVERY,
+        auditlog_auditor::integrity::SEAL_EVERY,
         wait(stopped.clone()),
     ));
     let mut auditor_state =
@@ -284,7 +281,7 @@ pub async fn auditor(args: AuditorArgs) -> Result<()> {
     let sealer = tokio::spawn(auditlog_auditor::integrity::run_sealer(
         store.clone(),
         KeyPair::load_or_generate(data_dir)?,
-        SEAL_EVERY,
+        auditlog_auditor::integrity::SEAL_EVERY,
         wait(stopped.clone()),
     ));
     let mut state = AuditorState::new(store, verifier, stopped.clone()).with_metrics(metrics);
