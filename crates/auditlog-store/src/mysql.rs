@@ -3,6 +3,7 @@
 //! queries as every other backend.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::str::FromStr;
 
 use async_trait::async_trait;
@@ -10,11 +11,11 @@ use auditlog_event::DataEvent;
 use sqlx::mysql::{
     MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlRow,
 };
-use sqlx::{Acquire, Connection, MySql, QueryBuilder, Row};
+use sqlx::{Connection, MySql, QueryBuilder, Row};
 
 use crate::chain::extend;
 use crate::sql::{
-    CHAIN_HEAD, CHAIN_PAGE, CONNECT_TIMEOUT, Dialect, LAST_SEQ, LATEST_HEAD, POOL_SIZE,
+    CHAIN_HEAD, CHAIN_PAGE, CONNECT_TIMEOUT, Dialect, EventRow, LAST_SEQ, LATEST_HEAD, POOL_SIZE,
     ProducerRow, STORED_IDS_CHUNK, activity_count, activity_query, after_seq_query,
     chain_after_query, chain_entry, chain_head, chain_inserts, chain_link, chain_link_query,
     chunks, count_query, events_after_query, first_connection, get_query, into_page, now_ms,
@@ -112,37 +113,6 @@ const ADDED_INDEXES: &[(&str, &str)] = &[(
 /// MySQL's error numbers for a column or an index name that already exists.
 const DUPLICATE_COLUMN: u16 = 1060;
 const DUPLICATE_KEY_NAME: u16 = 1061;
-
-/// The staging table, private to each connection (temporary tables are per session)
-/// and transactional (InnoDB), so a rolled-back batch leaves nothing in it.
-const CREATE_STAGING: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS audit_events_incoming (
-        ord INT NOT NULL PRIMARY KEY,
-        id BINARY(16) NOT NULL,
-        action VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
-        timestamp BIGINT NOT NULL,
-        actor_type VARBINARY(256) NOT NULL,
-        actor_id VARBINARY(512) NOT NULL,
-        target_type VARBINARY(256) NOT NULL,
-        target_id VARBINARY(512) NOT NULL,
-        body LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
-        producer_id VARBINARY(512) NULL,
-        producer_seq BIGINT NULL
-    ) ENGINE = InnoDB";
-
-/// Drops staged rows whose id is already stored: what is left is exactly what the
-/// batch adds.
-const DROP_STORED: &str = "DELETE i FROM audit_events_incoming AS i
-    JOIN audit_events AS e ON e.id = i.id";
-
-/// Moves the staged rows in batch order, so AUTO_INCREMENT hands out `seq` in that
-/// order (MySQL documents `INSERT ... SELECT ... ORDER BY` for exactly this).
-const PUBLISH: &str = "INSERT INTO audit_events
-        (id, action, timestamp, actor_type, actor_id, target_type, target_id, received_at, body,
-            producer_id, producer_seq)
-    SELECT id, action, timestamp, actor_type, actor_id, target_type, target_id, ?, body,
-        producer_id, producer_seq
-    FROM audit_events_incoming
-    ORDER BY ord";
 
 /// The MySQL / MariaDB audit store.
 #[derive(Debug, Clone)]
@@ -278,70 +248,52 @@ impl AuditStore for MySqlStore {
         }
         let rows = unique_rows(events);
         let received_at = now_ms();
-        let mut conn = self.pool.acquire().await.map_err(store_error)?;
-        // Outside the transaction: DDL there would be a question of implicit commits.
-        sqlx::query(CREATE_STAGING)
-            .execute(&mut *conn)
-            .await
-            .map_err(store_error)?;
-        let mut tx = conn.begin().await.map_err(store_error)?;
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
         // One writer at a time per database: AUTO_INCREMENT hands out numbers at insert
         // time, so overlapping writers could commit out of `seq` order; holding this
         // row lock until commit makes `seq` order commit order, as with SQLite's single
-        // writer. It also closes the window between DROP_STORED and PUBLISH in which
-        // another writer could store one of our ids.
+        // writer. It also means no other writer can store one of our ids between the
+        // look-up below and our inserts.
         sqlx::query("SELECT id FROM audit_events_writer WHERE id = 1 FOR UPDATE")
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;
-        // Normally empty already (rolled back or cleared below); cheap insurance.
-        sqlx::query("DELETE FROM audit_events_incoming")
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        let mut ord = 0_i64;
+        let stored = stored_among(&mut tx, &rows).await?;
+        let rows: Vec<_> = rows
+            .into_iter()
+            .filter(|row| !stored.contains(&row.id))
+            .collect();
+        let mut inserted = 0;
+        // One multi-row INSERT hands out `seq` in row order, and each statement after
+        // the previous one: `seq` follows the batch's order.
         for chunk in chunks(&rows, ROWS_PER_STATEMENT, self.max_statement_bytes) {
-            let mut stage = QueryBuilder::<MySql>::new(
-                "INSERT INTO audit_events_incoming (ord, id, action, timestamp, actor_type, \
-                 actor_id, target_type, target_id, body, producer_id, producer_seq) ",
+            let mut insert = QueryBuilder::<MySql>::new(
+                "INSERT INTO audit_events (id, action, timestamp, actor_type, actor_id, \
+                 target_type, target_id, received_at, body, producer_id, producer_seq) ",
             );
-            stage.push_values(chunk, |mut row, event| {
-                row.push_bind(ord)
-                    .push_bind(event.id.as_bytes().as_slice())
+            insert.push_values(chunk, |mut row, event| {
+                row.push_bind(event.id.as_bytes().as_slice())
                     .push_bind(event.action)
                     .push_bind(event.timestamp)
                     .push_bind(event.actor_type)
                     .push_bind(event.actor_id.as_str())
                     .push_bind(event.target_type)
                     .push_bind(event.target_id.as_str())
+                    .push_bind(received_at)
                     .push_bind(event.body.as_str())
                     .push_bind(event.producer_id)
                     .push_bind(event.producer_seq);
-                ord += 1;
             });
-            stage
+            inserted += insert
                 .build()
                 // Only full-size chunks repeat their SQL text; caching the prepared
                 // statement for each odd tail size would just fill the cache.
                 .persistent(chunk.len() == ROWS_PER_STATEMENT)
                 .execute(&mut *tx)
                 .await
-                .map_err(store_error)?;
+                .map_err(store_error)?
+                .rows_affected();
         }
-        sqlx::query(DROP_STORED)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        let inserted = sqlx::query(PUBLISH)
-            .bind(received_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?
-            .rows_affected();
-        sqlx::query("DELETE FROM audit_events_incoming")
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
         tx.commit().await.map_err(store_error)?;
         Ok(InsertOutcome {
             inserted,
@@ -590,6 +542,33 @@ fn producer_row(row: MySqlRow) -> Result<ProducerRow, StoreError> {
         gap_from: row.try_get("gap_from").map_err(store_error)?,
         gap_to: row.try_get("gap_to").map_err(store_error)?,
     })
+}
+
+/// The ids among `rows` that are already stored. A locking read: it sees what
+/// other writers committed up to now, whatever this transaction's snapshot.
+async fn stored_among(
+    tx: &mut sqlx::Transaction<'_, MySql>,
+    rows: &[EventRow<'_>],
+) -> Result<HashSet<uuid::Uuid>, StoreError> {
+    let mut stored = HashSet::new();
+    for chunk in rows.chunks(STORED_IDS_CHUNK) {
+        let mut sql = QueryBuilder::<MySql>::new("SELECT id FROM audit_events WHERE id IN (");
+        let mut list = sql.separated(", ");
+        for row in chunk {
+            list.push_bind(row.id.as_bytes().to_vec());
+        }
+        sql.push(") LOCK IN SHARE MODE");
+        for row in sql
+            .build()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(store_error)?
+        {
+            let id: Vec<u8> = row.try_get("id").map_err(store_error)?;
+            stored.insert(uuid_from_bytes(&id)?);
+        }
+    }
+    Ok(stored)
 }
 
 #[cfg(test)]
