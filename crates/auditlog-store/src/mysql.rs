@@ -31,7 +31,7 @@ use crate::{
 /// and id, body, producer id and number.
 const BINDS_PER_ROW: usize = 11;
 
-/// Rows per staging statement: MySQL's prepared statements take at most 65 535
+/// Rows per INSERT statement: MySQL's prepared statements take at most 65 535
 /// parameters.
 const ROWS_PER_STATEMENT: usize = 65_535 / BINDS_PER_ROW;
 const _: () = assert!(ROWS_PER_STATEMENT * BINDS_PER_ROW <= 65_535);
@@ -118,7 +118,7 @@ const DUPLICATE_KEY_NAME: u16 = 1061;
 #[derive(Debug, Clone)]
 pub struct MySqlStore {
     pool: MySqlPool,
-    /// Most bytes one staging statement may carry: half the server's
+    /// Most bytes one INSERT statement may carry: half the server's
     /// `max_allowed_packet`, so a batch of large events is split before the server
     /// would refuse it.
     max_statement_bytes: usize,
