@@ -28,12 +28,16 @@ pub struct ApiOptions {
     pub amqp_url: Option<String>,
     /// Only this configuration (`off`, `embedded`, `rabbitmq`, `rabbitmq-down`).
     pub only: Option<String>,
+    /// Times every configuration runs, one round after the other.
+    pub rounds: usize,
 }
 
 /// One configuration's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct ApiScenario {
     pub name: String,
+    /// 1 for the first round.
+    pub round: usize,
     pub requests: u64,
     pub errors: u64,
     pub requests_per_sec: f64,
@@ -48,19 +52,62 @@ pub struct ApiReport {
     pub connections: usize,
     pub seconds_per_scenario: f64,
     pub scenarios: Vec<ApiScenario>,
-    /// Audited (embedded) throughput over unaudited throughput.
+    /// Audited (embedded) throughput over unaudited throughput: the median of the
+    /// rounds' ratios.
     pub audited_to_unaudited: Option<f64>,
+    /// That ratio in each round, in order.
+    pub audited_to_unaudited_by_round: Vec<f64>,
 }
 
 pub async fn run(options: ApiOptions) -> Result<ApiReport> {
+    let mut scenarios = Vec::new();
+    let mut ratios = Vec::new();
+    for round in 1..=options.rounds.max(1) {
+        let measured = run_round(&options).await?;
+        let throughput = |name: &str| {
+            measured
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| s.requests_per_sec)
+        };
+        if let (Some(on), Some(off)) = (throughput("embedded"), throughput("off"))
+            && off > 0.0
+        {
+            ratios.push(on / off);
+        }
+        scenarios.extend(measured.into_iter().map(|s| ApiScenario { round, ..s }));
+    }
+    Ok(ApiReport {
+        connections: options.connections,
+        seconds_per_scenario: options.duration.as_secs_f64(),
+        scenarios,
+        audited_to_unaudited: median(&ratios),
+        audited_to_unaudited_by_round: ratios,
+    })
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+/// Every wanted configuration once, each a fresh `auditlog up`.
+async fn run_round(options: &ApiOptions) -> Result<Vec<ApiScenario>> {
     let scratch = tempfile::tempdir()?;
     let mut scenarios = Vec::new();
     let wanted = |name: &str| options.only.as_deref().is_none_or(|only| only == name);
     if wanted("off") {
-        scenarios.push(scenario("off", &["--audit", "off"], &options, scratch.path(), None).await?);
+        scenarios.push(scenario("off", &["--audit", "off"], options, scratch.path(), None).await?);
     }
     if wanted("embedded") {
-        scenarios.push(scenario("embedded", &[], &options, scratch.path(), None).await?);
+        scenarios.push(scenario("embedded", &[], options, scratch.path(), None).await?);
     }
     if let Some(url) = &options.amqp_url {
         let (scheme, rest) = url
@@ -94,29 +141,14 @@ pub async fn run(options: ApiOptions) -> Result<ApiReport> {
             }
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let proxy = down.then_some(&proxy);
-            let measured = scenario(name, &args, &options, scratch.path(), proxy).await;
+            let measured = scenario(name, &args, options, scratch.path(), proxy).await;
             if let Err(err) = auditlog_amqp::delete_topology(&own).await {
                 tracing::warn!(%err, "the run's RabbitMQ queues could not be deleted");
             }
             scenarios.push(measured?);
         }
     }
-    let throughput = |name: &str| {
-        scenarios
-            .iter()
-            .find(|s| s.name == name)
-            .map(|s| s.requests_per_sec)
-    };
-    let audited_to_unaudited = match (throughput("embedded"), throughput("off")) {
-        (Some(on), Some(off)) if off > 0.0 => Some(on / off),
-        _ => None,
-    };
-    Ok(ApiReport {
-        connections: options.connections,
-        seconds_per_scenario: options.duration.as_secs_f64(),
-        scenarios,
-        audited_to_unaudited,
-    })
+    Ok(scenarios)
 }
 
 /// A child `auditlog up` and its primary API's URL.
@@ -208,6 +240,7 @@ async fn scenario(
     let p = percentiles(latencies);
     Ok(ApiScenario {
         name: name.to_owned(),
+        round: 1,
         requests,
         errors,
         requests_per_sec: requests as f64 / elapsed.as_secs_f64(),
@@ -269,9 +302,10 @@ impl ApiReport {
     /// The human-readable table.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "primary API, GET /api/users/1, {} connections, {:.0} s each\n{:<16} {:>12} {:>9} {:>9} {:>8} {:>10}\n",
+            "primary API, GET /api/users/1, {} connections, {:.0} s each\n{:<6} {:<16} {:>12} {:>9} {:>9} {:>8} {:>10}\n",
             self.connections,
             self.seconds_per_scenario,
+            "round",
             "auditing",
             "requests/s",
             "p50 ms",
@@ -281,7 +315,8 @@ impl ApiReport {
         );
         for s in &self.scenarios {
             out.push_str(&format!(
-                "{:<16} {:>12.0} {:>9.2} {:>9.2} {:>8} {:>10.1}\n",
+                "{:<6} {:<16} {:>12.0} {:>9.2} {:>9.2} {:>8} {:>10.1}\n",
+                s.round,
                 s.name,
                 s.requests_per_sec,
                 s.p50_ms,
@@ -291,11 +326,33 @@ impl ApiReport {
             ));
         }
         if let Some(ratio) = self.audited_to_unaudited {
+            let rounds: Vec<String> = self
+                .audited_to_unaudited_by_round
+                .iter()
+                .map(|r| format!("{:.1}%", r * 100.0))
+                .collect();
             out.push_str(&format!(
-                "audited (embedded) / unaudited throughput: {:.1}%\n",
-                ratio * 100.0
+                "audited (embedded) / unaudited throughput: {:.1}%{}\n",
+                ratio * 100.0,
+                if rounds.len() > 1 {
+                    format!(" (median of rounds: {})", rounds.join(", "))
+                } else {
+                    String::new()
+                }
             ));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn the_median_is_the_middle_value_or_the_mean_of_the_middle_two() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[0.9, 0.7, 0.8]), Some(0.8));
+        assert_eq!(median(&[0.9, 0.7, 0.8, 0.6]), Some(0.75));
     }
 }

@@ -268,6 +268,10 @@ struct BenchApiArgs {
     /// Only one configuration: off, embedded, rabbitmq or rabbitmq-down.
     #[arg(long)]
     only: Option<String>,
+    /// Run every configuration this many times, alternating, and report the median
+    /// ratio: on a shared machine one run of each is at the mercy of the moment.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     #[arg(long)]
     json: bool,
 }
