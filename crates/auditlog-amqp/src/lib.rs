@@ -79,10 +79,15 @@ pub enum AmqpError {
 /// Whether `queue` exists on the broker at `url` (a passive declare, which leaves
 /// the queue as it is).
 pub async fn queue_exists(url: &str, queue: &str) -> bool {
-    let Ok(connection) = topology::connect(url, "auditlog probe".into()).await else {
-        return false;
-    };
-    let exists = match topology::channel(&connection).await {
+    queue_consumers(url, queue).await.is_some()
+}
+
+/// How many consumers `queue` has on the broker at `url`; `None` when it does not
+/// exist or the broker cannot be reached (a passive declare, which leaves the
+/// queue as it is).
+pub async fn queue_consumers(url: &str, queue: &str) -> Option<u32> {
+    let connection = topology::connect(url, "auditlog probe".into()).await.ok()?;
+    let consumers = match topology::channel(&connection).await {
         Ok(channel) => {
             let declared = channel
                 .queue_declare(
@@ -94,20 +99,21 @@ pub async fn queue_exists(url: &str, queue: &str) -> bool {
                     lapin::types::FieldTable::default(),
                 )
                 .await
-                .is_ok();
+                .ok()
+                .map(|queue| queue.consumer_count());
             // Closed before the connection: a channel still open when it is
             // dropped closes itself in the background, and if the connection is
             // closing by then lapin logs a spurious `Connection error ... invalid
             // channel state`. (A missing queue has closed the channel already.)
-            if declared {
+            if declared.is_some() {
                 let _ = channel.close(200, "probe done".into()).await;
             }
             declared
         }
-        Err(_) => false,
+        Err(_) => None,
     };
     let _ = connection.close(200, "probe done".into()).await;
-    exists
+    consumers
 }
 
 /// Deletes `config`'s exchange, queue and dead-letter queue, messages included:

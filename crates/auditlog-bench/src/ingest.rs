@@ -132,8 +132,9 @@ pub async fn run(options: IngestOptions) -> Result<IngestReport> {
                     .connect()
                     .await
                     .context("while connecting to RabbitMQ")?;
-                // Give the auditor a moment to declare and bind its queue.
-                wait_for_queue(url, &format!("data-mutation-audits-bench-{run_tag}")).await?;
+                // The publisher declared the queue; the clock starts once the
+                // auditor consumes from it, so that its start-up is not counted.
+                wait_for_consumer(url, &format!("data-mutation-audits-bench-{run_tag}")).await?;
                 (Arc::new(publisher), Some(auditor), None)
             }
         };
@@ -488,14 +489,18 @@ fn spawn_auditor(config: &AmqpConfig, store_url: &str, scratch: &std::path::Path
 }
 
 /// Waits until the auditor declared its queue.
-async fn wait_for_queue(url: &str, queue: &str) -> Result<()> {
+async fn wait_for_consumer(url: &str, queue: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if auditlog_amqp::queue_exists(url, queue).await {
+        if auditlog_amqp::queue_consumers(url, queue)
+            .await
+            .unwrap_or(0)
+            > 0
+        {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("the auditor did not declare its queue {queue} within 30 s");
+            bail!("the auditor did not start consuming from {queue} within 30 s");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -4,7 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use auditlog_event::DataEvent;
@@ -439,8 +439,7 @@ impl Batcher {
                             Err(TransportError::Unavailable("no confirmation in time".into()))
                         });
                     }
-                    self.stamp(&mut arrived);
-                    self.hold(&mut arrived).await;
+                    self.take_arrived(&mut arrived).await;
                 }
             }
         }
@@ -458,11 +457,16 @@ impl Batcher {
                         tokio::time::sleep_until(until).await;
                         return;
                     }
-                    self.stamp(&mut arrived);
-                    self.hold(&mut arrived).await;
+                    self.take_arrived(&mut arrived).await;
                 }
             }
         }
+    }
+
+    /// Numbers events just taken off the queue and holds them.
+    async fn take_arrived(&mut self, arrived: &mut Vec<DataEvent>) {
+        self.stamp(arrived);
+        self.hold(arrived).await;
     }
 
     /// Keeps events that arrived while the transport was busy or down, writing them
@@ -488,12 +492,9 @@ impl Batcher {
     }
 
     fn spill_has_backlog(&self) -> bool {
-        self.spill.as_ref().is_some_and(|spill| {
-            spill
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .has_backlog()
-        })
+        self.spill
+            .as_deref()
+            .is_some_and(|spill| locked(spill).has_backlog())
     }
 
     /// Runs `op` on the spill on a blocking thread (`None` without a spill). While
@@ -506,9 +507,7 @@ impl Batcher {
         F: FnOnce(&mut Spill) -> io::Result<T> + Send + 'static,
     {
         let spill = self.spill.clone()?;
-        let job = tokio::task::spawn_blocking(move || {
-            op(&mut spill.lock().unwrap_or_else(PoisonError::into_inner))
-        });
+        let job = tokio::task::spawn_blocking(move || op(&mut locked(&spill)));
         tokio::pin!(job);
         let mut arrived = Vec::new();
         let mut open = true;
@@ -527,11 +526,8 @@ impl Batcher {
 
     /// The spill's backlog, for the counters.
     fn record_backlog(&self) {
-        if let Some(spill) = &self.spill {
-            let bytes = spill
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .backlog_bytes();
+        if let Some(spill) = self.spill.as_deref() {
+            let bytes = locked(spill).backlog_bytes();
             self.stats
                 .spill_backlog_bytes
                 .store(bytes, Ordering::Relaxed);
@@ -718,6 +714,12 @@ impl Published {
 
 const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The spill, whether or not a blocking operation on it panicked (its state is
+/// a file offset and a length, each written whole).
+fn locked(spill: &Mutex<Spill>) -> MutexGuard<'_, Spill> {
+    spill.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     // An error means the task handle is gone: nobody can ask any more, so stop too.

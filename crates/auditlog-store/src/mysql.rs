@@ -15,7 +15,7 @@ use sqlx::{Connection, MySql, QueryBuilder, Row};
 
 use crate::chain::extend;
 use crate::sql::{
-    CHAIN_HEAD, CHAIN_PAGE, CONNECT_TIMEOUT, Dialect, EventRow, LAST_SEQ, LATEST_HEAD, POOL_SIZE,
+    CHAIN_HEAD, CHAIN_PAGE, CONNECT_TIMEOUT, Dialect, LAST_SEQ, LATEST_HEAD, POOL_SIZE,
     ProducerRow, STORED_IDS_CHUNK, activity_count, activity_query, after_seq_query,
     chain_after_query, chain_entry, chain_head, chain_inserts, chain_link, chain_link_query,
     chunks, count_query, events_after_query, first_connection, get_query, into_page, now_ms,
@@ -258,7 +258,13 @@ impl AuditStore for MySqlStore {
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;
-        let stored = stored_among(&mut tx, &rows).await?;
+        let ids: Vec<uuid::Uuid> = rows.iter().map(|row| row.id).collect();
+        // A locking read: it sees what other writers committed up to now, whatever
+        // this transaction's snapshot.
+        let stored: HashSet<uuid::Uuid> = ids_stored(&mut tx, &ids, " LOCK IN SHARE MODE")
+            .await?
+            .into_iter()
+            .collect();
         let rows: Vec<_> = rows
             .into_iter()
             .filter(|row| !stored.contains(&row.id))
@@ -393,25 +399,8 @@ impl AuditStore for MySqlStore {
     }
 
     async fn stored_ids(&self, ids: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError> {
-        let mut found = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(STORED_IDS_CHUNK) {
-            let mut sql = QueryBuilder::<MySql>::new("SELECT id FROM audit_events WHERE id IN (");
-            let mut list = sql.separated(", ");
-            for id in chunk {
-                list.push_bind(id.as_bytes().to_vec());
-            }
-            sql.push(")");
-            for row in sql
-                .build()
-                .fetch_all(&self.pool)
-                .await
-                .map_err(store_error)?
-            {
-                let id: Vec<u8> = row.try_get("id").map_err(store_error)?;
-                found.push(uuid_from_bytes(&id)?);
-            }
-        }
-        Ok(found)
+        let mut conn = self.pool.acquire().await.map_err(store_error)?;
+        ids_stored(&mut conn, ids, "").await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -544,31 +533,33 @@ fn producer_row(row: MySqlRow) -> Result<ProducerRow, StoreError> {
     })
 }
 
-/// The ids among `rows` that are already stored. A locking read: it sees what
-/// other writers committed up to now, whatever this transaction's snapshot.
-async fn stored_among(
-    tx: &mut sqlx::Transaction<'_, MySql>,
-    rows: &[EventRow<'_>],
-) -> Result<HashSet<uuid::Uuid>, StoreError> {
-    let mut stored = HashSet::new();
-    for chunk in rows.chunks(STORED_IDS_CHUNK) {
+/// The ids among `ids` that are stored, read with `suffix` after the query (a
+/// locking clause, or nothing).
+async fn ids_stored(
+    conn: &mut MySqlConnection,
+    ids: &[uuid::Uuid],
+    suffix: &str,
+) -> Result<Vec<uuid::Uuid>, StoreError> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(STORED_IDS_CHUNK) {
         let mut sql = QueryBuilder::<MySql>::new("SELECT id FROM audit_events WHERE id IN (");
         let mut list = sql.separated(", ");
-        for row in chunk {
-            list.push_bind(row.id.as_bytes().to_vec());
+        for id in chunk {
+            list.push_bind(id.as_bytes().to_vec());
         }
-        sql.push(") LOCK IN SHARE MODE");
+        sql.push(")");
+        sql.push(suffix);
         for row in sql
             .build()
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *conn)
             .await
             .map_err(store_error)?
         {
             let id: Vec<u8> = row.try_get("id").map_err(store_error)?;
-            stored.insert(uuid_from_bytes(&id)?);
+            found.push(uuid_from_bytes(&id)?);
         }
     }
-    Ok(stored)
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -361,7 +361,7 @@ pub async fn bench(command: BenchCommand) -> Result<()> {
                 connections: args.connections,
                 amqp_url: args.amqp_url,
                 only: args.only,
-                rounds: args.rounds.max(1),
+                rounds: args.rounds,
             })
             .await?;
             print(&report, args.json, report.table())?;

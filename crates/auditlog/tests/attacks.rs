@@ -612,20 +612,7 @@ async fn attacks_are_refused_and_change_nothing() {
 #[tokio::test]
 async fn dev_tokens_can_be_switched_off() {
     let (_tmp, dir) = data_dir();
-    let system = Running::start(
-        &[
-            "up",
-            "--api-addr",
-            "127.0.0.1:0",
-            "--auditor-addr",
-            "127.0.0.1:0",
-            "--web-addr",
-            "127.0.0.1:0",
-            "--dev-tokens=false",
-        ],
-        &dir,
-        3,
-    );
+    let system = Running::up_with(&dir, &["--dev-tokens=false"]);
     let anonymous = Client::new(&system.urls.api);
     let answer = anonymous.get("/tokens/1").await;
     assert_eq!(answer.status, 404, "{}", answer.body);
@@ -645,15 +632,9 @@ async fn an_external_issuers_tokens_are_accepted_with_its_key_and_claims() {
     std::fs::create_dir_all(&dir).unwrap();
     let key_path = dir.join("issuer.pem");
     std::fs::write(&key_path, &external.public_pem).unwrap();
-    let system = Running::start(
+    let system = Running::up_with(
+        &dir,
         &[
-            "up",
-            "--api-addr",
-            "127.0.0.1:0",
-            "--auditor-addr",
-            "127.0.0.1:0",
-            "--web-addr",
-            "127.0.0.1:0",
             "--token-public-key",
             key_path.to_str().unwrap(),
             "--token-issuer",
@@ -661,8 +642,6 @@ async fn an_external_issuers_tokens_are_accepted_with_its_key_and_claims() {
             "--token-audience",
             "auditlog-prod",
         ],
-        &dir,
-        3,
     );
     let mut claims = Forge::claims("1", "admin");
     claims["iss"] = json!("https://login.example.com");

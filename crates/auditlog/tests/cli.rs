@@ -279,20 +279,7 @@ async fn get_with(base: &str, path: &str, token: &str) -> (u16, Value) {
 #[tokio::test]
 async fn a_minted_token_reads_as_its_role_where_demo_tokens_are_off() {
     let (_tmp, dir) = data_dir();
-    let system = Running::start(
-        &[
-            "up",
-            "--dev-tokens=false",
-            "--api-addr",
-            "127.0.0.1:0",
-            "--auditor-addr",
-            "127.0.0.1:0",
-            "--web-addr",
-            "127.0.0.1:0",
-        ],
-        &dir,
-        3,
-    );
+    let system = Running::up_with(&dir, &["--dev-tokens=false"]);
     let demo = reqwest::get(format!("{}/tokens/1", system.urls.api))
         .await
         .unwrap();

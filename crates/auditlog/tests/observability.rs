@@ -277,20 +277,7 @@ async fn a_poison_message_is_counted_as_dead_lettered_by_reason() {
     assert_eq!(before.value("auditlog_amqp_consumer_connected", &[]), 1.0);
     let not_json = [("reason", "not_json")];
 
-    let connection = lapin::Connection::connect(&amqp.url, lapin::ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .basic_publish(
-            amqp.exchange.as_str().into(),
-            "observability.data.mutated".into(),
-            Default::default(),
-            b"this is not an event",
-            lapin::BasicProperties::default(),
-        )
-        .await
-        .unwrap();
+    publish_raw(&amqp, b"this is not an event").await;
 
     scrape_until(
         &base,
@@ -322,7 +309,6 @@ async fn a_poison_message_is_counted_as_dead_lettered_by_reason() {
             described.text
         );
     }
-    let _ = connection.close(200, "done".into()).await;
     drop(auditor);
     amqp.delete().await;
 }
@@ -433,22 +419,9 @@ async fn the_auditor_is_not_ready_while_rabbitmq_has_dropped_its_consumer() {
     );
 
     // Reconnected means consuming again: an event published now is stored.
-    let connection = lapin::Connection::connect(&amqp.url, lapin::ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
     let event = json!({"action": "viewed", "actorType": "users", "actorId": 1,
         "targetType": "users", "targetId": "2", "timestamp": 1_764_324_000_000_i64});
-    channel
-        .basic_publish(
-            amqp.exchange.as_str().into(),
-            "observability.data.mutated".into(),
-            Default::default(),
-            event.to_string().as_bytes(),
-            lapin::BasicProperties::default(),
-        )
-        .await
-        .unwrap();
+    publish_raw(&amqp, event.to_string().as_bytes()).await;
     let stored = [("via", "transport")];
     scrape_until(
         &base,
@@ -457,9 +430,27 @@ async fn the_auditor_is_not_ready_while_rabbitmq_has_dropped_its_consumer() {
         scrape.value("auditlog_auditor_events_stored_total", &stored) + 1.0,
     )
     .await;
-    let _ = connection.close(200, "done".into()).await;
     drop(auditor);
     amqp.delete().await;
+}
+
+/// Publishes `body` as it is to the test's own exchange, as a producer would.
+async fn publish_raw(amqp: &PrivateAmqp, body: &[u8]) {
+    let connection = lapin::Connection::connect(&amqp.url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .basic_publish(
+            amqp.exchange.as_str().into(),
+            "observability.data.mutated".into(),
+            Default::default(),
+            body,
+            lapin::BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    let _ = connection.close(200, "done".into()).await;
 }
 
 /// A port on which nothing listens.

@@ -33,19 +33,22 @@ pub fn binary() -> &'static str {
 impl Running {
     /// `auditlog up` on free ports with `data_dir`.
     pub fn up(data_dir: &Path) -> Running {
-        Running::start(
-            &[
-                "up",
-                "--api-addr",
-                "127.0.0.1:0",
-                "--auditor-addr",
-                "127.0.0.1:0",
-                "--web-addr",
-                "127.0.0.1:0",
-            ],
-            data_dir,
-            3,
-        )
+        Running::up_with(data_dir, &[])
+    }
+
+    /// `auditlog up` on free ports with `data_dir` and the flags `extra`.
+    pub fn up_with(data_dir: &Path, extra: &[&str]) -> Running {
+        let mut args = vec![
+            "up",
+            "--api-addr",
+            "127.0.0.1:0",
+            "--auditor-addr",
+            "127.0.0.1:0",
+            "--web-addr",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        Running::start(&args, data_dir, 3)
     }
 
     /// Any subcommand; waits until it printed `expected_urls` URL lines.
