@@ -10,6 +10,7 @@ mod logging;
 mod query;
 mod remote;
 mod run;
+mod scheduling;
 mod token;
 mod verify;
 
@@ -400,11 +401,16 @@ struct UpArgs {
     /// Auditing of the primary API: `off` only to measure what auditing costs.
     #[arg(long, env = "AUDITLOG_AUDIT", value_enum, default_value = "on")]
     audit: Audit,
-    /// Scheduling priority (nice, 0–19) of the in-process auditor's threads. When
-    /// the cores are busy the primary API's requests go first and the auditor stores
-    /// their events a little later; 0 gives both the same priority.
-    #[arg(long, env = "AUDITLOG_AUDITOR_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
-    auditor_nice: i32,
+    /// Scheduling priority of the in-process auditor's threads: `idle` stores events
+    /// on CPU time the primary API does not want (while it keeps the cores busy,
+    /// events wait on disk in the spill file); a nice value from 0 (the API's own
+    /// priority) to 19 gives the auditor a steady smaller share.
+    #[arg(long, env = "AUDITLOG_AUDITOR_PRIORITY", default_value = "idle")]
+    auditor_priority: scheduling::AuditorPriority,
+    /// CPUs the in-process auditor's threads are confined to (e.g. `1`, `2-3`,
+    /// `0,2`), leaving the others to the primary API; by default they may run on any.
+    #[arg(long, env = "AUDITLOG_AUDITOR_CPUS")]
+    auditor_cpus: Option<scheduling::CpuList>,
     #[command(flatten)]
     tokens: TokenArgs,
     #[command(flatten)]

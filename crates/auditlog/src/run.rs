@@ -22,6 +22,7 @@ use auditlog_web::WebState;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::scheduling::{AuditorPriority, CpuList};
 use crate::{ApiArgs, Audit, AuditorArgs, BenchCommand, EdgeArgs, TokenArgs, UpArgs, WebArgs};
 
 /// How long shutdown keeps trying to hand over what is queued or staged.
@@ -34,7 +35,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let edge = edge(&args.edge)?;
     // The auditor's side (store, consumer, sealer, query API) runs on a runtime of
     // its own; SQLite's connection threads, started from it, inherit its priority.
-    let background = BackgroundRuntime::start(args.auditor_nice)?;
+    let background = BackgroundRuntime::start(args.auditor_priority, args.auditor_cpus.clone())?;
     let store = {
         let (dir, url) = (data_dir.clone(), args.store_url.clone());
         background
@@ -152,10 +153,11 @@ pub async fn up(args: UpArgs) -> Result<()> {
     Ok(())
 }
 
-/// A multi-threaded runtime whose threads run at a lower scheduling priority (a
-/// higher nice value). Threads started from them, such as SQLite's connection
-/// threads, inherit it. Dropping it stops it without waiting, which is allowed
-/// inside the main runtime (dropping a `Runtime` there would panic).
+/// A multi-threaded runtime whose threads run at a lower scheduling priority, and
+/// on the given CPUs if any. Threads started from them, such as SQLite's connection
+/// threads, inherit both.
+/// Dropping it stops it without waiting, which is allowed inside the main runtime
+/// (dropping a `Runtime` there would panic).
 struct BackgroundRuntime {
     /// Taken out only by `drop`.
     runtime: Option<tokio::runtime::Runtime>,
@@ -163,12 +165,23 @@ struct BackgroundRuntime {
 }
 
 impl BackgroundRuntime {
-    fn start(nice: i32) -> Result<Self> {
+    fn start(priority: AuditorPriority, cpus: Option<CpuList>) -> Result<Self> {
+        if let Some(cpus) = &cpus {
+            cpus.check_available()
+                .map_err(|err| anyhow::anyhow!("--auditor-cpus {cpus}: {err}"))?;
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("auditlog-auditor")
             .enable_all()
-            .on_thread_start(move || lower_priority(nice))
+            .on_thread_start(move || {
+                if let Err(err) = priority.apply_to_current_thread() {
+                    tracing::warn!(%err, %priority, "could not lower the auditor's thread priority; it runs at the primary API's");
+                }
+                if let Some(Err(err)) = cpus.as_ref().map(CpuList::apply_to_current_thread) {
+                    tracing::warn!(%err, "could not confine the auditor's threads to --auditor-cpus; they run on any CPU");
+                }
+            })
             .build()
             .context("while starting the auditor's runtime")?;
         Ok(BackgroundRuntime {
@@ -191,17 +204,6 @@ impl Drop for BackgroundRuntime {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
-    }
-}
-
-/// Gives the calling thread the nice value `nice` (on Linux the nice value is a
-/// per-thread attribute, and `setpriority(PRIO_PROCESS, 0)` sets the caller's).
-fn lower_priority(nice: i32) {
-    if nice == 0 {
-        return;
-    }
-    if let Err(err) = rustix::process::setpriority_process(None, nice) {
-        tracing::warn!(%err, nice, "could not lower the auditor's thread priority; it runs at the primary API's");
     }
 }
 

@@ -95,50 +95,133 @@ async fn a_service_whose_standard_output_was_closed_keeps_serving() {
     let _ = child.wait();
 }
 
-/// The nice value and name of each thread of process `pid` (Linux `/proc`).
-fn threads(pid: u32) -> Vec<(String, i64)> {
+/// How one thread of a process is scheduled (Linux `/proc`).
+#[derive(Debug)]
+struct Thread {
+    name: String,
+    nice: i64,
+    /// 0 is `SCHED_OTHER`, 5 is `SCHED_IDLE`.
+    policy: i64,
+    /// The CPUs it may run on, as the kernel writes them (`0-1`, `1`, …).
+    cpus: String,
+}
+
+const SCHED_OTHER: i64 = 0;
+const SCHED_IDLE: i64 = 5;
+
+fn threads(pid: u32) -> Vec<Thread> {
     let mut found = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let dir = task.unwrap().path();
         let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
         let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
-        // Fields after the `(comm)` part: state is field 3, nice is field 19.
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        // Fields after the `(comm)` part: state is field 3, nice field 19, policy 41.
         let Some((_, after)) = stat.rsplit_once(')') else {
             continue;
         };
-        let nice = after.split_whitespace().nth(16).unwrap().parse().unwrap();
-        found.push((name.trim().to_owned(), nice));
+        let field = |n: usize| {
+            after
+                .split_whitespace()
+                .nth(n - 3)
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let cpus = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+            .unwrap_or_default();
+        found.push(Thread {
+            name: name.trim().to_owned(),
+            nice: field(19),
+            policy: field(41),
+            cpus: cpus.trim().to_owned(),
+        });
     }
     found
 }
 
-#[tokio::test]
-async fn the_in_process_auditor_runs_at_a_lower_priority_than_the_primary_api() {
+/// `auditlog up` with `extra` flags, once its auditor's store has served a query
+/// (so that its reader connections exist too): its threads.
+async fn threads_of_up(extra: &[&str]) -> Vec<Thread> {
     let (_tmp, dir) = data_dir();
-    let running = Running::up(&dir);
-    // Use the auditor's store from a query, so its reader connections exist too.
+    let running = Running::up_with(&dir, extra);
     let client = Client::new(&running.urls.api).login(1).await;
     assert_eq!(client.get("/api/users/1").await.status, 200);
     assert_eq!(client.get("/events/on/users/1").await.status, 200);
-    let threads = threads(running.pid());
-    let auditor: Vec<_> = threads
+    threads(running.pid())
+}
+
+fn named<'a>(threads: &'a [Thread], prefix: &str) -> Vec<&'a Thread> {
+    let found: Vec<_> = threads
         .iter()
-        .filter(|(name, _)| name.starts_with("auditlog-audito"))
+        .filter(|t| t.name.starts_with(prefix))
         .collect();
-    assert!(!auditor.is_empty(), "no auditor threads in {threads:?}");
-    assert!(auditor.iter().all(|(_, nice)| *nice == 10), "{threads:?}");
-    let api: Vec<_> = threads
-        .iter()
-        .filter(|(name, _)| name == "tokio-rt-worker")
-        .collect();
-    assert!(!api.is_empty(), "no primary API threads in {threads:?}");
-    assert!(api.iter().all(|(_, nice)| *nice == 0), "{threads:?}");
+    assert!(!found.is_empty(), "no {prefix} threads in {threads:?}");
+    found
+}
+
+#[tokio::test]
+async fn the_in_process_auditor_runs_on_idle_time_by_default() {
+    let threads = threads_of_up(&[]).await;
+    let auditor = named(&threads, "auditlog-audito");
+    assert!(
+        auditor.iter().all(|t| t.policy == SCHED_IDLE),
+        "{threads:?}"
+    );
+    let api = named(&threads, "tokio-rt-worker");
+    assert!(
+        api.iter().all(|t| t.policy == SCHED_OTHER && t.nice == 0),
+        "{threads:?}"
+    );
     // SQLite's connection threads: the audit store's inherit the auditor's
-    // priority, the primary API's database stays at the normal one.
-    let sqlite: Vec<i64> = threads
+    // policy, the primary API's database keeps the normal one.
+    let sqlite: Vec<i64> = named(&threads, "sqlx-sqlite")
         .iter()
-        .filter(|(name, _)| name.starts_with("sqlx-sqlite"))
-        .map(|(_, nice)| *nice)
+        .map(|t| t.policy)
+        .collect();
+    assert!(
+        sqlite.contains(&SCHED_IDLE) && sqlite.contains(&SCHED_OTHER),
+        "{threads:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_in_process_auditor_takes_the_nice_value_and_cpus_it_is_given() {
+    let threads = threads_of_up(&["--auditor-priority", "10", "--auditor-cpus", "0"]).await;
+    let auditor = named(&threads, "auditlog-audito");
+    assert!(
+        auditor
+            .iter()
+            .all(|t| t.policy == SCHED_OTHER && t.nice == 10 && t.cpus == "0"),
+        "{threads:?}"
+    );
+    let api = named(&threads, "tokio-rt-worker");
+    assert!(api.iter().all(|t| t.nice == 0), "{threads:?}");
+    let sqlite: Vec<i64> = named(&threads, "sqlx-sqlite")
+        .iter()
+        .map(|t| t.nice)
         .collect();
     assert!(sqlite.contains(&10) && sqlite.contains(&0), "{threads:?}");
+}
+
+#[test]
+fn cpus_the_machine_does_not_have_are_refused_at_start_naming_those_it_has() {
+    let (_tmp, dir) = data_dir();
+    // Free ports, should the check ever let it start.
+    let output = std::process::Command::new(common::binary())
+        .args(["up", "--auditor-cpus", "1000"])
+        .env("AUDITLOG_DATA_DIR", &dir)
+        .env("AUDITLOG_API_ADDR", "127.0.0.1:0")
+        .env("AUDITLOG_AUDITOR_ADDR", "127.0.0.1:0")
+        .env("AUDITLOG_WEB_ADDR", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--auditor-cpus 1000") && stderr.contains("this machine's CPUs are 0"),
+        "{stderr}"
+    );
 }
