@@ -7,6 +7,9 @@
 //! - `store_insert/{backend}`: `insert_batch` of 1 000 new `viewed` events (fresh
 //!   ids each time, built outside the timed region) into a store of its own that
 //!   grows as the bench runs. Throughput in events.
+//! - `store_seal/{backend}`: `seal` of the 1 000 events just inserted (the insert
+//!   is not timed), in a store of its own: what extending the integrity chain costs
+//!   beside storing the same events. Throughput in events.
 //! - `store_query/{backend}/{by_actor,by_target}`: the first page (50 events) for
 //!   one actor or one target, on a store preloaded with 100 000 events spread evenly
 //!   over 1 000 actors (100 events each, so the page is full) and 10 000 targets
@@ -28,7 +31,8 @@
 
 use std::cell::OnceCell;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use auditlog_event::{Action, DataEvent, ObjectRef, ObjectType};
 use auditlog_store::testing::{self, TestDatabase};
@@ -224,6 +228,39 @@ fn insert(c: &mut Criterion) {
     group.finish();
 }
 
+fn seal(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("store_seal");
+    group.throughput(Throughput::Elements(INSERT_BATCH));
+    group.sample_size(10);
+    for backend in Backend::selected() {
+        let bench: OnceCell<Bench> = OnceCell::new();
+        let next = AtomicU64::new(0);
+        group.bench_function(backend.name(), |b| {
+            let store = &bench
+                .get_or_init(|| rt.block_on(Bench::open(backend)))
+                .store;
+            let next = &next;
+            b.to_async(&rt).iter_custom(|iters| async move {
+                let mut sealing = Duration::ZERO;
+                for _ in 0..iters {
+                    let first = next.fetch_add(INSERT_BATCH, Ordering::Relaxed);
+                    let batch: Vec<DataEvent> = (first..first + INSERT_BATCH).map(event).collect();
+                    store.insert_batch(&batch).await.unwrap();
+                    let started = Instant::now();
+                    let outcome = store.seal(INSERT_BATCH as u32).await.unwrap();
+                    sealing += started.elapsed();
+                    assert_eq!(outcome.sealed, INSERT_BATCH);
+                }
+                sealing
+            });
+        });
+        let _entered = rt.enter();
+        drop(bench);
+    }
+    group.finish();
+}
+
 fn query(c: &mut Criterion) {
     let rt = runtime();
     let events = if measuring() { PRELOAD } else { 10_000 };
@@ -272,5 +309,5 @@ fn report_page_sizes(rt: &Runtime, backend: Backend, name: &str, loaded: &Loaded
     );
 }
 
-criterion_group!(benches, insert, query);
+criterion_group!(benches, insert, seal, query);
 criterion_main!(benches);
