@@ -4,6 +4,9 @@
 //! over RabbitMQ with the broker up and with it gone — and reports throughput and
 //! latency percentiles of each, and the ratio of audited to unaudited throughput.
 //! Each configuration is a fresh `auditlog up` process on its own data directory.
+//! Where events are stored during the run (embedded, broker up), it also reports
+//! how long after the load stopped the last of them became queryable: an auditor
+//! that yields to the primary API under load stores part of its work afterwards.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -44,7 +47,15 @@ pub struct ApiScenario {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub server_peak_rss_kib: u64,
+    /// Milliseconds from the end of the load until every event it caused (one per
+    /// successful request, warm-up included) was queryable; `None` where events
+    /// are not stored during the run (`off`, broker gone) or not all were within
+    /// [`BACKLOG_LIMIT`].
+    pub all_stored_after_ms: Option<f64>,
 }
+
+/// Longest wait for the events of a run to be stored after its load stopped.
+pub const BACKLOG_LIMIT: Duration = Duration::from_secs(120);
 
 /// The whole run. Field names are stable across commits (`--json`).
 #[derive(Debug, Clone, Serialize)]
@@ -226,7 +237,7 @@ async fn scenario(
     }
     let url = format!("{}/api/users/1", server.api);
     // Warm up connections and caches, untimed.
-    load(
+    let (warm_up, _, _) = load(
         &client,
         &url,
         &token,
@@ -237,6 +248,13 @@ async fn scenario(
     let (latencies, errors, elapsed) =
         load(&client, &url, &token, options.connections, options.duration).await;
     let requests = latencies.len() as u64;
+    let all_stored_after_ms = match (name, cut) {
+        ("off", _) | (_, Some(_)) => None,
+        _ => {
+            let events = warm_up.len() as u64 + requests;
+            all_stored_after(&client, &server.api, &token, events).await?
+        }
+    };
     let p = percentiles(latencies);
     Ok(ApiScenario {
         name: name.to_owned(),
@@ -247,7 +265,46 @@ async fn scenario(
         p50_ms: p.p50 as f64 / 1_000.0,
         p99_ms: p.p99 as f64 / 1_000.0,
         server_peak_rss_kib: peak_rss_kib(server.child.id()),
+        all_stored_after_ms,
     })
+}
+
+/// Waits until the store holds `events` `viewed` events on user 1 and returns how
+/// long that took, in ms; `None` if it did not within [`BACKLOG_LIMIT`].
+async fn all_stored_after(
+    client: &reqwest::Client,
+    api: &str,
+    token: &str,
+    events: u64,
+) -> Result<Option<f64>> {
+    let started = Instant::now();
+    let url = format!("{api}/events/on/users/1?filter[action]=viewed&count=true&page[size]=1");
+    loop {
+        let page: serde_json::Value = client
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await?
+            .error_for_status()
+            .context("while counting the run's stored events")?
+            .json()
+            .await?;
+        let stored = page["meta"]["total"]
+            .as_u64()
+            .context("the events page has no meta.total")?;
+        if stored >= events {
+            return Ok(Some(started.elapsed().as_secs_f64() * 1_000.0));
+        }
+        if started.elapsed() > BACKLOG_LIMIT {
+            tracing::warn!(
+                stored,
+                events,
+                "not every event of the run was stored in time"
+            );
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// `connections` loops of GET until `duration` is up: latencies (µs) of the
@@ -302,7 +359,7 @@ impl ApiReport {
     /// The human-readable table.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "primary API, GET /api/users/1, {} connections, {:.0} s each\n{:<6} {:<16} {:>12} {:>9} {:>9} {:>8} {:>10}\n",
+            "primary API, GET /api/users/1, {} connections, {:.0} s each\n{:<6} {:<16} {:>12} {:>9} {:>9} {:>8} {:>10} {:>16}\n",
             self.connections,
             self.seconds_per_scenario,
             "round",
@@ -311,18 +368,21 @@ impl ApiReport {
             "p50 ms",
             "p99 ms",
             "errors",
-            "RSS MiB"
+            "RSS MiB",
+            "all stored +s"
         );
         for s in &self.scenarios {
             out.push_str(&format!(
-                "{:<6} {:<16} {:>12.0} {:>9.2} {:>9.2} {:>8} {:>10.1}\n",
+                "{:<6} {:<16} {:>12.0} {:>9.2} {:>9.2} {:>8} {:>10.1} {:>16}\n",
                 s.round,
                 s.name,
                 s.requests_per_sec,
                 s.p50_ms,
                 s.p99_ms,
                 s.errors,
-                s.server_peak_rss_kib as f64 / 1024.0
+                s.server_peak_rss_kib as f64 / 1024.0,
+                s.all_stored_after_ms
+                    .map_or("-".to_owned(), |ms| format!("{:.2}", ms / 1_000.0))
             ));
         }
         if let Some(ratio) = self.audited_to_unaudited {
