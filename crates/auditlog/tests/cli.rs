@@ -540,7 +540,6 @@ async fn an_event_published_over_rabbitmq_is_stored_by_the_auditor() {
     );
 
     assert!(auditor.terminate().success());
-    amqp.delete().await;
 }
 
 #[tokio::test]

@@ -130,7 +130,6 @@ async fn an_auditor_killed_mid_ingest_stores_every_event_exactly_once_after_rest
     let stored = stored_ids(store.url());
     assert_eq!(stored.len(), EVENTS, "no event stored twice");
     assert_eq!(stored.into_iter().collect::<BTreeSet<_>>(), emitted);
-    amqp.delete().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -160,7 +159,6 @@ async fn cutting_the_brokers_connections_during_load_loses_and_duplicates_nothin
     let stored = stored_ids(store.url());
     assert_eq!(stored.len(), EVENTS);
     assert_eq!(stored.into_iter().collect::<BTreeSet<_>>(), emitted);
-    amqp.delete().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -218,7 +216,6 @@ async fn a_store_down_for_ten_seconds_delays_ingest_and_loses_nothing() {
     let stored = stored_ids(store.url());
     assert_eq!(stored.len(), EVENTS);
     assert_eq!(stored.into_iter().collect::<BTreeSet<_>>(), emitted);
-    amqp.delete().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -305,7 +302,6 @@ async fn killing_the_primary_api_mid_burst_keeps_changes_and_events_one_to_one()
         "one event per committed change"
     );
     assert_eq!(created.into_iter().collect::<BTreeSet<_>>(), committed);
-    amqp.delete().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -400,5 +396,4 @@ async fn a_broker_gone_for_a_minute_under_load_fails_no_request_and_loses_no_eve
     .await;
     assert_eq!(count(store.url(), viewed_sql), views);
     assert_eq!(count(store.url(), created_sql), creates);
-    amqp.delete().await;
 }

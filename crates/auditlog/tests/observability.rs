@@ -310,7 +310,6 @@ async fn a_poison_message_is_counted_as_dead_lettered_by_reason() {
         );
     }
     drop(auditor);
-    amqp.delete().await;
 }
 
 /// Runs `rabbitmqctl -q ARGS` and asserts that it succeeded.
@@ -431,7 +430,6 @@ async fn the_auditor_is_not_ready_while_rabbitmq_has_dropped_its_consumer() {
     )
     .await;
     drop(auditor);
-    amqp.delete().await;
 }
 
 /// Publishes `body` as it is to the test's own exchange, as a producer would.

@@ -212,7 +212,6 @@ async fn walk_over_rabbitmq(store_url: &str, app_db_url: &str) {
     assert_eq!(through_web.get("/events/by/users/1").await.status, 200);
     assert!(api.terminate().success());
     assert!(auditor.terminate().success());
-    amqp.delete().await;
 }
 
 #[tokio::test]

@@ -304,12 +304,18 @@ pub fn actions(events: &[Value]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// RabbitMQ names private to one test, as command-line flags, and their cleanup.
+/// RabbitMQ names private to one test, as command-line flags. The exchange and
+/// queues are deleted when the `PrivateAmqp` made by [`PrivateAmqp::new`] is
+/// dropped, also when the test fails. Declare it before the services that use it:
+/// they are then stopped first, and cannot declare the names again after the
+/// deletion (a consumer whose queue vanishes reconnects and re-declares it).
 pub struct PrivateAmqp {
     pub url: String,
     pub exchange: String,
     pub queue: String,
     pub dead_letter_queue: String,
+    /// Only the original deletes the names; copies made by [`PrivateAmqp::via`] do not.
+    owner: bool,
 }
 
 impl PrivateAmqp {
@@ -321,6 +327,7 @@ impl PrivateAmqp {
             exchange: format!("api-stream-test-{tag}"),
             queue: format!("data-mutation-audits-test-{tag}"),
             dead_letter_queue: format!("data-mutation-audits-test-{tag}.dead-letter"),
+            owner: true,
         }
     }
 
@@ -331,6 +338,7 @@ impl PrivateAmqp {
             exchange: self.exchange.clone(),
             queue: self.queue.clone(),
             dead_letter_queue: self.dead_letter_queue.clone(),
+            owner: false,
         }
     }
 
@@ -358,7 +366,7 @@ impl PrivateAmqp {
     }
 
     /// Deletes the exchange and queues.
-    pub async fn delete(&self) {
+    async fn delete(&self) {
         let Ok(connection) =
             lapin::Connection::connect(&self.url, lapin::ConnectionProperties::default()).await
         else {
@@ -375,6 +383,29 @@ impl PrivateAmqp {
                 .await;
         }
         let _ = connection.close(200, "done".into()).await;
+    }
+}
+
+impl Drop for PrivateAmqp {
+    fn drop(&mut self) {
+        if !self.owner {
+            return;
+        }
+        let names = self.via(self.url.clone());
+        // Drop cannot await, and may run inside a test's runtime: a runtime of its own
+        // on a thread of its own.
+        let deleted = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                runtime.block_on(names.delete());
+            }
+        })
+        .join();
+        if deleted.is_err() {
+            eprintln!("could not delete the RabbitMQ names {}", self.queue);
+        }
     }
 }
 
