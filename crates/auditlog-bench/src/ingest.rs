@@ -488,7 +488,7 @@ fn spawn_auditor(config: &AmqpConfig, store_url: &str, scratch: &std::path::Path
         .context("while starting the auditor")
 }
 
-/// Waits until the auditor declared its queue.
+/// Waits until the auditor consumes from its queue.
 async fn wait_for_consumer(url: &str, queue: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

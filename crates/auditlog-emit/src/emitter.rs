@@ -372,17 +372,7 @@ impl Batcher {
             self.stamp(&mut head.events);
             return !head.events.is_empty();
         } else {
-            tokio::select! {
-                received = self.receiver.recv_many(&mut head.events, max) => {
-                    if received == 0 {
-                        *stopping = true; // every Emitter handle is gone
-                    }
-                }
-                _ = stopped(&mut self.stop) => {
-                    *stopping = true;
-                    self.receiver.close();
-                }
-            }
+            self.receive(&mut head.events, max, None, stopping).await;
         }
         if self.pending.is_empty() && !*stopping {
             self.linger(head, stopping).await;
@@ -400,19 +390,42 @@ impl Batcher {
         let until = Instant::now() + self.config.linger;
         while head.events.len() < max {
             let room = max - head.events.len();
-            tokio::select! {
-                _ = tokio::time::sleep_until(until) => return,
-                received = self.receiver.recv_many(&mut head.events, room) => {
-                    if received == 0 {
-                        *stopping = true;
-                        return;
-                    }
-                }
-                _ = stopped(&mut self.stop) => {
-                    *stopping = true;
-                    self.receiver.close();
-                    return;
-                }
+            if !self
+                .receive(&mut head.events, room, Some(until), stopping)
+                .await
+            {
+                return;
+            }
+        }
+    }
+
+    /// Waits once for the queue to bring events (at most `room`, appended to
+    /// `events`), until `until` if given. Returns whether waiting again makes sense:
+    /// not once `until` has passed, nor once the task is stopping (asked to, or every
+    /// `Emitter` handle is gone), which sets `stopping`.
+    async fn receive(
+        &mut self,
+        events: &mut Vec<DataEvent>,
+        room: usize,
+        until: Option<Instant>,
+        stopping: &mut bool,
+    ) -> bool {
+        let deadline = async {
+            match until {
+                Some(until) => tokio::time::sleep_until(until).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = deadline => false,
+            received = self.receiver.recv_many(events, room) => {
+                *stopping |= received == 0;
+                received > 0
+            }
+            _ = stopped(&mut self.stop) => {
+                *stopping = true;
+                self.receiver.close();
+                false
             }
         }
     }
@@ -933,14 +946,20 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn events_emitted_close_together_travel_in_one_batch() {
+    /// An emitter whose batches linger `linger`, sending to a [`Sizes`].
+    fn lingering(linger: Duration) -> (Arc<Sizes>, Emitter, EmitterTask) {
         let transport = Arc::new(Sizes::default());
         let config = EmitterConfig {
-            linger: Duration::from_millis(500),
+            linger,
             ..EmitterConfig::default()
         };
         let (emitter, task) = Emitter::start(transport.clone(), config).unwrap();
+        (transport, emitter, task)
+    }
+
+    #[tokio::test]
+    async fn events_emitted_close_together_travel_in_one_batch() {
+        let (transport, emitter, task) = lingering(Duration::from_millis(500));
         for n in 0..10 {
             emitter.emit(event(n));
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -957,12 +976,7 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_does_not_wait_out_the_linger() {
-        let transport = Arc::new(Sizes::default());
-        let config = EmitterConfig {
-            linger: Duration::from_secs(3_600),
-            ..EmitterConfig::default()
-        };
-        let (emitter, task) = Emitter::start(transport.clone(), config).unwrap();
+        let (_transport, emitter, task) = lingering(Duration::from_secs(3_600));
         emitter.emit(event(1));
         tokio::task::yield_now().await;
         let stats = tokio::time::timeout(Duration::from_secs(10), task.shutdown())

@@ -92,9 +92,7 @@ impl CpuList {
         rustix::thread::sched_setaffinity(None, &set)
             .map_err(|err| format!("sched_setaffinity({self}): {err}"))
     }
-}
 
-impl CpuList {
     /// Fails, saying why, if a thread cannot be confined to these CPUs (absent,
     /// offline, or outside this process's cgroup). Tried on a throwaway thread:
     /// the kernel is the only judge, and the caller's own affinity (say, under

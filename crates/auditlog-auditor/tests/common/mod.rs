@@ -24,22 +24,12 @@ pub fn private_config() -> AmqpConfig {
 
 /// Deletes a test run's exchange and queues.
 pub async fn delete_topology(config: &AmqpConfig) {
-    let Ok(connection) =
-        lapin::Connection::connect(&config.url, lapin::ConnectionProperties::default()).await
-    else {
-        return;
-    };
-    if let Ok(channel) = connection.create_channel().await {
-        for queue in [&config.queue, &config.dead_letter_queue] {
-            let _ = channel
-                .queue_delete(queue.as_str().into(), Default::default())
-                .await;
-        }
-        let _ = channel
-            .exchange_delete(config.exchange.as_str().into(), Default::default())
-            .await;
+    if let Err(err) = auditlog_amqp::delete_topology(config).await {
+        eprintln!(
+            "could not delete the RabbitMQ names of {}: {err}",
+            config.queue
+        );
     }
-    let _ = connection.close(200, "done".into()).await;
 }
 
 /// An auditor serving its router on a free port, with an SQLite store and fresh

@@ -364,26 +364,6 @@ impl PrivateAmqp {
         .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
         .collect()
     }
-
-    /// Deletes the exchange and queues.
-    async fn delete(&self) {
-        let Ok(connection) =
-            lapin::Connection::connect(&self.url, lapin::ConnectionProperties::default()).await
-        else {
-            return;
-        };
-        if let Ok(channel) = connection.create_channel().await {
-            for queue in [&self.queue, &self.dead_letter_queue] {
-                let _ = channel
-                    .queue_delete(queue.as_str().into(), Default::default())
-                    .await;
-            }
-            let _ = channel
-                .exchange_delete(self.exchange.as_str().into(), Default::default())
-                .await;
-        }
-        let _ = connection.close(200, "done".into()).await;
-    }
 }
 
 impl Drop for PrivateAmqp {
@@ -391,20 +371,26 @@ impl Drop for PrivateAmqp {
         if !self.owner {
             return;
         }
-        let names = self.via(self.url.clone());
+        let config = self.config();
         // Drop cannot await, and may run inside a test's runtime: a runtime of its own
         // on a thread of its own.
         let deleted = std::thread::spawn(move || {
-            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-            {
-                runtime.block_on(names.delete());
-            }
+                .map_err(|err| err.to_string())
+                .and_then(|runtime| {
+                    runtime
+                        .block_on(auditlog_amqp::delete_topology(&config))
+                        .map_err(|err| err.to_string())
+                })
         })
         .join();
-        if deleted.is_err() {
-            eprintln!("could not delete the RabbitMQ names {}", self.queue);
+        if let Ok(Err(err)) = deleted {
+            eprintln!(
+                "could not delete the RabbitMQ names of {}: {err}",
+                self.queue
+            );
         }
     }
 }
