@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use auditlog_event::DataEvent;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -129,6 +129,20 @@ impl EmitterStats {
 pub struct Emitter {
     queue: mpsc::Sender<DataEvent>,
     stats: Arc<EmitterStats>,
+    doorbell: Arc<Doorbell>,
+}
+
+/// How `emit` calls the batching task once enough events are queued. A task
+/// waiting on the queue itself would be woken by every event: one scheduling of
+/// the task per request, which cost the audited API a measurable share of its
+/// throughput. While the task lingers or publishes it waits on this instead, and
+/// takes the queued events in one go when it rings, or when its own deadline
+/// comes.
+#[derive(Debug)]
+struct Doorbell {
+    notify: Notify,
+    /// Queued events at which `emit` rings.
+    ring_at: usize,
 }
 
 /// The running batching task; [`EmitterTask::shutdown`] drains it.
@@ -157,8 +171,15 @@ impl Emitter {
         let (queue, receiver) = mpsc::channel(config.queue_capacity.max(2));
         let (stop, stop_rx) = watch::channel(false);
         let stats = Arc::new(EmitterStats::default());
+        // A full batch's worth, but well before the queue is full: the task then
+        // has three quarters of the queue's room to come and empty it.
+        let doorbell = Arc::new(Doorbell {
+            notify: Notify::new(),
+            ring_at: config.max_batch.min(config.queue_capacity / 4).max(1),
+        });
         let task = Batcher {
             receiver,
+            doorbell: doorbell.clone(),
             stop: stop_rx,
             transport,
             stats: stats.clone(),
@@ -174,6 +195,7 @@ impl Emitter {
             Emitter {
                 queue,
                 stats: stats.clone(),
+                doorbell,
             },
             EmitterTask {
                 stop,
@@ -187,13 +209,23 @@ impl Emitter {
     /// event is counted as dropped and logged.
     pub fn emit(&self, event: DataEvent) {
         self.stats.emitted.fetch_add(1, Ordering::Relaxed);
-        if let Err(err) = self.queue.try_send(event) {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            let event = match err {
-                mpsc::error::TrySendError::Full(e) | mpsc::error::TrySendError::Closed(e) => e,
-            };
-            tracing::error!(event_id = %event.id, "audit event dropped: emitter queue full or closed");
+        match self.queue.try_send(event) {
+            Ok(()) => {
+                if self.queued() >= self.doorbell.ring_at {
+                    self.doorbell.notify.notify_one();
+                }
+            }
+            Err(err) => self.dropped(err),
         }
+    }
+
+    #[cold]
+    fn dropped(&self, err: mpsc::error::TrySendError<DataEvent>) {
+        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        let event = match err {
+            mpsc::error::TrySendError::Full(e) | mpsc::error::TrySendError::Closed(e) => e,
+        };
+        tracing::error!(event_id = %event.id, "audit event dropped: emitter queue full or closed");
     }
 
     /// What happened to this emitter's events so far.
@@ -229,6 +261,7 @@ impl EmitterTask {
 /// transport, one batch at a time, in order.
 struct Batcher {
     receiver: mpsc::Receiver<DataEvent>,
+    doorbell: Arc<Doorbell>,
     stop: watch::Receiver<bool>,
     transport: Arc<dyn Transport>,
     config: EmitterConfig,
@@ -363,16 +396,11 @@ impl Batcher {
             head.events.extend(self.pending.drain(..take));
         } else if *stopping {
             // Shutdown: take what is left, without waiting for more.
-            while head.events.len() < max {
-                match self.receiver.try_recv() {
-                    Ok(event) => head.events.push(event),
-                    Err(_) => break,
-                }
-            }
+            self.take_queued(&mut head.events, max);
             self.stamp(&mut head.events);
             return !head.events.is_empty();
         } else {
-            self.receive(&mut head.events, max, None, stopping).await;
+            self.receive(&mut head.events, max, stopping).await;
         }
         if self.pending.is_empty() && !*stopping {
             self.linger(head, stopping).await;
@@ -383,49 +411,51 @@ impl Batcher {
 
     /// Tops the batch up from the queue until it is full or `linger` has passed.
     /// Under load this turns many small deliveries (each a commit on the auditor's
-    /// side) into few large ones; the queue is emptied all along, so it cannot
-    /// fill while the batch waits.
+    /// side) into few large ones. The queue is emptied whenever the doorbell rings,
+    /// so it cannot fill while the batch waits, and once more at the deadline.
     async fn linger(&mut self, head: &mut Head, stopping: &mut bool) {
         let max = self.config.max_batch;
         let until = Instant::now() + self.config.linger;
-        while head.events.len() < max {
-            let room = max - head.events.len();
-            if !self
-                .receive(&mut head.events, room, Some(until), stopping)
-                .await
-            {
+        let doorbell = self.doorbell.clone();
+        loop {
+            self.take_queued(&mut head.events, max);
+            if head.events.len() >= max {
                 return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => {
+                    self.take_queued(&mut head.events, max);
+                    return;
+                }
+                () = doorbell.notify.notified() => {}
+                () = stopped(&mut self.stop) => {
+                    *stopping = true;
+                    self.receiver.close();
+                    return;
+                }
             }
         }
     }
 
-    /// Waits once for the queue to bring events (at most `room`, appended to
-    /// `events`), until `until` if given. Returns whether waiting again makes sense:
-    /// not once `until` has passed, nor once the task is stopping (asked to, or every
-    /// `Emitter` handle is gone), which sets `stopping`.
-    async fn receive(
-        &mut self,
-        events: &mut Vec<DataEvent>,
-        room: usize,
-        until: Option<Instant>,
-        stopping: &mut bool,
-    ) -> bool {
-        let deadline = async {
-            match until {
-                Some(until) => tokio::time::sleep_until(until).await,
-                None => std::future::pending().await,
-            }
-        };
+    /// Waits for the queue to bring events (at most `room`, appended to `events`).
+    /// Sets `stopping` once the task is stopping: asked to, or every `Emitter`
+    /// handle is gone.
+    async fn receive(&mut self, events: &mut Vec<DataEvent>, room: usize, stopping: &mut bool) {
         tokio::select! {
-            _ = deadline => false,
-            received = self.receiver.recv_many(events, room) => {
-                *stopping |= received == 0;
-                received > 0
-            }
-            _ = stopped(&mut self.stop) => {
+            received = self.receiver.recv_many(events, room) => *stopping |= received == 0,
+            () = stopped(&mut self.stop) => {
                 *stopping = true;
                 self.receiver.close();
-                false
+            }
+        }
+    }
+
+    /// Moves queued events to `events`, without waiting, until it holds `max`.
+    fn take_queued(&mut self, events: &mut Vec<DataEvent>, max: usize) {
+        while events.len() < max {
+            match self.receiver.try_recv() {
+                Ok(event) => events.push(event),
+                Err(_) => break,
             }
         }
     }
@@ -438,6 +468,7 @@ impl Batcher {
         let attempt = tokio::time::timeout(self.config.publish_timeout, transport.publish(events));
         tokio::pin!(attempt);
         let mut arrived = Vec::new();
+        let doorbell = self.doorbell.clone();
         loop {
             tokio::select! {
                 outcome = &mut attempt => {
@@ -445,13 +476,8 @@ impl Batcher {
                         Err(TransportError::Unavailable("no confirmation in time".into()))
                     });
                 }
-                received = self.receiver.recv_many(&mut arrived, self.high_water), if self.spill.is_some() => {
-                    if received == 0 {
-                        // Every handle is gone; finish this attempt, then drain.
-                        return (&mut attempt).await.unwrap_or_else(|_| {
-                            Err(TransportError::Unavailable("no confirmation in time".into()))
-                        });
-                    }
+                () = doorbell.notify.notified(), if self.spill.is_some() => {
+                    self.take_queued(&mut arrived, self.high_water);
                     self.take_arrived(&mut arrived).await;
                 }
             }
@@ -462,14 +488,12 @@ impl Batcher {
     async fn wait_spilling(&mut self, pause: Duration) {
         let until = Instant::now() + pause;
         let mut arrived = Vec::new();
+        let doorbell = self.doorbell.clone();
         loop {
             tokio::select! {
-                _ = tokio::time::sleep_until(until) => return,
-                received = self.receiver.recv_many(&mut arrived, self.high_water), if self.spill.is_some() => {
-                    if received == 0 {
-                        tokio::time::sleep_until(until).await;
-                        return;
-                    }
+                () = tokio::time::sleep_until(until) => return,
+                () = doorbell.notify.notified(), if self.spill.is_some() => {
+                    self.take_queued(&mut arrived, self.high_water);
                     self.take_arrived(&mut arrived).await;
                 }
             }
@@ -495,9 +519,7 @@ impl Batcher {
     /// Writes the held events, then everything queued, to the spill, in order.
     async fn spill_pending_and_queued(&mut self) {
         let mut queued = Vec::new();
-        while let Ok(event) = self.receiver.try_recv() {
-            queued.push(event);
-        }
+        self.take_queued(&mut queued, usize::MAX);
         self.stamp(&mut queued);
         let mut events = std::mem::take(&mut self.pending);
         events.append(&mut queued);
@@ -523,13 +545,13 @@ impl Batcher {
         let job = tokio::task::spawn_blocking(move || op(&mut locked(&spill)));
         tokio::pin!(job);
         let mut arrived = Vec::new();
-        let mut open = true;
+        let doorbell = self.doorbell.clone();
         loop {
             let room = self.max_held.saturating_sub(self.pending.len());
             tokio::select! {
                 done = &mut job => return Some(done.unwrap_or_else(|err| Err(io::Error::other(err)))),
-                received = self.receiver.recv_many(&mut arrived, room), if open && room > 0 => {
-                    open = received > 0;
+                () = doorbell.notify.notified(), if room > 0 => {
+                    self.take_queued(&mut arrived, room);
                     self.stamp(&mut arrived);
                     self.pending.append(&mut arrived);
                 }
@@ -983,6 +1005,45 @@ mod tests {
             .await
             .expect("shutdown waited for the linger");
         assert_eq!(stats.delivered(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_lingering_batch_takes_queued_events_once_a_batch_worth_is_there_not_one_by_one() {
+        let transport = Arc::new(Sizes::default());
+        let config = EmitterConfig {
+            linger: Duration::from_secs(3_600),
+            max_batch: 100,
+            queue_capacity: 1_000,
+            ..EmitterConfig::default()
+        };
+        let (emitter, task) = Emitter::start(transport.clone(), config).unwrap();
+        emitter.emit(event(0));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(emitter.queued(), 0, "the first event starts a batch");
+        for n in 1..50 {
+            emitter.emit(event(n));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            emitter.queued(),
+            49,
+            "single events woke the lingering task"
+        );
+        for n in 50..150 {
+            emitter.emit(event(n));
+        }
+        let full = async {
+            while transport.0.lock().unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), full)
+            .await
+            .expect("a full batch waited for the linger");
+        assert_eq!(*transport.0.lock().unwrap(), [100]);
+        let stats = task.shutdown().await;
+        assert_eq!(*transport.0.lock().unwrap(), [100, 50]);
+        assert_eq!(stats.delivered(), 150);
     }
 
     /// A transport that is down until `up` is set, then records batches.
