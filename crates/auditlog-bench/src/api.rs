@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
+use crate::cpu::CpuTime;
 use crate::proxy::TcpProxy;
 use crate::stats::{peak_rss_kib, percentiles};
 
@@ -52,6 +53,24 @@ pub struct ApiScenario {
     /// are not stored during the run (`off`, broker gone), or not all were within
     /// [`BACKLOG_LIMIT`].
     pub all_stored_after_ms: Option<f64>,
+    /// CPU time per request of the measured load, in µs, where Linux's `/proc`
+    /// tells it (`None` elsewhere).
+    pub cpu_us_per_request: Option<CpuPerRequest>,
+}
+
+/// Where a request's CPU time went, in µs per request of the measured load.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CpuPerRequest {
+    /// `auditlog up`'s threads at normal priority (the primary API and its
+    /// database) while the load ran.
+    pub api: f64,
+    /// Its threads that yield to them (the in-process auditor and the audit
+    /// store's connections), from the start of the load until every event of the
+    /// run was stored: the work an idle-priority auditor left for after the load
+    /// counts too. It also holds the bench's own look-ups of the last event.
+    pub auditor: f64,
+    /// The bench process, which generates the load, while the load ran.
+    pub load_generator: f64,
 }
 
 /// Longest wait for the events of a run to be stored after its load stopped.
@@ -245,8 +264,11 @@ async fn scenario(
         Duration::from_secs(1),
     )
     .await;
+    let server_pid = server.child.id();
+    let started = CpuReadings::take(server_pid);
     let (latencies, errors, elapsed) =
         load(&client, &url, &token, options.connections, options.duration).await;
+    let loaded = CpuReadings::take(server_pid);
     let requests = latencies.len() as u64;
     let all_stored_after_ms = match (name, cut) {
         ("off", _) | (_, Some(_)) => None,
@@ -255,6 +277,7 @@ async fn scenario(
             all_stored_after(&client, &server.api, &token, events).await?
         }
     };
+    let stored = CpuReadings::take(server_pid);
     let p = percentiles(latencies);
     Ok(ApiScenario {
         name: name.to_owned(),
@@ -266,6 +289,42 @@ async fn scenario(
         p99_ms: p.p99 as f64 / 1_000.0,
         server_peak_rss_kib: peak_rss_kib(server.child.id()),
         all_stored_after_ms,
+        cpu_us_per_request: cpu_per_request(&started, &loaded, &stored, requests),
+    })
+}
+
+/// CPU time of the server and of this process (the load generator) at one moment.
+struct CpuReadings {
+    server: Option<CpuTime>,
+    bench: Option<CpuTime>,
+}
+
+impl CpuReadings {
+    fn take(server_pid: u32) -> Self {
+        CpuReadings {
+            server: crate::cpu::of_process(server_pid),
+            bench: crate::cpu::of_process(std::process::id()),
+        }
+    }
+}
+
+/// Per request: the API's and the load generator's CPU while the load ran, and
+/// the auditor's from the start of the load until `stored`.
+fn cpu_per_request(
+    started: &CpuReadings,
+    loaded: &CpuReadings,
+    stored: &CpuReadings,
+    requests: u64,
+) -> Option<CpuPerRequest> {
+    if requests == 0 {
+        return None;
+    }
+    let per_request = |ns: u64| ns as f64 / 1_000.0 / requests as f64;
+    let start = started.server?;
+    Some(CpuPerRequest {
+        api: per_request(loaded.server?.since(&start).normal_ns),
+        auditor: per_request(stored.server?.since(&start).yielding_ns),
+        load_generator: per_request(loaded.bench?.since(&started.bench?).total_ns()),
     })
 }
 
@@ -401,7 +460,7 @@ impl ApiReport {
     /// The human-readable table.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "primary API, GET /api/users/1, {} connections, {:.0} s each\n{:<6} {:<16} {:>12} {:>9} {:>9} {:>8} {:>10} {:>16}\n",
+            "primary API, GET /api/users/1, {} connections, {:.0} s each\n{:<6} {:<16} {:>12} {:>9} {:>9} {:>8} {:>10} {:>16} {:>24}\n",
             self.connections,
             self.seconds_per_scenario,
             "round",
@@ -411,11 +470,12 @@ impl ApiReport {
             "p99 ms",
             "errors",
             "RSS MiB",
-            "all stored +s"
+            "all stored +s",
+            "CPU µs/req api/auditor"
         );
         for s in &self.scenarios {
             out.push_str(&format!(
-                "{:<6} {:<16} {:>12.0} {:>9.2} {:>9.2} {:>8} {:>10.1} {:>16}\n",
+                "{:<6} {:<16} {:>12.0} {:>9.2} {:>9.2} {:>8} {:>10.1} {:>16} {:>24}\n",
                 s.round,
                 s.name,
                 s.requests_per_sec,
@@ -424,7 +484,11 @@ impl ApiReport {
                 s.errors,
                 s.server_peak_rss_kib as f64 / 1024.0,
                 s.all_stored_after_ms
-                    .map_or("-".to_owned(), |ms| format!("{:.2}", ms / 1_000.0))
+                    .map_or("-".to_owned(), |ms| format!("{:.2}", ms / 1_000.0)),
+                s.cpu_us_per_request.map_or("-".to_owned(), |cpu| format!(
+                    "{:.1} / {:.1}",
+                    cpu.api, cpu.auditor
+                ))
             ));
         }
         if let Some(ratio) = self.audited_to_unaudited {

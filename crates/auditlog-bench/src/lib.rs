@@ -7,6 +7,7 @@
 
 pub mod api;
 mod ceiling;
+pub mod cpu;
 pub mod ingest;
 pub mod proxy;
 pub mod query;

@@ -1,6 +1,6 @@
 //! `auditlog bench api` as a person runs it: both configurations are measured
-//! against real `auditlog up` processes, and the audited one reports when the last
-//! event its load caused was stored.
+//! against real `auditlog up` processes, the audited one reports when the last
+//! event its load caused was stored, and each reports where its CPU time went.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -51,5 +51,20 @@ fn bench_api_measures_with_and_without_auditing_and_when_every_event_was_stored(
     assert!(
         report["audited_to_unaudited"].as_f64().unwrap() > 0.0,
         "{report}"
+    );
+    // Where the CPU went: the API and the load generator worked in both; only the
+    // audited run has an auditor storing its events, on threads that yield.
+    let cpu = |measured: &Value, part: &str| {
+        measured["cpu_us_per_request"][part]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no CPU time for {part} in {measured}"))
+    };
+    for measured in [&off, &embedded] {
+        assert!(cpu(measured, "api") > 0.0, "{measured}");
+        assert!(cpu(measured, "load_generator") > 0.0, "{measured}");
+    }
+    assert!(
+        cpu(&embedded, "auditor") > cpu(&off, "auditor") + 1.0,
+        "storing an event per request costs the auditor more than a µs each: {off} {embedded}"
     );
 }

@@ -1,0 +1,140 @@
+//! CPU time a process's threads have spent so far, read from Linux's `/proc`, split
+//! by how the scheduler treats them: threads at normal priority, and those that
+//! yield to them (`SCHED_IDLE`, or a positive nice value). In `auditlog up` the
+//! second kind are the in-process auditor's: its runtime and the audit store's
+//! connection threads, which inherit its priority. CPU time per request is a
+//! steadier figure than throughput on a shared machine: it does not move with how
+//! fast the cores happen to be this second.
+
+use std::path::Path;
+
+/// Linux's number for the `SCHED_IDLE` policy, as `/proc/…/stat` shows it.
+const SCHED_IDLE: i64 = 5;
+
+/// Nanoseconds on CPU, summed over a process's threads, by priority.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTime {
+    /// Threads at normal priority.
+    pub normal_ns: u64,
+    /// Threads that yield to them.
+    pub yielding_ns: u64,
+}
+
+impl CpuTime {
+    /// Both kinds together.
+    pub fn total_ns(&self) -> u64 {
+        self.normal_ns + self.yielding_ns
+    }
+
+    /// What was spent between `earlier` and this reading (threads that ended in
+    /// between take their time with them, so a kind never goes below zero).
+    pub fn since(&self, earlier: &CpuTime) -> CpuTime {
+        CpuTime {
+            normal_ns: self.normal_ns.saturating_sub(earlier.normal_ns),
+            yielding_ns: self.yielding_ns.saturating_sub(earlier.yielding_ns),
+        }
+    }
+}
+
+/// The CPU time of process `pid`'s live threads; `None` where `/proc` does not
+/// say (not Linux, or the process is gone).
+pub fn of_process(pid: u32) -> Option<CpuTime> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut time = CpuTime::default();
+    for task in tasks.flatten() {
+        // A thread that ended since the listing is simply not counted.
+        if let Some((ns, yielding)) = thread(&task.path()) {
+            if yielding {
+                time.yielding_ns += ns;
+            } else {
+                time.normal_ns += ns;
+            }
+        }
+    }
+    Some(time)
+}
+
+/// One thread's time on CPU (ns) and whether it yields to normal threads.
+fn thread(task: &Path) -> Option<(u64, bool)> {
+    let schedstat = std::fs::read_to_string(task.join("schedstat")).ok()?;
+    let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+    Some((on_cpu_ns(&schedstat)?, yields(&stat)?))
+}
+
+/// The first field of `schedstat`: time spent on CPU, in nanoseconds.
+fn on_cpu_ns(schedstat: &str) -> Option<u64> {
+    schedstat.split_whitespace().next()?.parse().ok()
+}
+
+/// Whether a thread's `stat` line shows `SCHED_IDLE` or a positive nice value.
+fn yields(stat: &str) -> Option<bool> {
+    // The command name, in parentheses, may itself hold spaces and parentheses:
+    // the numbered fields start after the last ')', with field 3 (the state).
+    let (_, after_name) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3)?.parse::<i64>().ok();
+    let (nice, policy) = (field(19)?, field(41)?);
+    Some(policy == SCHED_IDLE || nice > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `stat` line with the given nice value and policy, and a name that holds
+    /// spaces and parentheses.
+    fn stat_line(nice: i64, policy: i64) -> String {
+        let mut fields: Vec<String> = (3..=52).map(|n| n.to_string()).collect();
+        fields[0] = "S".into();
+        fields[19 - 3] = nice.to_string();
+        fields[41 - 3] = policy.to_string();
+        format!("4242 (odd (name) x) {}", fields.join(" "))
+    }
+
+    #[test]
+    fn threads_at_idle_policy_or_positive_nice_yield_and_others_do_not() {
+        assert_eq!(yields(&stat_line(0, 0)), Some(false));
+        assert_eq!(yields(&stat_line(0, SCHED_IDLE)), Some(true));
+        assert_eq!(yields(&stat_line(10, 0)), Some(true));
+        assert_eq!(yields(&stat_line(-5, 0)), Some(false));
+        assert_eq!(yields("4242 (truncated"), None);
+    }
+
+    #[test]
+    fn time_on_cpu_is_the_first_schedstat_field() {
+        assert_eq!(on_cpu_ns("661169805 359443 48\n"), Some(661_169_805));
+        assert_eq!(on_cpu_ns(""), None);
+    }
+
+    #[test]
+    fn this_process_is_seen_spending_cpu_at_normal_priority() {
+        let before = of_process(std::process::id()).unwrap();
+        let started = std::time::Instant::now();
+        let mut spin = 0_u64;
+        while started.elapsed() < std::time::Duration::from_millis(50) {
+            spin = std::hint::black_box(spin.wrapping_add(1));
+        }
+        let spent = of_process(std::process::id()).unwrap().since(&before);
+        assert!(spent.normal_ns >= 20_000_000, "{spent:?}");
+    }
+
+    #[test]
+    fn a_later_reading_never_gives_negative_time() {
+        let later = CpuTime {
+            normal_ns: 5,
+            yielding_ns: 1,
+        };
+        let earlier = CpuTime {
+            normal_ns: 3,
+            yielding_ns: 4,
+        };
+        assert_eq!(
+            later.since(&earlier),
+            CpuTime {
+                normal_ns: 2,
+                yielding_ns: 0
+            }
+        );
+        assert_eq!(later.total_ns(), 6);
+    }
+}
