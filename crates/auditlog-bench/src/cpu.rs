@@ -2,9 +2,8 @@
 //! by how the scheduler treats them: threads at normal priority, and those that
 //! yield to them (`SCHED_IDLE`, or a positive nice value). In `auditlog up` the
 //! second kind are the in-process auditor's: its runtime and the audit store's
-//! connection threads, which inherit its priority. CPU time per request is a
-//! steadier figure than throughput on a shared machine: it does not move with how
-//! fast the cores happen to be this second.
+//! connection threads, which inherit its priority. Throughput alone cannot tell
+//! which side of the process a request's CPU time went to; this can.
 
 use std::path::Path;
 
