@@ -461,8 +461,8 @@ impl Batcher {
     }
 
     /// One publish attempt, bounded in time. With a spill, events emitted while it
-    /// waits are taken off the queue (and spilled past the high-water mark) so that
-    /// `emit` never finds the queue full.
+    /// waits are taken off the queue whenever the doorbell rings (and spilled past
+    /// the high-water mark) so that `emit` never finds the queue full.
     async fn publish(&mut self, events: &[DataEvent]) -> Result<(), TransportError> {
         let transport = self.transport.clone();
         let attempt = tokio::time::timeout(self.config.publish_timeout, transport.publish(events));
@@ -484,7 +484,8 @@ impl Batcher {
         }
     }
 
-    /// Waits `pause` before the next attempt, keeping the queue empty meanwhile.
+    /// Waits `pause` before the next attempt, emptying the queue meanwhile whenever
+    /// the doorbell rings.
     async fn wait_spilling(&mut self, pause: Duration) {
         let until = Instant::now() + pause;
         let mut arrived = Vec::new();
@@ -533,8 +534,8 @@ impl Batcher {
     }
 
     /// Runs `op` on the spill on a blocking thread (`None` without a spill). While
-    /// the disk works, the queue keeps being emptied into `pending` (up to
-    /// `max_held`): a slow write or fsync must not leave `emit` a full queue, and
+    /// the disk works, the queue is emptied into `pending` whenever the doorbell
+    /// rings (up to `max_held`): a slow write or fsync must not leave `emit` a full queue, and
     /// the application's threads never wait for the disk.
     async fn on_spill<T, F>(&mut self, op: F) -> Option<io::Result<T>>
     where
