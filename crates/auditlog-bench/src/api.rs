@@ -7,6 +7,8 @@
 //! Where events are stored during the run (embedded, broker up), it also reports
 //! how long after the load stopped the last of them became queryable: an auditor
 //! that yields to the primary API under load stores part of its work afterwards.
+//! On Linux it also reports the CPU time per request of the API's threads, of the
+//! in-process auditor's and of the load generator ([`crate::cpu`]).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -66,8 +68,10 @@ pub struct CpuPerRequest {
     pub api: f64,
     /// Its threads that yield to them (the in-process auditor and the audit
     /// store's connections), from the start of the load until every event of the
-    /// run was stored: the work an idle-priority auditor left for after the load
-    /// counts too. It also holds the bench's own look-ups of the last event.
+    /// run was stored (or the wait for them gave up): the work an idle-priority
+    /// auditor left for after the load counts too. It also holds the bench's own
+    /// look-ups of the last event. RabbitMQ's own CPU, in its own process, is not
+    /// counted anywhere.
     pub auditor: f64,
     /// The bench process, which generates the load, while the load ran.
     pub load_generator: f64,
