@@ -484,11 +484,18 @@ impl Batcher {
         }
     }
 
-    /// Waits `pause` before the next attempt, emptying the queue meanwhile whenever
-    /// the doorbell rings.
+    /// Waits `pause` before the next attempt, emptying the queue at once and then
+    /// whenever the doorbell rings. Emptying it at each retry, not only at the
+    /// doorbell, means that while the transport is down what is held in memory
+    /// reaches the spill as soon as it passes the high-water mark, however few
+    /// events are still arriving.
     async fn wait_spilling(&mut self, pause: Duration) {
         let until = Instant::now() + pause;
         let mut arrived = Vec::new();
+        if self.spill.is_some() {
+            self.take_queued(&mut arrived, self.high_water);
+            self.take_arrived(&mut arrived).await;
+        }
         let doorbell = self.doorbell.clone();
         loop {
             tokio::select! {
@@ -1104,6 +1111,44 @@ mod tests {
         let stats = task.shutdown().await;
         assert_eq!(stats.dropped(), 0);
         assert_eq!(stats.delivered(), 20_000);
+        assert_eq!(*transport.received.lock().unwrap(), events);
+    }
+
+    #[tokio::test]
+    async fn while_the_transport_is_down_a_few_late_events_still_push_what_is_held_to_the_spill() {
+        let dir = tempfile::tempdir().unwrap();
+        let transport = Arc::new(Switchable::default());
+        // The doorbell rings at 256 queued events; 512 held go to the spill.
+        let config = EmitterConfig {
+            queue_capacity: 1_024,
+            max_batch: 1_000,
+            ..spilling_config(dir.path())
+        };
+        let (emitter, task) = Emitter::start(transport.clone(), config).unwrap();
+        let events: Vec<_> = (0..601).map(event).collect();
+        // One event makes a batch of one that fails and is retried.
+        emitter.emit(events[0].clone());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The doorbell rings for these: they are held, below the spill's mark.
+        for e in &events[1..401] {
+            emitter.emit(e.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Fewer than the doorbell's worth: only the retries take these.
+        for e in &events[401..] {
+            emitter.emit(e.clone());
+        }
+        let spilled = async {
+            while emitter.stats().spilled() == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), spilled)
+            .await
+            .expect("600 events held with the transport down never reached the spill");
+        transport.up.store(true, Ordering::SeqCst);
+        let stats = task.shutdown().await;
+        assert_eq!(stats.delivered(), 601);
         assert_eq!(*transport.received.lock().unwrap(), events);
     }
 
