@@ -63,7 +63,7 @@ pub struct ApiScenario {
 /// Where a request's CPU time went, in µs per request of the measured load.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct CpuPerRequest {
-    /// `auditlog up`'s threads at normal priority (the primary API and its
+    /// `auditlog up`'s threads at its own priority (the primary API and its
     /// database) while the load ran.
     pub api: f64,
     /// Its threads that yield to them (the in-process auditor and the audit
@@ -281,7 +281,8 @@ async fn scenario(
             all_stored_after(&client, &server.api, &token, events).await?
         }
     };
-    let stored = CpuReadings::take(server_pid);
+    // Only the auditor's side is read here: the load generator stopped with the load.
+    let stored = crate::cpu::of_process(server_pid);
     let p = percentiles(latencies);
     Ok(ApiScenario {
         name: name.to_owned(),
@@ -293,7 +294,7 @@ async fn scenario(
         p99_ms: p.p99 as f64 / 1_000.0,
         server_peak_rss_kib: peak_rss_kib(server.child.id()),
         all_stored_after_ms,
-        cpu_us_per_request: cpu_per_request(&started, &loaded, &stored, requests),
+        cpu_us_per_request: cpu_per_request(&started, &loaded, stored, requests),
     })
 }
 
@@ -313,11 +314,12 @@ impl CpuReadings {
 }
 
 /// Per request: the API's and the load generator's CPU while the load ran, and
-/// the auditor's from the start of the load until `stored`.
+/// the auditor's from the start of the load until `stored` (the server's reading
+/// once every event was stored).
 fn cpu_per_request(
     started: &CpuReadings,
     loaded: &CpuReadings,
-    stored: &CpuReadings,
+    stored: Option<CpuTime>,
     requests: u64,
 ) -> Option<CpuPerRequest> {
     if requests == 0 {
@@ -327,7 +329,7 @@ fn cpu_per_request(
     let start = started.server?;
     Some(CpuPerRequest {
         api: per_request(loaded.server?.since(&start).normal_ns),
-        auditor: per_request(stored.server?.since(&start).yielding_ns),
+        auditor: per_request(stored?.since(&start).yielding_ns),
         load_generator: per_request(loaded.bench?.since(&started.bench?).total_ns()),
     })
 }

@@ -1,8 +1,10 @@
 //! CPU time a process's threads have spent so far, read from Linux's `/proc`, split
-//! by how the scheduler treats them: threads at normal priority, and those that
-//! yield to them (`SCHED_IDLE`, or a positive nice value). In `auditlog up` the
-//! second kind are the in-process auditor's: its runtime and the audit store's
-//! connection threads, which inherit its priority. Throughput alone cannot tell
+//! by how the scheduler treats them: threads at the process's own priority (its
+//! main thread's), and those that yield to them (`SCHED_IDLE`, or a higher nice
+//! value). In `auditlog up` the second kind are the in-process auditor's: its
+//! runtime and the audit store's connection threads, which inherit its priority.
+//! Comparing with the main thread keeps the split right when the whole process
+//! runs under `nice`. Throughput alone cannot tell
 //! which side of the process a request's CPU time went to; this can.
 
 use std::path::Path;
@@ -13,7 +15,7 @@ const SCHED_IDLE: i64 = 5;
 /// Nanoseconds on CPU, summed over a process's threads, by priority.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CpuTime {
-    /// Threads at normal priority.
+    /// Threads at the process's own priority.
     pub normal_ns: u64,
     /// Threads that yield to them.
     pub yielding_ns: u64,
@@ -38,12 +40,13 @@ impl CpuTime {
 /// The CPU time of process `pid`'s live threads; `None` where `/proc` does not
 /// say (not Linux, or the process is gone).
 pub fn of_process(pid: u32) -> Option<CpuTime> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let tasks = Path::new("/proc").join(pid.to_string()).join("task");
+    let main = priority(&std::fs::read_to_string(tasks.join(pid.to_string()).join("stat")).ok()?)?;
     let mut time = CpuTime::default();
-    for task in tasks.flatten() {
+    for task in std::fs::read_dir(&tasks).ok()?.flatten() {
         // A thread that ended since the listing is simply not counted.
-        if let Some((ns, yielding)) = thread(&task.path()) {
-            if yielding {
+        if let Some((ns, priority)) = thread(&task.path()) {
+            if priority.yields_to(&main) {
                 time.yielding_ns += ns;
             } else {
                 time.normal_ns += ns;
@@ -53,11 +56,25 @@ pub fn of_process(pid: u32) -> Option<CpuTime> {
     Some(time)
 }
 
-/// One thread's time on CPU (ns) and whether it yields to normal threads.
-fn thread(task: &Path) -> Option<(u64, bool)> {
+/// How the scheduler treats a thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Priority {
+    nice: i64,
+    idle: bool,
+}
+
+impl Priority {
+    /// Whether the scheduler gives `other` the CPU before this one.
+    fn yields_to(&self, other: &Priority) -> bool {
+        (self.idle && !other.idle) || (self.idle == other.idle && self.nice > other.nice)
+    }
+}
+
+/// One thread's time on CPU (ns) and its priority.
+fn thread(task: &Path) -> Option<(u64, Priority)> {
     let schedstat = std::fs::read_to_string(task.join("schedstat")).ok()?;
     let stat = std::fs::read_to_string(task.join("stat")).ok()?;
-    Some((on_cpu_ns(&schedstat)?, yields(&stat)?))
+    Some((on_cpu_ns(&schedstat)?, priority(&stat)?))
 }
 
 /// The first field of `schedstat`: time spent on CPU, in nanoseconds.
@@ -65,15 +82,17 @@ fn on_cpu_ns(schedstat: &str) -> Option<u64> {
     schedstat.split_whitespace().next()?.parse().ok()
 }
 
-/// Whether a thread's `stat` line shows `SCHED_IDLE` or a positive nice value.
-fn yields(stat: &str) -> Option<bool> {
+/// The nice value and policy a thread's `stat` line shows.
+fn priority(stat: &str) -> Option<Priority> {
     // The command name, in parentheses, may itself hold spaces and parentheses:
     // the numbered fields start after the last ')', with field 3 (the state).
     let (_, after_name) = stat.rsplit_once(')')?;
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     let field = |n: usize| fields.get(n - 3)?.parse::<i64>().ok();
-    let (nice, policy) = (field(19)?, field(41)?);
-    Some(policy == SCHED_IDLE || nice > 0)
+    Some(Priority {
+        nice: field(19)?,
+        idle: field(41)? == SCHED_IDLE,
+    })
 }
 
 #[cfg(test)]
@@ -90,13 +109,29 @@ mod tests {
         format!("4242 (odd (name) x) {}", fields.join(" "))
     }
 
+    /// Whether a thread of `stat_line(nice, policy)` yields to a main thread of
+    /// `main`.
+    fn yields(stat: &str, main: (i64, i64)) -> Option<bool> {
+        let main = priority(&stat_line(main.0, main.1))?;
+        Some(priority(stat)?.yields_to(&main))
+    }
+
     #[test]
     fn threads_at_idle_policy_or_positive_nice_yield_and_others_do_not() {
-        assert_eq!(yields(&stat_line(0, 0)), Some(false));
-        assert_eq!(yields(&stat_line(0, SCHED_IDLE)), Some(true));
-        assert_eq!(yields(&stat_line(10, 0)), Some(true));
-        assert_eq!(yields(&stat_line(-5, 0)), Some(false));
-        assert_eq!(yields("4242 (truncated"), None);
+        let normal = (0, 0);
+        assert_eq!(yields(&stat_line(0, 0), normal), Some(false));
+        assert_eq!(yields(&stat_line(0, SCHED_IDLE), normal), Some(true));
+        assert_eq!(yields(&stat_line(10, 0), normal), Some(true));
+        assert_eq!(yields(&stat_line(-5, 0), normal), Some(false));
+        assert_eq!(yields("4242 (truncated", normal), None);
+    }
+
+    #[test]
+    fn under_nice_only_threads_below_the_main_thread_yield() {
+        let niced = (5, 0);
+        assert_eq!(yields(&stat_line(5, 0), niced), Some(false));
+        assert_eq!(yields(&stat_line(10, 0), niced), Some(true));
+        assert_eq!(yields(&stat_line(5, SCHED_IDLE), niced), Some(true));
     }
 
     #[test]

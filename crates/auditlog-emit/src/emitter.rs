@@ -34,9 +34,10 @@ use crate::{Transport, TransportError};
 pub struct EmitterConfig {
     /// Events the in-memory queue holds. Past half of it, the background task moves
     /// events to the spill file; with no spill, a full queue makes `emit` drop.
-    /// While the spill file is being written, the task keeps emptying the queue
-    /// into memory, up to as many events again: at most about twice this many
-    /// events (plus the batch in flight) are held in memory.
+    /// While the spill file is being written, the task goes on emptying the queue
+    /// into memory (each time a batch's worth is queued), up to as many events
+    /// again: at most about twice this many events (plus the batch in flight) are
+    /// held in memory.
     pub queue_capacity: usize,
     /// Most events handed to the transport at once.
     pub max_batch: usize,
@@ -135,9 +136,9 @@ pub struct Emitter {
 /// How `emit` calls the batching task once enough events are queued. A task
 /// waiting on the queue itself would be woken by every event: one scheduling of
 /// the task per request, which cost the audited API a measurable share of its
-/// throughput. While the task lingers or publishes it waits on this instead, and
-/// takes the queued events in one go when it rings, or when its own deadline
-/// comes.
+/// throughput. While the task lingers, publishes, backs off or writes the spill it
+/// waits on this instead, and takes the queued events in one go when it rings (or
+/// when its own deadline or retry comes).
 #[derive(Debug)]
 struct Doorbell {
     notify: Notify,
@@ -460,6 +461,14 @@ impl Batcher {
         }
     }
 
+    /// Up to `max` queued events, taken without waiting and numbered.
+    fn take_numbered(&mut self, max: usize) -> Vec<DataEvent> {
+        let mut events = Vec::new();
+        self.take_queued(&mut events, max);
+        self.stamp(&mut events);
+        events
+    }
+
     /// One publish attempt, bounded in time. With a spill, events emitted while it
     /// waits are taken off the queue whenever the doorbell rings (and spilled past
     /// the high-water mark) so that `emit` never finds the queue full.
@@ -467,7 +476,6 @@ impl Batcher {
         let transport = self.transport.clone();
         let attempt = tokio::time::timeout(self.config.publish_timeout, transport.publish(events));
         tokio::pin!(attempt);
-        let mut arrived = Vec::new();
         let doorbell = self.doorbell.clone();
         loop {
             tokio::select! {
@@ -476,10 +484,7 @@ impl Batcher {
                         Err(TransportError::Unavailable("no confirmation in time".into()))
                     });
                 }
-                () = doorbell.notify.notified(), if self.spill.is_some() => {
-                    self.take_queued(&mut arrived, self.high_water);
-                    self.take_arrived(&mut arrived).await;
-                }
+                () = doorbell.notify.notified(), if self.spill.is_some() => self.hold_queued().await,
             }
         }
     }
@@ -491,33 +496,24 @@ impl Batcher {
     /// events are still arriving.
     async fn wait_spilling(&mut self, pause: Duration) {
         let until = Instant::now() + pause;
-        let mut arrived = Vec::new();
         if self.spill.is_some() {
-            self.take_queued(&mut arrived, self.high_water);
-            self.take_arrived(&mut arrived).await;
+            self.hold_queued().await;
         }
         let doorbell = self.doorbell.clone();
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(until) => return,
-                () = doorbell.notify.notified(), if self.spill.is_some() => {
-                    self.take_queued(&mut arrived, self.high_water);
-                    self.take_arrived(&mut arrived).await;
-                }
+                () = doorbell.notify.notified(), if self.spill.is_some() => self.hold_queued().await,
             }
         }
     }
 
-    /// Numbers events just taken off the queue and holds them.
-    async fn take_arrived(&mut self, arrived: &mut Vec<DataEvent>) {
-        self.stamp(arrived);
-        self.hold(arrived).await;
-    }
-
-    /// Keeps events that arrived while the transport was busy or down, writing them
-    /// to the spill once there are many.
-    async fn hold(&mut self, arrived: &mut Vec<DataEvent>) {
-        self.pending.append(arrived);
+    /// Takes what is queued (up to the high-water mark) and keeps it with the events
+    /// that arrived while the transport was busy or down, writing them to the spill
+    /// once there are many.
+    async fn hold_queued(&mut self) {
+        let mut arrived = self.take_numbered(self.high_water);
+        self.pending.append(&mut arrived);
         if self.pending.len() >= self.high_water {
             let events = std::mem::take(&mut self.pending);
             self.write_spill(events).await;
@@ -526,9 +522,7 @@ impl Batcher {
 
     /// Writes the held events, then everything queued, to the spill, in order.
     async fn spill_pending_and_queued(&mut self) {
-        let mut queued = Vec::new();
-        self.take_queued(&mut queued, usize::MAX);
-        self.stamp(&mut queued);
+        let mut queued = self.take_numbered(usize::MAX);
         let mut events = std::mem::take(&mut self.pending);
         events.append(&mut queued);
         self.write_spill(events).await;
@@ -552,15 +546,13 @@ impl Batcher {
         let spill = self.spill.clone()?;
         let job = tokio::task::spawn_blocking(move || op(&mut locked(&spill)));
         tokio::pin!(job);
-        let mut arrived = Vec::new();
         let doorbell = self.doorbell.clone();
         loop {
             let room = self.max_held.saturating_sub(self.pending.len());
             tokio::select! {
                 done = &mut job => return Some(done.unwrap_or_else(|err| Err(io::Error::other(err)))),
                 () = doorbell.notify.notified(), if room > 0 => {
-                    self.take_queued(&mut arrived, room);
-                    self.stamp(&mut arrived);
+                    let mut arrived = self.take_numbered(room);
                     self.pending.append(&mut arrived);
                 }
             }
@@ -1096,7 +1088,8 @@ mod tests {
             emitter.emit(e.clone());
             if n % 200 == 0 {
                 // 200 events a millisecond; the spill is written meanwhile, on
-                // another thread, while the background task keeps the queue empty.
+                // another thread, while the background task empties the queue each
+                // time the doorbell rings.
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
