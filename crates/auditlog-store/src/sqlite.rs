@@ -2,6 +2,7 @@
 //! writer at a time anyway) and a small pool of readers over a WAL database.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -151,6 +152,7 @@ impl SqliteStore {
                 .map_err(store_error)?;
         }
         migrate(&writer).await?;
+        warn_of_process_wide_locks(&writer).await;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
@@ -195,6 +197,50 @@ async fn migrate(writer: &SqlitePool) -> Result<(), StoreError> {
             .map_err(store_error)?;
     }
     tx.commit().await.map_err(store_error)
+}
+
+/// What the connections of one process would share, and so wait on each other for,
+/// under the SQLite build whose `PRAGMA compile_options` these are.
+fn process_wide_locks(compile_options: &[String]) -> Vec<&'static str> {
+    let has = |option: &str| compile_options.iter().any(|o| o == option);
+    let mut shared = Vec::new();
+    if has("ENABLE_MEMORY_MANAGEMENT") {
+        shared.push("one page cache behind one mutex (ENABLE_MEMORY_MANAGEMENT)");
+    }
+    if !has("DEFAULT_MEMSTATUS=0") {
+        shared.push("a mutex on every allocation, for statistics (DEFAULT_MEMSTATUS)");
+    }
+    shared
+}
+
+/// Warns, once per process, when SQLite was built with locks shared by all its
+/// connections: a build made outside this repository misses the flags its
+/// `.cargo/config.toml` gives the bundled SQLite. The store works either way; the
+/// primary API and the query API then wait on the audit store's writer.
+async fn warn_of_process_wide_locks(writer: &SqlitePool) {
+    static CHECKED: AtomicBool = AtomicBool::new(false);
+    if CHECKED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let options: Vec<String> = match sqlx::query_scalar("PRAGMA compile_options")
+        .fetch_all(writer)
+        .await
+    {
+        Ok(options) => options,
+        Err(err) => {
+            tracing::debug!(%err, "could not read SQLite's compile options");
+            return;
+        }
+    };
+    let shared = process_wide_locks(&options);
+    if !shared.is_empty() {
+        tracing::warn!(
+            shared = %shared.join("; "),
+            "this SQLite makes every connection of the process share locks, so the API \
+             waits on the audit store's writer; build auditlog from its repository, whose \
+             .cargo/config.toml sets LIBSQLITE3_FLAGS"
+        );
+    }
 }
 
 /// Failing to open the file at all (missing directory, permissions) leaves the store
@@ -496,4 +542,32 @@ fn producer_row(row: SqliteRow) -> Result<ProducerRow, StoreError> {
         gap_from: row.try_get("gap_from").map_err(store_error)?,
         gap_to: row.try_get("gap_to").map_err(store_error)?,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // test code: a panic is the failure report
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_bundled_sqlite_gives_each_connection_its_own_locks() {
+        let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            process_wide_locks(&options),
+            Vec::<&str>::new(),
+            "{options:?}"
+        );
+    }
+
+    #[test]
+    fn libsqlite3_sys_default_build_shares_both_locks() {
+        let defaults = ["ENABLE_MEMORY_MANAGEMENT", "THREADSAFE=1"].map(String::from);
+        assert_eq!(process_wide_locks(&defaults).len(), 2);
+        let ours = ["DEFAULT_MEMSTATUS=0", "THREADSAFE=1"].map(String::from);
+        assert!(process_wide_locks(&ours).is_empty());
+    }
 }
