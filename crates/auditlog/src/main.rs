@@ -19,6 +19,15 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// jemalloc serves every allocation of the process, SQLite's included (its
+/// unprefixed `malloc` replaces the C library's). Under glibc's allocator the
+/// primary API's threads blocked on arena locks about 2 300 times a second, freeing
+/// rows that SQLite's connection threads had allocated, and the audit store's
+/// writer spent a fifth of its time in `malloc`; BENCHMARKS.md has the runs.
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "auditlog",

@@ -74,6 +74,25 @@ fn succeeded(output: &Output) -> String {
     stdout(output)
 }
 
+/// jemalloc serves the whole process, C code included: its unprefixed build reads
+/// `MALLOC_CONF` (glibc's allocator ignores it) and, asked to, prints its
+/// statistics at exit.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_binary_allocates_with_jemalloc_c_code_included() {
+    let output = Command::new(common::binary())
+        .arg("--version")
+        .env("MALLOC_CONF", "stats_print:true")
+        .output()
+        .unwrap();
+    succeeded(&output);
+    assert!(
+        stderr(&output).contains("jemalloc statistics"),
+        "no jemalloc statistics at exit: {}",
+        stderr(&output)
+    );
+}
+
 /// The NDJSON lines of an output as events.
 fn events(text: &str) -> Vec<Value> {
     text.lines()
