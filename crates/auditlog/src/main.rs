@@ -23,7 +23,8 @@ use clap::{Args, Parser, Subcommand};
 /// unprefixed `malloc` replaces the C library's). Under glibc's allocator the
 /// primary API's threads blocked on arena locks about 2 300 times a second, freeing
 /// rows that SQLite's connection threads had allocated, and the audit store's
-/// writer spent a fifth of its time in `malloc`; BENCHMARKS.md has the runs.
+/// writer spent over a quarter of its samples in `malloc` and `free`;
+/// BENCHMARKS.md has the runs.
 #[cfg(target_os = "linux")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
