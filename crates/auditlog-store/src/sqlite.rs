@@ -29,6 +29,9 @@ use crate::{
 /// The writer connection's page cache: negative means KiB, here 64 MiB.
 const WRITER_CACHE_KIB: i64 = -65_536;
 
+/// Each reader connection's page cache: 16 MiB.
+const READER_CACHE_KIB: i64 = -16_384;
+
 /// WAL pages written before a checkpoint (the default is 1 000).
 const WAL_CHECKPOINT_PAGES: u32 = 16_384;
 
@@ -155,7 +158,14 @@ impl SqliteStore {
         warn_of_process_wide_locks(&writer).await;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.read_only(true))
+            // Each connection has a page cache of its own (see `.cargo/config.toml`);
+            // SQLite's default of 2 MiB leaves a query on a large store reading the
+            // upper index pages back from the OS for every page of results.
+            .connect_with(
+                options
+                    .read_only(true)
+                    .pragma("cache_size", READER_CACHE_KIB.to_string()),
+            )
             .await
             .map_err(unavailable)?;
         Ok(SqliteStore { writer, readers })
