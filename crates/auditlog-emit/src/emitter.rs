@@ -1074,15 +1074,20 @@ mod tests {
         }
     }
 
+    /// An emitter on `config`, over a transport that starts down.
+    fn start_down(config: EmitterConfig) -> (Arc<Switchable>, Emitter, EmitterTask) {
+        let transport = Arc::new(Switchable::default());
+        let (emitter, task) = Emitter::start(transport.clone(), config).unwrap();
+        (transport, emitter, task)
+    }
+
     #[tokio::test]
     async fn while_the_transport_is_down_events_spill_to_disk_and_arrive_in_order_later() {
         let dir = tempfile::tempdir().unwrap();
-        let transport = Arc::new(Switchable::default());
-        let config = EmitterConfig {
+        let (transport, emitter, task) = start_down(EmitterConfig {
             queue_capacity: 4_096,
             ..spilling_config(dir.path())
-        };
-        let (emitter, task) = Emitter::start(transport.clone(), config).unwrap();
+        });
         let events: Vec<_> = (0..20_000).map(event).collect();
         for (n, e) in events.iter().enumerate() {
             emitter.emit(e.clone());
@@ -1110,14 +1115,12 @@ mod tests {
     #[tokio::test]
     async fn while_the_transport_is_down_a_few_late_events_still_push_what_is_held_to_the_spill() {
         let dir = tempfile::tempdir().unwrap();
-        let transport = Arc::new(Switchable::default());
         // The doorbell rings at 256 queued events; 512 held go to the spill.
-        let config = EmitterConfig {
+        let (transport, emitter, task) = start_down(EmitterConfig {
             queue_capacity: 1_024,
             max_batch: 1_000,
             ..spilling_config(dir.path())
-        };
-        let (emitter, task) = Emitter::start(transport.clone(), config).unwrap();
+        });
         let events: Vec<_> = (0..601).map(event).collect();
         // One event makes a batch of one that fails and is retried.
         emitter.emit(events[0].clone());
@@ -1148,12 +1151,10 @@ mod tests {
     #[tokio::test]
     async fn at_shutdown_with_the_transport_down_events_wait_on_disk_for_the_next_start() {
         let dir = tempfile::tempdir().unwrap();
-        let down = Arc::new(Switchable::default());
-        let config = EmitterConfig {
+        let (_down, emitter, task) = start_down(EmitterConfig {
             queue_capacity: 1_024,
             ..spilling_config(dir.path())
-        };
-        let (emitter, task) = Emitter::start(down.clone(), config).unwrap();
+        });
         let events: Vec<_> = (0..500).map(event).collect();
         for e in &events {
             emitter.emit(e.clone());
