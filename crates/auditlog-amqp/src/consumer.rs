@@ -13,9 +13,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use auditlog_event::DataEvent;
+use auditlog_event::{DataEvent, now_ms};
 use futures_util::{FutureExt, StreamExt};
 use lapin::Acker;
 use lapin::Confirmation;
@@ -427,13 +427,6 @@ async fn dead_letter(
             reason: "not confirmed".into(),
         }),
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

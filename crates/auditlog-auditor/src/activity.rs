@@ -3,7 +3,6 @@
 //! chart. Only non-empty buckets, ascending.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use auditlog_http::{ApiError, Authenticated, json_api};
 use axum::extract::{Query, State};
@@ -62,9 +61,7 @@ pub(crate) async fn activity(
             "bucket must be at least {MIN_BUCKET_MS} ms"
         )));
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now = auditlog_event::now_ms();
     let (since, until) = match (query.since, query.until) {
         (Some(since), Some(until)) => (since, until),
         (Some(since), None) => (since, now.max(since)),

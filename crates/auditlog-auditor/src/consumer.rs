@@ -8,12 +8,12 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use auditlog_amqp::{AmqpConsumer, AmqpMessage};
 use auditlog_emit::embedded::{Delivery, EmbeddedReceiver};
-use auditlog_event::DataEvent;
+use auditlog_event::{DataEvent, now_ms};
 use auditlog_store::{AuditStore, InsertOutcome, StoreError};
 
 /// Most events committed in one transaction.
@@ -117,12 +117,6 @@ pub async fn insert_measured(
         Err(_) => metrics::counter!(STORE_FAILURES, "via" => via).increment(1),
     }
     result
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Where the auditor's events come from: one implementation per transport.

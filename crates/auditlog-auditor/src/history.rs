@@ -3,9 +3,7 @@
 //! changed between two times. Readable by whoever may read the events on that
 //! target.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use auditlog_event::Action;
+use auditlog_event::{Action, now_ms};
 use auditlog_http::{ApiError, Authenticated, PathParams, json_api};
 use auditlog_store::{AuditStore, EventQuery, ObjectKey, Order};
 use axum::extract::{Query, State};
@@ -151,12 +149,6 @@ fn times(params: &Params, known: &[&str]) -> Result<Vec<Option<i64>>, ApiError> 
         .iter()
         .map(|key| params.get(*key).map(|value| millis(key, value)).transpose())
         .collect()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// `GET /api/{targetType}/{targetId}/state?at=<ms>`.

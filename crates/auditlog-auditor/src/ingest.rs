@@ -3,9 +3,7 @@
 //! Valid events are committed before the answer; each invalid one is reported with
 //! its position and the field at fault, and never stored.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use auditlog_event::{DataEvent, EventError};
+use auditlog_event::{DataEvent, EventError, now_ms};
 use auditlog_http::{ApiError, Authenticated, json_api, media_type, read_body};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -243,11 +241,4 @@ fn rejection_error(rejection: &Rejection) -> ErrorObject {
 fn rejection_response(rejected: &[Rejection]) -> Response {
     let errors = rejected.iter().map(rejection_error).collect();
     json_api(StatusCode::UNPROCESSABLE_ENTITY, &ErrorDocument { errors })
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -13,7 +13,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use auditlog_auth::KeyPair;
 use auditlog_http::{ApiError, Authenticated, PathParams, json_api};
@@ -123,7 +123,9 @@ pub async fn seal_and_sign(
         *signed = Some(head.seq);
         return Ok(head);
     }
-    store.save_head(&sign(keys, head, now_ms())?).await?;
+    store
+        .save_head(&sign(keys, head, auditlog_event::now_ms())?)
+        .await?;
     *signed = Some(head.seq);
     Ok(head)
 }
@@ -150,12 +152,6 @@ pub enum SealError {
     Store(#[from] StoreError),
     #[error("cannot sign the chain head: {0}")]
     Key(auditlog_auth::AuthError),
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// `GET /api/integrity/head`: the newest signed chain head.

@@ -324,9 +324,7 @@ pub(crate) async fn record_read(
         object("targetType", AUDIT_LOG_TYPE)?,
         id("targetId", target_id)?,
     );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now = auditlog_event::now_ms();
     let mut event = DataEvent::new(Action::Viewed, actor, target, now);
     event.event_name = Some(READ_EVENT_NAME.into());
     event.source = Some(AUDITOR_SOURCE.into());

@@ -288,7 +288,7 @@ async fn emit_range(
     let mut emit_ns = Vec::with_capacity(count as usize);
     let mut last = None;
     for n in range {
-        let event = workload.event(n, now_ms());
+        let event = workload.event(n, auditlog_event::now_ms());
         let id = event.id;
         ids.push(id);
         let sampled = n % FRESHNESS_SAMPLE_EVERY == 0;
@@ -519,13 +519,6 @@ fn progress_bar(total: u64, visible: bool) -> ProgressBar {
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -24,6 +24,15 @@ use uuid::Uuid;
 /// Largest accepted event, measured on its JSON text.
 pub const MAX_EVENT_BYTES: usize = 64 * 1024;
 
+/// Now, in milliseconds since the Unix epoch: the unit of [`DataEvent::timestamp`]
+/// and of every time the log stores or is asked about. A clock set before 1970
+/// reads as 0.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// One audited data event: who did what to which object, and when.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -18,9 +18,9 @@ use crate::sql::{
     CHAIN_HEAD, CHAIN_PAGE, CONNECT_TIMEOUT, Dialect, LAST_SEQ, LATEST_HEAD, POOL_SIZE,
     ProducerRow, STORED_IDS_CHUNK, activity_count, activity_query, after_seq_query,
     chain_after_query, chain_entry, chain_head, chain_inserts, chain_link, chain_link_query,
-    chunks, count_query, events_after_query, first_connection, get_query, into_page, now_ms,
-    page_query, producers_query, progress, prune_heads_query, save_head_query, signed_head,
-    store_error, total, unique_rows, uuid_from_bytes,
+    chunks, count_query, events_after_query, first_connection, get_query, into_page, page_query,
+    producers_query, progress, prune_heads_query, save_head_query, signed_head, store_error, total,
+    unique_rows, uuid_from_bytes,
 };
 use crate::{
     ActivityCount, AuditStore, ChainEntry, ChainHead, ChainLink, EventPage, EventQuery,
@@ -247,7 +247,7 @@ impl AuditStore for MySqlStore {
             return Ok(InsertOutcome::default());
         }
         let rows = unique_rows(events);
-        let received_at = now_ms();
+        let received_at = auditlog_event::now_ms();
         let mut tx = self.pool.begin().await.map_err(store_error)?;
         // One writer at a time per database: AUTO_INCREMENT hands out numbers at insert
         // time, so overlapping writers could commit out of `seq` order; holding this

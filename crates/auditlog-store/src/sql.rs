@@ -3,7 +3,7 @@
 //! batch, the page query, the producer report, error mapping and the clock.
 
 use std::collections::{BTreeMap, HashSet};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use auditlog_event::DataEvent;
 use sqlx::{ColumnIndex, Database, Decode, Encode, QueryBuilder, Row, Type};
@@ -470,14 +470,6 @@ pub(crate) fn progress(
 pub(crate) fn uuid_from_bytes(bytes: &[u8]) -> Result<Uuid, StoreError> {
     Uuid::from_slice(bytes)
         .map_err(|e| StoreError::Backend(format!("a stored id is not a UUID: {e}")))
-}
-
-/// Milliseconds since the Unix epoch, for `received_at`.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Maps a driver error to the store's: [`StoreError::Unavailable`] when the database

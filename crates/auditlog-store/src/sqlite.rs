@@ -18,7 +18,7 @@ use crate::sql::{
     CHAIN_HEAD, CHAIN_PAGE, Dialect, LAST_SEQ, LATEST_HEAD, ProducerRow, STORED_IDS_CHUNK,
     activity_count, activity_query, after_seq_query, chain_after_query, chain_entry, chain_head,
     chain_inserts, chain_link, chain_link_query, chunks, count_query, events_after_query,
-    get_query, into_page, now_ms, page_query, producers_query, progress, prune_heads_query,
+    get_query, into_page, page_query, producers_query, progress, prune_heads_query,
     save_head_query, signed_head, store_error, total, unique_rows, uuid_from_bytes,
 };
 use crate::{
@@ -276,7 +276,7 @@ impl AuditStore for SqliteStore {
             return Ok(InsertOutcome::default());
         }
         let rows = unique_rows(events);
-        let received_at = now_ms();
+        let received_at = auditlog_event::now_ms();
         let mut tx = self.writer.begin().await.map_err(store_error)?;
         let mut inserted = 0;
         // Bodies are bound, not spliced into the SQL text, so only the row count

@@ -118,7 +118,7 @@ pub async fn run(args: EmitArgs) -> Result<()> {
 
 /// The event the arguments describe, checked against the contract.
 fn event(args: &EmitArgs) -> Result<DataEvent> {
-    let now = remote::now_ms();
+    let now = auditlog_event::now_ms();
     let Some(json) = &args.json else {
         let wire = wire_from_flags(args)?;
         return DataEvent::parse_json(&wire.to_string(), now).map_err(|error| {

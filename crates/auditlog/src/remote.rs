@@ -140,7 +140,7 @@ pub async fn checked(response: reqwest::Response) -> Result<reqwest::Response> {
 /// `2026-11-28T10:00:00.5+01:00`), a UTC date (`2026-11-28`), or a span back from
 /// now (`90s`, `15m`, `2h`, `7d`).
 pub fn parse_time(text: &str) -> Result<i64, String> {
-    parse_time_at(text, now_ms())
+    parse_time_at(text, auditlog_event::now_ms())
 }
 
 fn parse_time_at(text: &str, now_ms: i64) -> Result<i64, String> {
@@ -206,14 +206,6 @@ pub fn format_time(ms: i64) -> String {
         time.second(),
         time.millisecond()
     )
-}
-
-/// Now, in milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

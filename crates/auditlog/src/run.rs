@@ -11,13 +11,13 @@ use anyhow::{Context, Result};
 use auditlog_amqp::{AmqpConsumer, AmqpPublisher, ConsumerStatus};
 use auditlog_auditor::AuditorState;
 use auditlog_auth::{ExternalIssuer, KeyPair, Principal, Role, TokenIssuer, TokenVerifier};
-use auditlog_demo_api::outbox::OutboxRelay;
-use auditlog_demo_api::{ApiState, AppDb, Recorder};
 use auditlog_emit::http::{HttpTransport, TokenSource};
 use auditlog_emit::{Emitter, EmitterConfig, EmitterTask, Transport};
 use auditlog_http::EdgeConfig;
 use auditlog_http::health::Readiness;
 use auditlog_http::metrics::Metrics;
+use auditlog_primary_api::outbox::OutboxRelay;
+use auditlog_primary_api::{ApiState, AppDb, Recorder};
 use auditlog_web::WebState;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -49,7 +49,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let mut consumer_status = None;
     let (transport, consumer): (Arc<dyn Transport>, _) = match args.amqp.config() {
         Some(config) => {
-            let publisher = AmqpPublisher::new(config.clone(), auditlog_demo_api::SOURCE);
+            let publisher = AmqpPublisher::new(config.clone(), auditlog_primary_api::SOURCE);
             publisher
                 .connect()
                 .await
@@ -110,7 +110,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         .with_dev_tokens(args.dev_tokens)
         .with_metrics(metrics.clone());
     api_state.readiness = transport_check(api_state.readiness, transport, transport_remedy);
-    let api = auditlog_demo_api::router(api_state);
+    let api = auditlog_primary_api::router(api_state);
     let web = auditlog_web::router(WebState::new(&api_url).with_metrics(metrics));
     let (auditor, api, web) = (
         edge_of(auditor, &edge, "auditor"),
@@ -215,7 +215,7 @@ pub async fn api(args: ApiArgs) -> Result<()> {
     let app_db = open_app_db(data_dir, args.app_db_url.as_deref()).await?;
     let (transport, transport_remedy): (Arc<dyn Transport>, _) = match args.amqp.config() {
         Some(config) => {
-            let publisher = AmqpPublisher::new(config, auditlog_demo_api::SOURCE);
+            let publisher = AmqpPublisher::new(config, auditlog_primary_api::SOURCE);
             publisher
                 .connect()
                 .await
@@ -242,7 +242,7 @@ pub async fn api(args: ApiArgs) -> Result<()> {
         .with_dev_tokens(args.dev_tokens)
         .with_metrics(metrics);
     state.readiness = transport_check(state.readiness, transport, transport_remedy);
-    let router = edge_of(auditlog_demo_api::router(state), &edge, "api");
+    let router = edge_of(auditlog_primary_api::router(state), &edge, "api");
     announce(&format!(
         "  primary API  {url}  (auditor at {})",
         args.auditor_url
@@ -510,7 +510,7 @@ fn service_token(issuer: TokenIssuer) -> TokenSource {
             .as_ref()
             .is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(10 * 60));
         if !fresh {
-            let principal = Principal::new(auditlog_demo_api::SOURCE.into(), Role::Service)?;
+            let principal = Principal::new(auditlog_primary_api::SOURCE.into(), Role::Service)?;
             match issuer.issue(&principal) {
                 Ok(token) => *cached = Some((Instant::now(), token)),
                 Err(err) => {
@@ -526,10 +526,10 @@ fn service_token(issuer: TokenIssuer) -> TokenSource {
 /// The emitter of the primary API, spilling to `DATA_DIR/spill/api` when the
 /// transport cannot keep up or is down.
 fn start_emitter(transport: Arc<dyn Transport>, data_dir: &Path) -> Result<(Emitter, EmitterTask)> {
-    let spill_dir = data_dir.join("spill").join(auditlog_demo_api::SOURCE);
+    let spill_dir = data_dir.join("spill").join(auditlog_primary_api::SOURCE);
     let config = EmitterConfig {
         spill_dir: Some(spill_dir.clone()),
-        producer_id: Some(auditlog_emit::new_producer_id(auditlog_demo_api::SOURCE)),
+        producer_id: Some(auditlog_emit::new_producer_id(auditlog_primary_api::SOURCE)),
         ..EmitterConfig::default()
     };
     Emitter::start(transport, config).with_context(|| {

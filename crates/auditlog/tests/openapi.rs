@@ -102,7 +102,7 @@ async fn both_services_serve_their_documents_and_do_what_they_describe() {
     // What is served is what the code builds.
     assert_eq!(
         primary_document,
-        serde_json::to_value(auditlog_demo_api::openapi::document()).unwrap()
+        serde_json::to_value(auditlog_primary_api::openapi::document()).unwrap()
     );
     assert_eq!(
         auditor_document,

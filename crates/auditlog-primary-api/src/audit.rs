@@ -6,13 +6,12 @@
 //! and only if the change was committed; the [`crate::outbox`] relay publishes them.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use auditlog_auth::Principal;
 use auditlog_auth::policy::PRINCIPAL_TYPE;
 use auditlog_emit::Emitter;
 use auditlog_event::{
-    Action, Change, Changes, DataEvent, MAX_LABEL_CHARS, ObjectId, ObjectRef, ObjectType,
+    Action, Change, Changes, DataEvent, MAX_LABEL_CHARS, ObjectId, ObjectRef, ObjectType, now_ms,
 };
 use serde_json::Value;
 use sqlx::{Database, Encode, Executor, IntoArguments, Transaction, Type};
@@ -199,13 +198,6 @@ pub(crate) fn all_fields(fields: &[(&'static str, Value)], created: bool) -> Cha
             ((*field).to_owned(), change)
         })
         .collect()
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

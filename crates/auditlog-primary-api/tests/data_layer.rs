@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auditlog_auth::{Principal, Role};
-use auditlog_demo_api::notes::{NoteTarget, Notes};
-use auditlog_demo_api::outbox::OutboxRelay;
-use auditlog_demo_api::users::{NewUser, User, UserPatch, UserRole, Users};
-use auditlog_demo_api::{Actor, AppDb, DataError, Recorder};
 use auditlog_emit::embedded::{self, EmbeddedReceiver};
 use auditlog_emit::{Emitter, EmitterConfig, EmitterTask};
 use auditlog_event::{Action, DataEvent, ObjectRef, ObjectType};
+use auditlog_primary_api::notes::{NoteTarget, Notes};
+use auditlog_primary_api::outbox::OutboxRelay;
+use auditlog_primary_api::users::{NewUser, User, UserPatch, UserRole, Users};
+use auditlog_primary_api::{Actor, AppDb, DataError, Recorder};
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection, MySqlConnection, PgConnection};
 

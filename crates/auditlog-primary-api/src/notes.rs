@@ -4,7 +4,9 @@
 use auditlog_event::{Action, MAX_ID_CHARS, MAX_TYPE_CHARS};
 use serde_json::{Value, json};
 
-use crate::audit::{Actor, Recorder, all_fields, now_ms};
+use auditlog_event::now_ms;
+
+use crate::audit::{Actor, Recorder, all_fields};
 use crate::db::{FetchId, on_db};
 use crate::{AppDb, DataError};
 
