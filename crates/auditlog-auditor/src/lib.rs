@@ -9,6 +9,7 @@
 mod activity;
 pub mod consumer;
 mod export;
+pub mod filters;
 mod history;
 mod ingest;
 pub mod integrity;
@@ -17,6 +18,7 @@ mod producers;
 mod query;
 mod stream;
 
+pub use filters::{EventFilters, QueryParams};
 pub use query::parse_query_string;
 
 /// Gives the auditor's metrics (store commits, integrity sealing) their `# HELP`
