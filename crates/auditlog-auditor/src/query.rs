@@ -298,10 +298,6 @@ pub(crate) async fn record_read(
     read: &ReadRequest,
 ) -> Result<(), ApiError> {
     let uri = &read.uri;
-    let actor_type = match principal.role {
-        auditlog_auth::Role::Service => "services",
-        _ => auditlog_auth::policy::PRINCIPAL_TYPE,
-    };
     let object = |field: &'static str, text: &str| {
         ObjectType::parse(field, text).map_err(|e| ApiError::internal(format!("{field}: {e}")))
     };
@@ -309,12 +305,9 @@ pub(crate) async fn record_read(
         auditlog_event::ObjectId::parse_text(field, text)
             .map_err(|e| ApiError::internal(format!("{field}: {e}")))
     };
-    // A numeric subject is a number, as the primary API records its actors.
-    let actor_id = match principal.subject.parse::<i64>() {
-        Ok(n) => auditlog_event::ObjectId::from(n),
-        Err(_) => id("actorId", &principal.subject)?,
-    };
-    let actor = ObjectRef::new(object("actorType", actor_type)?, actor_id);
+    let actor = principal
+        .actor()
+        .map_err(|e| ApiError::internal(format!("the reader as an actor: {e}")))?;
     let target = ObjectRef::new(
         object("targetType", AUDIT_LOG_TYPE)?,
         id("targetId", target_id)?,
