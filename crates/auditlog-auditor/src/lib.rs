@@ -16,6 +16,7 @@ pub mod integrity;
 pub mod openapi;
 mod producers;
 mod query;
+mod reads;
 mod stream;
 
 pub use filters::{EventFilters, QueryParams};
