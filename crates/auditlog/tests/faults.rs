@@ -54,6 +54,62 @@ async fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool
     }
 }
 
+/// Messages in `queue` of the shared broker, ready or delivered and not yet
+/// acknowledged, as the broker counts them; `None` when it has no such queue.
+fn queue_messages(queue: &str) -> Option<u64> {
+    let output = Command::new("rabbitmqctl")
+        .args(["-q", "list_queues", "name", "messages"])
+        .output()
+        .expect("rabbitmqctl runs");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some(queue)).then(|| words.next()?.parse().ok())
+        })
+        .flatten()
+}
+
+/// The value of one series (`name{labels}` as Prometheus prints it) in a
+/// service's `/metrics`; 0 when it is not there.
+async fn metric(base: &str, series: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Publishes each body as one persistent message, as the prototype's producer did
+/// (one event per message, no `id`), and waits for the broker's confirms.
+async fn publish_prototype_messages(amqp: &PrivateAmqp, bodies: &[String]) {
+    let connection = lapin::Connection::connect(&amqp.url, Default::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel.confirm_select(Default::default()).await.unwrap();
+    for body in bodies {
+        let confirmation = channel
+            .basic_publish(
+                amqp.exchange.as_str().into(),
+                "api.data.mutated".into(),
+                Default::default(),
+                body.as_bytes(),
+                lapin::BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(confirmation.is_ack(), "the broker took the message");
+    }
+    let _ = connection.close(200, "published".into()).await;
+}
+
 fn auditor_args<'a>(store_url: &'a str, flags: &'a [String]) -> Vec<&'a str> {
     let mut args = vec![
         "auditor",
@@ -188,22 +244,8 @@ async fn a_store_down_for_ten_seconds_delays_ingest_and_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     // Nothing was acknowledged while the store was down: it all waits in the queue
     // (or unacknowledged at the auditor).
-    let waiting = Command::new("rabbitmqctl")
-        .args(["-q", "list_queues", "name", "messages"])
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&waiting.stdout);
-    let line = listing
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(amqp.queue.as_str()))
-        .unwrap_or_default()
-        .to_owned();
-    let messages: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
-    assert!(messages > 0, "messages stayed unacknowledged: {line}");
+    let messages = queue_messages(&amqp.queue).unwrap_or(0);
+    assert!(messages > 0, "messages stayed unacknowledged: {messages}");
     psql(
         &admin_url,
         &format!("ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS true"),
@@ -396,4 +438,63 @@ async fn a_broker_gone_for_a_minute_under_load_fails_no_request_and_loses_no_eve
     .await;
     assert_eq!(count(store.url(), viewed_sql), views);
     assert_eq!(count(store.url(), created_sql), creates);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn id_less_messages_redelivered_after_a_crash_between_commit_and_ack_are_stored_once() {
+    // Fewer than the consumer's prefetch (64): the broker hands all of them over
+    // while none is acknowledged.
+    const MESSAGES: usize = 50;
+    let store = auditlog_store::testing::fresh_postgres_url().await;
+    let amqp = PrivateAmqp::new();
+    let proxy = TcpProxy::start("127.0.0.1:5672").await.unwrap();
+    let through_proxy = amqp.via(format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port()));
+    let (_tmp, dir) = data_dir();
+    let proxied_flags = through_proxy.flags();
+    let auditor = Running::start(&auditor_args(store.url(), &proxied_flags), &dir, 1);
+    // From now on the broker hears nothing from this auditor: it receives, commits,
+    // and its acknowledgements are lost, as if it died right after each commit.
+    proxy.set_deaf(true);
+
+    let bodies: Vec<String> = (0..MESSAGES)
+        .map(|n| {
+            json!({"action": "viewed", "actorType": "users", "actorId": 1,
+                   "targetType": "reports", "targetId": format!("r{n}")})
+            .to_string()
+        })
+        .collect();
+    publish_prototype_messages(&amqp, &bodies).await;
+    wait_until(
+        Duration::from_secs(60),
+        "every message to be stored",
+        || count(store.url(), "SELECT count(*) FROM audit_events") >= MESSAGES as u64,
+    )
+    .await;
+    assert_eq!(
+        queue_messages(&amqp.queue),
+        Some(MESSAGES as u64),
+        "stored, and not one acknowledged"
+    );
+    auditor.kill();
+
+    // The broker saw the connection close and hands the messages out again.
+    let flags = amqp.flags();
+    let restarted = Running::start(&auditor_args(store.url(), &flags), &dir, 1);
+    wait_until(
+        Duration::from_secs(60),
+        "the redelivered messages to be acknowledged",
+        || queue_messages(&amqp.queue) == Some(0),
+    )
+    .await;
+    assert_eq!(
+        count(store.url(), "SELECT count(*) FROM audit_events"),
+        MESSAGES as u64,
+        "each event stored once"
+    );
+    let redelivered = metric(
+        &restarted.urls.auditor,
+        r#"auditlog_auditor_events_duplicate_total{via="transport"}"#,
+    )
+    .await;
+    assert_eq!(redelivered, MESSAGES as f64, "every message came again");
 }
