@@ -1,7 +1,9 @@
 //! Fault injection with real processes, real RabbitMQ and real PostgreSQL: the
-//! auditor killed mid-ingest, broker connections cut, the store unavailable, the
-//! primary API killed mid-burst, the broker gone for a minute under load. Each test
-//! checks exact counts by event id, and is bounded in time.
+//! auditor killed mid-ingest and between commit and acknowledgement, broker
+//! connections cut, the store unavailable, the primary API killed mid-burst and
+//! with a spill backlog, the broker gone for a minute under load, and RabbitMQ
+//! itself restarted (a node of the test's own). Each test checks exact counts by
+//! event id, and is bounded in time.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -9,7 +11,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -62,7 +64,12 @@ fn queue_messages(queue: &str) -> Option<u64> {
         .args(["-q", "list_queues", "name", "messages"])
         .output()
         .expect("rabbitmqctl runs");
-    String::from_utf8_lossy(&output.stdout)
+    messages_of(&String::from_utf8_lossy(&output.stdout), queue)
+}
+
+/// The count of `queue` in `rabbitmqctl list_queues name messages` output.
+fn messages_of(listing: &str, queue: &str) -> Option<u64> {
+    listing
         .lines()
         .find_map(|line| {
             let mut words = line.split_whitespace();
@@ -127,6 +134,241 @@ fn spilled_ids(dir: &Path) -> Vec<String> {
             event["id"].as_str().map(str::to_owned)
         })
         .collect()
+}
+
+/// A RabbitMQ node of the test's own: its own node name, ports, database and logs
+/// in a temporary directory, no plugins. Restarting it disturbs no other test (they
+/// use the machine's broker). Dropping it stops the node and removes its files,
+/// also when the test fails.
+struct PrivateBroker {
+    node: String,
+    port: u16,
+    home: tempfile::TempDir,
+    server: Option<Child>,
+}
+
+impl PrivateBroker {
+    fn start() -> PrivateBroker {
+        let home = tempfile::tempdir().unwrap();
+        let node = format!(
+            "auditlog-test-{}@localhost",
+            &uuid::Uuid::now_v7().simple().to_string()[20..]
+        );
+        let (port, dist_port) = (free_port(), free_port());
+        for (file, text) in [
+            // Empty: nothing of the machine's broker configuration (its node name
+            // and port) applies to this node.
+            ("rabbitmq-env.conf", ""),
+            ("rabbitmq.conf", ""),
+            ("enabled_plugins", "[]."),
+        ] {
+            std::fs::write(home.path().join(file), text).unwrap();
+        }
+        let log = std::fs::File::create(home.path().join("server.out")).unwrap();
+        let server = Command::new(rabbitmq_tool("rabbitmq-server"))
+            .current_dir(home.path())
+            .env("HOME", home.path())
+            .env("RABBITMQ_NODENAME", &node)
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", port.to_string())
+            .env("RABBITMQ_DIST_PORT", dist_port.to_string())
+            .env(
+                "RABBITMQ_CONF_ENV_FILE",
+                home.path().join("rabbitmq-env.conf"),
+            )
+            .env("RABBITMQ_CONFIG_FILE", home.path().join("rabbitmq.conf"))
+            .env(
+                "RABBITMQ_ENABLED_PLUGINS_FILE",
+                home.path().join("enabled_plugins"),
+            )
+            .env("RABBITMQ_MNESIA_BASE", home.path().join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", home.path().join("log"))
+            .env("ERL_FLAGS", "-kernel inet_dist_use_interface {127,0,0,1}")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("rabbitmq-server starts (install rabbitmq-server)");
+        let broker = PrivateBroker {
+            node,
+            port,
+            home,
+            server: Some(server),
+        };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !broker.ctl(&["await_startup", "--timeout", "5"]) {
+            assert!(
+                Instant::now() < deadline,
+                "the private RabbitMQ node did not start; see {}",
+                broker.home.path().join("server.out").display()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        broker
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// Runs `rabbitmqctl` against this node; whether it succeeded.
+    fn ctl(&self, args: &[&str]) -> bool {
+        Command::new(rabbitmq_tool("rabbitmqctl"))
+            .args(["-q", "-n", &self.node])
+            .args(args)
+            .env("HOME", self.home.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+}
+
+impl PrivateBroker {
+    /// Messages in `queue`, ready or delivered and not yet acknowledged.
+    fn queue_messages(&self, queue: &str) -> u64 {
+        let output = Command::new(rabbitmq_tool("rabbitmqctl"))
+            .args(["-q", "-n", &self.node, "list_queues", "name", "messages"])
+            .env("HOME", self.home.path())
+            .output()
+            .expect("rabbitmqctl runs");
+        messages_of(&String::from_utf8_lossy(&output.stdout), queue).unwrap_or(0)
+    }
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to a process this test started.
+fn signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "SIG{signal} to {pid}");
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let Some(mut server) = self.server.take() else {
+            return;
+        };
+        // `stop` halts the node; its start script then ends too.
+        self.ctl(&["stop"]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = server.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!(
+            "the private RabbitMQ node {} did not stop; killing it",
+            self.node
+        );
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+}
+
+/// A port free now, below the kernel's range for outgoing connections (so that
+/// none takes it before the broker listens) and outside 35672-35682, where
+/// `rabbitmqctl` itself listens while it runs.
+fn free_port() -> u16 {
+    loop {
+        let candidate = 20_000 + (uuid::Uuid::now_v7().as_u128() % 12_000) as u16;
+        if (35_672..=35_682).contains(&candidate) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
+            return candidate;
+        }
+    }
+}
+
+/// A RabbitMQ command: Debian's `/usr/sbin` wrappers switch to the `rabbitmq` user,
+/// who cannot write the test's directory, so the real scripts are used when there.
+fn rabbitmq_tool(name: &str) -> String {
+    let debian = format!("/usr/lib/rabbitmq/bin/{name}");
+    if Path::new(&debian).exists() {
+        debian
+    } else {
+        name.to_owned()
+    }
+}
+
+/// A steady load on the primary API from 4 clients: 9 requests in 10 read user 1
+/// (one `viewed` of users/1 each), 1 in 10 creates a user with an email at
+/// `domain` (one `created`). Each request is counted when answered as it should
+/// be, else as a failure.
+struct Load {
+    running: Arc<AtomicBool>,
+    views: Arc<AtomicU64>,
+    creates: Arc<AtomicU64>,
+    failures: Arc<AtomicU64>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(client: &Client, domain: &str) -> Load {
+        let running = Arc::new(AtomicBool::new(true));
+        let views = Arc::new(AtomicU64::new(0));
+        let creates = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(AtomicU64::new(0));
+        let workers = (0..4)
+            .map(|worker| {
+                let (client, running, domain) =
+                    (client.clone(), running.clone(), domain.to_owned());
+                let (views, creates, failures) = (views.clone(), creates.clone(), failures.clone());
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while running.load(Ordering::Relaxed) {
+                        let ok = if n.is_multiple_of(10) {
+                            let email = format!("w{worker}-{n}@{domain}");
+                            let created = client
+                                .post(
+                                    "/api/users",
+                                    user_doc(json!({"name": "Load", "email": email})),
+                                )
+                                .await;
+                            let ok = created.status == 201;
+                            if ok {
+                                creates.fetch_add(1, Ordering::Relaxed);
+                            }
+                            ok
+                        } else {
+                            let ok = client.get("/api/users/1").await.status == 200;
+                            if ok {
+                                views.fetch_add(1, Ordering::Relaxed);
+                            }
+                            ok
+                        };
+                        if !ok {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                        }
+                        n += 1;
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                })
+            })
+            .collect();
+        Load {
+            running,
+            views,
+            creates,
+            failures,
+            workers,
+        }
+    }
+
+    /// Stops the load; returns the views and creations answered, and the failures.
+    async fn stop(self) -> (u64, u64, u64) {
+        self.running.store(false, Ordering::Relaxed);
+        for worker in self.workers {
+            worker.await.unwrap();
+        }
+        (
+            self.views.load(Ordering::Relaxed),
+            self.creates.load(Ordering::Relaxed),
+            self.failures.load(Ordering::Relaxed),
+        )
+    }
 }
 
 fn auditor_args<'a>(store_url: &'a str, flags: &'a [String]) -> Vec<&'a str> {
@@ -381,46 +623,7 @@ async fn a_broker_gone_for_a_minute_under_load_fails_no_request_and_loses_no_eve
     let api = Running::start(&api_args, &dir, 1);
     let client = Client::new(&api.urls.api).login(1).await;
 
-    let running = Arc::new(AtomicBool::new(true));
-    let views = Arc::new(AtomicU64::new(0));
-    let creates = Arc::new(AtomicU64::new(0));
-    let failures = Arc::new(AtomicU64::new(0));
-    let workers: Vec<_> = (0..4)
-        .map(|worker| {
-            let (client, running) = (client.clone(), running.clone());
-            let (views, creates, failures) = (views.clone(), creates.clone(), failures.clone());
-            tokio::spawn(async move {
-                let mut n = 0u64;
-                while running.load(Ordering::Relaxed) {
-                    let ok = if n.is_multiple_of(10) {
-                        let email = format!("w{worker}-{n}@outage.example");
-                        let created = client
-                            .post(
-                                "/api/users",
-                                user_doc(json!({"name": "Load", "email": email})),
-                            )
-                            .await;
-                        let ok = created.status == 201;
-                        if ok {
-                            creates.fetch_add(1, Ordering::Relaxed);
-                        }
-                        ok
-                    } else {
-                        let ok = client.get("/api/users/1").await.status == 200;
-                        if ok {
-                            views.fetch_add(1, Ordering::Relaxed);
-                        }
-                        ok
-                    };
-                    if !ok {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                    }
-                    n += 1;
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(&client, "outage.example");
 
     tokio::time::sleep(Duration::from_secs(3)).await;
     proxy.set_down(true);
@@ -433,18 +636,13 @@ async fn a_broker_gone_for_a_minute_under_load_fails_no_request_and_loses_no_eve
     }
     proxy.set_down(false);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    running.store(false, Ordering::Relaxed);
-    for worker in workers {
-        worker.await.unwrap();
-    }
+    let (views, creates, failures) = load.stop().await;
 
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "no request failed");
+    assert_eq!(failures, 0, "no request failed");
     assert!(
         peak_rss < 256 * 1024,
         "memory stayed bounded: peak {peak_rss} KiB (at the outage's start {baseline_rss} KiB)"
     );
-    let views = views.load(Ordering::Relaxed);
-    let creates = creates.load(Ordering::Relaxed);
     assert!(
         views > 1_000,
         "the API was under load during the outage ({views} views)"
@@ -626,5 +824,64 @@ async fn a_primary_api_killed_with_a_spill_backlog_delivers_what_it_spilled_exac
         "after the restart: {} spilled events stored once, {in_memory} lost; \
          the killed producer shows {holes} missing in /api/producers",
         spilled.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restarting_rabbitmq_under_load_fails_no_request_and_stores_every_event_once() {
+    let broker = PrivateBroker::start();
+    let store = auditlog_store::testing::fresh_postgres_url().await;
+    let amqp = PrivateAmqp::on_own_broker(broker.url());
+    let (_tmp, dir) = data_dir();
+    let flags = amqp.flags();
+    let auditor = Running::start(&auditor_args(store.url(), &flags), &dir, 1);
+    let mut api_args = vec!["api", "--api-addr", "127.0.0.1:0"];
+    api_args.extend(flags.iter().map(String::as_str));
+    let api = Running::start(&api_args, &dir, 1);
+    let client = Client::new(&api.urls.api).login(1).await;
+    let load = Load::start(&client, "restart.example");
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The auditor falls behind, so that messages wait in the queue when the broker
+    // goes: they must come back with it.
+    signal(auditor.pid(), "STOP");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let waiting = broker.queue_messages(&amqp.queue);
+    // RabbitMQ itself goes down (its connections closed, its port shut) and comes
+    // back with what it had written to disk. The auditor carries on meanwhile and
+    // finds it gone.
+    assert!(broker.ctl(&["stop_app"]), "stop_app");
+    signal(auditor.pid(), "CONT");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(broker.ctl(&["start_app"]), "start_app");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (views, creates, failures) = load.stop().await;
+
+    assert_eq!(failures, 0, "no request failed");
+    assert!(views > 100, "the API was under load ({views} views)");
+    assert!(
+        waiting > 0,
+        "messages were waiting in the queue when RabbitMQ stopped"
+    );
+    eprintln!(
+        "{waiting} messages waited when RabbitMQ stopped; {views} views, {creates} creations"
+    );
+    let viewed_sql = "SELECT count(*) FROM audit_events \
+                      WHERE action = 'viewed' AND target_type = 'users' AND target_id = '1'";
+    let created_sql =
+        "SELECT count(*) FROM audit_events WHERE action = 'created' AND actor_type = 'users'";
+    wait_until(Duration::from_secs(120), "every event to arrive", || {
+        count(store.url(), viewed_sql) >= views && count(store.url(), created_sql) >= creates
+    })
+    .await;
+    assert_eq!(
+        count(store.url(), viewed_sql),
+        views,
+        "each view stored once"
+    );
+    assert_eq!(
+        count(store.url(), created_sql),
+        creates,
+        "each creation stored once"
     );
 }
