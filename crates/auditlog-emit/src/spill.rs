@@ -195,18 +195,24 @@ mod tests {
         assert_eq!(spill.read_chunk(100).unwrap().events, events[2..]);
     }
 
-    #[test]
-    fn events_appended_after_a_torn_last_line_are_read_back() {
+    /// A spill directory holding event 1, then half an event without its newline,
+    /// as a SIGKILL in the middle of a write leaves it.
+    fn torn_after_one_event() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let mut spill = Spill::open(dir.path()).unwrap();
         spill.append(&[event(1)]).unwrap();
         drop(spill);
-        // SIGKILL in the middle of a write: half an event, no newline.
         let mut file = OpenOptions::new()
             .append(true)
             .open(dir.path().join(DATA_FILE))
             .unwrap();
         file.write_all(b"{\"action\":\"vie").unwrap();
+        dir
+    }
+
+    #[test]
+    fn events_appended_after_a_torn_last_line_are_read_back() {
+        let dir = torn_after_one_event();
 
         let mut spill = Spill::open(dir.path()).unwrap();
         spill.append(&[event(2), event(3)]).unwrap();
@@ -219,15 +225,7 @@ mod tests {
 
     #[test]
     fn a_torn_last_line_is_counted_not_fatal() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut spill = Spill::open(dir.path()).unwrap();
-        spill.append(&[event(1)]).unwrap();
-        drop(spill);
-        let mut file = OpenOptions::new()
-            .append(true)
-            .open(dir.path().join(DATA_FILE))
-            .unwrap();
-        file.write_all(b"{\"action\":\"vie").unwrap();
+        let dir = torn_after_one_event();
         let spill = Spill::open(dir.path()).unwrap();
         let chunk = spill.read_chunk(10).unwrap();
         assert_eq!(chunk.events.len(), 1);

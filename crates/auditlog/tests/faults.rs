@@ -371,6 +371,62 @@ impl Load {
     }
 }
 
+/// What the tests that put a proxy between a service and RabbitMQ start from: a
+/// fresh store, RabbitMQ names of their own, the proxy to the broker and the same
+/// names through it, and a data directory. Declared before the services, so that
+/// it outlives them.
+struct Proxied {
+    store: auditlog_store::testing::TestDatabase,
+    amqp: PrivateAmqp,
+    proxy: TcpProxy,
+    through_proxy: PrivateAmqp,
+    dir: std::path::PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Proxied {
+    async fn new() -> Proxied {
+        let store = auditlog_store::testing::fresh_postgres_url().await;
+        let amqp = PrivateAmqp::new();
+        let proxy = TcpProxy::start("127.0.0.1:5672").await.unwrap();
+        let through_proxy = amqp.via(format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port()));
+        let (_tmp, dir) = data_dir();
+        Proxied {
+            store,
+            amqp,
+            proxy,
+            through_proxy,
+            dir,
+            _tmp,
+        }
+    }
+}
+
+impl Proxied {
+    /// The auditor, on the broker directly, and the primary API, through the proxy.
+    fn start_services(&self) -> (Running, Running) {
+        let auditor_flags = self.amqp.flags();
+        let auditor = Running::start(
+            &auditor_args(self.store.url(), &auditor_flags),
+            &self.dir,
+            1,
+        );
+        (auditor, self.start_api())
+    }
+
+    /// The primary API, through the proxy.
+    fn start_api(&self) -> Running {
+        Running::start(&api_args(&self.through_proxy.flags()), &self.dir, 1)
+    }
+}
+
+/// `auditlog api` on a free port with the `--amqp-*` `flags`.
+fn api_args(flags: &[String]) -> Vec<&str> {
+    let mut args = vec!["api", "--api-addr", "127.0.0.1:0"];
+    args.extend(flags.iter().map(String::as_str));
+    args
+}
+
 fn auditor_args<'a>(store_url: &'a str, flags: &'a [String]) -> Vec<&'a str> {
     let mut args = vec![
         "auditor",
@@ -610,23 +666,14 @@ async fn killing_the_primary_api_mid_burst_keeps_changes_and_events_one_to_one()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_gone_for_a_minute_under_load_fails_no_request_and_loses_no_event() {
-    let store = auditlog_store::testing::fresh_postgres_url().await;
-    let amqp = PrivateAmqp::new();
-    let proxy = TcpProxy::start("127.0.0.1:5672").await.unwrap();
-    let through_proxy = amqp.via(format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port()));
-    let (_tmp, dir) = data_dir();
-    let auditor_flags = amqp.flags();
-    let _auditor = Running::start(&auditor_args(store.url(), &auditor_flags), &dir, 1);
-    let api_flags = through_proxy.flags();
-    let mut api_args = vec!["api", "--api-addr", "127.0.0.1:0"];
-    api_args.extend(api_flags.iter().map(String::as_str));
-    let api = Running::start(&api_args, &dir, 1);
+    let setup = Proxied::new().await;
+    let (_auditor, api) = setup.start_services();
     let client = Client::new(&api.urls.api).login(1).await;
 
     let load = Load::start(&client, "outage.example");
 
     tokio::time::sleep(Duration::from_secs(3)).await;
-    proxy.set_down(true);
+    setup.proxy.set_down(true);
     let baseline_rss = api.rss_kib();
     let mut peak_rss = baseline_rss;
     let outage = Instant::now();
@@ -634,7 +681,7 @@ async fn a_broker_gone_for_a_minute_under_load_fails_no_request_and_loses_no_eve
         tokio::time::sleep(Duration::from_secs(1)).await;
         peak_rss = peak_rss.max(api.rss_kib());
     }
-    proxy.set_down(false);
+    setup.proxy.set_down(false);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (views, creates, failures) = load.stop().await;
 
@@ -653,11 +700,12 @@ async fn a_broker_gone_for_a_minute_under_load_fails_no_request_and_loses_no_eve
     let created_sql =
         "SELECT count(*) FROM audit_events WHERE action = 'created' AND actor_type = 'users'";
     wait_until(Duration::from_secs(120), "every event to arrive", || {
-        count(store.url(), viewed_sql) >= views && count(store.url(), created_sql) >= creates
+        count(setup.store.url(), viewed_sql) >= views
+            && count(setup.store.url(), created_sql) >= creates
     })
     .await;
-    assert_eq!(count(store.url(), viewed_sql), views);
-    assert_eq!(count(store.url(), created_sql), creates);
+    assert_eq!(count(setup.store.url(), viewed_sql), views);
+    assert_eq!(count(setup.store.url(), created_sql), creates);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -665,16 +713,16 @@ async fn id_less_messages_redelivered_after_a_crash_between_commit_and_ack_are_s
     // Fewer than the consumer's prefetch (64): the broker hands all of them over
     // while none is acknowledged.
     const MESSAGES: usize = 50;
-    let store = auditlog_store::testing::fresh_postgres_url().await;
-    let amqp = PrivateAmqp::new();
-    let proxy = TcpProxy::start("127.0.0.1:5672").await.unwrap();
-    let through_proxy = amqp.via(format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port()));
-    let (_tmp, dir) = data_dir();
-    let proxied_flags = through_proxy.flags();
-    let auditor = Running::start(&auditor_args(store.url(), &proxied_flags), &dir, 1);
+    let setup = Proxied::new().await;
+    let proxied_flags = setup.through_proxy.flags();
+    let auditor = Running::start(
+        &auditor_args(setup.store.url(), &proxied_flags),
+        &setup.dir,
+        1,
+    );
     // From now on the broker hears nothing from this auditor: it receives, commits,
     // and its acknowledgements are lost, as if it died right after each commit.
-    proxy.set_deaf(true);
+    setup.proxy.set_deaf(true);
 
     let bodies: Vec<String> = (0..MESSAGES)
         .map(|n| {
@@ -683,31 +731,31 @@ async fn id_less_messages_redelivered_after_a_crash_between_commit_and_ack_are_s
             .to_string()
         })
         .collect();
-    publish_prototype_messages(&amqp, &bodies).await;
+    publish_prototype_messages(&setup.amqp, &bodies).await;
     wait_until(
         Duration::from_secs(60),
         "every message to be stored",
-        || count(store.url(), "SELECT count(*) FROM audit_events") >= MESSAGES as u64,
+        || count(setup.store.url(), "SELECT count(*) FROM audit_events") >= MESSAGES as u64,
     )
     .await;
     assert_eq!(
-        queue_messages(&amqp.queue),
+        queue_messages(&setup.amqp.queue),
         Some(MESSAGES as u64),
         "stored, and not one acknowledged"
     );
     auditor.kill();
 
     // The broker saw the connection close and hands the messages out again.
-    let flags = amqp.flags();
-    let restarted = Running::start(&auditor_args(store.url(), &flags), &dir, 1);
+    let flags = setup.amqp.flags();
+    let restarted = Running::start(&auditor_args(setup.store.url(), &flags), &setup.dir, 1);
     wait_until(
         Duration::from_secs(60),
         "the redelivered messages to be acknowledged",
-        || queue_messages(&amqp.queue) == Some(0),
+        || queue_messages(&setup.amqp.queue) == Some(0),
     )
     .await;
     assert_eq!(
-        count(store.url(), "SELECT count(*) FROM audit_events"),
+        count(setup.store.url(), "SELECT count(*) FROM audit_events"),
         MESSAGES as u64,
         "each event stored once"
     );
@@ -724,17 +772,8 @@ async fn a_primary_api_killed_with_a_spill_backlog_delivers_what_it_spilled_exac
     // Each list of the users records one `viewed` per user listed: many events
     // from few requests.
     const USERS: u64 = 200;
-    let store = auditlog_store::testing::fresh_postgres_url().await;
-    let amqp = PrivateAmqp::new();
-    let proxy = TcpProxy::start("127.0.0.1:5672").await.unwrap();
-    let through_proxy = amqp.via(format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port()));
-    let (_tmp, dir) = data_dir();
-    let auditor_flags = amqp.flags();
-    let _auditor = Running::start(&auditor_args(store.url(), &auditor_flags), &dir, 1);
-    let api_flags = through_proxy.flags();
-    let mut api_args = vec!["api", "--api-addr", "127.0.0.1:0"];
-    api_args.extend(api_flags.iter().map(String::as_str));
-    let api = Running::start(&api_args, &dir, 1);
+    let setup = Proxied::new().await;
+    let (_auditor, api) = setup.start_services();
     let client = Client::new(&api.urls.api).login(1).await;
     for n in 1..USERS {
         let email = format!("u{n}@spill.example");
@@ -752,15 +791,18 @@ async fn a_primary_api_killed_with_a_spill_backlog_delivers_what_it_spilled_exac
     wait_until(
         Duration::from_secs(60),
         "the creations to be stored",
-        || count(store.url(), viewed_sql) >= USERS - 1 && count(store.url(), created_sql) >= USERS,
+        || {
+            count(setup.store.url(), viewed_sql) >= USERS - 1
+                && count(setup.store.url(), created_sql) >= USERS
+        },
     )
     .await;
-    let viewed_before = count(store.url(), viewed_sql);
+    let viewed_before = count(setup.store.url(), viewed_sql);
 
     // The broker goes away: the API holds its events in memory, past the
     // spill's mark writes them to disk, and holds the newest in memory again.
-    proxy.set_down(true);
-    let spill = dir.join("spill").join("api");
+    setup.proxy.set_down(true);
+    let spill = setup.dir.join("spill").join("api");
     let mut acknowledged = 0;
     let mut lists_after_spill = 0;
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -787,35 +829,35 @@ async fn a_primary_api_killed_with_a_spill_backlog_delivers_what_it_spilled_exac
     assert!(!spilled.is_empty() && in_memory > 0);
 
     // Restarted with the broker back, the API delivers what was spilled.
-    proxy.set_down(false);
-    let _api = Running::start(&api_args, &dir, 1);
+    setup.proxy.set_down(false);
+    let _api = setup.start_api();
     let expected = viewed_before + spilled.len() as u64;
     wait_until(
         Duration::from_secs(120),
         "the spilled events to arrive",
-        || count(store.url(), viewed_sql) >= expected,
+        || count(setup.store.url(), viewed_sql) >= expected,
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let stored: BTreeSet<String> = stored_ids(store.url()).into_iter().collect();
+    let stored: BTreeSet<String> = stored_ids(setup.store.url()).into_iter().collect();
     let missing = spilled.difference(&stored).count();
     assert_eq!(missing, 0, "every spilled event arrived");
     assert_eq!(
-        count(store.url(), viewed_sql),
+        count(setup.store.url(), viewed_sql),
         expected,
         "each spilled event stored once, and nothing that was only in memory"
     );
     let numbered_once = "SELECT count(DISTINCT (producer_id, producer_seq)) FROM audit_events \
                          WHERE action = 'viewed'";
     assert_eq!(
-        count(store.url(), numbered_once),
+        count(setup.store.url(), numbered_once),
         expected,
         "no number twice"
     );
     // What the producers' report can see of the loss: the killed producer's holes
     // below the highest number stored (events lost above it leave no hole).
     let holes = count(
-        store.url(),
+        setup.store.url(),
         "SELECT max(producer_seq) - count(*) FROM audit_events WHERE producer_id = \
          (SELECT producer_id FROM audit_events WHERE action = 'viewed' \
           ORDER BY seq DESC LIMIT 1)",
@@ -835,9 +877,7 @@ async fn restarting_rabbitmq_under_load_fails_no_request_and_stores_every_event_
     let (_tmp, dir) = data_dir();
     let flags = amqp.flags();
     let auditor = Running::start(&auditor_args(store.url(), &flags), &dir, 1);
-    let mut api_args = vec!["api", "--api-addr", "127.0.0.1:0"];
-    api_args.extend(flags.iter().map(String::as_str));
-    let api = Running::start(&api_args, &dir, 1);
+    let api = Running::start(&api_args(&flags), &dir, 1);
     let client = Client::new(&api.urls.api).login(1).await;
     let load = Load::start(&client, "restart.example");
 
