@@ -12,10 +12,7 @@
 
 use std::sync::Arc;
 
-use auditlog_http::openapi::{
-    BadRequest, BearerScheme, Conflict, ErrorDocument, Forbidden, NotFound, PayloadTooLarge,
-    ServiceRoutes, Unauthorized, Unavailable, Unprocessable, UnsupportedMediaType, json_document,
-};
+use auditlog_http::openapi::{BearerScheme, ErrorResponses, ServiceRoutes, json_document};
 use axum::extract::State;
 use axum::response::Response;
 use serde::Serialize;
@@ -62,21 +59,7 @@ pub const PROXIED: [&str; 9] = [
         notes::create_note,
         notes::get_note,
     ),
-    components(
-        schemas(ErrorDocument),
-        responses(
-            BadRequest,
-            Unauthorized,
-            Forbidden,
-            NotFound,
-            Conflict,
-            PayloadTooLarge,
-            UnsupportedMediaType,
-            Unprocessable,
-            Unavailable
-        )
-    ),
-    modifiers(&BearerScheme, &ServiceRoutes),
+    modifiers(&BearerScheme, &ErrorResponses, &ServiceRoutes),
     security(("bearerAuth" = [])),
     tags(
         (name = "users", description = "The demo's users; every access is audited"),

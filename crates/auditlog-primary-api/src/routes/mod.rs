@@ -66,19 +66,14 @@ pub fn router(state: ApiState) -> Router {
             "/api/{target_type}/{target_id}/diff",
             get(proxy::to_auditor),
         )
-        .route("/healthz", get(|| async { "ok" }))
         .route(
             "/openapi.json",
             get(crate::openapi::serve_document).with_state(state.document.clone()),
         )
-        .route(
-            "/readyz",
-            get(auditlog_http::health::readyz).with_state(state.readiness.clone()),
-        )
-        .route(
-            "/metrics",
-            get(auditlog_http::metrics::scrape).with_state(state.metrics.clone()),
-        )
+        .merge(auditlog_http::service_routes(
+            state.readiness.clone(),
+            state.metrics.clone(),
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
