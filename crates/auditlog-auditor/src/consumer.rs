@@ -2,50 +2,21 @@
 //! waiting into one store transaction, and acknowledges each message only after
 //! the store committed it. A store failure is retried with backoff; nothing is
 //! acknowledged early and nothing is dropped while its producer still waits.
+//!
+//! The loop is generic over [`auditlog_transport::Inbox`], so the auditor links no
+//! transport: the binary hands it the embedded receiver or RabbitMQ's consumer.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_trait::async_trait;
-use auditlog_amqp::{AmqpConsumer, AmqpMessage};
-use auditlog_emit::embedded::{Delivery, EmbeddedReceiver};
 use auditlog_event::DataEvent;
 use auditlog_store::AuditStore;
+use auditlog_transport::{Backoff, Inbox, InboxMessage};
 
 use crate::commit::{Via, insert_measured};
 
 /// Most events committed in one transaction.
 const MAX_EVENTS_PER_COMMIT: usize = 20_000;
-
-/// Where the auditor's events come from: one implementation per transport.
-#[async_trait]
-pub trait Inbox: Send {
-    type Message: InboxMessage;
-
-    /// The next message; `None` when the inbox is closed for good.
-    async fn recv(&mut self) -> Option<Self::Message>;
-
-    /// A message that has already arrived, without waiting for one.
-    async fn try_recv(&mut self) -> Option<Self::Message>;
-
-    /// Stops receiving; messages not acknowledged go back to their producer.
-    async fn close(self);
-}
-
-/// One message of events, acknowledged once they are stored.
-#[async_trait]
-pub trait InboxMessage: Send {
-    fn take_events(&mut self) -> Vec<DataEvent>;
-
-    async fn ack(self);
-
-    /// Whether nobody waits for the acknowledgement any more (then retrying a
-    /// failing store for it is pointless: its producer kept the events).
-    fn abandoned(&self) -> bool {
-        false
-    }
-}
 
 /// Runs until the inbox closes or `shutdown` completes, then closes the inbox. A
 /// commit in progress at shutdown is finished and acknowledged first.
@@ -92,7 +63,7 @@ async fn store_with_retry<M: InboxMessage>(
     events: &[DataEvent],
     waiting: &[M],
 ) -> bool {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::default();
     loop {
         match insert_measured(store, events, Via::Transport).await {
             Ok(outcome) => {
@@ -108,70 +79,9 @@ async fn store_with_retry<M: InboxMessage>(
                     tracing::error!(%err, events = events.len(), "store unavailable and the producer stopped waiting; it keeps the batch");
                     return false;
                 }
-                tracing::warn!(%err, events = events.len(), retry_in_ms = backoff.as_millis() as u64, "store insert failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                tracing::warn!(%err, events = events.len(), retry_in_ms = backoff.pause().as_millis() as u64, "store insert failed; retrying");
+                tokio::time::sleep(backoff.next_pause()).await;
             }
         }
-    }
-}
-
-#[async_trait]
-impl Inbox for EmbeddedReceiver {
-    type Message = Delivery;
-
-    async fn recv(&mut self) -> Option<Delivery> {
-        EmbeddedReceiver::recv(self).await
-    }
-
-    async fn try_recv(&mut self) -> Option<Delivery> {
-        EmbeddedReceiver::try_recv(self)
-    }
-
-    async fn close(mut self) {
-        EmbeddedReceiver::close(&mut self);
-    }
-}
-
-#[async_trait]
-impl InboxMessage for Delivery {
-    fn take_events(&mut self) -> Vec<DataEvent> {
-        std::mem::take(&mut self.events)
-    }
-
-    async fn ack(self) {
-        Delivery::ack(self);
-    }
-
-    fn abandoned(&self) -> bool {
-        self.producer_gave_up()
-    }
-}
-
-#[async_trait]
-impl Inbox for AmqpConsumer {
-    type Message = AmqpMessage;
-
-    async fn recv(&mut self) -> Option<AmqpMessage> {
-        Some(AmqpConsumer::recv(self).await)
-    }
-
-    async fn try_recv(&mut self) -> Option<AmqpMessage> {
-        AmqpConsumer::try_recv(self).await
-    }
-
-    async fn close(self) {
-        AmqpConsumer::close(self).await;
-    }
-}
-
-#[async_trait]
-impl InboxMessage for AmqpMessage {
-    fn take_events(&mut self) -> Vec<DataEvent> {
-        std::mem::take(&mut self.events)
-    }
-
-    async fn ack(self) {
-        AmqpMessage::ack(self).await;
     }
 }

@@ -12,6 +12,8 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use auditlog_transport::Backoff;
+
 use crate::spill::Spill;
 use crate::{Transport, TransportError};
 
@@ -323,7 +325,7 @@ impl Batcher {
         };
         let mut stopping = false;
         let mut deadline: Option<Instant> = None;
-        let mut backoff = INITIAL_BACKOFF;
+        let mut backoff = Backoff::default();
         loop {
             if head.events.is_empty() && !self.fill(&mut head, &mut stopping).await {
                 break;
@@ -337,25 +339,24 @@ impl Batcher {
             match self.publish(&head.events).await {
                 Ok(()) => {
                     self.delivered(&mut head).await;
-                    backoff = INITIAL_BACKOFF;
+                    backoff.reset();
                     continue;
                 }
                 Err(err) => {
                     self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%err, events = head.events.len(), retry_in_ms = backoff.as_millis() as u64, "audit batch not delivered; retrying");
+                    tracing::warn!(%err, events = head.events.len(), retry_in_ms = backoff.pause().as_millis() as u64, "audit batch not delivered; retrying");
                 }
             }
             stopping |= *self.stop.borrow();
             if stopping {
                 let now = Instant::now();
                 let deadline = *deadline.get_or_insert(now + self.config.shutdown_grace);
-                if now + backoff > deadline {
+                if now + backoff.pause() > deadline {
                     self.give_up(&mut head).await;
                     continue;
                 }
             }
-            self.wait_spilling(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            self.wait_spilling(backoff.next_pause()).await;
         }
         self.stats.in_flight.store(0, Ordering::Relaxed);
     }
@@ -386,7 +387,7 @@ impl Batcher {
                 }
                 Err(err) => {
                     tracing::error!(%err, "the spill file cannot be read; retrying");
-                    tokio::time::sleep(MAX_BACKOFF).await;
+                    tokio::time::sleep(Backoff::MAX).await;
                 }
             }
             return true;
@@ -746,9 +747,6 @@ impl Published {
         }
     }
 }
-
-const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The spill, whether or not a blocking operation on it panicked (its state is
 /// a file offset and a length, each written whole).
