@@ -10,6 +10,10 @@
 //! `auditlog-transport` crate, which the auditor shares without linking this SDK,
 //! and re-exported here, so that a producer needs only this crate.
 //!
+//! The outbox relay of a service with a transactional outbox publishes through
+//! the same [`Publisher`] and numbers its events with a [`Sequence`], as the
+//! emitter's task does.
+//!
 //! # Emitting to an auditor in the same process
 //!
 //! The [`embedded`] transport hands batches to whatever holds its receiver (in
@@ -140,15 +144,19 @@
 //! # }
 //! ```
 
+mod batcher;
 mod emitter;
 pub mod http;
+mod publisher;
+mod reporting;
 mod spill;
+#[cfg(test)]
+mod test_support;
 
 pub use auditlog_transport::{Transport, TransportError, embedded};
-pub use emitter::{
-    Emitter, EmitterConfig, EmitterStats, EmitterTask, METRICS_EVERY, describe_metrics,
-    metric_names,
-};
+pub use emitter::{Emitter, EmitterConfig, EmitterStats, EmitterTask};
+pub use publisher::{Publisher, Sequence};
+pub use reporting::{METRICS_EVERY, describe_metrics, metric_names};
 
 /// A producer id unique to this emitter instance: `<source>/<uuid v7>`. A restart
 /// is a new producer whose sequence starts again at 1.
