@@ -12,10 +12,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::AuditorState;
-use crate::openapi::{
-    ActivityOptions, BadRequest, EventFilters, Forbidden, Unauthorized, Unavailable,
-};
-use crate::query::{COLLECTION, Params, ReadRequest, authorise, millis, parse_params, record_read};
+use crate::filters::{EventFilters, QueryParams, millis};
+use crate::openapi::ActivityOptions;
+use crate::query::{COLLECTION, ReadRequest, authorise, parse_params, record_read};
+use auditlog_http::openapi::{BadRequest, Forbidden, Unauthorized, Unavailable};
 
 /// The bucket width when none is asked for: an hour.
 const DEFAULT_BUCKET_MS: i64 = 3_600_000;
@@ -49,7 +49,7 @@ pub(crate) async fn activity(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
     read: ReadRequest,
-    Query(params): Query<Params>,
+    Query(params): Query<QueryParams>,
 ) -> Result<Response, ApiError> {
     let mut query = parse_params(&params, &["bucket"])?;
     let bucket = match params.get("bucket") {

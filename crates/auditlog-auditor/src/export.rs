@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::query::Params;
+use crate::filters::QueryParams;
 
 /// The CSV columns, in order.
 pub(crate) const CSV_HEADER: &str = "id,timestamp,action,actorType,actorId,targetType,targetId,eventName,changes,source,requestId\r\n";
@@ -46,7 +46,10 @@ impl Format {
 
 /// The export asked for: `format=csv|ndjson` (`format=json` is the ordinary page),
 /// else an `Accept` naming `text/csv` or `application/x-ndjson`; `None` for a page.
-pub(crate) fn format(params: &Params, headers: &HeaderMap) -> Result<Option<Format>, ApiError> {
+pub(crate) fn format(
+    params: &QueryParams,
+    headers: &HeaderMap,
+) -> Result<Option<Format>, ApiError> {
     match params.get("format").map(String::as_str) {
         Some("csv") => return Ok(Some(Format::Csv)),
         Some("ndjson") => return Ok(Some(Format::Ndjson)),
@@ -262,9 +265,9 @@ mod tests {
             header::ACCEPT,
             HeaderValue::from_static("application/x-ndjson;q=0.9, */*"),
         );
-        let none = Params::new();
-        let csv: Params = [("format".to_owned(), "csv".to_owned())].into();
-        let bad: Params = [("format".to_owned(), "xml".to_owned())].into();
+        let none = QueryParams::new();
+        let csv: QueryParams = [("format".to_owned(), "csv".to_owned())].into();
+        let bad: QueryParams = [("format".to_owned(), "xml".to_owned())].into();
         assert_eq!(format(&none, &headers).ok().flatten(), Some(Format::Ndjson));
         assert_eq!(format(&csv, &headers).ok().flatten(), Some(Format::Csv));
         assert!(format(&bad, &headers).is_err());

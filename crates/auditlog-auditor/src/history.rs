@@ -14,11 +14,10 @@ use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
 use crate::AuditorState;
-use crate::openapi::{
-    BadRequest, DiffOptions, Forbidden, NotFound, ObjectPath, StateOptions, Unauthorized,
-    Unavailable,
-};
-use crate::query::{COLLECTION, Params, ReadRequest, authorise, millis, object_key, record_read};
+use crate::filters::{QueryParams, millis};
+use crate::openapi::{DiffOptions, ObjectPath, StateOptions};
+use crate::query::{COLLECTION, ReadRequest, authorise, object_key, record_read};
+use auditlog_http::openapi::{BadRequest, Forbidden, NotFound, Unauthorized, Unavailable};
 
 /// An object's state at one time.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -138,7 +137,7 @@ async fn readable_target(
 }
 
 /// Reads the millisecond parameters a route takes; anything else is refused.
-fn times(params: &Params, known: &[&str]) -> Result<Vec<Option<i64>>, ApiError> {
+fn times(params: &QueryParams, known: &[&str]) -> Result<Vec<Option<i64>>, ApiError> {
     if let Some(other) = params.keys().find(|key| !known.contains(&key.as_str())) {
         return Err(ApiError::bad_request(format!(
             "unknown query parameter `{other}`; known: {}",
@@ -176,7 +175,7 @@ pub(crate) async fn state(
     Authenticated(principal): Authenticated,
     read: ReadRequest,
     PathParams((object_type, id)): PathParams<(String, String)>,
-    Query(params): Query<Params>,
+    Query(params): Query<QueryParams>,
 ) -> Result<Response, ApiError> {
     let at = times(&params, &["at"])?[0].unwrap_or_else(now_ms);
     let target = readable_target(&state, &principal, object_type, id).await?;
@@ -289,7 +288,7 @@ pub(crate) async fn diff(
     Authenticated(principal): Authenticated,
     read: ReadRequest,
     PathParams((object_type, id)): PathParams<(String, String)>,
-    Query(params): Query<Params>,
+    Query(params): Query<QueryParams>,
 ) -> Result<Response, ApiError> {
     let times = times(&params, &["from", "to"])?;
     let from = times[0].ok_or_else(|| ApiError::bad_request("from (ms) is required"))?;

@@ -14,9 +14,10 @@ use utoipa::ToSchema;
 
 use crate::AuditorState;
 use crate::commit::Via;
-use crate::openapi::{
-    BadRequest, Conflict, ErrorDocument, ErrorObject, ErrorSource, Forbidden, IngestDocumentSchema,
-    PayloadTooLarge, Unauthorized, Unavailable, Unprocessable, UnsupportedMediaType,
+use crate::openapi::IngestDocumentSchema;
+use auditlog_http::openapi::{
+    BadRequest, Conflict, ErrorDocument, ErrorObject, ErrorSource, Forbidden, PayloadTooLarge,
+    Unauthorized, Unavailable, Unprocessable, UnsupportedMediaType,
 };
 
 /// One rejected event: where it was in the request and why.
@@ -234,6 +235,7 @@ fn rejection_error(rejection: &Rejection) -> ErrorObject {
         status: "422".into(),
         title: "Invalid event".into(),
         detail: rejection.error.to_string(),
+        code: None,
         source: Some(ErrorSource { pointer }),
     }
 }

@@ -25,7 +25,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::AuditorState;
-use crate::openapi::{EventIdPath, Forbidden, NotFound, Unauthorized};
+use crate::openapi::EventIdPath;
+use auditlog_http::openapi::{Forbidden, NotFound, Unauthorized};
 
 /// Events sealed per store transaction.
 const SEAL_BATCH: u32 = 10_000;

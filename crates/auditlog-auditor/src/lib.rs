@@ -10,6 +10,7 @@ mod activity;
 pub mod commit;
 pub mod consumer;
 mod export;
+pub mod filters;
 mod history;
 mod ingest;
 pub mod integrity;
@@ -18,6 +19,7 @@ mod producers;
 mod query;
 mod stream;
 
+pub use filters::{EventFilters, QueryParams};
 pub use query::parse_query_string;
 
 /// Gives the auditor's metrics (store commits, integrity sealing) their `# HELP`

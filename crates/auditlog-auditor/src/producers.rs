@@ -13,7 +13,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::AuditorState;
-use crate::openapi::{Forbidden, Unauthorized, Unavailable};
+use auditlog_http::openapi::{Forbidden, Unauthorized, Unavailable};
 
 /// `GET /api/producers`.
 #[utoipa::path(

@@ -8,12 +8,10 @@
 //! records one `viewed` event on `data-events` by the caller ([`record_read`]), per
 //! request, never per event returned, carrying the request's id ([`ReadRequest`]).
 
-use std::collections::BTreeMap;
-
 use auditlog_auth::{EventScope, Principal};
 use auditlog_event::{Action, DataEvent, ObjectRef, ObjectType};
 use auditlog_http::{ApiError, Authenticated, PathParams, RequestId, raw_json_api};
-use auditlog_store::{Cursor, EventPage, EventQuery, ObjectKey, Order, StoredEvent};
+use auditlog_store::{EventPage, EventQuery, ObjectKey, StoredEvent};
 use axum::extract::{FromRequestParts, OriginalUri, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -24,12 +22,9 @@ use utoipa::ToSchema;
 
 use crate::AuditorState;
 use crate::export;
-use crate::openapi::{
-    BadRequest, DataEventSchema, EventFilters, EventIdPath, Forbidden, ListOptions, NotFound,
-    ObjectPath, Unauthorized, Unavailable,
-};
-
-pub(crate) type Params = BTreeMap<String, String>;
+use crate::filters::{EventFilters, QueryParams};
+use crate::openapi::{DataEventSchema, EventIdPath, ListOptions, ObjectPath};
+use auditlog_http::openapi::{BadRequest, Forbidden, NotFound, Unauthorized, Unavailable};
 
 /// The parameters of the list routes that are not filters.
 const LIST_OPTIONS: &[&str] = &["count", "format"];
@@ -63,7 +58,7 @@ pub(crate) async fn list(
     Authenticated(principal): Authenticated,
     read: ReadRequest,
     headers: HeaderMap,
-    Query(params): Query<Params>,
+    Query(params): Query<QueryParams>,
 ) -> Result<Response, ApiError> {
     let query = parse_params(&params, LIST_OPTIONS)?;
     run(&state, &principal, query, &read, &params, &headers).await
@@ -96,7 +91,7 @@ pub(crate) async fn by_actor(
     read: ReadRequest,
     headers: HeaderMap,
     PathParams((object_type, id)): PathParams<(String, String)>,
-    Query(params): Query<Params>,
+    Query(params): Query<QueryParams>,
 ) -> Result<Response, ApiError> {
     let mut query = parse_params(&params, LIST_OPTIONS)?;
     query.actor = Some(object_key("actorType", "actorId", object_type, id)?);
@@ -130,7 +125,7 @@ pub(crate) async fn on_target(
     read: ReadRequest,
     headers: HeaderMap,
     PathParams((object_type, id)): PathParams<(String, String)>,
-    Query(params): Query<Params>,
+    Query(params): Query<QueryParams>,
 ) -> Result<Response, ApiError> {
     let mut query = parse_params(&params, LIST_OPTIONS)?;
     query.target = Some(object_key("targetType", "targetId", object_type, id)?);
@@ -165,7 +160,7 @@ pub(crate) async fn on_target_prototype(
     read: ReadRequest,
     headers: HeaderMap,
     path: PathParams<(String, String)>,
-    params: Query<Params>,
+    params: Query<QueryParams>,
 ) -> Result<Response, ApiError> {
     on_target(state, principal, read, headers, path, params).await
 }
@@ -175,7 +170,7 @@ async fn run(
     principal: &Principal,
     query: EventQuery,
     read: &ReadRequest,
-    params: &Params,
+    params: &QueryParams,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let query = authorise(principal, query)?;
@@ -303,10 +298,6 @@ pub(crate) async fn record_read(
     read: &ReadRequest,
 ) -> Result<(), ApiError> {
     let uri = &read.uri;
-    let actor_type = match principal.role {
-        auditlog_auth::Role::Service => "services",
-        _ => auditlog_auth::policy::PRINCIPAL_TYPE,
-    };
     let object = |field: &'static str, text: &str| {
         ObjectType::parse(field, text).map_err(|e| ApiError::internal(format!("{field}: {e}")))
     };
@@ -314,12 +305,9 @@ pub(crate) async fn record_read(
         auditlog_event::ObjectId::parse_text(field, text)
             .map_err(|e| ApiError::internal(format!("{field}: {e}")))
     };
-    // A numeric subject is a number, as the primary API records its actors.
-    let actor_id = match principal.subject.parse::<i64>() {
-        Ok(n) => auditlog_event::ObjectId::from(n),
-        Err(_) => id("actorId", &principal.subject)?,
-    };
-    let actor = ObjectRef::new(object("actorType", actor_type)?, actor_id);
+    let actor = principal
+        .actor()
+        .map_err(|e| ApiError::internal(format!("the reader as an actor: {e}")))?;
     let target = ObjectRef::new(
         object("targetType", AUDIT_LOG_TYPE)?,
         id("targetId", target_id)?,
@@ -434,125 +422,19 @@ pub(crate) fn object_key(
 /// [`EventQuery`] it would run (before authorisation). An error is the `400` detail
 /// the route would answer. Public for the fuzz targets and their corpus replay.
 pub fn parse_query_string(query: &str) -> Result<EventQuery, String> {
-    let params: Params = serde_urlencoded::from_str(query)
+    let params: QueryParams = serde_urlencoded::from_str(query)
         .map_err(|e| format!("the query string is not form-urlencoded: {e}"))?;
     parse_params(&params, LIST_OPTIONS).map_err(|e| e.detail)
 }
 
-/// Reads the JSON:API query parameters; unknown ones are refused so that a typo is
-/// not silently ignored. The keys in `route_keys` belong to the route and are left to it.
-pub(crate) fn parse_params(params: &Params, route_keys: &[&str]) -> Result<EventQuery, ApiError> {
-    let mut query = EventQuery::default();
-    let mut actor_type = None;
-    let mut actor_id = None;
-    let mut target_type = None;
-    let mut target_id = None;
-    for (key, value) in params {
-        if route_keys.contains(&key.as_str()) {
-            continue;
-        }
-        match key.as_str() {
-            "filter[actorType]" => actor_type = Some(value.clone()),
-            "filter[actorId]" => actor_id = Some(value.clone()),
-            "filter[targetType]" => target_type = Some(value.clone()),
-            "filter[targetId]" => target_id = Some(value.clone()),
-            "filter[action]" => {
-                query.actions = value
-                    .split(',')
-                    .map(|a| Action::parse(a.trim()))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| ApiError::bad_request(format!("filter[action]: {e}")))?;
-            }
-            "filter[eventName]" => {
-                query.event_names = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|name| !name.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-            }
-            "sort" => {
-                query.order = match value.as_str() {
-                    "-timestamp" => Order::NewestFirst,
-                    "timestamp" => Order::OldestFirst,
-                    _ => {
-                        return Err(ApiError::bad_request(
-                            "sort must be -timestamp (newest first) or timestamp (oldest first)",
-                        ));
-                    }
-                };
-            }
-            "filter[since]" => query.since = Some(millis(key, value)?),
-            "filter[until]" => query.until = Some(millis(key, value)?),
-            "page[size]" => {
-                query.page_size = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=EventQuery::MAX_PAGE_SIZE).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!(
-                            "page[size] must be a whole number from 1 to {}",
-                            EventQuery::MAX_PAGE_SIZE
-                        ))
-                    })?;
-            }
-            "page[after]" => {
-                query.after = Some(Cursor::decode(value).ok_or_else(|| {
-                    ApiError::bad_request(
-                        "page[after] is not a cursor this server gave out; use links.next",
-                    )
-                })?);
-            }
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter `{other}`; known: filter[actorType], filter[actorId], filter[targetType], filter[targetId], filter[action], filter[eventName], filter[since], filter[until], sort, page[size], page[after]{}",
-                    listed(route_keys)
-                )));
-            }
-        }
-    }
-    if query.after.is_some_and(|after| after.order != query.order) {
-        return Err(ApiError::bad_request(
-            "page[after] was given out for the other sort order; start again without it",
-        ));
-    }
-    query.actor = pair("actor", actor_type, actor_id)?;
-    query.target = pair("target", target_type, target_id)?;
-    Ok(query)
-}
-
-fn pair(
-    which: &str,
-    object_type: Option<String>,
-    id: Option<String>,
-) -> Result<Option<ObjectKey>, ApiError> {
-    let (type_field, id_field) = if which == "actor" {
-        ("actorType", "actorId")
-    } else {
-        ("targetType", "targetId")
-    };
-    match (object_type, id) {
-        (None, None) => Ok(None),
-        (Some(t), Some(i)) => object_key(type_field, id_field, t, i).map(Some),
-        _ => Err(ApiError::bad_request(format!(
-            "filter[{type_field}] and filter[{id_field}] go together"
-        ))),
-    }
-}
-
-/// The route's own keys, for the list of known parameters in an error.
-fn listed(keys: &[&str]) -> String {
-    keys.iter().map(|key| format!(", {key}")).collect()
-}
-
-pub(crate) fn millis(key: &str, value: &str) -> Result<i64, ApiError> {
-    value
-        .parse::<i64>()
-        .ok()
-        .filter(|n| *n >= 0)
-        .ok_or_else(|| {
-            ApiError::bad_request(format!("{key} must be milliseconds since the Unix epoch"))
-        })
+/// Reads the JSON:API query parameters into the query they ask for; unknown ones
+/// are refused so that a typo is not silently ignored. The keys in `route_keys`
+/// belong to the route and are left to it.
+pub(crate) fn parse_params(
+    params: &QueryParams,
+    route_keys: &[&str],
+) -> Result<EventQuery, ApiError> {
+    EventFilters::from_params(params, route_keys)?.to_query()
 }
 
 /// A stored event as a JSON:API resource.
@@ -597,7 +479,7 @@ pub(crate) struct PageDocument<'a> {
 fn page_document(
     page: &EventPage,
     path: &str,
-    params: &Params,
+    params: &QueryParams,
     total: Option<u64>,
 ) -> Result<Vec<u8>, String> {
     let data = page
@@ -626,15 +508,16 @@ fn page_document(
 mod tests {
     use super::*;
     use auditlog_auth::Role;
+    use auditlog_store::{Cursor, Order};
 
-    fn params(pairs: &[(&str, &str)]) -> Params {
+    fn params(pairs: &[(&str, &str)]) -> QueryParams {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     }
 
-    fn parse_params_all(params: &Params) -> Result<EventQuery, ApiError> {
+    fn parse_params_all(params: &QueryParams) -> Result<EventQuery, ApiError> {
         parse_params(params, &[])
     }
 

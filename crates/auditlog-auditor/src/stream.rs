@@ -23,12 +23,10 @@ use futures_util::Stream;
 use tokio::time::Instant;
 
 use crate::AuditorState;
-use crate::openapi::{
-    BadRequest, EventFilters, Forbidden, StreamOptions, Unauthorized, Unavailable,
-};
-use crate::query::{
-    COLLECTION, Params, ReadRequest, authorise, parse_params, record_read, resource,
-};
+use crate::filters::{EventFilters, QueryParams};
+use crate::openapi::StreamOptions;
+use crate::query::{COLLECTION, ReadRequest, authorise, parse_params, record_read, resource};
+use auditlog_http::openapi::{BadRequest, Forbidden, Unauthorized, Unavailable};
 
 /// How often the store is asked for new events.
 const POLL_EVERY: Duration = Duration::from_millis(200);
@@ -89,7 +87,7 @@ pub(crate) async fn stream(
     Authenticated(principal): Authenticated,
     read: ReadRequest,
     headers: HeaderMap,
-    Query(params): Query<Params>,
+    Query(params): Query<QueryParams>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let query = authorise(&principal, parse_params(&params, &["after"])?)?;
     let resume = headers

@@ -2,10 +2,14 @@
 //! anyone else reads the events they performed or that were done to them, and
 //! changes only themselves. Services (other auditlog processes) may ingest.
 
+use auditlog_event::{EventError, ObjectId, ObjectRef, ObjectType};
 use serde::{Deserialize, Serialize};
 
-/// The object type principals are, as actors in events.
+/// The object type people (admins and users) are, as actors in events.
 pub const PRINCIPAL_TYPE: &str = "users";
+
+/// The object type services are, as actors in events.
+pub const SERVICE_TYPE: &str = "services";
 
 /// What a principal is allowed to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +60,25 @@ impl Principal {
 
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
+    }
+
+    /// This principal as the actor of the events it causes: `users/<id>` for
+    /// admins and users, `services/<name>` for services. A numeric subject is a
+    /// number, as the primary API's user ids are, so that queries by actor find
+    /// the events of both services alike.
+    pub fn actor(&self) -> Result<ObjectRef, EventError> {
+        let object_type = match self.role {
+            Role::Admin | Role::User => PRINCIPAL_TYPE,
+            Role::Service => SERVICE_TYPE,
+        };
+        let id = match self.subject.parse::<i64>() {
+            Ok(n) => ObjectId::from(n),
+            Err(_) => ObjectId::parse_text("actorId", self.subject.clone())?,
+        };
+        Ok(ObjectRef::new(
+            ObjectType::parse("actorType", object_type)?,
+            id,
+        ))
     }
 
     /// The events this principal may read.
@@ -154,5 +177,27 @@ mod tests {
     fn an_empty_or_oversized_subject_is_not_a_principal() {
         assert!(Principal::new(String::new(), Role::User).is_none());
         assert!(Principal::new("x".repeat(129), Role::User).is_none());
+    }
+
+    #[test]
+    fn people_act_as_users_and_services_as_services() {
+        let admin = Principal::new("1".into(), Role::Admin).unwrap();
+        let service = Principal::new("api".into(), Role::Service).unwrap();
+
+        let admin = admin.actor().unwrap();
+        let service = service.actor().unwrap();
+
+        assert_eq!(
+            (admin.object_type.as_str(), admin.id.key()),
+            ("users", "1".to_owned())
+        );
+        assert!(
+            matches!(admin.id, auditlog_event::ObjectId::Number(_)),
+            "a numeric subject is a number"
+        );
+        assert_eq!(
+            (service.object_type.as_str(), service.id.key()),
+            ("services", "api".to_owned())
+        );
     }
 }

@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 
-use crate::json_api;
+use crate::{ErrorObject, json_api};
 
 /// Longest a check may take before it counts as failed: a probe that hangs is as
 /// unready as one that fails, and the answer must come before the prober gives up.
@@ -123,12 +123,13 @@ impl Readiness {
                 }
                 Err(why) => {
                     checks.insert(outcome.name.into(), json!(format!("failed: {why}")));
-                    errors.push(json!({
-                        "status": "503",
-                        "code": outcome.name,
-                        "title": "Not ready",
-                        "detail": format!("{} is not ready: {why}. {}", outcome.name, check.remedy),
-                    }));
+                    errors.push(ErrorObject {
+                        status: StatusCode::SERVICE_UNAVAILABLE.as_str().to_owned(),
+                        title: "Not ready".to_owned(),
+                        detail: format!("{} is not ready: {why}. {}", outcome.name, check.remedy),
+                        code: Some(outcome.name.to_owned()),
+                        source: None,
+                    });
                 }
             }
         }

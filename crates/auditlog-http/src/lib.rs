@@ -9,9 +9,11 @@
 pub mod edge;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod request_id;
 
 pub use edge::{EdgeConfig, harden};
+pub use openapi::{ErrorDocument, ErrorObject, ErrorSource};
 pub use request_id::RequestId;
 
 use std::future::Future;
@@ -26,7 +28,6 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 use tokio::net::TcpListener;
 
 /// The JSON:API media type.
@@ -88,13 +89,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "errors": [{
-                "status": self.status.as_str(),
-                "title": self.title,
-                "detail": self.detail,
-            }]
-        });
+        let body = ErrorDocument {
+            errors: vec![ErrorObject {
+                status: self.status.as_str().to_owned(),
+                title: self.title.to_owned(),
+                detail: self.detail,
+                code: None,
+                source: None,
+            }],
+        };
         json_api(self.status, &body)
     }
 }

@@ -8,10 +8,9 @@
 use std::sync::Arc;
 
 use auditlog_auth::Principal;
-use auditlog_auth::policy::PRINCIPAL_TYPE;
 use auditlog_emit::Emitter;
 use auditlog_event::{
-    Action, Change, Changes, DataEvent, MAX_LABEL_CHARS, ObjectId, ObjectRef, ObjectType, now_ms,
+    Action, Change, Changes, DataEvent, MAX_LABEL_CHARS, ObjectRef, ObjectType, now_ms,
 };
 use serde_json::Value;
 use sqlx::{Database, Encode, Executor, IntoArguments, Transaction, Type};
@@ -148,22 +147,13 @@ fn build(
     target_id: i64,
     changes: Option<Changes>,
 ) -> Option<DataEvent> {
-    let actor_ref = actor_ref(&actor.principal)?;
+    let actor_ref = actor.principal.actor().ok()?;
     let target = object_ref(target_type, target_id)?;
     let mut event = DataEvent::new(action, actor_ref, target, now_ms());
     event.changes = changes;
     event.source = Some(SOURCE.into());
     event.request_id = actor.request_id.clone();
     Some(event)
-}
-
-fn actor_ref(principal: &Principal) -> Option<ObjectRef> {
-    let object_type = ObjectType::parse("actorType", PRINCIPAL_TYPE).ok()?;
-    let id = match principal.subject.parse::<i64>() {
-        Ok(n) => ObjectId::from(n),
-        Err(_) => ObjectId::parse_text("actorId", principal.subject.clone()).ok()?,
-    };
-    Some(ObjectRef::new(object_type, id))
 }
 
 fn object_ref(object_type: &'static str, id: i64) -> Option<ObjectRef> {

@@ -68,15 +68,21 @@ pub struct ApiState {
     pub metrics: Metrics,
     /// What `GET /readyz` checks: the database; the binary adds the transport.
     pub readiness: Readiness,
+    /// What `GET /openapi.json` serves.
+    document: openapi::DocumentJson,
 }
 
 impl ApiState {
+    /// The state of a primary API whose audit query routes are proxied to the
+    /// auditor at `auditor_url` and documented with the operations of
+    /// `auditor_document`, the auditor's OpenAPI document.
     pub fn new(
         db: AppDb,
         recorder: Recorder,
         issuer: TokenIssuer,
         verifier: TokenVerifier,
         auditor_url: String,
+        auditor_document: &utoipa::openapi::OpenApi,
     ) -> Self {
         let database = db.clone();
         let readiness = Readiness::new().with_check(
@@ -97,6 +103,7 @@ impl ApiState {
             dev_tokens: true,
             metrics: Metrics::default(),
             readiness,
+            document: openapi::document_json(auditor_document),
         }
     }
 

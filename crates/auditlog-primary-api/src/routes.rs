@@ -1,11 +1,11 @@
 //! The HTTP routes of the primary API: JSON:API documents in and out, the
 //! prototype's loose inputs accepted, every error a JSON:API `errors` document.
 
-use auditlog_auditor::openapi::{
+use auditlog_auth::{Principal, Role};
+use auditlog_http::openapi::{
     BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unprocessable,
     UnsupportedMediaType,
 };
-use auditlog_auth::{Principal, Role};
 use auditlog_http::{
     ApiError, Authenticated, JsonBody, PathParams, RequestId, json_api, not_found,
 };
@@ -56,7 +56,10 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/{target_type}/{target_id}/diff", get(proxy_to_auditor))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/openapi.json", get(crate::openapi::serve_document))
+        .route(
+            "/openapi.json",
+            get(crate::openapi::serve_document).with_state(state.document.clone()),
+        )
         .route(
             "/readyz",
             get(auditlog_http::health::readyz).with_state(state.readiness.clone()),

@@ -170,17 +170,47 @@ fn unsupported() -> StoreError {
     StoreError::Backend("this store keeps no integrity chain".into())
 }
 
-/// Opens the store a URL names, creating or migrating its schema: `sqlite:`,
-/// `postgres://` / `postgresql://`, `mysql://` / `mariadb://`.
+/// The database engines a store URL can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// `sqlite:PATH` or `sqlite://PATH`: a file, no server.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+    /// A MySQL or MariaDB server.
+    MySql,
+}
+
+/// Every URL scheme a store accepts, and the engine it names: what [`open`] reads
+/// and what the binary's settings check a URL against before anything opens it.
+pub const SCHEMES: [(&str, Engine); 5] = [
+    ("sqlite", Engine::Sqlite),
+    ("postgres", Engine::Postgres),
+    ("postgresql", Engine::Postgres),
+    ("mysql", Engine::MySql),
+    ("mariadb", Engine::MySql),
+];
+
+impl Engine {
+    /// The engine of `url`'s scheme, if it is one of [`SCHEMES`]; a server's URL
+    /// must also name the server (`scheme://…`).
+    pub fn of_url(url: &str) -> Option<Engine> {
+        let (scheme, rest) = url.split_once(':')?;
+        let engine = SCHEMES
+            .iter()
+            .find(|(name, _)| *name == scheme)
+            .map(|(_, engine)| *engine)?;
+        (engine == Engine::Sqlite || rest.starts_with("//")).then_some(engine)
+    }
+}
+
+/// Opens the store a URL names ([`SCHEMES`]), creating or migrating its schema.
 pub async fn open(url: &str) -> Result<Arc<dyn AuditStore>, StoreError> {
-    let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
-    match scheme {
-        "sqlite" => Ok(Arc::new(SqliteStore::open(url).await?)),
-        "postgres" | "postgresql" if url.contains("://") => {
-            Ok(Arc::new(PostgresStore::open(url).await?))
-        }
-        "mysql" | "mariadb" if url.contains("://") => Ok(Arc::new(MySqlStore::open(url).await?)),
-        _ => Err(StoreError::UnsupportedUrl(redact(url))),
+    match Engine::of_url(url) {
+        Some(Engine::Sqlite) => Ok(Arc::new(SqliteStore::open(url).await?)),
+        Some(Engine::Postgres) => Ok(Arc::new(PostgresStore::open(url).await?)),
+        Some(Engine::MySql) => Ok(Arc::new(MySqlStore::open(url).await?)),
+        None => Err(StoreError::UnsupportedUrl(redact(url))),
     }
 }
 
@@ -202,5 +232,15 @@ mod tests {
             redact("mysql://root@localhost/x"),
             "mysql://root@localhost/x"
         );
+    }
+
+    #[test]
+    fn a_url_names_its_engine_by_scheme() {
+        assert_eq!(Engine::of_url("sqlite:audit.db"), Some(Engine::Sqlite));
+        assert_eq!(Engine::of_url("postgresql://h/db"), Some(Engine::Postgres));
+        assert_eq!(Engine::of_url("mariadb://h/db"), Some(Engine::MySql));
+        assert_eq!(Engine::of_url("postgres:db"), None, "a server needs //HOST");
+        assert_eq!(Engine::of_url("mongodb://h/db"), None);
+        assert_eq!(Engine::of_url("audit.db"), None);
     }
 }

@@ -3,6 +3,9 @@
 //! the API's error detail, and the times a user may type on the command line.
 
 use anyhow::{Context, Result, bail};
+use auditlog_auditor::filters::{
+    ActionList, AnyText, EpochMillis, EventFilters, ObjectIdText, ObjectTypeText, SortOrder,
+};
 use clap::Args;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -90,31 +93,30 @@ pub struct Filters {
 
 impl Filters {
     /// The query parameters (`filter[actorType]=…`) selecting these events, in
-    /// the order `sort` (`-timestamp` or `timestamp`) when given.
+    /// the order `sort` (`-timestamp` or `timestamp`) when given: the query API's
+    /// own [`EventFilters`], so that the names are the ones it parses.
     pub fn params(&self, sort: Option<&str>) -> Result<Vec<(String, String)>> {
-        let mut params = Vec::new();
-        for (flag, filter) in [(&self.actor, "actor"), (&self.target, "target")] {
-            if let Some(object) = flag {
-                let (object_type, id) = object_ref(filter, object)?;
-                params.push((format!("filter[{filter}Type]"), object_type.to_owned()));
-                params.push((format!("filter[{filter}Id]"), id.to_owned()));
-            }
+        let mut filters = EventFilters {
+            action: self.action.clone().map(ActionList),
+            event_name: self.event_name.clone().map(AnyText),
+            since: self.since.map(|ms| EpochMillis(ms.to_string())),
+            until: self.until.map(|ms| EpochMillis(ms.to_string())),
+            sort: sort.map(|order| SortOrder(order.to_owned())),
+            ..EventFilters::default()
+        };
+        if let Some(actor) = &self.actor {
+            let (object_type, id) = object_ref("actor", actor)?;
+            filters.actor_type = Some(ObjectTypeText(object_type.to_owned()));
+            filters.actor_id = Some(ObjectIdText(id.to_owned()));
         }
-        let since = self.since.map(|ms| ms.to_string());
-        let until = self.until.map(|ms| ms.to_string());
-        let optional = [
-            ("filter[action]", self.action.as_deref()),
-            ("filter[eventName]", self.event_name.as_deref()),
-            ("filter[since]", since.as_deref()),
-            ("filter[until]", until.as_deref()),
-            ("sort", sort),
-        ];
-        for (name, value) in optional {
-            if let Some(value) = value {
-                params.push((name.to_owned(), value.to_owned()));
-            }
+        if let Some(target) = &self.target {
+            let (object_type, id) = object_ref("target", target)?;
+            filters.target_type = Some(ObjectTypeText(object_type.to_owned()));
+            filters.target_id = Some(ObjectIdText(id.to_owned()));
         }
-        Ok(params)
+        // As pairs, in the struct's order, so that callers can add the list options.
+        let text = serde_urlencoded::to_string(&filters)?;
+        Ok(serde_urlencoded::from_str(&text)?)
     }
 }
 

@@ -106,9 +106,16 @@ pub async fn up(args: UpArgs) -> Result<()> {
         AuditorState::new(store, verifier.clone(), stopped.clone()).with_metrics(metrics.clone());
     auditor_state.readiness = consumer_check(auditor_state.readiness, consumer_status);
     let auditor = auditlog_auditor::router(auditor_state);
-    let mut api_state = ApiState::new(app_db, recorder, issuer, verifier, auditor_url.clone())
-        .with_dev_tokens(args.dev_tokens)
-        .with_metrics(metrics.clone());
+    let mut api_state = ApiState::new(
+        app_db,
+        recorder,
+        issuer,
+        verifier,
+        auditor_url.clone(),
+        &auditlog_auditor::openapi::document(),
+    )
+    .with_dev_tokens(args.dev_tokens)
+    .with_metrics(metrics.clone());
     api_state.readiness = transport_check(api_state.readiness, transport, transport_remedy);
     let api = auditlog_primary_api::router(api_state);
     let web = auditlog_web::router(WebState::new(&api_url).with_metrics(metrics));
@@ -238,9 +245,16 @@ pub async fn api(args: ApiArgs) -> Result<()> {
     let relay = tokio::spawn(relay.run(wait(stopped.clone()), SHUTDOWN_GRACE));
     let listener = bind(args.api_addr, "primary API").await?;
     let url = url_of(&listener)?;
-    let mut state = ApiState::new(app_db, recorder, issuer, verifier, args.auditor_url.clone())
-        .with_dev_tokens(args.dev_tokens)
-        .with_metrics(metrics);
+    let mut state = ApiState::new(
+        app_db,
+        recorder,
+        issuer,
+        verifier,
+        args.auditor_url.clone(),
+        &auditlog_auditor::openapi::document(),
+    )
+    .with_dev_tokens(args.dev_tokens)
+    .with_metrics(metrics);
     state.readiness = transport_check(state.readiness, transport, transport_remedy);
     let router = edge_of(auditlog_primary_api::router(state), &edge, "api");
     announce(&format!(

@@ -102,7 +102,10 @@ async fn both_services_serve_their_documents_and_do_what_they_describe() {
     // What is served is what the code builds.
     assert_eq!(
         primary_document,
-        serde_json::to_value(auditlog_primary_api::openapi::document()).unwrap()
+        serde_json::to_value(auditlog_primary_api::openapi::document(
+            &auditlog_auditor::openapi::document()
+        ))
+        .unwrap()
     );
     assert_eq!(
         auditor_document,
@@ -154,5 +157,45 @@ async fn both_services_serve_their_documents_and_do_what_they_describe() {
             "{documented}: 200 as {JSON_API} is documented"
         );
         assert_eq!(answer.content_type, JSON_API, "{path}");
+    }
+}
+
+/// The primary API's state as the binary builds it, on a fresh database.
+async fn primary_api_state(dir: &std::path::Path) -> auditlog_primary_api::ApiState {
+    let keys = auditlog_auth::KeyPair::load_or_generate(dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("app.db").display());
+    auditlog_primary_api::ApiState::new(
+        auditlog_primary_api::AppDb::open(&url).await.unwrap(),
+        auditlog_primary_api::Recorder::disabled(),
+        auditlog_auth::TokenIssuer::new(&keys).unwrap(),
+        auditlog_auth::TokenVerifier::new(&keys).unwrap(),
+        "http://127.0.0.1:9".into(),
+        &auditlog_auditor::openapi::document(),
+    )
+}
+
+#[tokio::test]
+async fn every_route_of_the_primary_api_is_documented_with_exactly_its_methods() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = primary_api_state(dir.path()).await;
+
+    auditlog_http::openapi::testing::assert_router_matches(
+        auditlog_primary_api::router(state),
+        &auditlog_primary_api::openapi::document(&auditlog_auditor::openapi::document()),
+    )
+    .await;
+}
+
+#[test]
+fn the_proxied_routes_are_the_auditors_operations() {
+    let auditor_document = auditlog_auditor::openapi::document();
+    let primary =
+        serde_json::to_value(auditlog_primary_api::openapi::document(&auditor_document)).unwrap();
+    let auditor = serde_json::to_value(&auditor_document).unwrap();
+    for path in auditlog_primary_api::openapi::PROXIED {
+        let ours = &primary["paths"][path]["get"];
+        let theirs = &auditor["paths"][path]["get"];
+        assert_eq!(ours["parameters"], theirs["parameters"], "{path}");
+        assert_eq!(ours["responses"], theirs["responses"], "{path}");
     }
 }
