@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use auditlog_event::{DataEvent, MessageIds, now_ms};
+use auditlog_transport::{Backoff, Inbox, InboxMessage};
 use futures_util::{FutureExt, StreamExt};
 use lapin::Acker;
 use lapin::Confirmation;
@@ -59,6 +61,11 @@ pub fn describe_metrics() {
 
 /// How often the consumer asks the broker for its queue's depth.
 pub const QUEUE_DEPTH_EVERY: Duration = Duration::from_secs(5);
+
+/// First pause before reconnecting to the broker, then doubling to
+/// [`Backoff::MAX`]. Each attempt opens a connection and declares the topology, so
+/// the consumer starts one step above the default 50 ms.
+const RECONNECT_FIRST: Duration = Duration::from_millis(100);
 
 /// The events of one message, to be acknowledged once stored.
 #[derive(Debug)]
@@ -131,7 +138,7 @@ impl AmqpConsumer {
     /// The next message with at least one valid event. Reconnects as long as it
     /// takes; poison messages are dead-lettered on the way.
     pub async fn recv(&mut self) -> AmqpMessage {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(RECONNECT_FIRST, Backoff::MAX);
         loop {
             let Some(link) = self.link.as_mut() else {
                 match open(&self.config).await {
@@ -139,12 +146,11 @@ impl AmqpConsumer {
                         tracing::info!("reconnected to RabbitMQ");
                         self.link = Some(link);
                         self.connected.set(true);
-                        backoff = Duration::from_millis(100);
+                        backoff.reset();
                     }
                     Err(err) => {
-                        tracing::warn!(%err, retry_in_ms = backoff.as_millis() as u64, "RabbitMQ unavailable");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        tracing::warn!(%err, retry_in_ms = backoff.pause().as_millis() as u64, "RabbitMQ unavailable");
+                        tokio::time::sleep(backoff.next_pause()).await;
                     }
                 }
                 continue;
@@ -197,6 +203,34 @@ impl AmqpConsumer {
     fn disconnected(&mut self) {
         self.link = None;
         self.connected.set(false);
+    }
+}
+
+#[async_trait]
+impl Inbox for AmqpConsumer {
+    type Message = AmqpMessage;
+
+    async fn recv(&mut self) -> Option<AmqpMessage> {
+        Some(AmqpConsumer::recv(self).await)
+    }
+
+    async fn try_recv(&mut self) -> Option<AmqpMessage> {
+        AmqpConsumer::try_recv(self).await
+    }
+
+    async fn close(self) {
+        AmqpConsumer::close(self).await;
+    }
+}
+
+#[async_trait]
+impl InboxMessage for AmqpMessage {
+    fn take_events(&mut self) -> Vec<DataEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    async fn ack(self) {
+        AmqpMessage::ack(self).await;
     }
 }
 

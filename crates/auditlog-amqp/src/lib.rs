@@ -4,6 +4,9 @@
 //! confirms); the auditor consumes the queue `data-mutation-audits` bound with
 //! `*.data.mutated` ([`AmqpConsumer`]), acknowledging a message only once its events
 //! are stored, and moving poison messages to a dead-letter queue with the reason.
+//! They are the two halves of the transport contract of `auditlog-transport`: the
+//! publisher a `Transport`, the consumer an `Inbox`; this crate knows neither the
+//! producer SDK nor the auditor.
 //!
 //! Exchanges and queues that already exist are used as they were declared (the
 //! prototype declared them non-durable); only missing ones are created, durable.

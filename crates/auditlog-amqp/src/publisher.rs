@@ -10,8 +10,8 @@
 //! [`Transport::probe`] (readiness) says whether the link is up or can be opened.
 
 use async_trait::async_trait;
-use auditlog_emit::{Transport, TransportError};
 use auditlog_event::DataEvent;
+use auditlog_transport::{Transport, TransportError};
 use lapin::Confirmation;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Connection};

@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::AuditorState;
-use crate::consumer::Via;
+use crate::commit::Via;
 use crate::openapi::IngestDocumentSchema;
 use auditlog_http::openapi::{
     BadRequest, Conflict, ErrorDocument, ErrorObject, ErrorSource, Forbidden, PayloadTooLarge,
@@ -97,7 +97,7 @@ pub(crate) async fn ingest(
     if events.is_empty() {
         return Ok(rejection_response(&rejected));
     }
-    let outcome = crate::consumer::insert_measured(&*state.store, &events, Via::Http)
+    let outcome = crate::commit::insert_measured(&*state.store, &events, Via::Http)
         .await
         .map_err(|e| ApiError::unavailable(format!("the events were not stored: {e}")))?;
     let report = IngestReport {

@@ -1,5 +1,5 @@
-//! The auditor service: takes events from the transport ([`consumer`]) or over HTTP
-//! (`ingest`), commits them to the [`AuditStore`], and
+//! The auditor service: takes events from a transport's inbox ([`consumer`]) or
+//! over HTTP (`ingest`), commits them to the [`AuditStore`] ([`commit`]), and
 //! answers the JSON:API query routes (`query`, with exports in `export`), the live
 //! tail (`stream`), object history (`history`), the activity histogram
 //! (`activity`) and the admins' completeness report per producer (`producers`)
@@ -7,6 +7,7 @@
 //! going through the primary API.
 
 mod activity;
+pub mod commit;
 pub mod consumer;
 mod export;
 pub mod filters;
@@ -26,7 +27,7 @@ pub use query::parse_query_string;
 /// text and unit in the recorder that is installed now: call it right after
 /// installing one.
 pub fn describe_metrics() {
-    consumer::describe_metrics();
+    commit::describe_metrics();
     integrity::describe_metrics();
 }
 

@@ -84,7 +84,7 @@ pub(crate) async fn record_read(
     meta.insert("path".into(), path.into());
     meta.insert("query".into(), query.into());
     event.meta = Some(meta);
-    crate::consumer::insert_measured(&*state.store, &[event], crate::consumer::Via::Auditor)
+    crate::commit::insert_measured(&*state.store, &[event], crate::commit::Via::Auditor)
         .await
         .map_err(|e| ApiError::unavailable(format!("the read could not be recorded: {e}")))?;
     Ok(())

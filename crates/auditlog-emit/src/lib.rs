@@ -5,7 +5,14 @@
 //!
 //! Transports: [`embedded`] (in-process, to an auditor in the same process) and
 //! [`http`] (the auditor's HTTP ingest, for separate processes); `auditlog-amqp`'s
-//! publisher is a third. Anything else implements [`Transport`].
+//! publisher is a third. Anything else implements [`Transport`]. The transport
+//! contract ([`Transport`], [`TransportError`], [`embedded`]) is defined in the
+//! `auditlog-transport` crate, which the auditor shares without linking this SDK,
+//! and re-exported here, so that a producer needs only this crate.
+//!
+//! The outbox relay of a service with a transactional outbox publishes through
+//! the same [`Publisher`] and numbers its events with a [`Sequence`], as the
+//! emitter's task does.
 //!
 //! # Emitting to an auditor in the same process
 //!
@@ -61,6 +68,51 @@
 //! # }
 //! ```
 //!
+//! # A transport of your own
+//!
+//! Whatever implements [`Transport`] can carry an emitter's batches; here one that
+//! keeps them in memory:
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//!
+//! use async_trait::async_trait;
+//! use auditlog_emit::{Emitter, EmitterConfig, Transport, TransportError};
+//! use auditlog_event::{Action, DataEvent, ObjectRef, ObjectType};
+//!
+//! #[derive(Default)]
+//! struct Kept(Mutex<Vec<DataEvent>>);
+//!
+//! #[async_trait]
+//! impl Transport for Kept {
+//!     async fn publish(&self, batch: &[DataEvent]) -> Result<(), TransportError> {
+//!         let mut kept = self
+//!             .0
+//!             .lock()
+//!             .map_err(|_| TransportError::Unavailable("poisoned".into()))?;
+//!         kept.extend_from_slice(batch);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let kept = Arc::new(Kept::default());
+//! let (emitter, task) = Emitter::start(kept.clone(), EmitterConfig::default())?;
+//! let users = ObjectType::parse("actorType", "users")?;
+//! let event = DataEvent::new(
+//!     Action::Deleted,
+//!     ObjectRef::new(users.clone(), 1),
+//!     ObjectRef::new(users, 2),
+//!     1_764_300_000_000,
+//! );
+//! emitter.emit(event);
+//! task.shutdown().await;
+//! assert_eq!(kept.0.lock().unwrap()[0].action, Action::Deleted);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Emitting to an auditor over HTTP
 //!
 //! A service of its own sends to the auditor's `POST /api/data-events` with a
@@ -92,18 +144,19 @@
 //! # }
 //! ```
 
-pub mod embedded;
+mod batcher;
 mod emitter;
 pub mod http;
+mod publisher;
+mod reporting;
 mod spill;
+#[cfg(test)]
+mod test_support;
 
-pub use emitter::{
-    Emitter, EmitterConfig, EmitterStats, EmitterTask, METRICS_EVERY, describe_metrics,
-    metric_names,
-};
-
-use async_trait::async_trait;
-use auditlog_event::DataEvent;
+pub use auditlog_transport::{Transport, TransportError, embedded};
+pub use emitter::{Emitter, EmitterConfig, EmitterStats, EmitterTask};
+pub use publisher::{Publisher, Sequence};
+pub use reporting::{METRICS_EVERY, describe_metrics, metric_names};
 
 /// A producer id unique to this emitter instance: `<source>/<uuid v7>`. A restart
 /// is a new producer whose sequence starts again at 1.
@@ -115,76 +168,4 @@ use auditlog_event::DataEvent;
 /// ```
 pub fn new_producer_id(source: &str) -> String {
     format!("{source}/{}", uuid::Uuid::now_v7())
-}
-
-/// Errors a transport reports. Every one means "not confirmed": the batch is retried.
-#[derive(Debug, thiserror::Error)]
-pub enum TransportError {
-    /// The receiving side could not be reached or did not answer in time.
-    #[error("the transport is unavailable: {0}")]
-    Unavailable(String),
-    /// The receiving side answered but did not take the batch (e.g. its store
-    /// failed); says why.
-    #[error("the receiver refused the batch: {0}")]
-    Refused(String),
-}
-
-/// Carries batches of events to the auditor.
-///
-/// An emitter calls [`Transport::publish`] from its one background task, a batch
-/// at a time, and retries a batch until it gets `Ok`; so `Ok` must mean the
-/// receiver has the whole batch. A transport of your own, here one that keeps
-/// batches in memory:
-///
-/// ```
-/// use std::sync::{Arc, Mutex};
-///
-/// use async_trait::async_trait;
-/// use auditlog_emit::{Emitter, EmitterConfig, Transport, TransportError};
-/// use auditlog_event::{Action, DataEvent, ObjectRef, ObjectType};
-///
-/// #[derive(Default)]
-/// struct Kept(Mutex<Vec<DataEvent>>);
-///
-/// #[async_trait]
-/// impl Transport for Kept {
-///     async fn publish(&self, batch: &[DataEvent]) -> Result<(), TransportError> {
-///         let mut kept = self
-///             .0
-///             .lock()
-///             .map_err(|_| TransportError::Unavailable("poisoned".into()))?;
-///         kept.extend_from_slice(batch);
-///         Ok(())
-///     }
-/// }
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let kept = Arc::new(Kept::default());
-/// let (emitter, task) = Emitter::start(kept.clone(), EmitterConfig::default())?;
-/// let users = ObjectType::parse("actorType", "users")?;
-/// let event = DataEvent::new(
-///     Action::Deleted,
-///     ObjectRef::new(users.clone(), 1),
-///     ObjectRef::new(users, 2),
-///     1_764_300_000_000,
-/// );
-/// emitter.emit(event);
-/// task.shutdown().await;
-/// assert_eq!(kept.0.lock().unwrap()[0].action, Action::Deleted);
-/// # Ok(())
-/// # }
-/// ```
-#[async_trait]
-pub trait Transport: Send + Sync + 'static {
-    /// Delivers a batch. `Ok` means the receiving side has taken responsibility for
-    /// every event in it (for the embedded and HTTP transports: they are committed).
-    async fn publish(&self, batch: &[DataEvent]) -> Result<(), TransportError>;
-
-    /// Whether a publish could succeed now (the broker or auditor answers), for
-    /// readiness checks; cheap, and without sending events. In-process transports
-    /// are always ready.
-    async fn probe(&self) -> Result<(), TransportError> {
-        Ok(())
-    }
 }

@@ -4,10 +4,11 @@
 //!
 //! One batch is one transaction: lock the outbox's state row, read the oldest
 //! staged events, stamp them with the outbox's producer id and the next numbers of
-//! its sequence, publish, then delete exactly those rows and save the sequence, and
-//! commit. A crash before the commit leaves rows and sequence as they were, so the
-//! same events are published again with the same numbers (the auditor stores each
-//! id once); a change rolled back never staged an event at all. The state-row lock
+//! its sequence (a [`Sequence`] resumed from the state row), publish (one
+//! [`Publisher`] attempt, bounded in time like the emitter's), then delete exactly
+//! those rows and save the sequence, and commit. A crash before the commit leaves
+//! rows and sequence as they were, so the same events are published again with the
+//! same numbers (the auditor stores each id once); a change rolled back never staged an event at all. The state-row lock
 //! makes concurrent relays (several API processes on one database) take turns.
 
 use std::future::Future;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use auditlog_emit::{Transport, TransportError};
+use auditlog_emit::{Publisher, Sequence, Transport, TransportError};
 use auditlog_event::DataEvent;
 use sqlx::{QueryBuilder, Row};
 use tokio::sync::Notify;
@@ -74,7 +75,8 @@ impl RelayStats {
 #[derive(Clone)]
 pub struct OutboxRelay {
     db: AppDb,
-    transport: Arc<dyn Transport>,
+    /// Publishes each batch (bounded by [`PUBLISH_TIMEOUT`]) and paces retries.
+    publisher: Publisher,
     ready: Arc<Notify>,
     stats: Arc<RelayStats>,
 }
@@ -84,7 +86,7 @@ impl OutboxRelay {
     pub fn new(db: AppDb, transport: Arc<dyn Transport>, recorder: &Recorder) -> Self {
         OutboxRelay {
             db,
-            transport,
+            publisher: Publisher::new(transport, PUBLISH_TIMEOUT),
             ready: recorder.outbox_ready(),
             stats: Arc::new(RelayStats::default()),
         }
@@ -96,28 +98,26 @@ impl OutboxRelay {
 
     /// Relays until `shutdown` completes, then keeps going for up to `grace` to
     /// empty the outbox; what is left stays there for the next start.
-    pub async fn run(self, shutdown: impl Future<Output = ()>, grace: Duration) {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>, grace: Duration) {
         tokio::pin!(shutdown);
-        let mut backoff = Duration::from_millis(50);
         loop {
             match self.relay_once().await {
                 Ok(0) => {
-                    backoff = Duration::from_millis(50);
+                    self.publisher.confirmed();
                     tokio::select! {
                         _ = self.ready.notified() => {}
                         _ = tokio::time::sleep(POLL) => {}
                         _ = &mut shutdown => break,
                     }
                 }
-                Ok(_) => backoff = Duration::from_millis(50),
+                Ok(_) => self.publisher.confirmed(),
                 Err(err) => {
                     self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%err, retry_in_ms = backoff.as_millis() as u64, "outbox batch not relayed; retrying");
+                    tracing::warn!(%err, retry_in_ms = self.publisher.retry_in().as_millis() as u64, "outbox batch not relayed; retrying");
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(self.publisher.take_retry()) => {}
                         _ = &mut shutdown => break,
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
@@ -145,7 +145,6 @@ impl OutboxRelay {
 
     /// Relays one batch; the number of events published (0: the outbox is empty).
     pub async fn relay_once(&self) -> Result<usize, RelayError> {
-        let transport = self.transport.clone();
         let published = on_db!(self.db, writer, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             let state = sqlx::query(dialect.select_for_update(LOCK_STATE))
@@ -153,6 +152,7 @@ impl OutboxRelay {
                 .await?;
             let producer_id: String = state.try_get("producer_id")?;
             let last_seq: i64 = state.try_get("last_seq")?;
+            let mut sequence = Sequence::resume(producer_id, last_seq as u64);
             let rows = sqlx::query(dialect.sql(READ_STAGED))
                 .bind(BATCH)
                 .fetch_all(&mut *tx)
@@ -163,24 +163,17 @@ impl OutboxRelay {
             } else {
                 let mut ids = Vec::with_capacity(rows.len());
                 let mut events = Vec::with_capacity(rows.len());
-                for (n, row) in rows.iter().enumerate() {
+                for row in &rows {
                     ids.push(row.try_get::<i64, _>("id")?);
                     let text: String = row.try_get("event")?;
-                    let mut event = DataEvent::parse_json(&text, 0).map_err(|e| {
+                    let event = DataEvent::parse_json(&text, 0).map_err(|e| {
                         DataError::Database(format!("a staged event is unreadable: {e}"))
                     })?;
-                    event.producer_id = Some(producer_id.clone());
-                    event.producer_seq = Some((last_seq + 1 + n as i64) as u64);
                     events.push(event);
                 }
-                match tokio::time::timeout(PUBLISH_TIMEOUT, transport.publish(&events)).await {
-                    Ok(result) => result?,
-                    Err(_) => {
-                        return Err(RelayError::Transport(TransportError::Unavailable(
-                            "no confirmation in time".into(),
-                        )));
-                    }
-                }
+                // Every staged event takes the next number, whatever its JSON says.
+                sequence.number(events.iter_mut());
+                self.publisher.attempt(&events).await?;
                 let mut delete = QueryBuilder::new("DELETE FROM audit_outbox WHERE id IN (");
                 let mut list = delete.separated(", ");
                 for id in &ids {
@@ -189,7 +182,7 @@ impl OutboxRelay {
                 delete.push(")");
                 delete.build().execute(&mut *tx).await?;
                 sqlx::query(dialect.sql(SAVE_SEQ))
-                    .bind(last_seq + events.len() as i64)
+                    .bind(sequence.last() as i64)
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;

@@ -1,12 +1,14 @@
 //! The embedded transport: batches travel over an in-process channel to an auditor
 //! running in the same process, which confirms each one after its store committed it.
-//! This is what lets `auditlog up` run the whole system with no broker.
+//! This is what lets `auditlog up` run the whole system with no broker. Both halves
+//! live here: [`EmbeddedTransport`] is the producers' [`Transport`], and
+//! [`EmbeddedReceiver`] the auditor's [`Inbox`].
 
 use async_trait::async_trait;
 use auditlog_event::DataEvent;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Transport, TransportError};
+use crate::{Inbox, InboxMessage, Transport, TransportError};
 
 /// Creates a connected transport/receiver pair holding at most `capacity` batches
 /// in flight.
@@ -87,5 +89,37 @@ impl Transport for EmbeddedTransport {
                 "the auditor stopped before confirming".into(),
             )),
         }
+    }
+}
+
+#[async_trait]
+impl Inbox for EmbeddedReceiver {
+    type Message = Delivery;
+
+    async fn recv(&mut self) -> Option<Delivery> {
+        EmbeddedReceiver::recv(self).await
+    }
+
+    async fn try_recv(&mut self) -> Option<Delivery> {
+        EmbeddedReceiver::try_recv(self)
+    }
+
+    async fn close(mut self) {
+        EmbeddedReceiver::close(&mut self);
+    }
+}
+
+#[async_trait]
+impl InboxMessage for Delivery {
+    fn take_events(&mut self) -> Vec<DataEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    async fn ack(self) {
+        Delivery::ack(self);
+    }
+
+    fn abandoned(&self) -> bool {
+        self.producer_gave_up()
     }
 }
