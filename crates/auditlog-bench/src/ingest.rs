@@ -82,13 +82,8 @@ pub async fn run(options: IngestOptions) -> Result<IngestReport> {
         bail!("--events and --producers must be at least 1");
     }
     let scratch = tempfile::tempdir().context("while creating a scratch directory")?;
-    let store_url = options
-        .store_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", scratch.path().join("audit.db").display()));
-    let store = auditlog_store::open(&store_url)
-        .await
-        .with_context(|| format!("while opening {}", auditlog_store::redact(&store_url)))?;
+    let (store_url, store) =
+        crate::open_store(options.store_url.as_deref(), scratch.path()).await?;
 
     let run_tag = Uuid::now_v7().simple().to_string();
     // The run's own RabbitMQ names, deleted when it is over.

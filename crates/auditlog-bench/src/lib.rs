@@ -14,6 +14,23 @@ pub mod query;
 pub mod stats;
 mod workload;
 
+/// The store a run measures: the one `store_url` names, or a fresh SQLite file in
+/// `scratch`. Returns its URL with it.
+async fn open_store(
+    store_url: Option<&str>,
+    scratch: &std::path::Path,
+) -> anyhow::Result<(String, std::sync::Arc<dyn auditlog_store::AuditStore>)> {
+    use anyhow::Context;
+    let url = store_url.map_or_else(
+        || format!("sqlite://{}", scratch.join("audit.db").display()),
+        str::to_owned,
+    );
+    let store = auditlog_store::open(&url)
+        .await
+        .with_context(|| format!("while opening {}", auditlog_store::redact(&url)))?;
+    Ok((url, store))
+}
+
 /// Events per second, readable: `123 456/s`.
 pub fn per_sec(value: f64) -> String {
     let whole = value.round() as u64;

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use auditlog_event::{Action, Change, Changes, DataEvent, ObjectRef, ObjectType};
 use auditlog_store::{AuditStore, EventQuery, ObjectKey};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -88,13 +88,8 @@ pub async fn run(options: QueryOptions) -> Result<QueryReport> {
         bail!("give at least one size with --events");
     };
     let scratch = tempfile::tempdir()?;
-    let store_url = options
-        .store_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", scratch.path().join("audit.db").display()));
-    let store = auditlog_store::open(&store_url)
-        .await
-        .with_context(|| format!("while opening {}", auditlog_store::redact(&store_url)))?;
+    let (store_url, store) =
+        crate::open_store(options.store_url.as_deref(), scratch.path()).await?;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut loaded = 0;
     let mut steps = Vec::new();

@@ -1,0 +1,166 @@
+//! One behavioural suite for every store backend. Each backend contributes a way to
+//! open a fresh, private store; every scenario (storing in `ingest`, reading in
+//! `queries`, sealing in `chain`) runs against each of them.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use auditlog_event::{Action, Change, Changes, DataEvent, ObjectId, ObjectRef, ObjectType};
+use auditlog_store::testing::{self, TestDatabase};
+use auditlog_store::{ActivityCount, AuditStore, EventQuery, ObjectKey, Order, ProducerProgress};
+use serde_json::json;
+
+mod chain;
+mod ingest;
+mod queries;
+
+use chain::*;
+use ingest::*;
+use queries::*;
+
+/// A fresh store of one backend, and the private database behind it (removed when
+/// this is dropped, after the store).
+struct Fresh {
+    store: Arc<dyn AuditStore>,
+    db: TestDatabase,
+}
+
+impl Fresh {
+    async fn open(db: TestDatabase) -> Fresh {
+        Fresh {
+            store: auditlog_store::open(db.url()).await.unwrap(),
+            db,
+        }
+    }
+
+    fn url(&self) -> &str {
+        self.db.url()
+    }
+}
+
+async fn sqlite() -> Fresh {
+    Fresh::open(testing::fresh_sqlite_url()).await
+}
+
+async fn postgres() -> Fresh {
+    Fresh::open(testing::fresh_postgres_url().await).await
+}
+
+async fn mysql() -> Fresh {
+    Fresh::open(testing::fresh_mysql_url().await).await
+}
+
+/// Runs every scenario against every backend: one module per backend, one test per
+/// scenario in each, so a failure names both.
+macro_rules! for_every_store {
+    ($($scenario:ident),* $(,)?) => {
+        for_every_store!(@backend sqlite_store, sqlite, $($scenario),*);
+        for_every_store!(@backend postgres_store, postgres, $($scenario),*);
+        for_every_store!(@backend mysql_store, mysql, $($scenario),*);
+    };
+    (@backend $module:ident, $fresh:ident, $($scenario:ident),*) => {
+        mod $module {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    super::$scenario(super::$fresh().await).await;
+                }
+            )*
+        }
+    };
+}
+
+for_every_store!(
+    a_batch_is_stored_and_read_back_exactly,
+    redelivered_events_are_stored_once,
+    actor_queries_are_newest_first_and_match_numeric_and_text_ids,
+    target_queries_see_only_that_target,
+    filters_by_action_and_time_combine,
+    pages_cover_every_event_once_in_order_even_with_equal_timestamps,
+    ties_follow_creation_order_not_arrival_order,
+    stored_ids_names_exactly_the_stored_events,
+    involving_matches_actor_or_target,
+    events_survive_reopening_the_store,
+    duplicate_ids_inside_one_batch_are_stored_once,
+    ten_thousand_events_in_one_batch_page_back_in_batch_order,
+    matching_is_exact_and_case_sensitive,
+    bodies_round_trip_byte_for_byte,
+    the_store_answers_a_ping,
+    large_events_are_split_under_the_servers_size_limits,
+    concurrent_overlapping_batches_store_each_event_once,
+    producers_report_what_is_stored_and_what_is_missing,
+    a_missing_start_of_a_sequence_is_a_gap,
+    only_the_first_hundred_gaps_are_listed_but_all_are_counted,
+    a_store_without_numbered_events_reports_no_producers,
+    event_names_filter_with_any_of_several,
+    oldest_first_pages_cover_every_event_once_in_order,
+    newest_first_pages_stay_correct_while_newer_events_arrive,
+    oldest_first_pages_stay_correct_while_newer_events_arrive,
+    a_cursor_continues_in_the_querys_order,
+    count_is_the_number_of_matching_events_whatever_the_page,
+    get_finds_one_event_by_id,
+    stored_after_gives_later_matching_events_in_commit_order,
+    activity_counts_each_action_per_bucket,
+    sealing_is_idempotent_and_follows_seq,
+    concurrent_sealers_produce_one_chain,
+    a_signed_head_is_kept_and_only_the_newest_is_answered,
+);
+
+fn kind(name: &str) -> ObjectType {
+    ObjectType::parse("actorType", name).unwrap()
+}
+
+fn event(action: Action, actor: i64, target_type: &str, target: ObjectId, ts: i64) -> DataEvent {
+    let mut e = DataEvent::new(
+        action,
+        ObjectRef::new(kind("users"), actor),
+        ObjectRef::new(kind(target_type), target),
+        ts,
+    );
+    if action == Action::Changed {
+        let mut changes = Changes::new();
+        changes.insert("name".into(), Change::new(json!("a"), json!("b")));
+        e.changes = Some(changes);
+    }
+    e
+}
+
+/// A `viewed` event numbered `seq` by `producer`.
+fn numbered(producer: &str, seq: u64) -> DataEvent {
+    let mut e = event(Action::Viewed, 1, "users", 1.into(), seq as i64);
+    e.producer_id = Some(producer.into());
+    e.producer_seq = Some(seq);
+    e
+}
+
+fn progress(
+    producer_id: &str,
+    events: u64,
+    last_seq: u64,
+    missing: u64,
+    gaps: &[(u64, u64)],
+) -> ProducerProgress {
+    ProducerProgress {
+        producer_id: producer_id.into(),
+        events,
+        last_seq,
+        missing,
+        gaps: gaps.to_vec(),
+    }
+}
+
+fn key(object_type: &str, id: &str) -> ObjectKey {
+    ObjectKey {
+        object_type: kind(object_type),
+        id: id.into(),
+    }
+}
+
+fn by_actor(id: &str) -> EventQuery {
+    EventQuery {
+        actor: Some(key("users", id)),
+        ..EventQuery::default()
+    }
+}
