@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use auditlog_event::{DataEvent, now_ms};
+use auditlog_event::{DataEvent, MessageIds, now_ms};
 use auditlog_transport::{Backoff, Inbox, InboxMessage};
 use futures_util::{FutureExt, StreamExt};
 use lapin::Acker;
@@ -407,10 +407,14 @@ pub(crate) fn parse_body(body: &[u8], now: i64) -> (Vec<DataEvent>, Vec<Rejected
             }
         }
     };
+    // An event without an id gets one derived from this message's bytes and its
+    // position, so that a redelivery (the auditor died between commit and ack)
+    // yields the same id and is stored once.
+    let message = MessageIds::new(body);
     let mut events = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
-    for item in items {
-        match DataEvent::parse_json(item.get(), now) {
+    for (index, item) in items.into_iter().enumerate() {
+        match DataEvent::parse_json_in(item.get(), now, &message, index) {
             Ok(event) => events.push(event),
             Err(err) => rejected.push(Rejected::new(
                 item.get().as_bytes(),
@@ -489,6 +493,20 @@ mod tests {
             rejected[0].reason
         );
         assert_eq!(rejected[0].kind, RejectKind::InvalidEvent);
+    }
+
+    #[test]
+    fn a_redelivered_message_without_ids_gives_its_events_the_same_ids() {
+        let body = br#"[{"action":"viewed","actorType":"users","actorId":1,"targetType":"users","targetId":2},
+                        {"action":"viewed","actorType":"users","actorId":1,"targetType":"users","targetId":2}]"#;
+        let (first, _) = parse_body(body, 5);
+        let (again, _) = parse_body(body, 9);
+        let ids = |events: &[DataEvent]| events.iter().map(|e| e.id).collect::<Vec<_>>();
+        assert_eq!(ids(&first), ids(&again));
+        assert_ne!(
+            first[0].id, first[1].id,
+            "two events of one message stay two"
+        );
     }
 
     #[test]

@@ -14,7 +14,8 @@ use utoipa::ToSchema;
 use crate::AuditorState;
 use crate::filters::{EventFilters, QueryParams, millis};
 use crate::openapi::ActivityOptions;
-use crate::query::{COLLECTION, ReadRequest, authorise, parse_params, record_read};
+use crate::query::{authorise, parse_params};
+use crate::reads::{COLLECTION, ReadRequest, record_read};
 use auditlog_http::openapi::{BadRequest, Forbidden, Unauthorized, Unavailable};
 
 /// The bucket width when none is asked for: an hour.

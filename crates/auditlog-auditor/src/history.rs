@@ -16,7 +16,8 @@ use utoipa::ToSchema;
 use crate::AuditorState;
 use crate::filters::{QueryParams, millis};
 use crate::openapi::{DiffOptions, ObjectPath, StateOptions};
-use crate::query::{COLLECTION, ReadRequest, authorise, object_key, record_read};
+use crate::query::{authorise, object_key};
+use crate::reads::{COLLECTION, ReadRequest, record_read};
 use auditlog_http::openapi::{BadRequest, Forbidden, NotFound, Unauthorized, Unavailable};
 
 /// An object's state at one time.

@@ -3,7 +3,7 @@
 //! Valid events are committed before the answer; each invalid one is reported with
 //! its position and the field at fault, and never stored.
 
-use auditlog_event::{DataEvent, EventError, now_ms};
+use auditlog_event::{DataEvent, EventError, MessageIds, now_ms};
 use auditlog_http::{ApiError, Authenticated, json_api, media_type, read_body};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -36,6 +36,8 @@ struct Rejection {
     description = "For services and admins. The valid events are committed before the \
         answer, idempotently by id; each invalid one is reported with its position and \
         the field at fault, and not stored. When no event is valid the answer is 422. \
+        An event without an id gets one derived from the request body and its position, \
+        so a retry of the same body is stored once. \
         At most 8 MiB per request and 64 KiB per event.",
     request_body(
         description = "A JSON:API document of `data-events` resources, or NDJSON: one \
@@ -147,14 +149,18 @@ struct IngestMeta {
     rejected: Vec<ErrorObject>,
 }
 
+/// An event without an id gets one derived from the request body and its line or
+/// position (see [`MessageIds`]): a client that retries the same request after
+/// losing the answer gets the same ids back, and its events are stored once.
 fn parse_ndjson(text: &str, now: i64) -> (Vec<DataEvent>, Vec<Rejection>) {
+    let message = MessageIds::new(text.as_bytes());
     let mut events = Vec::new();
     let mut rejected = Vec::new();
     for (line_no, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        match DataEvent::parse_json(line, now) {
+        match DataEvent::parse_json_in(line, now, &message, line_no) {
             Ok(event) => events.push(event),
             Err(error) => rejected.push(Rejection {
                 pointer: format!("line {}", line_no + 1),
@@ -179,7 +185,9 @@ struct Resource<'a> {
     attributes: &'a RawValue,
 }
 
+/// Ids of id-less events are derived as in [`parse_ndjson`], by position in `data`.
 fn parse_document(text: &str, now: i64) -> Result<(Vec<DataEvent>, Vec<Rejection>), ApiError> {
+    let message = MessageIds::new(text.as_bytes());
     let document: Document = serde_json::from_str(text).map_err(|e| {
         ApiError::bad_request(format!(
             "the body must be a JSON:API document {{\"data\": …}}: {e}"
@@ -213,7 +221,7 @@ fn parse_document(text: &str, now: i64) -> Result<(Vec<DataEvent>, Vec<Rejection
                 ),
             ));
         }
-        match DataEvent::parse_json(resource.attributes.get(), now) {
+        match DataEvent::parse_json_in(resource.attributes.get(), now, &message, index) {
             Ok(event) => events.push(event),
             Err(error) => rejected.push(Rejection {
                 pointer: format!("{pointer}/attributes"),

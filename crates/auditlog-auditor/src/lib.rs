@@ -17,6 +17,7 @@ pub mod integrity;
 pub mod openapi;
 mod producers;
 mod query;
+mod reads;
 mod stream;
 
 pub use filters::{EventFilters, QueryParams};
@@ -123,16 +124,11 @@ pub fn router(state: AuditorState) -> Router {
         .route("/api/{target_type}/{target_id}/diff", get(history::diff))
         .route("/api/producers", get(producers::list))
         .route("/api/integrity/head", get(integrity::head))
-        .route("/healthz", get(|| async { "ok" }))
         .route("/openapi.json", get(openapi::serve_document))
-        .route(
-            "/readyz",
-            get(auditlog_http::health::readyz).with_state(state.readiness.clone()),
-        )
-        .route(
-            "/metrics",
-            get(auditlog_http::metrics::scrape).with_state(state.metrics.clone()),
-        )
+        .merge(auditlog_http::service_routes(
+            state.readiness.clone(),
+            state.metrics.clone(),
+        ))
         .fallback(not_found)
         .with_state(state)
 }

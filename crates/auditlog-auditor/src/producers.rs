@@ -36,7 +36,7 @@ use auditlog_http::openapi::{Forbidden, Unauthorized, Unavailable};
 pub(crate) async fn list(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
-    read: crate::query::ReadRequest,
+    read: crate::reads::ReadRequest,
 ) -> Result<Response, ApiError> {
     if !principal.is_admin() {
         return Err(ApiError::forbidden(
@@ -44,7 +44,7 @@ pub(crate) async fn list(
         ));
     }
     let producers = state.store.producers().await.map_err(ApiError::internal)?;
-    crate::query::record_read(&state, &principal, crate::query::COLLECTION, &read).await?;
+    crate::reads::record_read(&state, &principal, crate::reads::COLLECTION, &read).await?;
     Ok(json_api(StatusCode::OK, &document(&producers)))
 }
 

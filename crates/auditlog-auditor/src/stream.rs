@@ -25,7 +25,8 @@ use tokio::time::Instant;
 use crate::AuditorState;
 use crate::filters::{EventFilters, QueryParams};
 use crate::openapi::StreamOptions;
-use crate::query::{COLLECTION, ReadRequest, authorise, parse_params, record_read, resource};
+use crate::query::{authorise, parse_params, resource};
+use crate::reads::{COLLECTION, ReadRequest, record_read};
 use auditlog_http::openapi::{BadRequest, Forbidden, Unauthorized, Unavailable};
 
 /// How often the store is asked for new events.

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use auditlog_event::DataEvent;
+use auditlog_store::Engine;
 
 use crate::workload::Workload;
 
@@ -27,11 +28,11 @@ pub async fn measure(
         events,
         changed_ratio,
     };
-    tokio::task::spawn_blocking(move || match url.split_once(':').map(|(s, _)| s) {
-        Some("sqlite") => sqlite(&url, &scratch, rows),
-        Some("postgres" | "postgresql") => postgres(&url, &scratch, rows),
-        Some("mysql" | "mariadb") => mysql(&url, &scratch, rows),
-        _ => bail!(
+    tokio::task::spawn_blocking(move || match Engine::of_url(&url) {
+        Some(Engine::Sqlite) => sqlite(&url, &scratch, rows),
+        Some(Engine::Postgres) => postgres(&url, &scratch, rows),
+        Some(Engine::MySql) => mysql(&url, &scratch, rows),
+        None => bail!(
             "no ceiling measurement for {}",
             auditlog_store::redact(&url)
         ),

@@ -1,7 +1,7 @@
 //! `auditlog bench ingest`: N events from P emitters through the configured
 //! transport into the auditor and its store, measured end to end, checked for lost
-//! and duplicated events by id, and compared with the store's own bulk-load ceiling
-//! measured in the same run.
+//! events (by id) and duplicated ones (by producer and sequence number), and
+//! compared with the store's own bulk-load ceiling measured in the same run.
 
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use auditlog_amqp::{AmqpConfig, AmqpPublisher};
 use auditlog_emit::{Emitter, EmitterConfig, Transport};
-use auditlog_store::AuditStore;
+use auditlog_store::{AuditStore, EventQuery};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tokio::sync::Mutex;
@@ -150,17 +150,26 @@ pub async fn run(options: IngestOptions) -> Result<IngestReport> {
             }
         })
     };
+    // Rows already in the store (`--store-url`): what the run adds is counted
+    // against this.
+    let rows_before = store
+        .count(&EventQuery::default())
+        .await
+        .context("while counting the store's rows")?;
     let watcher = Freshness::default();
     let started = Instant::now();
+    let mut producer_ids = Vec::with_capacity(options.producers);
     let per_producer = options.events.div_ceil(options.producers as u64);
     let mut producers = Vec::new();
     for producer in 0..options.producers {
         let first = producer as u64 * per_producer;
         let last = ((producer as u64 + 1) * per_producer).min(options.events);
+        let producer_id = auditlog_emit::new_producer_id("bench");
+        producer_ids.push(producer_id.clone());
         let config = EmitterConfig {
             max_batch: options.batch.max(1),
             spill_dir: Some(scratch.path().join(format!("spill-{producer}"))),
-            producer_id: Some(auditlog_emit::new_producer_id("bench")),
+            producer_id: Some(producer_id),
             shutdown_grace: Duration::from_secs(600),
             ..EmitterConfig::default()
         };
@@ -201,7 +210,7 @@ pub async fn run(options: IngestOptions) -> Result<IngestReport> {
     ticker.abort();
     progress.finish_and_clear();
 
-    let (lost, duplicated) = check_ids(&*store, &ids).await?;
+    let (lost, duplicated) = check_ids(&*store, &ids, &producer_ids, rows_before).await?;
     let auditor_rss = auditor.map(|mut child| {
         let rss = peak_rss_kib(child.id());
         let _ = Command::new("kill")
@@ -448,17 +457,35 @@ impl Progress {
     }
 }
 
-/// Lost: emitted ids not stored. Duplicated: rows beyond one per emitted id.
-async fn check_ids(store: &dyn AuditStore, ids: &[Uuid]) -> Result<(u64, u64)> {
+/// Lost: emitted ids not stored. Duplicated: rows the run added beyond one per
+/// sequence number of its `producers` (`rows_before` is the store's count before
+/// the run). The store keeps each id once, so counting rows per emitted id can
+/// never see a repeat; an event stored again under another id (re-sent without
+/// its id, or given a new one on the way) keeps its producer and number, and
+/// shows here. Other writers to the store during the run would count too.
+async fn check_ids(
+    store: &dyn AuditStore,
+    ids: &[Uuid],
+    producers: &[String],
+    rows_before: u64,
+) -> Result<(u64, u64)> {
     let mut lost = 0;
-    let mut duplicated = 0;
     for chunk in ids.chunks(10_000) {
-        let rows = store.stored_ids(chunk).await?;
-        let distinct: HashSet<Uuid> = rows.iter().copied().collect();
-        duplicated += (rows.len() - distinct.len()) as u64;
-        lost += chunk.iter().filter(|id| !distinct.contains(id)).count() as u64;
+        let stored: HashSet<Uuid> = store.stored_ids(chunk).await?.into_iter().collect();
+        lost += chunk.iter().filter(|id| !stored.contains(id)).count() as u64;
     }
-    Ok((lost, duplicated))
+    let rows_added = store
+        .count(&EventQuery::default())
+        .await?
+        .saturating_sub(rows_before);
+    let numbered: u64 = store
+        .producers()
+        .await?
+        .iter()
+        .filter(|progress| producers.contains(&progress.producer_id))
+        .map(|progress| progress.events)
+        .sum();
+    Ok((lost, rows_added.saturating_sub(numbered)))
 }
 
 /// Starts `auditlog auditor` consuming the bench's queue into the store.
@@ -524,6 +551,34 @@ fn progress_bar(total: u64, visible: bool) -> ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use auditlog_event::DataEvent;
+
+    /// Event `n` of the run, numbered `seq` by the producer `bench/a`.
+    fn numbered(n: u64, seq: u64) -> DataEvent {
+        let mut event = Workload::new(0.0).event(n, 1_700_000_000_000 + n as i64);
+        event.producer_id = Some("bench/a".into());
+        event.producer_seq = Some(seq);
+        event
+    }
+
+    #[tokio::test]
+    async fn an_event_stored_again_under_another_id_counts_as_duplicated() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        let store = auditlog_store::open(&url).await.unwrap();
+        let (first, second) = (numbered(1, 1), numbered(2, 2));
+        // The second event again, as a transport that re-sent it with a new id would.
+        let mut again = second.clone();
+        again.id = Uuid::now_v7();
+        store
+            .insert_batch(&[first.clone(), second.clone(), again])
+            .await
+            .unwrap();
+
+        let counted = check_ids(&*store, &[first.id, second.id], &["bench/a".into()], 0).await;
+
+        assert_eq!(counted.unwrap(), (0, 1), "(lost, duplicated)");
+    }
 
     #[test]
     fn progress_stalls_only_after_patience_without_a_change() {

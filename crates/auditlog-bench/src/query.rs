@@ -34,12 +34,21 @@ pub struct ShapeLatency {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub samples: usize,
+    /// The page timed (1 is the first). For the deep shapes, the shallowest page
+    /// any sample reached: below [`QueryReport::deep_page`] when some actor or
+    /// target had fewer pages than that.
+    pub page: usize,
 }
 
 /// Measurements at one store size.
 #[derive(Debug, Clone, Serialize)]
 pub struct QueryStep {
     pub events: u64,
+    /// Events loaded in this step (from the previous size up to `events`).
+    pub loaded: u64,
+    /// Seconds this step's loading took.
+    pub load_seconds: f64,
+    /// `loaded / load_seconds`: this step's rows only, not the store's total.
     pub load_per_sec: f64,
     /// By shape: `actor_first_page`, `actor_deep_page`, `target_first_page`,
     /// `target_deep_page`, `actor_range_first_page`.
@@ -51,6 +60,8 @@ pub struct QueryStep {
 pub struct QueryReport {
     pub store: String,
     pub page_size: u32,
+    /// The page the deep shapes ask for (1 is the first), reached by following
+    /// cursors; each shape's [`ShapeLatency::page`] says which page it reached.
     pub deep_page: usize,
     pub steps: Vec<QueryStep>,
 }
@@ -65,8 +76,8 @@ const HOT_PERCENT: u64 = 30;
 const SPAN_MS: i64 = 90 * 24 * 3_600 * 1_000;
 const BASE_MS: i64 = 1_700_000_000_000;
 const PAGE_SIZE: u32 = 50;
-/// The deep page measured is this many pages in.
-const DEEP_PAGE: usize = 20;
+/// The deep page measured: page 21 (1 is the first), 20 cursors in.
+const DEEP_PAGE: usize = 21;
 const LOAD_BATCH: u64 = 10_000;
 
 pub async fn run(options: QueryOptions) -> Result<QueryReport> {
@@ -93,6 +104,7 @@ pub async fn run(options: QueryOptions) -> Result<QueryReport> {
             options.progress,
             &format!("loading to {size}"),
         );
+        let from = loaded;
         let started = Instant::now();
         while loaded < size {
             let count = LOAD_BATCH.min(size - loaded);
@@ -104,11 +116,13 @@ pub async fn run(options: QueryOptions) -> Result<QueryReport> {
             bar.inc(count);
         }
         bar.finish_and_clear();
-        let load_per_sec = size as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        let load_seconds = started.elapsed().as_secs_f64().max(1e-9);
         let shapes = measure(&*store, &mut rng, options.samples, largest).await?;
         steps.push(QueryStep {
             events: size,
-            load_per_sec,
+            loaded: loaded - from,
+            load_seconds,
+            load_per_sec: (loaded - from) as f64 / load_seconds,
             shapes,
         });
     }
@@ -197,16 +211,14 @@ async fn measure(
     ];
     for (name, make, deep) in shape_queries {
         let mut micros = Vec::with_capacity(samples);
+        let mut page = if deep { DEEP_PAGE } else { 1 };
         for _ in 0..samples {
             let mut query = make(rng, largest);
             if deep {
                 // Walk to the deep page untimed; time fetching it.
-                for _ in 0..DEEP_PAGE {
-                    match store.query(&query).await?.next {
-                        Some(cursor) => query.after = Some(cursor),
-                        None => break,
-                    }
-                }
+                let reached;
+                (query, reached) = walk_to(store, query, DEEP_PAGE).await?;
+                page = page.min(reached);
             }
             let started = Instant::now();
             store.query(&query).await?;
@@ -220,10 +232,31 @@ async fn measure(
                 p99_ms: p.p99 as f64 / 1_000.0,
                 max_ms: p.max as f64 / 1_000.0,
                 samples: p.count,
+                page,
             },
         );
     }
     Ok(shapes)
+}
+
+/// `query` moved on to its page `page` (1 is the first) by following cursors,
+/// untimed, and the page it got to: an earlier one when the results end before.
+async fn walk_to(
+    store: &dyn AuditStore,
+    mut query: EventQuery,
+    page: usize,
+) -> Result<(EventQuery, usize)> {
+    let mut reached = 1;
+    while reached < page {
+        match store.query(&query).await?.next {
+            Some(cursor) => {
+                query.after = Some(cursor);
+                reached += 1;
+            }
+            None => break,
+        }
+    }
+    Ok((query, reached))
 }
 
 /// Builds one sample query of a shape.
@@ -324,12 +357,85 @@ impl QueryReport {
                 let cell = step
                     .shapes
                     .get(name)
-                    .map(|s| format!("{:.2} / {:.2}", s.p50_ms, s.p99_ms))
+                    .map(|s| {
+                        let shallower = name.contains("deep") && s.page < self.deep_page;
+                        // A deep shape that ran out of pages says which it timed.
+                        let reached = if shallower {
+                            format!(" (page {})", s.page)
+                        } else {
+                            String::new()
+                        };
+                        format!("{:.2} / {:.2}{reached}", s.p50_ms, s.p99_ms)
+                    })
                     .unwrap_or_default();
                 out.push_str(&format!("  {cell:>24}"));
             }
             out.push('\n');
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(sizes: Vec<u64>) -> QueryOptions {
+        QueryOptions {
+            sizes,
+            store_url: None,
+            samples: 3,
+            progress: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn each_steps_load_rate_counts_only_the_rows_that_step_loaded() {
+        let report = run(options(vec![300, 1_000])).await.unwrap();
+
+        let loaded: Vec<u64> = report.steps.iter().map(|s| s.loaded).collect();
+        assert_eq!(loaded, [300, 700]);
+        for step in &report.steps {
+            let rows = step.load_per_sec * step.load_seconds;
+            assert!(
+                (rows - step.loaded as f64).abs() < 0.5,
+                "{} events: {} /s over {} s is {rows} rows, not {}",
+                step.events,
+                step.load_per_sec,
+                step.load_seconds,
+                step.loaded
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deep_page_is_the_page_it_says_or_the_last_one_reached() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        let store = auditlog_store::open(&url).await.unwrap();
+        let mut rng = Rng(7);
+        // One actor, 1 200 events, newest first: pages of 50, 24 of them.
+        let events: Vec<DataEvent> = (0..1_200)
+            .map(|n| {
+                let mut e = event(&mut rng, n, 1_200);
+                e.actor_id = 1.into();
+                e
+            })
+            .collect();
+        store.insert_batch(&events).await.unwrap();
+        let query = EventQuery {
+            actor: Some(key("users", 1)),
+            ..page()
+        };
+
+        let (deep, reached) = walk_to(&*store, query.clone(), DEEP_PAGE).await.unwrap();
+        let (short, reached_short) = walk_to(&*store, query, 30).await.unwrap();
+
+        assert_eq!(reached, DEEP_PAGE);
+        // Newest first, page N starts after N - 1 pages of 50.
+        let first = &store.query(&deep).await.unwrap().events[0];
+        assert_eq!(first.id, events[1_199 - (DEEP_PAGE - 1) * 50].id);
+        assert_eq!(reached_short, 24, "only 24 pages exist");
+        assert_eq!(store.query(&short).await.unwrap().events.len(), 50);
     }
 }

@@ -8,7 +8,7 @@
 //! task, never on the request path, and only while events are backed up.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use auditlog_event::DataEvent;
@@ -38,13 +38,23 @@ pub(crate) struct Chunk {
 
 impl Spill {
     /// Opens the spill in `dir`, keeping whatever a previous run left to replay.
+    /// A last line that a crash tore in the middle of a write is ended with a
+    /// newline: it stays unreadable (counted when read back), and the next append
+    /// starts a line of its own instead of being glued to it and lost with it.
     pub fn open(dir: &Path) -> io::Result<Spill> {
         fs::create_dir_all(dir)?;
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(dir.join(DATA_FILE))?;
-        let len = file.metadata()?.len();
+        let mut len = file.metadata()?.len();
+        if len > 0 && !ends_with_newline(&mut file, len)? {
+            tracing::warn!("the spill file ends in a line torn by a crash; it is kept apart");
+            file.write_all(b"\n")?;
+            file.sync_data()?;
+            len += 1;
+        }
         let cursor = fs::read_to_string(dir.join(CURSOR_FILE))
             .ok()
             .and_then(|text| text.trim().parse::<u64>().ok())
@@ -128,6 +138,14 @@ impl Spill {
     }
 }
 
+/// Whether the last byte of `file` (`len` bytes long) is a newline.
+fn ends_with_newline(file: &mut File, len: u64) -> io::Result<bool> {
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,8 +195,9 @@ mod tests {
         assert_eq!(spill.read_chunk(100).unwrap().events, events[2..]);
     }
 
-    #[test]
-    fn a_torn_last_line_is_counted_not_fatal() {
+    /// A spill directory holding event 1, then half an event without its newline,
+    /// as a SIGKILL in the middle of a write leaves it.
+    fn torn_after_one_event() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let mut spill = Spill::open(dir.path()).unwrap();
         spill.append(&[event(1)]).unwrap();
@@ -188,6 +207,25 @@ mod tests {
             .open(dir.path().join(DATA_FILE))
             .unwrap();
         file.write_all(b"{\"action\":\"vie").unwrap();
+        dir
+    }
+
+    #[test]
+    fn events_appended_after_a_torn_last_line_are_read_back() {
+        let dir = torn_after_one_event();
+
+        let mut spill = Spill::open(dir.path()).unwrap();
+        spill.append(&[event(2), event(3)]).unwrap();
+
+        let chunk = spill.read_chunk(10).unwrap();
+        let timestamps: Vec<i64> = chunk.events.iter().map(|e| e.timestamp).collect();
+        assert_eq!(timestamps, [1, 2, 3]);
+        assert_eq!(chunk.unreadable, 1, "the torn line, and only it");
+    }
+
+    #[test]
+    fn a_torn_last_line_is_counted_not_fatal() {
+        let dir = torn_after_one_event();
         let spill = Spill::open(dir.path()).unwrap();
         let chunk = spill.read_chunk(10).unwrap();
         assert_eq!(chunk.events.len(), 1);

@@ -6,10 +6,12 @@
 //! producers), so a value of that type always satisfies the limits of DESIGN §2.
 //! This crate does no I/O.
 
+mod derived_id;
 mod error;
 mod fields;
 mod redact;
 
+pub use derived_id::MessageIds;
 pub use error::EventError;
 use fields::ChangesExt;
 pub use fields::{
@@ -162,8 +164,31 @@ impl DataEvent {
     }
 
     /// Parses one event from its JSON text, enforcing every rule of the contract.
-    /// `now_ms` fills a missing timestamp; a missing id gets a fresh UUIDv7.
+    /// `now_ms` fills a missing timestamp; a missing id gets a fresh UUIDv7 (the
+    /// producer's side: the event is new). Where events are received, use
+    /// [`DataEvent::parse_json_in`].
     pub fn parse_json(text: &str, now_ms: i64) -> Result<Self, EventError> {
+        Self::parse_json_with(text, now_ms, Uuid::now_v7)
+    }
+
+    /// Parses the event at `index` of a received `message` (an AMQP message, an
+    /// HTTP request): as [`DataEvent::parse_json`], except that a missing id is
+    /// derived from the message and the index ([`MessageIds`]), so that the same
+    /// message delivered again yields the same ids and is stored once.
+    pub fn parse_json_in(
+        text: &str,
+        now_ms: i64,
+        message: &MessageIds<'_>,
+        index: usize,
+    ) -> Result<Self, EventError> {
+        Self::parse_json_with(text, now_ms, || message.id(index))
+    }
+
+    fn parse_json_with(
+        text: &str,
+        now_ms: i64,
+        missing_id: impl FnOnce() -> Uuid,
+    ) -> Result<Self, EventError> {
         if text.len() > MAX_EVENT_BYTES {
             return Err(EventError::TooLarge { bytes: text.len() });
         }
@@ -174,13 +199,21 @@ impl DataEvent {
             ));
         }
         let wire: WireEvent = serde_json::from_str(text).map_err(EventError::from_json)?;
-        Self::from_wire(wire, now_ms)
+        Self::from_wire_with(wire, now_ms, missing_id)
     }
 
-    /// Validates an already-decoded wire event.
+    /// Validates an already-decoded wire event; a missing id gets a fresh UUIDv7.
     pub fn from_wire(wire: WireEvent, now_ms: i64) -> Result<Self, EventError> {
+        Self::from_wire_with(wire, now_ms, Uuid::now_v7)
+    }
+
+    fn from_wire_with(
+        wire: WireEvent,
+        now_ms: i64,
+        missing_id: impl FnOnce() -> Uuid,
+    ) -> Result<Self, EventError> {
         let id = match wire.id {
-            None | Some(Value::Null) => Uuid::now_v7(),
+            None | Some(Value::Null) => missing_id(),
             Some(Value::String(s)) => {
                 Uuid::parse_str(&s).map_err(|_| EventError::invalid("id", "must be a UUID"))?
             }
@@ -343,6 +376,27 @@ mod tests {
     fn a_seed_event_without_id_gets_a_uuid_v7() {
         let event = parse(seed_event()).unwrap();
         assert_eq!(event.id.get_version_num(), 7);
+    }
+
+    #[test]
+    fn a_received_event_without_id_gets_the_same_id_from_the_same_message() {
+        let text = seed_event().to_string();
+        let message = MessageIds::new(text.as_bytes());
+        let first = DataEvent::parse_json_in(&text, NOW, &message, 0).unwrap();
+        let redelivered = MessageIds::new(text.as_bytes());
+        let again = DataEvent::parse_json_in(&text, NOW + 5, &redelivered, 0).unwrap();
+        assert_eq!(first.id, again.id);
+        assert_eq!(first.id.get_version_num(), 8);
+    }
+
+    #[test]
+    fn a_received_event_with_an_id_keeps_it() {
+        let mut v = seed_event();
+        v["id"] = json!("0190b0a0-0000-7000-8000-000000000001");
+        let text = v.to_string();
+        let event =
+            DataEvent::parse_json_in(&text, NOW, &MessageIds::new(text.as_bytes()), 0).unwrap();
+        assert_eq!(event.id.to_string(), "0190b0a0-0000-7000-8000-000000000001");
     }
 
     #[test]

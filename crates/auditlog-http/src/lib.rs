@@ -256,6 +256,26 @@ pub async fn not_found() -> ApiError {
     ApiError::not_found("there is no such route")
 }
 
+/// The plain routes every service serves beside its own: `GET /healthz` (the
+/// process serves HTTP), `GET /readyz` (the service's `readiness` checks) and
+/// `GET /metrics` (the process's `metrics`). Merge them into the service's router;
+/// `openapi::ServiceRoutes` documents them.
+pub fn service_routes<S: Clone + Send + Sync + 'static>(
+    readiness: health::Readiness,
+    metrics: metrics::Metrics,
+) -> Router<S> {
+    Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            axum::routing::get(health::readyz).with_state(readiness),
+        )
+        .route(
+            "/metrics",
+            axum::routing::get(metrics::scrape).with_state(metrics),
+        )
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then lets requests in
 /// flight finish.
 pub async fn serve(

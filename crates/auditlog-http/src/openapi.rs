@@ -18,7 +18,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
     ContentBuilder, Ref, RefOr, ResponseBuilder, ResponsesBuilder, SecurityRequirement,
 };
-use utoipa::{Modify, ToResponse, ToSchema};
+use utoipa::{Modify, PartialSchema, ToResponse, ToSchema};
 
 use crate::{ApiError, JSON_API};
 
@@ -62,6 +62,35 @@ impl Modify for BearerScheme {
                     .build(),
             ),
         );
+    }
+}
+
+/// Adds the JSON:API error document's schemas and the reusable error responses
+/// ([`BadRequest`] … [`Unavailable`]) that operations refer to as
+/// `#/components/responses/<Name>`.
+pub struct ErrorResponses;
+
+impl Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut schemas = vec![(ErrorDocument::name().into_owned(), ErrorDocument::schema())];
+        ErrorDocument::schemas(&mut schemas);
+        for (name, schema) in schemas {
+            components.schemas.entry(name).or_insert(schema);
+        }
+        for (name, response) in [
+            BadRequest::response(),
+            Unauthorized::response(),
+            Forbidden::response(),
+            NotFound::response(),
+            Conflict::response(),
+            PayloadTooLarge::response(),
+            UnsupportedMediaType::response(),
+            Unprocessable::response(),
+            Unavailable::response(),
+        ] {
+            components.responses.insert(name.to_owned(), response);
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use auditlog_auth::Principal;
 use auditlog_emit::Emitter;
 use auditlog_event::{
-    Action, Change, Changes, DataEvent, MAX_LABEL_CHARS, ObjectRef, ObjectType, now_ms,
+    Action, Change, Changes, DataEvent, MAX_LABEL_CHARS, ObjectId, ObjectRef, ObjectType, now_ms,
 };
 use serde_json::Value;
 use sqlx::{Database, Encode, Executor, IntoArguments, Transaction, Type};
@@ -127,10 +127,7 @@ impl Recorder {
         }
         let event = build(actor, action, target.0, target.1, Some(changes))
             .ok_or_else(|| DataError::Database("an audit event could not be built".into()))?;
-        sqlx::query(dialect.sql(STAGE_EVENT))
-            .bind(event.to_json())
-            .execute(&mut **tx)
-            .await?;
+        stage_event(tx, dialect, &event).await?;
         Ok(())
     }
 
@@ -138,6 +135,49 @@ impl Recorder {
     pub(crate) fn staged_committed(&self) {
         self.outbox_ready.notify_one();
     }
+}
+
+/// Writes `event` to the outbox in `tx`, for the relay to publish once `tx` commits.
+pub(crate) async fn stage_event<DB>(
+    tx: &mut Transaction<'_, DB>,
+    dialect: Dialect,
+    event: &DataEvent,
+) -> Result<(), sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    sqlx::query(dialect.sql(STAGE_EVENT))
+        .bind(event.to_json())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The actor of what the application does by itself, outside any request: the
+/// rows it seeds at its first start.
+pub(crate) const SYSTEM_ACTOR: (&str, &str) = ("system", "seed");
+
+/// `created` of a row the application seeded itself, by [`SYSTEM_ACTOR`], with
+/// every field as `changes`: an object's history starts with what it was created as.
+pub(crate) fn seeded_event(
+    target_type: &'static str,
+    target_id: i64,
+    changes: Changes,
+    event_name: &str,
+) -> Result<DataEvent, auditlog_event::EventError> {
+    let actor = ObjectRef::new(
+        ObjectType::parse("actorType", SYSTEM_ACTOR.0)?,
+        ObjectId::parse_text("actorId", SYSTEM_ACTOR.1)?,
+    );
+    let target = ObjectRef::new(ObjectType::parse("targetType", target_type)?, target_id);
+    let mut event = DataEvent::new(Action::Created, actor, target, now_ms());
+    event.changes = Some(changes);
+    event.event_name = Some(event_name.to_owned());
+    event.source = Some(SOURCE.into());
+    Ok(event)
 }
 
 fn build(

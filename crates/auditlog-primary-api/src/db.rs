@@ -1,5 +1,6 @@
-//! The primary API's own database: users and notes, with user 1 seeded as admin, on
-//! SQLite, MySQL/MariaDB or PostgreSQL as the URL's scheme says.
+//! The primary API's own database: users and notes, with user 1 seeded as admin
+//! (and its `created` event staged in the outbox with it), on SQLite, MySQL/MariaDB
+//! or PostgreSQL as the URL's scheme says.
 //!
 //! There is no `sqlx::Any` here (it knows only primitive types and rewrites
 //! placeholders itself, with a bug still open): [`AppDb`] holds one concrete pool per
@@ -42,8 +43,6 @@ const SQLITE_SCHEMA: &[&str] = &[
         created_at INTEGER NOT NULL
     )",
     "CREATE INDEX IF NOT EXISTS notes_on_target ON notes (target_type, target_id, id)",
-    "INSERT OR IGNORE INTO users (id, name, email, agreed_tos, role)
-        VALUES (1, 'James Chavo', 'jim.chavo@happi.com', 1, 'admin')",
     "CREATE TABLE IF NOT EXISTS user_secrets (
         user_id INTEGER PRIMARY KEY,
         password_hash TEXT NOT NULL
@@ -79,9 +78,6 @@ const POSTGRES_SCHEMA: &[&str] = &[
         created_at BIGINT NOT NULL
     )",
     "CREATE INDEX IF NOT EXISTS notes_on_target ON notes (target_type, target_id, id)",
-    "INSERT INTO users (id, name, email, agreed_tos, role)
-        VALUES (1, 'James Chavo', 'jim.chavo@happi.com', TRUE, 'admin')
-        ON CONFLICT DO NOTHING",
     "CREATE TABLE IF NOT EXISTS user_secrets (
         user_id BIGINT PRIMARY KEY,
         password_hash TEXT NOT NULL
@@ -119,8 +115,6 @@ const MYSQL_SCHEMA: &[&str] = &[
         created_at BIGINT NOT NULL,
         INDEX notes_on_target (target_type, target_id, id)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
-    "INSERT IGNORE INTO users (id, name, email, agreed_tos, role)
-        VALUES (1, 'James Chavo', 'jim.chavo@happi.com', TRUE, 'admin')",
     "CREATE TABLE IF NOT EXISTS user_secrets (
         user_id BIGINT NOT NULL PRIMARY KEY,
         password_hash VARCHAR(255) NOT NULL
@@ -137,7 +131,8 @@ const MYSQL_SCHEMA: &[&str] = &[
 ];
 
 /// The outbox's producer identity, created once per database: the relay stamps
-/// every event it publishes with it and the next number of its sequence.
+/// every event it publishes with it and the next number of its sequence. For
+/// [`Dialect::insert_or_ignore`].
 const SEED_OUTBOX_STATE: &str =
     "INTO audit_outbox_state (id, producer_id, last_seq) VALUES (1, ?, 0)";
 
@@ -241,12 +236,11 @@ async fn open_sqlite(url: &str) -> Result<Backend, sqlx::Error> {
     for statement in SQLITE_SCHEMA {
         sqlx::query(*statement).execute(&mut *tx).await?;
     }
-    sqlx::query(AssertSqlSafe(format!(
-        "INSERT OR IGNORE {SEED_OUTBOX_STATE}"
-    )))
-    .bind(outbox_producer_id())
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(Dialect::Sqlite.insert_or_ignore(SEED_OUTBOX_STATE))
+        .bind(outbox_producer_id())
+        .execute(&mut *tx)
+        .await?;
+    crate::users::seed(&mut tx, Dialect::Sqlite).await?;
     tx.commit().await?;
     let readers = connect_sqlite(options.read_only(true), 4).await?;
     Ok(Backend::Sqlite { writer, readers })
@@ -303,13 +297,11 @@ async fn open_postgres(url: &str) -> Result<Backend, sqlx::Error> {
     for statement in POSTGRES_SCHEMA {
         sqlx::query(*statement).execute(&mut *tx).await?;
     }
-    sqlx::query(AssertSqlSafe(format!(
-        "INSERT {} ON CONFLICT DO NOTHING",
-        Dialect::Postgres.sql(SEED_OUTBOX_STATE).0
-    )))
-    .bind(outbox_producer_id())
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(Dialect::Postgres.insert_or_ignore(SEED_OUTBOX_STATE))
+        .bind(outbox_producer_id())
+        .execute(&mut *tx)
+        .await?;
+    crate::users::seed(&mut tx, Dialect::Postgres).await?;
     tx.commit().await?;
     Ok(Backend::Postgres(pool))
 }
@@ -326,10 +318,14 @@ async fn open_mysql(url: &str) -> Result<Backend, sqlx::Error> {
     for statement in MYSQL_SCHEMA {
         sqlx::query(*statement).execute(&pool).await?;
     }
-    sqlx::query(AssertSqlSafe(format!("INSERT IGNORE {SEED_OUTBOX_STATE}")))
+    sqlx::query(Dialect::MySql.insert_or_ignore(SEED_OUTBOX_STATE))
         .bind(outbox_producer_id())
         .execute(&pool)
         .await?;
+    // The seeded rows and their events commit together: a transaction of their own.
+    let mut tx = pool.begin().await?;
+    crate::users::seed(&mut tx, Dialect::MySql).await?;
+    tx.commit().await?;
     Ok(Backend::MySql(pool))
 }
 
@@ -403,6 +399,15 @@ impl Dialect {
         }
     }
 
+    /// An INSERT that skips a row whose key exists already, from its `INTO …` part.
+    pub(crate) fn insert_or_ignore(self, into: &'static str) -> Sql {
+        AssertSqlSafe(Cow::Owned(match self {
+            Dialect::Sqlite => format!("INSERT OR IGNORE {into}"),
+            Dialect::Postgres => format!("INSERT {} ON CONFLICT DO NOTHING", self.sql(into).0),
+            Dialect::MySql => format!("INSERT IGNORE {into}"),
+        }))
+    }
+
     /// How a transaction that will write begins. SQLite's IMMEDIATE takes the write
     /// lock at once, so that another process cannot slip a write between this
     /// transaction's read and its write (a deferred one would fail to upgrade).
@@ -454,6 +459,30 @@ impl FetchId<MySql> for Query<'_, MySql, MySqlArguments> {
     async fn fetch_id(self, tx: &mut Transaction<'_, MySql>) -> Result<i64, sqlx::Error> {
         let id = self.execute(&mut **tx).await?.last_insert_id();
         i64::try_from(id).map_err(|err| sqlx::Error::Decode(err.into()))
+    }
+}
+
+/// How many rows a statement changed: each backend's result has it, the generic
+/// `Database::QueryResult` does not.
+pub(crate) trait RowsAffected {
+    fn rows(&self) -> u64;
+}
+
+impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+impl RowsAffected for sqlx::postgres::PgQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+impl RowsAffected for sqlx::mysql::MySqlQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
     }
 }
 

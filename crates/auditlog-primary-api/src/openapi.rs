@@ -12,17 +12,16 @@
 
 use std::sync::Arc;
 
-use auditlog_http::openapi::{
-    BadRequest, BearerScheme, Conflict, ErrorDocument, Forbidden, NotFound, PayloadTooLarge,
-    ServiceRoutes, Unauthorized, Unavailable, Unprocessable, UnsupportedMediaType, json_document,
-};
+use auditlog_http::openapi::{BearerScheme, ErrorResponses, ServiceRoutes, json_document};
 use axum::extract::State;
 use axum::response::Response;
 use serde::Serialize;
 use utoipa::openapi::path::{HttpMethod, PathItem};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::routes::{self, NoteResource, UserResource};
+use crate::routes;
+use crate::routes::notes::{self, NoteResource};
+use crate::routes::users::{self, UserResource};
 
 /// The auditor's routes that the primary API answers by proxying them (`GET` only),
 /// with the caller's token, to the auditor.
@@ -51,30 +50,16 @@ pub const PROXIED: [&str; 9] = [
     ),
     paths(
         routes::token,
-        routes::list_users,
-        routes::create_user,
-        routes::get_user,
-        routes::update_user,
-        routes::delete_user,
-        routes::notes_about,
-        routes::create_note,
-        routes::get_note,
+        users::list_users,
+        users::create_user,
+        users::get_user,
+        users::update_user,
+        users::delete_user,
+        notes::notes_about,
+        notes::create_note,
+        notes::get_note,
     ),
-    components(
-        schemas(ErrorDocument),
-        responses(
-            BadRequest,
-            Unauthorized,
-            Forbidden,
-            NotFound,
-            Conflict,
-            PayloadTooLarge,
-            UnsupportedMediaType,
-            Unprocessable,
-            Unavailable
-        )
-    ),
-    modifiers(&BearerScheme, &ServiceRoutes),
+    modifiers(&BearerScheme, &ErrorResponses, &ServiceRoutes),
     security(("bearerAuth" = [])),
     tags(
         (name = "users", description = "The demo's users; every access is audited"),

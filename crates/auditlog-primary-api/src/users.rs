@@ -6,8 +6,8 @@ use auditlog_event::{Action, Change};
 use serde_json::{Value, json};
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Transaction, Type};
 
-use crate::audit::{Actor, Recorder, all_fields, diff};
-use crate::db::{Dialect, FetchId, on_db};
+use crate::audit::{Actor, Recorder, all_fields, diff, seeded_event, stage_event};
+use crate::db::{Dialect, FetchId, RowsAffected, on_db};
 use crate::{AppDb, DataError};
 
 /// The object type of users in events.
@@ -122,7 +122,57 @@ pub fn check_fields(name: Option<&str>, email: Option<&str>) -> Result<(), DataE
     Ok(())
 }
 
+/// The users the application starts with: user 1, the prototype's admin.
+fn seeded_users() -> [User; 1] {
+    [User {
+        id: 1,
+        name: "James Chavo".into(),
+        email: "jim.chavo@happi.com".into(),
+        agreed_tos: true,
+        role: UserRole::Admin,
+    }]
+}
+
+/// Inserts each seeded user that is not there yet and, in the same transaction,
+/// stages its `created` event (by the system, every field), so that the log knows
+/// what the user was before its first change. A user already there (any start but
+/// the first, or a database seeded before these events existed) gets neither.
+pub(crate) async fn seed<DB>(
+    tx: &mut Transaction<'_, DB>,
+    dialect: Dialect,
+) -> Result<(), sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    DB::Arguments: IntoArguments<DB>,
+    DB::QueryResult: RowsAffected,
+{
+    for user in seeded_users() {
+        let inserted = sqlx::query(dialect.insert_or_ignore(SEED_USER))
+            .bind(user.id)
+            .bind(user.name.clone())
+            .bind(user.email.clone())
+            .bind(user.agreed_tos)
+            .bind(user.role.as_str().to_owned())
+            .execute(&mut **tx)
+            .await?
+            .rows();
+        if inserted == 1 {
+            let changes = all_fields(&user.fields(), true);
+            let event = seeded_event(USERS, user.id, changes, "user.seeded")
+                .map_err(|err| sqlx::Error::Encode(Box::new(err)))?;
+            stage_event(tx, dialect, &event).await?;
+        }
+    }
+    Ok(())
+}
+
 // The statements, written once with `?` placeholders (see `Dialect::sql`).
+/// For [`Dialect::insert_or_ignore`]: a seeded user, with its id.
+const SEED_USER: &str = "INTO users (id, name, email, agreed_tos, role) VALUES (?, ?, ?, ?, ?)";
 const SELECT_USER: &str = "SELECT id, name, email, agreed_tos, role FROM users WHERE id = ?";
 const LIST_USERS: &str = "SELECT id, name, email, agreed_tos, role FROM users ORDER BY id";
 const INSERT_USER: &str = "INSERT INTO users (name, email, agreed_tos, role) VALUES (?, ?, ?, ?)";

@@ -44,6 +44,7 @@ macro_rules! suite {
 
 suite!(
     the_seed_user_is_an_admin_who_agreed_to_the_terms,
+    the_first_open_records_the_seed_user_as_created_once,
     creating_a_user_emits_created_with_every_field_then_viewed,
     an_update_emits_only_the_fields_that_really_changed,
     a_delete_emits_deleted_only_when_the_user_existed,
@@ -78,6 +79,30 @@ mod scenarios {
             describe(&env.events.take().await),
             ["viewed users:1 by users:1"]
         );
+    }
+
+    pub async fn the_first_open_records_the_seed_user_as_created_once(mut env: Env) {
+        // `Env::open` opened the fresh database twice at once, and took what that
+        // staged.
+        assert_eq!(describe(&env.seeded), ["created users:1 by system:seed"]);
+        assert_eq!(
+            changes(&env.seeded[0]),
+            json!({
+                "name": {"prev": null, "next": "James Chavo"},
+                "email": {"prev": null, "next": "jim.chavo@happi.com"},
+                "agreedTos": {"prev": null, "next": true},
+                "role": {"prev": null, "next": "admin"},
+            })
+        );
+        assert_eq!(env.seeded[0].producer_seq, Some(1), "the outbox's first");
+
+        // Restarts seed nothing, so they record nothing either.
+        let (first, second) = tokio::join!(AppDb::open(&env.url), AppDb::open(&env.url));
+        first.unwrap();
+        second.unwrap();
+
+        assert_eq!(env.events.relay.staged().await.unwrap(), 0);
+        assert_eq!(describe(&env.events.take().await), [] as [String; 0]);
     }
 
     pub async fn creating_a_user_emits_created_with_every_field_then_viewed(mut env: Env) {
@@ -338,7 +363,9 @@ mod scenarios {
         for email in ["a@example.com", "b@example.com", "c@example.com"] {
             env.users.create(&admin(), new_user(email)).await.unwrap();
         }
-        let before = env.events.take().await;
+        // The seed's `created`, staged by the first open, is the outbox's first.
+        let mut before = env.seeded.clone();
+        before.extend(env.events.take().await);
         let mut reopened = Env::open(env.url.clone()).await;
         reopened
             .users
@@ -358,7 +385,7 @@ mod scenarios {
                 )
             })
             .collect();
-        assert_eq!(numbered.len(), 4);
+        assert_eq!(numbered.len(), 5);
         assert!(numbered[0].0.starts_with("api-outbox/"), "{numbered:?}");
         assert!(
             numbered
@@ -366,7 +393,7 @@ mod scenarios {
                 .all(|(producer, _)| producer == &numbered[0].0)
         );
         let seqs: Vec<u64> = numbered.iter().map(|(_, seq)| *seq).collect();
-        assert_eq!(seqs, [1, 2, 3, 4]);
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
     }
 
     pub async fn a_failing_transport_leaves_events_in_the_outbox(mut env: Env) {
@@ -510,6 +537,10 @@ struct Env {
     notes: Notes,
     recorder: Recorder,
     events: Events,
+    /// What opening the fresh database staged in the outbox (the seed user's
+    /// `created`), taken before the scenario starts, so that each scenario's
+    /// events are those of what it does.
+    seeded: Vec<DataEvent>,
 }
 
 impl Env {
@@ -523,12 +554,13 @@ impl Env {
         let (emitter, task) =
             Emitter::start(Arc::new(transport.clone()), EmitterConfig::default()).unwrap();
         let recorder = Recorder::new(emitter.clone());
-        let events = Events {
+        let mut events = Events {
             emitter,
             receiver,
             relay: OutboxRelay::new(db.clone(), Arc::new(transport), &recorder),
             _task: task,
         };
+        let seeded = events.take().await;
         Env {
             db: db.clone(),
             users: Users::new(db.clone(), recorder.clone()),
@@ -536,6 +568,7 @@ impl Env {
             recorder,
             events,
             url,
+            seeded,
         }
     }
 }

@@ -12,10 +12,12 @@
 //! - [`PostgresStore`] — `postgres://` or `postgresql://`;
 //! - [`MySqlStore`] — `mysql://` or `mariadb://` (tested on MariaDB 10.11).
 //!
-//! What they share (row form, batch de-duplication and chunking, the page query, the
-//! producer report, error mapping) lives in one private module so that they cannot
-//! drift apart. With the `testing` feature, the `testing` module hands tests a fresh
-//! private database per backend.
+//! What they share lives in one private module, `sql`, so that they cannot drift
+//! apart: the row form, batch de-duplication and chunking, the statements, error
+//! mapping, and every method of the trait that is the same SQL on each backend,
+//! written once for any sqlx database; a backend module keeps its schema, its bulk
+//! insert and its locks. With the `testing` feature, the `testing` module hands tests
+//! a fresh private database per backend.
 
 mod chain;
 mod mysql;

@@ -1,6 +1,6 @@
 //! MySQL / MariaDB backend (the prototype's database): a pooled `MySqlPool`, batches
-//! staged with multi-row inserts into a per-connection temporary table, the same
-//! queries as every other backend.
+//! inserted with multi-row inserts after a locking look-up of the ids already
+//! stored, the same queries as every other backend.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -11,24 +11,19 @@ use auditlog_event::DataEvent;
 use sqlx::mysql::{
     MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlRow,
 };
-use sqlx::{Connection, MySql, QueryBuilder, Row};
+use sqlx::{Connection, MySql, Row};
 
-use crate::chain::extend;
 use crate::sql::{
-    CHAIN_HEAD, CHAIN_PAGE, CONNECT_TIMEOUT, Dialect, LAST_SEQ, LATEST_HEAD, POOL_SIZE,
-    ProducerRow, STORED_IDS_CHUNK, activity_count, activity_query, after_seq_query,
-    chain_after_query, chain_entry, chain_head, chain_inserts, chain_link, chain_link_query,
-    chunks, count_query, events_after_query, first_connection, get_query, into_page, page_query,
-    producers_query, progress, prune_heads_query, save_head_query, signed_head, store_error, total,
-    unique_rows, uuid_from_bytes,
+    CONNECT_TIMEOUT, Dialect, GenericStore, POOL_SIZE, bind_id_bytes, chunks, first_connection,
+    id_from_bytes, insert_values, store_error, unique_rows,
 };
 use crate::{
     ActivityCount, AuditStore, ChainEntry, ChainHead, ChainLink, EventPage, EventQuery,
     InsertOutcome, ProducerProgress, SealOutcome, SignedHead, StoreError, StoredEvent, redact,
 };
 
-/// Binds per staged row: ord, id, action, timestamp, actor type and id, target type
-/// and id, body, producer id and number.
+/// Binds per inserted row: id, action, timestamp, actor type and id, target type
+/// and id, received at, body, producer id and number.
 const BINDS_PER_ROW: usize = 11;
 
 /// Rows per INSERT statement: MySQL's prepared statements take at most 65 535
@@ -221,27 +216,54 @@ pub(crate) fn driver_url(url: &str) -> Cow<'_, str> {
     }
 }
 
-/// MySQL's spelling of the event queries (`/` would divide into a decimal there).
+/// MySQL's spelling of the shared statements (`/` would divide into a decimal
+/// there).
 const DIALECT: Dialect<MySql> = Dialect {
     columns: "id, seq, timestamp, body",
-    bind_id: |sql, id| {
-        sql.push_bind(id.as_bytes().to_vec());
-    },
+    bind_id: bind_id_bytes,
+    decode_id: id_from_bytes,
     event_name: "JSON_UNQUOTE(JSON_EXTRACT(body, '$.eventName'))",
     div: "DIV",
+    producer_id: producer_id_bytes,
+    keep_stored_head: "ON DUPLICATE KEY UPDATE seq = seq",
 };
+
+/// The producer id is `VARBINARY`, so it comes back as bytes; it went in as UTF-8.
+fn producer_id_bytes(row: &MySqlRow) -> Result<String, StoreError> {
+    let producer_id: Vec<u8> = row.try_get("producer_id").map_err(store_error)?;
+    String::from_utf8(producer_id)
+        .map_err(|e| StoreError::Backend(format!("a stored producer id is not UTF-8: {e}")))
+}
+
+/// The row locks that serialise writers (see `insert_batch`) and sealers (see
+/// `seal`), each on a one-row table of its own so that the two do not wait on
+/// each other.
+const WRITER_LOCK: &str = "SELECT id FROM audit_events_writer WHERE id = 1 FOR UPDATE";
+const SEAL_LOCK: &str = "SELECT id FROM audit_chain_sealer WHERE id = 1 FOR UPDATE";
+
+/// Takes one of the row locks ([`WRITER_LOCK`], [`SEAL_LOCK`]) until `tx` ends.
+async fn lock_row(tx: &mut MySqlConnection, lock: &'static str) -> Result<(), StoreError> {
+    sqlx::query(lock).execute(tx).await.map_err(store_error)?;
+    Ok(())
+}
+
+impl MySqlStore {
+    /// The shared statements on this store's pool.
+    fn sql(&self) -> GenericStore<'_, MySql> {
+        GenericStore::new(&self.pool, &DIALECT)
+    }
+}
 
 #[async_trait]
 impl AuditStore for MySqlStore {
-    /// Why stage instead of `INSERT ... ON DUPLICATE KEY UPDATE id = id` straight
-    /// into the table: sqlx connects with `CLIENT_FOUND_ROWS`, under which a skipped
-    /// duplicate counts as one affected row just like an insert, so `rows_affected`
-    /// could not tell new events from redelivered ones. (`INSERT IGNORE` would count
-    /// right but also silences every other error, truncation included.) Staging makes
-    /// the count exact: the batch goes into a temporary table with multi-row inserts
-    /// (the fast path, chunked under the bind and packet limits), already-stored ids
-    /// are deleted from it, and one `INSERT ... SELECT` moves the rest, its
-    /// `rows_affected` being exactly the events added.
+    /// Why look the ids up first instead of `INSERT ... ON DUPLICATE KEY UPDATE id =
+    /// id`: sqlx connects with `CLIENT_FOUND_ROWS`, under which a skipped duplicate
+    /// counts as one affected row just like an insert, so `rows_affected` could not
+    /// tell new events from redelivered ones. (`INSERT IGNORE` would count right but
+    /// also silences every other error, truncation included.) Under the writer lock,
+    /// a locking read of the batch's ids finds those already stored; the rest go in
+    /// with plain multi-row inserts (chunked under the bind and packet limits), whose
+    /// `rows_affected` is exactly the events added.
     async fn insert_batch(&self, events: &[DataEvent]) -> Result<InsertOutcome, StoreError> {
         if events.is_empty() {
             return Ok(InsertOutcome::default());
@@ -254,14 +276,13 @@ impl AuditStore for MySqlStore {
         // row lock until commit makes `seq` order commit order, as with SQLite's single
         // writer. It also means no other writer can store one of our ids between the
         // look-up below and our inserts.
-        sqlx::query("SELECT id FROM audit_events_writer WHERE id = 1 FOR UPDATE")
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
+        lock_row(&mut tx, WRITER_LOCK).await?;
         let ids: Vec<uuid::Uuid> = rows.iter().map(|row| row.id).collect();
         // A locking read: it sees what other writers committed up to now, whatever
         // this transaction's snapshot.
-        let stored: HashSet<uuid::Uuid> = ids_stored(&mut tx, &ids, " LOCK IN SHARE MODE")
+        let stored: HashSet<uuid::Uuid> = self
+            .sql()
+            .ids_in(&mut tx, &ids, " LOCK IN SHARE MODE")
             .await?
             .into_iter()
             .collect();
@@ -273,24 +294,7 @@ impl AuditStore for MySqlStore {
         // One multi-row INSERT hands out `seq` in row order, and each statement after
         // the previous one: `seq` follows the batch's order.
         for chunk in chunks(&rows, ROWS_PER_STATEMENT, self.max_statement_bytes) {
-            let mut insert = QueryBuilder::<MySql>::new(
-                "INSERT INTO audit_events (id, action, timestamp, actor_type, actor_id, \
-                 target_type, target_id, received_at, body, producer_id, producer_seq) ",
-            );
-            insert.push_values(chunk, |mut row, event| {
-                row.push_bind(event.id.as_bytes().as_slice())
-                    .push_bind(event.action)
-                    .push_bind(event.timestamp)
-                    .push_bind(event.actor_type)
-                    .push_bind(event.actor_id.as_str())
-                    .push_bind(event.target_type)
-                    .push_bind(event.target_id.as_str())
-                    .push_bind(received_at)
-                    .push_bind(event.body.as_str())
-                    .push_bind(event.producer_id)
-                    .push_bind(event.producer_seq);
-            });
-            inserted += insert
+            inserted += insert_values::<MySql>(chunk, received_at)
                 .build()
                 // Only full-size chunks repeat their SQL text; caching the prepared
                 // statement for each odd tail size would just fill the cache.
@@ -308,36 +312,15 @@ impl AuditStore for MySqlStore {
     }
 
     async fn query(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
-        let (mut sql, page_size) = page_query(&DIALECT, query);
-        let rows = sql
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?;
-        let events = rows
-            .into_iter()
-            .map(stored_event)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(into_page(events, page_size, query.order))
+        self.sql().query(query).await
     }
 
     async fn count(&self, query: &EventQuery) -> Result<u64, StoreError> {
-        let row = count_query(&DIALECT, query)
-            .build()
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)?;
-        total(row.try_get("total").map_err(store_error)?)
+        self.sql().count(query).await
     }
 
     async fn get(&self, id: uuid::Uuid) -> Result<Option<StoredEvent>, StoreError> {
-        get_query(&DIALECT, id)
-            .build()
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)?
-            .map(stored_event)
-            .transpose()
+        self.sql().get(id).await
     }
 
     async fn stored_after(
@@ -346,22 +329,11 @@ impl AuditStore for MySqlStore {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        after_seq_query(&DIALECT, query, after_seq, limit)
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?
-            .into_iter()
-            .map(stored_event)
-            .collect()
+        self.sql().stored_after(query, after_seq, limit).await
     }
 
     async fn last_seq(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query(LAST_SEQ)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)?;
-        row.try_get("last_seq").map_err(store_error)
+        self.sql().last_seq().await
     }
 
     async fn activity(
@@ -369,197 +341,49 @@ impl AuditStore for MySqlStore {
         query: &EventQuery,
         bucket_ms: i64,
     ) -> Result<Vec<ActivityCount>, StoreError> {
-        activity_query(&DIALECT, query, bucket_ms)
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?
-            .into_iter()
-            .map(|row| {
-                activity_count(
-                    row.try_get("start").map_err(store_error)?,
-                    row.try_get("action").map_err(store_error)?,
-                    row.try_get("n").map_err(store_error)?,
-                )
-            })
-            .collect()
+        self.sql().activity(query, bucket_ms).await
     }
 
     async fn producers(&self) -> Result<Vec<ProducerProgress>, StoreError> {
-        let rows = producers_query::<MySql>()
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?;
-        progress(
-            rows.into_iter()
-                .map(producer_row)
-                .collect::<Result<Vec<_>, _>>()?,
-        )
+        self.sql().producers().await
     }
 
     async fn stored_ids(&self, ids: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(store_error)?;
-        ids_stored(&mut conn, ids, "").await
+        self.sql().stored_ids(ids).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(())
+        self.sql().ping().await
     }
+
     async fn seal(&self, max: u32) -> Result<SealOutcome, StoreError> {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
         // Sealers take turns (several auditors may share the store) on their own
         // row lock, which writers do not take; the writer lock keeps `seq` order
         // commit order, so every row this reads above the head is final.
-        sqlx::query("SELECT id FROM audit_chain_sealer WHERE id = 1 FOR UPDATE")
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        let row = sqlx::query(CHAIN_HEAD)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        let mut head = chain_head(row.as_ref())?;
-        let mut sealed = 0_u64;
-        while sealed < u64::from(max) {
-            let want = CHAIN_PAGE.min(max - sealed as u32);
-            let rows = events_after_query(&DIALECT, head.seq, want)
-                .build()
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(store_error)?
-                .into_iter()
-                .map(stored_event)
-                .collect::<Result<Vec<_>, _>>()?;
-            let (entries, next) = extend(head, &rows);
-            for mut insert in chain_inserts::<MySql>(&entries) {
-                insert
-                    .build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(store_error)?;
-            }
-            head = next;
-            sealed += entries.len() as u64;
-            if (rows.len() as u32) < want {
-                break;
-            }
-        }
-        tx.commit().await.map_err(store_error)?;
-        Ok(SealOutcome { sealed, head })
+        lock_row(&mut tx, SEAL_LOCK).await?;
+        self.sql().seal(tx, max).await
     }
 
     async fn chain_head(&self) -> Result<ChainHead, StoreError> {
-        let row = sqlx::query(CHAIN_HEAD)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)?;
-        chain_head(row.as_ref())
+        self.sql().chain_head().await
     }
 
     async fn chain_after(&self, after_seq: i64, limit: u32) -> Result<Vec<ChainEntry>, StoreError> {
-        chain_after_query::<MySql>(after_seq, limit)
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?
-            .iter()
-            .map(chain_entry)
-            .collect()
+        self.sql().chain_after(after_seq, limit).await
     }
 
     async fn chain_link(&self, seq: i64) -> Result<Option<ChainLink>, StoreError> {
-        let rows = chain_link_query::<MySql>(seq)
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?
-            .iter()
-            .map(chain_entry)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(chain_link(seq, rows))
+        self.sql().chain_link(seq).await
     }
 
     async fn save_head(&self, head: &SignedHead) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
-        save_head_query::<MySql>(head, "ON DUPLICATE KEY UPDATE seq = seq")
-            .build()
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        prune_heads_query::<MySql>(head.head.seq)
-            .build()
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        tx.commit().await.map_err(store_error)
+        self.sql().save_head(head).await
     }
 
     async fn latest_head(&self) -> Result<Option<SignedHead>, StoreError> {
-        sqlx::query(LATEST_HEAD)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)?
-            .as_ref()
-            .map(signed_head)
-            .transpose()
+        self.sql().latest_head().await
     }
-}
-
-fn stored_event(row: MySqlRow) -> Result<StoredEvent, StoreError> {
-    let id: Vec<u8> = row.try_get("id").map_err(store_error)?;
-    Ok(StoredEvent {
-        id: uuid_from_bytes(&id)?,
-        seq: row.try_get("seq").map_err(store_error)?,
-        timestamp: row.try_get("timestamp").map_err(store_error)?,
-        body: row.try_get("body").map_err(store_error)?,
-    })
-}
-
-/// The producer id is `VARBINARY`, so it comes back as bytes; it went in as UTF-8.
-fn producer_row(row: MySqlRow) -> Result<ProducerRow, StoreError> {
-    let producer_id: Vec<u8> = row.try_get("producer_id").map_err(store_error)?;
-    Ok(ProducerRow {
-        producer_id: String::from_utf8(producer_id)
-            .map_err(|e| StoreError::Backend(format!("a stored producer id is not UTF-8: {e}")))?,
-        events: row.try_get("events").map_err(store_error)?,
-        last_seq: row.try_get("last_seq").map_err(store_error)?,
-        gap_from: row.try_get("gap_from").map_err(store_error)?,
-        gap_to: row.try_get("gap_to").map_err(store_error)?,
-    })
-}
-
-/// The ids among `ids` that are stored, read with `suffix` after the query (a
-/// locking clause, or nothing).
-async fn ids_stored(
-    conn: &mut MySqlConnection,
-    ids: &[uuid::Uuid],
-    suffix: &str,
-) -> Result<Vec<uuid::Uuid>, StoreError> {
-    let mut found = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(STORED_IDS_CHUNK) {
-        let mut sql = QueryBuilder::<MySql>::new("SELECT id FROM audit_events WHERE id IN (");
-        let mut list = sql.separated(", ");
-        for id in chunk {
-            list.push_bind(id.as_bytes().to_vec());
-        }
-        sql.push(")");
-        sql.push(suffix);
-        for row in sql
-            .build()
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(store_error)?
-        {
-            let id: Vec<u8> = row.try_get("id").map_err(store_error)?;
-            found.push(uuid_from_bytes(&id)?);
-        }
-    }
-    Ok(found)
 }
 
 #[cfg(test)]

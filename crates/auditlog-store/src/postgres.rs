@@ -8,14 +8,9 @@ use auditlog_event::DataEvent;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Connection, Postgres, Row};
 
-use crate::chain::extend;
 use crate::sql::{
-    CHAIN_HEAD, CHAIN_PAGE, CONNECT_TIMEOUT, Dialect, LAST_SEQ, LATEST_HEAD, POOL_SIZE,
-    ProducerRow, STORED_IDS_CHUNK, activity_count, activity_query, after_seq_query,
-    chain_after_query, chain_entry, chain_head, chain_inserts, chain_link, chain_link_query,
-    chunks, count_query, events_after_query, first_connection, get_query, into_page, page_query,
-    producers_query, progress, prune_heads_query, save_head_query, signed_head, store_error, total,
-    unique_rows,
+    CONNECT_TIMEOUT, Dialect, EventRow, GenericStore, POOL_SIZE, STORED_IDS_CHUNK, chunks,
+    first_connection, producer_id_text, store_error, unique_rows,
 };
 use crate::{
     ActivityCount, AuditStore, ChainEntry, ChainHead, ChainLink, EventPage, EventQuery,
@@ -129,11 +124,7 @@ impl PostgresStore {
         // `CREATE TABLE IF NOT EXISTS` (it is not atomic in PostgreSQL); the lock
         // makes the second one wait and then find everything in place.
         let mut tx = conn.begin().await.map_err(store_error)?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(SCHEMA_LOCK)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
+        advisory_lock(&mut tx, SCHEMA_LOCK).await?;
         for statement in SCHEMA {
             sqlx::query(*statement)
                 .execute(&mut *tx)
@@ -190,16 +181,50 @@ async fn migrate(tx: &mut PgConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// PostgreSQL's spelling of the event queries. The body is read as `json`, not
-/// `jsonb`, which would refuse a stored `\u0000`.
+/// PostgreSQL's spelling of the shared statements. The body is read as `json`, not
+/// `jsonb`, which would refuse a stored `\u0000`. Ids travel as text, which keeps
+/// the driver free of a UUID type feature.
 const DIALECT: Dialect<Postgres> = Dialect {
     columns: "id::text AS id, seq, timestamp, body",
     bind_id: |sql, id| {
         sql.push_bind(id.to_string()).push("::uuid");
     },
+    decode_id: id_from_text,
     event_name: "(body::json ->> 'eventName')",
     div: "/",
+    producer_id: producer_id_text,
+    keep_stored_head: "ON CONFLICT (seq) DO NOTHING",
 };
+
+/// Reads an `id::text AS id` column back into a UUID.
+fn id_from_text(row: &PgRow) -> Result<uuid::Uuid, StoreError> {
+    let id: String = row.try_get("id").map_err(store_error)?;
+    uuid::Uuid::parse_str(&id)
+        .map_err(|e| StoreError::Backend(format!("a stored id is not a UUID: {e}")))
+}
+
+/// Takes the transaction-scoped advisory lock `key` (see [`SCHEMA_LOCK`]), waiting
+/// for whoever holds it.
+async fn advisory_lock(tx: &mut PgConnection, key: i64) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(key)
+        .execute(tx)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
+/// One column of `chunk`, as [`INSERT`] binds it: an array per column.
+fn column<'r, T>(chunk: &'r [EventRow<'_>], value: impl Fn(&'r EventRow<'_>) -> T) -> Vec<T> {
+    chunk.iter().map(value).collect()
+}
+
+impl PostgresStore {
+    /// The shared statements on this store's pool.
+    fn sql(&self) -> GenericStore<'_, Postgres> {
+        GenericStore::new(&self.pool, &DIALECT)
+    }
+}
 
 #[async_trait]
 impl AuditStore for PostgresStore {
@@ -214,34 +239,20 @@ impl AuditStore for PostgresStore {
         // time, so two overlapping writers could commit out of `seq` order. Holding
         // the lock until commit makes `seq` order commit order, as with SQLite's
         // single writer, which is what a later sealing step can rely on.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(WRITER_LOCK)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
+        advisory_lock(&mut tx, WRITER_LOCK).await?;
         let mut inserted = 0;
         for chunk in chunks(&rows, usize::MAX, MAX_STATEMENT_BYTES) {
             let done = sqlx::query(INSERT)
-                .bind(chunk.iter().map(|r| r.id.to_string()).collect::<Vec<_>>())
-                .bind(chunk.iter().map(|r| r.action).collect::<Vec<_>>())
-                .bind(chunk.iter().map(|r| r.timestamp).collect::<Vec<_>>())
-                .bind(chunk.iter().map(|r| r.actor_type).collect::<Vec<_>>())
-                .bind(
-                    chunk
-                        .iter()
-                        .map(|r| r.actor_id.as_str())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(chunk.iter().map(|r| r.target_type).collect::<Vec<_>>())
-                .bind(
-                    chunk
-                        .iter()
-                        .map(|r| r.target_id.as_str())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(chunk.iter().map(|r| r.body.as_str()).collect::<Vec<_>>())
-                .bind(chunk.iter().map(|r| r.producer_id).collect::<Vec<_>>())
-                .bind(chunk.iter().map(|r| r.producer_seq).collect::<Vec<_>>())
+                .bind(column(chunk, |r| r.id.to_string()))
+                .bind(column(chunk, |r| r.action))
+                .bind(column(chunk, |r| r.timestamp))
+                .bind(column(chunk, |r| r.actor_type))
+                .bind(column(chunk, |r| r.actor_id.as_str()))
+                .bind(column(chunk, |r| r.target_type))
+                .bind(column(chunk, |r| r.target_id.as_str()))
+                .bind(column(chunk, |r| r.body.as_str()))
+                .bind(column(chunk, |r| r.producer_id))
+                .bind(column(chunk, |r| r.producer_seq))
                 .bind(received_at)
                 .execute(&mut *tx)
                 .await
@@ -256,36 +267,15 @@ impl AuditStore for PostgresStore {
     }
 
     async fn query(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
-        let (mut sql, page_size) = page_query(&DIALECT, query);
-        let rows = sql
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?;
-        let events = rows
-            .into_iter()
-            .map(stored_event)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(into_page(events, page_size, query.order))
+        self.sql().query(query).await
     }
 
     async fn count(&self, query: &EventQuery) -> Result<u64, StoreError> {
-        let row = count_query(&DIALECT, query)
-            .build()
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)?;
-        total(row.try_get("total").map_err(store_error)?)
+        self.sql().count(query).await
     }
 
     async fn get(&self, id: uuid::Uuid) -> Result<Option<StoredEvent>, StoreError> {
-        get_query(&DIALECT, id)
-            .build()
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)?
-            .map(stored_event)
-            .transpose()
+        self.sql().get(id).await
     }
 
     async fn stored_after(
@@ -294,22 +284,11 @@ impl AuditStore for PostgresStore {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        after_seq_query(&DIALECT, query, after_seq, limit)
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?
-            .into_iter()
-            .map(stored_event)
-            .collect()
+        self.sql().stored_after(query, after_seq, limit).await
     }
 
     async fn last_seq(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query(LAST_SEQ)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)?;
-        row.try_get("last_seq").map_err(store_error)
+        self.sql().last_seq().await
     }
 
     async fn activity(
@@ -317,33 +296,11 @@ impl AuditStore for PostgresStore {
         query: &EventQuery,
         bucket_ms: i64,
     ) -> Result<Vec<ActivityCount>, StoreError> {
-        activity_query(&DIALECT, query, bucket_ms)
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?
-            .into_iter()
-            .map(|row| {
-                activity_count(
-                    row.try_get("start").map_err(store_error)?,
-                    row.try_get("action").map_err(store_error)?,
-                    row.try_get("n").map_err(store_error)?,
-                )
-            })
-            .collect()
+        self.sql().activity(query, bucket_ms).await
     }
 
     async fn producers(&self) -> Result<Vec<ProducerProgress>, StoreError> {
-        let rows = producers_query::<Postgres>()
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?;
-        progress(
-            rows.into_iter()
-                .map(producer_row)
-                .collect::<Result<Vec<_>, _>>()?,
-        )
+        self.sql().producers().await
     }
 
     async fn stored_ids(&self, ids: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError> {
@@ -361,143 +318,43 @@ impl AuditStore for PostgresStore {
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;
-            for row in rows {
-                let id: String = row.try_get("id").map_err(store_error)?;
-                found.push(
-                    uuid::Uuid::parse_str(&id).map_err(|e| {
-                        StoreError::Backend(format!("a stored id is not a UUID: {e}"))
-                    })?,
-                );
+            for row in &rows {
+                found.push(id_from_text(row)?);
             }
         }
         Ok(found)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(())
+        self.sql().ping().await
     }
+
     async fn seal(&self, max: u32) -> Result<SealOutcome, StoreError> {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
         // Sealers take turns (several auditors may share the store); writers are
         // not blocked, and the writer lock keeps `seq` order commit order, so every
         // row this reads above the head is final.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(SEAL_LOCK)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        let row = sqlx::query(CHAIN_HEAD)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        let mut head = chain_head(row.as_ref())?;
-        let mut sealed = 0_u64;
-        while sealed < u64::from(max) {
-            let want = CHAIN_PAGE.min(max - sealed as u32);
-            let rows = events_after_query(&DIALECT, head.seq, want)
-                .build()
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(store_error)?
-                .into_iter()
-                .map(stored_event)
-                .collect::<Result<Vec<_>, _>>()?;
-            let (entries, next) = extend(head, &rows);
-            for mut insert in chain_inserts::<Postgres>(&entries) {
-                insert
-                    .build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(store_error)?;
-            }
-            head = next;
-            sealed += entries.len() as u64;
-            if (rows.len() as u32) < want {
-                break;
-            }
-        }
-        tx.commit().await.map_err(store_error)?;
-        Ok(SealOutcome { sealed, head })
+        advisory_lock(&mut tx, SEAL_LOCK).await?;
+        self.sql().seal(tx, max).await
     }
 
     async fn chain_head(&self) -> Result<ChainHead, StoreError> {
-        let row = sqlx::query(CHAIN_HEAD)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)?;
-        chain_head(row.as_ref())
+        self.sql().chain_head().await
     }
 
     async fn chain_after(&self, after_seq: i64, limit: u32) -> Result<Vec<ChainEntry>, StoreError> {
-        chain_after_query::<Postgres>(after_seq, limit)
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?
-            .iter()
-            .map(chain_entry)
-            .collect()
+        self.sql().chain_after(after_seq, limit).await
     }
 
     async fn chain_link(&self, seq: i64) -> Result<Option<ChainLink>, StoreError> {
-        let rows = chain_link_query::<Postgres>(seq)
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?
-            .iter()
-            .map(chain_entry)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(chain_link(seq, rows))
+        self.sql().chain_link(seq).await
     }
 
     async fn save_head(&self, head: &SignedHead) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
-        save_head_query::<Postgres>(head, "ON CONFLICT (seq) DO NOTHING")
-            .build()
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        prune_heads_query::<Postgres>(head.head.seq)
-            .build()
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        tx.commit().await.map_err(store_error)
+        self.sql().save_head(head).await
     }
 
     async fn latest_head(&self) -> Result<Option<SignedHead>, StoreError> {
-        sqlx::query(LATEST_HEAD)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)?
-            .as_ref()
-            .map(signed_head)
-            .transpose()
+        self.sql().latest_head().await
     }
-}
-
-fn stored_event(row: PgRow) -> Result<StoredEvent, StoreError> {
-    let id: String = row.try_get("id").map_err(store_error)?;
-    Ok(StoredEvent {
-        id: uuid::Uuid::parse_str(&id)
-            .map_err(|e| StoreError::Backend(format!("a stored id is not a UUID: {e}")))?,
-        seq: row.try_get("seq").map_err(store_error)?,
-        timestamp: row.try_get("timestamp").map_err(store_error)?,
-        body: row.try_get("body").map_err(store_error)?,
-    })
-}
-
-fn producer_row(row: PgRow) -> Result<ProducerRow, StoreError> {
-    Ok(ProducerRow {
-        producer_id: row.try_get("producer_id").map_err(store_error)?,
-        events: row.try_get("events").map_err(store_error)?,
-        last_seq: row.try_get("last_seq").map_err(store_error)?,
-        gap_from: row.try_get("gap_from").map_err(store_error)?,
-        gap_to: row.try_get("gap_to").map_err(store_error)?,
-    })
 }

@@ -8,18 +8,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use auditlog_event::DataEvent;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
+use sqlx::{AssertSqlSafe, Sqlite};
 
-use crate::chain::extend;
 use crate::sql::{
-    CHAIN_HEAD, CHAIN_PAGE, Dialect, LAST_SEQ, LATEST_HEAD, ProducerRow, STORED_IDS_CHUNK,
-    activity_count, activity_query, after_seq_query, chain_after_query, chain_entry, chain_head,
-    chain_inserts, chain_link, chain_link_query, chunks, count_query, events_after_query,
-    get_query, into_page, page_query, producers_query, progress, prune_heads_query,
-    save_head_query, signed_head, store_error, total, unique_rows, uuid_from_bytes,
+    Dialect, GenericStore, bind_id_bytes, chunks, id_from_bytes, insert_values, producer_id_text,
+    store_error, unique_rows,
 };
 use crate::{
     ActivityCount, AuditStore, ChainEntry, ChainHead, ChainLink, EventPage, EventQuery,
@@ -259,15 +254,29 @@ fn unavailable(err: sqlx::Error) -> StoreError {
     StoreError::Unavailable(err.to_string())
 }
 
-/// SQLite's spelling of the event queries.
+/// SQLite's spelling of the shared statements.
 const DIALECT: Dialect<Sqlite> = Dialect {
     columns: "id, seq, timestamp, body",
-    bind_id: |sql, id| {
-        sql.push_bind(id.as_bytes().to_vec());
-    },
+    bind_id: bind_id_bytes,
+    decode_id: id_from_bytes,
     event_name: "json_extract(body, '$.eventName')",
     div: "/",
+    producer_id: producer_id_text,
+    keep_stored_head: "ON CONFLICT (seq) DO NOTHING",
 };
+
+impl SqliteStore {
+    /// The shared statements on the readers' pool: every read goes there, so that
+    /// it never waits for the writer connection.
+    fn read(&self) -> GenericStore<'_, Sqlite> {
+        GenericStore::new(&self.readers, &DIALECT)
+    }
+
+    /// The shared statements on the writer connection.
+    fn write(&self) -> GenericStore<'_, Sqlite> {
+        GenericStore::new(&self.writer, &DIALECT)
+    }
+}
 
 #[async_trait]
 impl AuditStore for SqliteStore {
@@ -282,23 +291,7 @@ impl AuditStore for SqliteStore {
         // Bodies are bound, not spliced into the SQL text, so only the row count
         // limits a statement.
         for chunk in chunks(&rows, ROWS_PER_STATEMENT, usize::MAX) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO audit_events (id, action, timestamp, actor_type, actor_id, \
-                 target_type, target_id, received_at, body, producer_id, producer_seq) ",
-            );
-            insert.push_values(chunk, |mut row, event| {
-                row.push_bind(event.id.as_bytes().as_slice())
-                    .push_bind(event.action)
-                    .push_bind(event.timestamp)
-                    .push_bind(event.actor_type)
-                    .push_bind(event.actor_id.as_str())
-                    .push_bind(event.target_type)
-                    .push_bind(event.target_id.as_str())
-                    .push_bind(received_at)
-                    .push_bind(event.body.as_str())
-                    .push_bind(event.producer_id)
-                    .push_bind(event.producer_seq);
-            });
+            let mut insert = insert_values::<Sqlite>(chunk, received_at);
             insert.push(" ON CONFLICT (id) DO NOTHING");
             let done = insert
                 .build()
@@ -315,36 +308,15 @@ impl AuditStore for SqliteStore {
     }
 
     async fn query(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
-        let (mut sql, page_size) = page_query(&DIALECT, query);
-        let rows = sql
-            .build()
-            .fetch_all(&self.readers)
-            .await
-            .map_err(store_error)?;
-        let events = rows
-            .into_iter()
-            .map(stored_event)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(into_page(events, page_size, query.order))
+        self.read().query(query).await
     }
 
     async fn count(&self, query: &EventQuery) -> Result<u64, StoreError> {
-        let row = count_query(&DIALECT, query)
-            .build()
-            .fetch_one(&self.readers)
-            .await
-            .map_err(store_error)?;
-        total(row.try_get("total").map_err(store_error)?)
+        self.read().count(query).await
     }
 
     async fn get(&self, id: uuid::Uuid) -> Result<Option<StoredEvent>, StoreError> {
-        get_query(&DIALECT, id)
-            .build()
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(store_error)?
-            .map(stored_event)
-            .transpose()
+        self.read().get(id).await
     }
 
     async fn stored_after(
@@ -353,22 +325,11 @@ impl AuditStore for SqliteStore {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        after_seq_query(&DIALECT, query, after_seq, limit)
-            .build()
-            .fetch_all(&self.readers)
-            .await
-            .map_err(store_error)?
-            .into_iter()
-            .map(stored_event)
-            .collect()
+        self.read().stored_after(query, after_seq, limit).await
     }
 
     async fn last_seq(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query(LAST_SEQ)
-            .fetch_one(&self.readers)
-            .await
-            .map_err(store_error)?;
-        row.try_get("last_seq").map_err(store_error)
+        self.read().last_seq().await
     }
 
     async fn activity(
@@ -376,182 +337,51 @@ impl AuditStore for SqliteStore {
         query: &EventQuery,
         bucket_ms: i64,
     ) -> Result<Vec<ActivityCount>, StoreError> {
-        activity_query(&DIALECT, query, bucket_ms)
-            .build()
-            .fetch_all(&self.readers)
-            .await
-            .map_err(store_error)?
-            .into_iter()
-            .map(|row| {
-                activity_count(
-                    row.try_get("start").map_err(store_error)?,
-                    row.try_get("action").map_err(store_error)?,
-                    row.try_get("n").map_err(store_error)?,
-                )
-            })
-            .collect()
+        self.read().activity(query, bucket_ms).await
     }
 
     async fn producers(&self) -> Result<Vec<ProducerProgress>, StoreError> {
-        let rows = producers_query::<Sqlite>()
-            .build()
-            .fetch_all(&self.readers)
-            .await
-            .map_err(store_error)?;
-        progress(
-            rows.into_iter()
-                .map(producer_row)
-                .collect::<Result<Vec<_>, _>>()?,
-        )
+        self.read().producers().await
     }
 
     async fn stored_ids(&self, ids: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError> {
-        let mut found = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(STORED_IDS_CHUNK) {
-            let mut sql = QueryBuilder::<Sqlite>::new("SELECT id FROM audit_events WHERE id IN (");
-            let mut list = sql.separated(", ");
-            for id in chunk {
-                list.push_bind(id.as_bytes().to_vec());
-            }
-            sql.push(")");
-            for row in sql
-                .build()
-                .fetch_all(&self.readers)
-                .await
-                .map_err(store_error)?
-            {
-                let id: Vec<u8> = row.try_get("id").map_err(store_error)?;
-                found.push(uuid_from_bytes(&id)?);
-            }
-        }
-        Ok(found)
+        self.read().stored_ids(ids).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.readers)
-            .await
-            .map_err(store_error)?;
-        Ok(())
+        self.read().ping().await
     }
 
     /// The single writer connection, and `BEGIN IMMEDIATE` across processes, make
     /// sealers take turns with each other and with inserts.
     async fn seal(&self, max: u32) -> Result<SealOutcome, StoreError> {
-        let mut tx = self
+        let tx = self
             .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(store_error)?;
-        let row = sqlx::query(CHAIN_HEAD)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        let mut head = chain_head(row.as_ref())?;
-        let mut sealed = 0_u64;
-        while sealed < u64::from(max) {
-            let want = CHAIN_PAGE.min(max - sealed as u32);
-            let rows = events_after_query(&DIALECT, head.seq, want)
-                .build()
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(store_error)?
-                .into_iter()
-                .map(stored_event)
-                .collect::<Result<Vec<_>, _>>()?;
-            let (entries, next) = extend(head, &rows);
-            for mut insert in chain_inserts::<Sqlite>(&entries) {
-                insert
-                    .build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(store_error)?;
-            }
-            head = next;
-            sealed += entries.len() as u64;
-            if (rows.len() as u32) < want {
-                break;
-            }
-        }
-        tx.commit().await.map_err(store_error)?;
-        Ok(SealOutcome { sealed, head })
+        self.write().seal(tx, max).await
     }
 
     async fn chain_head(&self) -> Result<ChainHead, StoreError> {
-        let row = sqlx::query(CHAIN_HEAD)
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(store_error)?;
-        chain_head(row.as_ref())
+        self.read().chain_head().await
     }
 
     async fn chain_after(&self, after_seq: i64, limit: u32) -> Result<Vec<ChainEntry>, StoreError> {
-        chain_after_query::<Sqlite>(after_seq, limit)
-            .build()
-            .fetch_all(&self.readers)
-            .await
-            .map_err(store_error)?
-            .iter()
-            .map(chain_entry)
-            .collect()
+        self.read().chain_after(after_seq, limit).await
     }
 
     async fn chain_link(&self, seq: i64) -> Result<Option<ChainLink>, StoreError> {
-        let rows = chain_link_query::<Sqlite>(seq)
-            .build()
-            .fetch_all(&self.readers)
-            .await
-            .map_err(store_error)?
-            .iter()
-            .map(chain_entry)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(chain_link(seq, rows))
+        self.read().chain_link(seq).await
     }
 
     async fn save_head(&self, head: &SignedHead) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(store_error)?;
-        save_head_query::<Sqlite>(head, "ON CONFLICT (seq) DO NOTHING")
-            .build()
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        prune_heads_query::<Sqlite>(head.head.seq)
-            .build()
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        tx.commit().await.map_err(store_error)
+        self.write().save_head(head).await
     }
 
     async fn latest_head(&self) -> Result<Option<SignedHead>, StoreError> {
-        sqlx::query(LATEST_HEAD)
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(store_error)?
-            .as_ref()
-            .map(signed_head)
-            .transpose()
+        self.read().latest_head().await
     }
-}
-
-fn stored_event(row: SqliteRow) -> Result<StoredEvent, StoreError> {
-    let id: Vec<u8> = row.try_get("id").map_err(store_error)?;
-    Ok(StoredEvent {
-        id: uuid_from_bytes(&id)?,
-        seq: row.try_get("seq").map_err(store_error)?,
-        timestamp: row.try_get("timestamp").map_err(store_error)?,
-        body: row.try_get("body").map_err(store_error)?,
-    })
-}
-
-fn producer_row(row: SqliteRow) -> Result<ProducerRow, StoreError> {
-    Ok(ProducerRow {
-        producer_id: row.try_get("producer_id").map_err(store_error)?,
-        events: row.try_get("events").map_err(store_error)?,
-        last_seq: row.try_get("last_seq").map_err(store_error)?,
-        gap_from: row.try_get("gap_from").map_err(store_error)?,
-        gap_to: row.try_get("gap_to").map_err(store_error)?,
-    })
 }
 
 #[cfg(test)]

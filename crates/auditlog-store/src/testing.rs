@@ -23,7 +23,7 @@ use std::str::FromStr;
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{AssertSqlSafe, Connection};
+use sqlx::{AssertSqlSafe, Connection, Executor};
 
 use crate::mysql::driver_url;
 use crate::redact;
@@ -183,36 +183,39 @@ fn unique_name() -> String {
 /// (identifiers cannot be bound as parameters).
 async fn postgres_admin(admin_url: String, sql: String) -> Result<(), String> {
     let options = PgConnectOptions::from_str(&admin_url).map_err(|e| e.to_string())?;
-    let mut conn = first_connection(
+    let conn = first_connection(
         "PostgreSQL",
         &admin_url,
         PgConnection::connect_with(&options),
     )
     .await
     .map_err(|e| e.to_string())?;
-    let result = sqlx::raw_sql(AssertSqlSafe(sql.clone()))
-        .execute(&mut conn)
-        .await;
-    let _ = conn.close().await;
-    result
-        .map(drop)
-        .map_err(|e| format!("{} refused `{sql}`: {e}", redact(&admin_url)))
+    run_admin(conn, &admin_url, sql).await
 }
 
 /// As [`postgres_admin`], for MySQL / MariaDB.
 async fn mysql_admin(admin_url: String, sql: String) -> Result<(), String> {
     let options =
         MySqlConnectOptions::from_str(&driver_url(&admin_url)).map_err(|e| e.to_string())?;
-    let mut conn = first_connection("MySQL", &admin_url, MySqlConnection::connect_with(&options))
+    let conn = first_connection("MySQL", &admin_url, MySqlConnection::connect_with(&options))
         .await
         .map_err(|e| e.to_string())?;
+    run_admin(conn, &admin_url, sql).await
+}
+
+/// Runs `sql` on `conn` and closes it, naming the server in the error.
+async fn run_admin<C>(mut conn: C, admin_url: &str, sql: String) -> Result<(), String>
+where
+    C: Connection,
+    for<'c> &'c mut C: Executor<'c, Database = C::Database>,
+{
     let result = sqlx::raw_sql(AssertSqlSafe(sql.clone()))
         .execute(&mut conn)
         .await;
     let _ = conn.close().await;
     result
         .map(drop)
-        .map_err(|e| format!("{} refused `{sql}`: {e}", redact(&admin_url)))
+        .map_err(|e| format!("{} refused `{sql}`: {e}", redact(admin_url)))
 }
 
 /// Runs cleanup to completion from `Drop`, which cannot await and may run inside a

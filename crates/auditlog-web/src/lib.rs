@@ -101,15 +101,10 @@ pub fn router(state: WebState) -> Router {
             "/style.css",
             get(|| asset(STYLE_CSS, "text/css; charset=utf-8")),
         )
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(auditlog_http::health::readyz).with_state(state.readiness.clone()),
-        )
-        .route(
-            "/metrics",
-            get(auditlog_http::metrics::scrape).with_state(state.metrics.clone()),
-        )
+        .merge(auditlog_http::service_routes(
+            state.readiness.clone(),
+            state.metrics.clone(),
+        ))
         .route("/tokens/{*rest}", any(proxy))
         .route("/api/{*rest}", any(proxy))
         .route("/events/{*rest}", any(proxy))

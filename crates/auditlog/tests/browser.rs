@@ -2,14 +2,15 @@
 //! `tests/browser`. `website.mjs` adds a user, renames it and finds the change in
 //! its history; `pages.mjs` drives the event explorer, an object's timeline, an
 //! actor's page and the live view. Each saves screenshots in `target/screenshots/`.
-//! Needs Node.js and Debian's chromium; installs playwright-core with `npm ci` when
-//! it is missing.
+//! Needs Node.js; installs what else it needs when it is missing: Debian's chromium
+//! (`apt-get install chromium`, unless `CHROMIUM_PATH` names another) and
+//! playwright-core (`npm ci`), once, under a lock the tests share.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{Running, data_dir};
@@ -18,22 +19,7 @@ use common::{Running, data_dir};
 /// standard output; fails the test if the script fails.
 fn run_browser_script(script: &str) -> String {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        std::path::Path::new(&chromium).exists(),
-        "no Chromium at {chromium}: `apt-get install chromium` (or set CHROMIUM_PATH)"
-    );
-    if !repo
-        .join("tests/browser/node_modules/playwright-core")
-        .exists()
-    {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-            .arg(repo.join("tests/browser"))
-            .status()
-            .expect("npm runs (install Node.js 20 or newer)");
-        assert!(status.success(), "`npm ci` in tests/browser failed");
-    }
+    install_browser_tools(&repo);
     let (_tmp, dir) = data_dir();
     let system = Running::up(&dir);
     let output = Command::new("node")
@@ -49,6 +35,74 @@ fn run_browser_script(script: &str) -> String {
     );
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
     stdout
+}
+
+/// Installs Chromium and playwright-core when they are missing. The tests run in
+/// parallel: a file lock makes one install while the other waits, and then finds
+/// them there.
+fn install_browser_tools(repo: &Path) {
+    let lock_path = repo.join("target/browser-tools.lock");
+    std::fs::create_dir_all(repo.join("target")).unwrap();
+    let lock = std::fs::File::create(&lock_path).unwrap();
+    lock.lock().unwrap();
+    match std::env::var("CHROMIUM_PATH") {
+        Ok(path) => assert!(
+            Path::new(&path).exists(),
+            "CHROMIUM_PATH names {path}, which does not exist"
+        ),
+        Err(_) if Path::new(DEBIAN_CHROMIUM).exists() => {}
+        Err(_) => install_debian_chromium(),
+    }
+    if !repo
+        .join("tests/browser/node_modules/playwright-core")
+        .exists()
+    {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(repo.join("tests/browser"))
+            .status()
+            .expect("npm runs (install Node.js 20 or newer)");
+        assert!(status.success(), "`npm ci` in tests/browser failed");
+    }
+    lock.unlock().unwrap();
+}
+
+/// Where Debian's chromium package puts the browser.
+const DEBIAN_CHROMIUM: &str = "/usr/bin/chromium";
+
+/// `apt-get install chromium`, updating the package lists first if the install
+/// cannot find the package.
+fn install_debian_chromium() {
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "chromium"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+    };
+    let cannot = |why: String| -> ! {
+        panic!(
+            "Chromium is not installed and could not be installed ({why}): run \
+             `apt-get update && apt-get install -y chromium` as root, or set CHROMIUM_PATH \
+             to a Chromium or Chrome binary"
+        )
+    };
+    match install() {
+        Ok(status) if status.success() => {}
+        Ok(_) => {
+            let updated = Command::new("apt-get").args(["update", "-qq"]).status();
+            if !updated.is_ok_and(|s| s.success()) {
+                cannot("`apt-get update` failed".into());
+            }
+            if !install().is_ok_and(|s| s.success()) {
+                cannot("`apt-get install chromium` failed".into());
+            }
+        }
+        Err(err) => cannot(format!("apt-get could not be run: {err}")),
+    }
+    assert!(
+        Path::new(DEBIAN_CHROMIUM).exists(),
+        "apt-get installed chromium, but {DEBIAN_CHROMIUM} is not there"
+    );
 }
 
 #[test]

@@ -143,6 +143,65 @@ async fn the_primary_api_answers_counts_single_events_state_diff_and_exports() {
     );
 }
 
+#[tokio::test]
+async fn a_seeded_user_has_a_state_before_its_first_change_and_is_recorded_once() {
+    let (_tmp, dir) = data_dir();
+    let system = Running::up(&dir);
+    let client = Client::new(&system.urls.api).login(1).await;
+    let seeded = created_on_user_1(&client).await;
+    let before_change = auditlog_event::now_ms();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let patched = client
+        .patch(
+            "/api/users/1",
+            json!({"data": {"type": "users", "attributes": {"name": "Jim Chavo"}}}),
+        )
+        .await;
+    assert_eq!(patched.status, 200);
+    settle().await;
+
+    let state = client
+        .get(&format!("/api/users/1/state?at={before_change}"))
+        .await;
+    assert_eq!(state.status, 200, "{}", state.body);
+    let then = &state.body["data"]["attributes"];
+    assert_eq!(then["exists"], true, "{}", state.body);
+    assert_eq!(then["fields"]["name"], "James Chavo");
+    assert_eq!(then["fields"]["email"], "jim.chavo@happi.com");
+    // What answered it: one `created` by the system, with every field.
+    assert_eq!(seeded.len(), 1, "{seeded:?}");
+    let seed = &seeded[0]["attributes"];
+    assert_eq!(
+        (&seed["actorType"], &seed["actorId"]),
+        (&json!("system"), &json!("seed"))
+    );
+    assert_eq!(seed["changes"]["name"]["next"], "James Chavo");
+
+    // A restart neither seeds nor records again.
+    assert!(system.terminate().success());
+    let system = Running::up(&dir);
+    let client = Client::new(&system.urls.api).login(1).await;
+    settle().await;
+    assert_eq!(created_on_user_1(&client).await.len(), 1);
+}
+
+/// The `created` events on users/1, once at least one is stored (the outbox relay
+/// publishes them just after the start).
+async fn created_on_user_1(client: &Client) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let created = all_events(
+            client,
+            "/api/data-events?filter[targetType]=users&filter[targetId]=1&filter[action]=created",
+        )
+        .await;
+        if !created.is_empty() || Instant::now() > deadline {
+            return created;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Milliseconds since the Unix epoch as RFC 3339 in UTC, as a user would type it.
 fn rfc3339(ms: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();

@@ -26,11 +26,7 @@ pub(crate) use schemas::{action_schema, millis_schema, object_type_schema, strin
 
 use std::sync::LazyLock;
 
-use auditlog_http::openapi::{
-    BadRequest, BearerScheme, Conflict, ErrorDocument, ErrorObject, ErrorSource, Forbidden,
-    NotFound, PayloadTooLarge, ServiceRoutes, Unauthorized, Unavailable, Unprocessable,
-    UnsupportedMediaType, json_document,
-};
+use auditlog_http::openapi::{BearerScheme, ErrorResponses, ServiceRoutes, json_document};
 use axum::response::Response;
 use utoipa::OpenApi;
 
@@ -62,20 +58,9 @@ use crate::{activity, history, ingest, integrity, producers, query, stream};
         integrity::head,
     ),
     components(
-        schemas(ErrorDocument, ErrorObject, ErrorSource, DataEventSchema, NewDataEventSchema),
-        responses(
-            BadRequest,
-            Unauthorized,
-            Forbidden,
-            NotFound,
-            Conflict,
-            PayloadTooLarge,
-            UnsupportedMediaType,
-            Unprocessable,
-            Unavailable
-        )
+        schemas(DataEventSchema, NewDataEventSchema),
     ),
-    modifiers(&BearerScheme, &ServiceRoutes),
+    modifiers(&BearerScheme, &ErrorResponses, &ServiceRoutes),
     security(("bearerAuth" = [])),
     tags(
         (name = "events", description = "Querying, exporting and tailing the audit log"),

@@ -320,14 +320,25 @@ pub struct PrivateAmqp {
 
 impl PrivateAmqp {
     pub fn new() -> PrivateAmqp {
+        let url = std::env::var("AUDITLOG_TEST_AMQP_URL")
+            .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+        PrivateAmqp::named(url, true)
+    }
+
+    /// Names on a broker that is the test's own (a private node): nothing to
+    /// delete afterwards, the names go with the broker.
+    pub fn on_own_broker(url: String) -> PrivateAmqp {
+        PrivateAmqp::named(url, false)
+    }
+
+    fn named(url: String, owner: bool) -> PrivateAmqp {
         let tag = uuid::Uuid::now_v7().simple().to_string();
         PrivateAmqp {
-            url: std::env::var("AUDITLOG_TEST_AMQP_URL")
-                .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            url,
             exchange: format!("api-stream-test-{tag}"),
             queue: format!("data-mutation-audits-test-{tag}"),
             dead_letter_queue: format!("data-mutation-audits-test-{tag}.dead-letter"),
-            owner: true,
+            owner,
         }
     }
 

@@ -1,0 +1,91 @@
+//! Reading the audit log is itself audited: every successful read on the auditor
+//! records one `viewed` event on `data-events` by the caller ([`record_read`]),
+//! per request, never per event returned, carrying the request's id
+//! ([`ReadRequest`], an extractor every read route takes).
+
+use auditlog_auth::Principal;
+use auditlog_event::{Action, DataEvent, ObjectRef, ObjectType};
+use auditlog_http::{ApiError, RequestId};
+use axum::extract::{FromRequestParts, OriginalUri};
+use axum::http::Uri;
+use axum::http::request::Parts;
+
+use crate::AuditorState;
+
+/// The object type of the audit log itself, as the target of `audit.read` events.
+pub(crate) const AUDIT_LOG_TYPE: &str = "data-events";
+/// The target id of a read of many events; a read of one event names its id.
+pub(crate) const COLLECTION: &str = "collection";
+/// The `eventName` of a read of the audit log.
+pub(crate) const READ_EVENT_NAME: &str = "audit.read";
+/// The `source` of the events the auditor records itself.
+const AUDITOR_SOURCE: &str = "auditor";
+/// Longest query string kept in an `audit.read` event.
+const MAX_RECORDED_QUERY_CHARS: usize = 2048;
+
+/// What the `audit.read` event of a read says about its request: the path and
+/// query string as the client sent them (before any nesting stripped a prefix)
+/// and the request's id, so that a read can be found by the `X-Request-Id` its
+/// client logged.
+pub(crate) struct ReadRequest {
+    pub(crate) uri: Uri,
+    pub(crate) request_id: RequestId,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ReadRequest {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Ok(OriginalUri(uri)) = OriginalUri::from_request_parts(parts, state).await;
+        let Ok(request_id) = RequestId::from_request_parts(parts, state).await;
+        Ok(ReadRequest { uri, request_id })
+    }
+}
+
+/// Records that `principal` read the audit log: one `viewed` event on
+/// `data-events/<target_id>` with the path and query string in `meta` and the
+/// request's id as `requestId`, stored directly (not through a transport, so
+/// never lost on the way). It runs after the read succeeded and before its
+/// answer is sent: a read that cannot be recorded is not answered (503).
+pub(crate) async fn record_read(
+    state: &AuditorState,
+    principal: &Principal,
+    target_id: &str,
+    read: &ReadRequest,
+) -> Result<(), ApiError> {
+    let uri = &read.uri;
+    let object = |field: &'static str, text: &str| {
+        ObjectType::parse(field, text).map_err(|e| ApiError::internal(format!("{field}: {e}")))
+    };
+    let id = |field: &'static str, text: &str| {
+        auditlog_event::ObjectId::parse_text(field, text)
+            .map_err(|e| ApiError::internal(format!("{field}: {e}")))
+    };
+    let actor = principal
+        .actor()
+        .map_err(|e| ApiError::internal(format!("the reader as an actor: {e}")))?;
+    let target = ObjectRef::new(
+        object("targetType", AUDIT_LOG_TYPE)?,
+        id("targetId", target_id)?,
+    );
+    let now = auditlog_event::now_ms();
+    let mut event = DataEvent::new(Action::Viewed, actor, target, now);
+    event.event_name = Some(READ_EVENT_NAME.into());
+    event.source = Some(AUDITOR_SOURCE.into());
+    event.request_id = Some(read.request_id.as_str().to_owned());
+    let query: String = uri
+        .query()
+        .unwrap_or_default()
+        .chars()
+        .take(MAX_RECORDED_QUERY_CHARS)
+        .collect();
+    let path: String = uri.path().chars().take(MAX_RECORDED_QUERY_CHARS).collect();
+    let mut meta = serde_json::Map::new();
+    meta.insert("path".into(), path.into());
+    meta.insert("query".into(), query.into());
+    event.meta = Some(meta);
+    crate::commit::insert_measured(&*state.store, &[event], crate::commit::Via::Auditor)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the read could not be recorded: {e}")))?;
+    Ok(())
+}
