@@ -12,19 +12,21 @@ use std::sync::{Arc, Mutex};
 
 use auditlog_event::DataEvent;
 use auditlog_transport::{Backoff, Transport, TransportError};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::emitter::{Doorbell, EmitterConfig, EmitterStats};
+use crate::emitter::{EmitterConfig, EmitterStats};
 use crate::publisher::{Publisher, Sequence};
+use crate::queue::{Doorbell, QueueReceiver};
 use crate::reporting::metric_names;
 use crate::spill::Spill;
 
 /// The background task: moves events from the queue (or the spill) to the
 /// transport, one batch at a time, in order.
 pub(crate) struct Batcher {
-    receiver: mpsc::Receiver<DataEvent>,
-    doorbell: Arc<Doorbell>,
+    receiver: QueueReceiver,
+    /// The queue's doorbell, waited on while the task does something else.
+    doorbell: Doorbell,
     stop: watch::Receiver<bool>,
     /// Publishes each batch, bounded by `config.publish_timeout`, and paces retries.
     publisher: Publisher,
@@ -58,8 +60,7 @@ impl Batcher {
     /// The task for the queue `receiver`, with the spill file of
     /// `config.spill_dir` opened (it fails only if that cannot be done).
     pub(crate) fn new(
-        receiver: mpsc::Receiver<DataEvent>,
-        doorbell: Arc<Doorbell>,
+        receiver: QueueReceiver,
         stop: watch::Receiver<bool>,
         transport: Arc<dyn Transport>,
         stats: Arc<EmitterStats>,
@@ -72,8 +73,8 @@ impl Batcher {
             .transpose()?
             .map(|spill| Arc::new(Mutex::new(spill)));
         Ok(Batcher {
+            doorbell: receiver.doorbell(),
             receiver,
-            doorbell,
             stop,
             publisher: Publisher::new(transport, config.publish_timeout),
             stats,
@@ -197,7 +198,7 @@ impl Batcher {
                     self.take_queued(&mut head.events, max);
                     return;
                 }
-                () = doorbell.notify.notified() => {}
+                () = doorbell.rung() => {}
                 () = stopped(&mut self.stop) => {
                     *stopping = true;
                     self.receiver.close();
@@ -222,12 +223,7 @@ impl Batcher {
 
     /// Moves queued events to `events`, without waiting, until it holds `max`.
     fn take_queued(&mut self, events: &mut Vec<DataEvent>, max: usize) {
-        while events.len() < max {
-            match self.receiver.try_recv() {
-                Ok(event) => events.push(event),
-                Err(_) => break,
-            }
-        }
+        self.receiver.take(events, max);
     }
 
     /// Up to `max` queued events, taken without waiting and numbered.
@@ -248,7 +244,7 @@ impl Batcher {
         loop {
             tokio::select! {
                 outcome = &mut attempt => return outcome,
-                () = doorbell.notify.notified(), if self.spill.is_some() => self.hold_queued().await,
+                () = doorbell.rung(), if self.spill.is_some() => self.hold_queued().await,
             }
         }
     }

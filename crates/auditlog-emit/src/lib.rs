@@ -148,6 +148,7 @@ mod batcher;
 mod emitter;
 pub mod http;
 mod publisher;
+mod queue;
 mod reporting;
 mod spill;
 #[cfg(test)]

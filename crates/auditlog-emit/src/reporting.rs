@@ -7,18 +7,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use auditlog_event::DataEvent;
-use tokio::sync::mpsc;
-
 use crate::emitter::EmitterStats;
+use crate::queue::QueueDepth;
 
 /// Runs the batching task `run`, copying the counters to the `metrics` facade
-/// every [`METRICS_EVERY`] and once more at the end. `queue` measures the queue
-/// without keeping it open.
+/// every [`METRICS_EVERY`] and once more at the end.
 pub(crate) async fn run_reporting(
     run: impl Future<Output = ()>,
     stats: Arc<EmitterStats>,
-    queue: mpsc::WeakSender<DataEvent>,
+    queue: QueueDepth,
 ) {
     let mut published = Published::default();
     tokio::pin!(run);
@@ -28,10 +25,7 @@ pub(crate) async fn run_reporting(
         tokio::select! {
             () = &mut run => break,
             _ = ticker.tick() => {
-                let queued = queue
-                    .upgrade()
-                    .map_or(0, |q| (q.max_capacity() - q.capacity()) as u64);
-                published.publish(&stats, queued);
+                published.publish(&stats, queue.get() as u64);
             }
         }
     }

@@ -31,7 +31,7 @@ impl Batcher {
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(until) => return,
-                () = doorbell.notify.notified(), if self.spill.is_some() => self.hold_queued().await,
+                () = doorbell.rung(), if self.spill.is_some() => self.hold_queued().await,
             }
         }
     }
@@ -79,7 +79,7 @@ impl Batcher {
             let room = self.max_held.saturating_sub(self.pending.len());
             tokio::select! {
                 done = &mut job => return Some(done.unwrap_or_else(|err| Err(io::Error::other(err)))),
-                () = doorbell.notify.notified(), if room > 0 => {
+                () = doorbell.rung(), if room > 0 => {
                     let mut arrived = self.take_numbered(room);
                     self.pending.append(&mut arrived);
                 }
