@@ -6,7 +6,7 @@
 //! nothing of HTTP or transports.
 //!
 //! Backends, chosen by [`open`] from the URL's scheme, all with the same behaviour
-//! (one suite, `tests/behaviour.rs`, runs against each):
+//! (one suite, `tests/behaviour/`, runs against each):
 //!
 //! - [`SqliteStore`] — `sqlite://PATH`, the embedded default;
 //! - [`PostgresStore`] — `postgres://` or `postgresql://`;

@@ -17,21 +17,25 @@ use super::{Batcher, Head};
 use crate::spill::Spill;
 
 impl Batcher {
-    /// Waits `pause` before the next attempt, emptying the queue at once and then
-    /// whenever the doorbell rings. Emptying it at each retry, not only at the
-    /// doorbell, means that while the transport is down what is held in memory
-    /// reaches the spill as soon as it passes the high-water mark, however few
-    /// events are still arriving.
+    /// Waits `pause` before the next attempt, writing what is held and queued to
+    /// the spill at once and then whenever the doorbell rings. The last attempt
+    /// failed, so the transport is down or refusing: events kept in memory now
+    /// would be lost if the process died during the outage, while on disk they
+    /// survive it. Only the batch being retried stays in memory. (While an attempt
+    /// is merely slow, `publish` holds arrivals in memory up to the high-water
+    /// mark instead: the transport may yet take them.)
     pub(super) async fn wait_spilling(&mut self, pause: Duration) {
         let until = Instant::now() + pause;
         if self.spill.is_some() {
-            self.hold_queued().await;
+            self.spill_pending_and_queued().await;
         }
         let doorbell = self.doorbell.clone();
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(until) => return,
-                () = doorbell.rung(), if self.spill.is_some() => self.hold_queued().await,
+                () = doorbell.rung(), if self.spill.is_some() => {
+                    self.spill_pending_and_queued().await;
+                }
             }
         }
     }
@@ -283,6 +287,38 @@ mod tests {
         transport.up.store(true, Ordering::SeqCst);
         let stats = task.shutdown().await;
         assert_eq!(stats.delivered(), 601);
+        assert_eq!(*transport.received.lock().unwrap(), events);
+    }
+
+    #[tokio::test]
+    async fn after_a_failed_attempt_what_arrives_goes_to_disk_at_once_not_into_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        // The spill's mark is at 4 096 held events, far above what is emitted here:
+        // holding them in memory until then would lose them all in a crash.
+        let (transport, emitter, task) = start_down(EmitterConfig {
+            queue_capacity: 8_192,
+            max_batch: 100,
+            ..spilling_config(dir.path())
+        });
+        let events: Vec<_> = (0..301).map(event).collect();
+        // One event makes a batch of one that fails and is retried: it alone
+        // stays in memory.
+        emitter.emit(events[0].clone());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for e in &events[1..] {
+            emitter.emit(e.clone());
+        }
+        let spilled = async {
+            while emitter.stats().spilled() < 300 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(2), spilled)
+            .await
+            .expect("the events that arrived while the transport was down are on disk");
+        transport.up.store(true, Ordering::SeqCst);
+        let stats = task.shutdown().await;
+        assert_eq!(stats.delivered(), 301);
         assert_eq!(*transport.received.lock().unwrap(), events);
     }
 
