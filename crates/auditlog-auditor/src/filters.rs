@@ -31,19 +31,19 @@ pub type QueryParams = BTreeMap<String, String>;
 #[into_params(parameter_in = Query)]
 #[serde(default)]
 pub struct EventFilters {
-    /// Only events by actors of this type; goes with filter[actorId]
+    /// Only events by actors of this type; goes with `filter[actorId]`
     #[serde(rename = "filter[actorType]", skip_serializing_if = "Option::is_none")]
     #[param(inline)]
     pub actor_type: Option<ObjectTypeText>,
-    /// Only events by the actor with this id; goes with filter[actorType]
+    /// Only events by the actor with this id; goes with `filter[actorType]`
     #[serde(rename = "filter[actorId]", skip_serializing_if = "Option::is_none")]
     #[param(inline)]
     pub actor_id: Option<ObjectIdText>,
-    /// Only events on targets of this type; goes with filter[targetId]
+    /// Only events on targets of this type; goes with `filter[targetId]`
     #[serde(rename = "filter[targetType]", skip_serializing_if = "Option::is_none")]
     #[param(inline)]
     pub target_type: Option<ObjectTypeText>,
-    /// Only events on the target with this id; goes with filter[targetType]
+    /// Only events on the target with this id; goes with `filter[targetType]`
     #[serde(rename = "filter[targetId]", skip_serializing_if = "Option::is_none")]
     #[param(inline)]
     pub target_id: Option<ObjectIdText>,

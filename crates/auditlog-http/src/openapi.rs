@@ -3,7 +3,7 @@
 //! serialises), the reusable error responses the operations refer to, the bearer
 //! security scheme, the plain service routes every service serves (`/healthz`,
 //! `/readyz`, `/metrics`, `/openapi.json`), serving a prepared document, and
-//! ([`testing`], feature `testing`) the check that a router and its document list
+//! (`testing`, with the feature `testing`) the check that a router and its document list
 //! the same routes.
 //!
 //! Each service builds its own document from its handlers' `#[utoipa::path]`

@@ -3,8 +3,8 @@
 //! It is generated from the code: each route's operation comes from the
 //! `#[utoipa::path]` annotation on its handler, the bodies from the types the
 //! handlers serialize (`ToSchema` derives), and what has no Rust type on this side
-//! is spelled out once: the event schemas in [`schemas`], the route parameters in
-//! [`params`] (the event filters are [`crate::filters::EventFilters`], the one
+//! is spelled out once: the event schemas in `schemas`, the route parameters in
+//! `params` (the event filters are [`crate::filters::EventFilters`], the one
 //! struct the query parser reads). What both services share (the JSON:API
 //! `errors` document, the error responses, the bearer scheme, the plain service
 //! routes `/healthz`, …) is `auditlog_http::openapi`. The tests below walk
