@@ -72,6 +72,7 @@ enum Command {
     /// or delivers them to the auditor over HTTP.
     ///
     /// Example: auditlog api --amqp-url amqp://guest:guest@127.0.0.1:5672/%2f
+    #[command(visible_alias = "primary-api")]
     Api(ApiArgs),
     /// Run the auditor alone: the RabbitMQ consumer (with --amqp-url), HTTP ingest
     /// and the query API.

@@ -93,6 +93,17 @@ fn the_binary_allocates_with_jemalloc_c_code_included() {
     );
 }
 
+#[test]
+fn the_primary_api_command_answers_to_its_full_name_too() {
+    let short = succeeded(&auditlog(&["api", "--help"]));
+    let full = succeeded(&auditlog(&["primary-api", "--help"]));
+
+    for help in [short, full] {
+        assert!(help.contains("Run the primary API alone"), "{help}");
+        assert!(help.contains("--api-addr"), "{help}");
+    }
+}
+
 /// The NDJSON lines of an output as events.
 fn events(text: &str) -> Vec<Value> {
     text.lines()
