@@ -4,7 +4,7 @@
 //! ([`ReadRequest`], an extractor every read route takes).
 
 use auditlog_auth::Principal;
-use auditlog_event::{Action, DataEvent, ObjectRef, ObjectType};
+use auditlog_event::{Action, DataEvent, ObjectId, ObjectRef, ObjectType};
 use auditlog_http::{ApiError, RequestId};
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::Uri;
@@ -54,20 +54,17 @@ pub(crate) async fn record_read(
     read: &ReadRequest,
 ) -> Result<(), ApiError> {
     let uri = &read.uri;
-    let object = |field: &'static str, text: &str| {
-        ObjectType::parse(field, text).map_err(|e| ApiError::internal(format!("{field}: {e}")))
-    };
-    let id = |field: &'static str, text: &str| {
-        auditlog_event::ObjectId::parse_text(field, text)
-            .map_err(|e| ApiError::internal(format!("{field}: {e}")))
-    };
     let actor = principal
         .actor()
         .map_err(|e| ApiError::internal(format!("the reader as an actor: {e}")))?;
-    let target = ObjectRef::new(
-        object("targetType", AUDIT_LOG_TYPE)?,
-        id("targetId", target_id)?,
-    );
+    let target = ObjectType::parse("targetType", AUDIT_LOG_TYPE)
+        .and_then(|log| {
+            Ok(ObjectRef::new(
+                log,
+                ObjectId::parse_text("targetId", target_id)?,
+            ))
+        })
+        .map_err(|e| ApiError::internal(format!("the log as a target: {e}")))?;
     let now = auditlog_event::now_ms();
     let mut event = DataEvent::new(Action::Viewed, actor, target, now);
     event.event_name = Some(READ_EVENT_NAME.into());

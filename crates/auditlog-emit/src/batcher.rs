@@ -38,7 +38,8 @@ pub(crate) struct Batcher {
     /// Events taken off the queue while a batch was in flight (only with a spill):
     /// newer than the spill's backlog, older than what is still queued.
     pending: Vec<DataEvent>,
-    /// Size of `pending` at which it is written to the spill.
+    /// Size of `pending` at which it is written to the spill while an attempt runs
+    /// (after a failed one, it is written at once).
     high_water: usize,
     /// Most events `pending` takes while the spill is busy; past it they wait in
     /// the queue.

@@ -32,8 +32,10 @@ use crate::queue::{QueueSender, queue};
 /// ```
 #[derive(Debug, Clone)]
 pub struct EmitterConfig {
-    /// Events the in-memory queue holds. Past half of it, the background task moves
-    /// events to the spill file; with no spill, a full queue makes `emit` drop.
+    /// Events the in-memory queue holds. Once a delivery has failed, the background
+    /// task moves what arrives to the spill file at once; while an attempt is only
+    /// slow, it holds arrivals up to half of this before spilling them. With no
+    /// spill, a full queue makes `emit` drop.
     /// The queue's slots are allocated when the emitter starts, so that `emit`
     /// never allocates: about 310 bytes each, 20 MB at the default.
     /// While the spill file is being written, the task goes on emptying the queue

@@ -172,11 +172,14 @@ pub(crate) fn seeded_event(
         ObjectType::parse("actorType", SYSTEM_ACTOR.0)?,
         ObjectId::parse_text("actorId", SYSTEM_ACTOR.1)?,
     );
-    let target = ObjectRef::new(ObjectType::parse("targetType", target_type)?, target_id);
-    let mut event = DataEvent::new(Action::Created, actor, target, now_ms());
-    event.changes = Some(changes);
+    let mut event = event_by(
+        actor,
+        Action::Created,
+        target_type,
+        target_id,
+        Some(changes),
+    )?;
     event.event_name = Some(event_name.to_owned());
-    event.source = Some(SOURCE.into());
     Ok(event)
 }
 
@@ -187,20 +190,32 @@ fn build(
     target_id: i64,
     changes: Option<Changes>,
 ) -> Option<DataEvent> {
-    let actor_ref = actor.principal.actor().ok()?;
-    let target = object_ref(target_type, target_id)?;
-    let mut event = DataEvent::new(action, actor_ref, target, now_ms());
-    event.changes = changes;
-    event.source = Some(SOURCE.into());
+    let mut event = event_by(
+        actor.principal.actor().ok()?,
+        action,
+        target_type,
+        target_id,
+        changes,
+    )
+    .ok()?;
     event.request_id = actor.request_id.clone();
     Some(event)
 }
 
-fn object_ref(object_type: &'static str, id: i64) -> Option<ObjectRef> {
-    Some(ObjectRef::new(
-        ObjectType::parse("targetType", object_type).ok()?,
-        id,
-    ))
+/// What every event of this service is: `actor` did `action` to
+/// `target_type`/`target_id`, now, from [`SOURCE`].
+fn event_by(
+    actor: ObjectRef,
+    action: Action,
+    target_type: &'static str,
+    target_id: i64,
+    changes: Option<Changes>,
+) -> Result<DataEvent, auditlog_event::EventError> {
+    let target = ObjectRef::new(ObjectType::parse("targetType", target_type)?, target_id);
+    let mut event = DataEvent::new(action, actor, target, now_ms());
+    event.changes = changes;
+    event.source = Some(SOURCE.into());
+    Ok(event)
 }
 
 /// The changes between two field lists: only fields whose value really differs.

@@ -1,9 +1,11 @@
 //! What the batching task does while the transport lags or is down: it keeps
-//! taking events off the queue (so that `emit` never finds it full), holds them,
-//! writes them to the spill file past a high-water mark, replays the spill's
-//! backlog first once the transport is back, and at shutdown leaves on disk (or
-//! counts as dropped, without a spill) what could not be delivered in time. The
-//! spill's I/O runs on a blocking thread while the task goes on emptying the queue.
+//! taking events off the queue (so that `emit` never finds it full); while an
+//! attempt is slow it holds them and writes them to the spill file past a
+//! high-water mark, once an attempt has failed it writes them at once; it replays
+//! the spill's backlog first once the transport is back, and at shutdown leaves on
+//! disk (or counts as dropped, without a spill) what could not be delivered in
+//! time. The spill's I/O runs on a blocking thread while the task goes on emptying
+//! the queue.
 
 use std::io;
 use std::sync::atomic::Ordering;
@@ -41,8 +43,9 @@ impl Batcher {
     }
 
     /// Takes what is queued (up to the high-water mark) and keeps it with the events
-    /// that arrived while the transport was busy or down, writing them to the spill
-    /// once there are many.
+    /// that arrived while an attempt runs, writing them to the spill once there are
+    /// many: the attempt may yet succeed, and held events then go out next without
+    /// a trip through the disk.
     pub(super) async fn hold_queued(&mut self) {
         let mut arrived = self.take_numbered(self.high_water);
         self.pending.append(&mut arrived);

@@ -23,13 +23,7 @@ async fn cutting_the_brokers_connections_during_load_loses_and_duplicates_nothin
     }
     assert!(cuts >= 2, "connections were cut ({cuts})");
     let emitted = producer.await.unwrap();
-    wait_until(Duration::from_secs(60), "every event to be stored", || {
-        count(store.url(), "SELECT count(*) FROM audit_events") >= EVENTS as u64
-    })
-    .await;
-    let stored = stored_ids(store.url());
-    assert_eq!(stored.len(), EVENTS);
-    assert_eq!(stored.into_iter().collect::<BTreeSet<_>>(), emitted);
+    assert_each_stored_once(store.url(), &emitted, Duration::from_secs(60)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

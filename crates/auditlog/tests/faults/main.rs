@@ -56,6 +56,18 @@ fn stored_ids(store_url: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits up to `limit` until the store holds as many events as were `emitted`,
+/// then checks it holds exactly those, each once.
+async fn assert_each_stored_once(store_url: &str, emitted: &BTreeSet<String>, limit: Duration) {
+    wait_until(limit, "every event to be stored", || {
+        count(store_url, "SELECT count(*) FROM audit_events") >= emitted.len() as u64
+    })
+    .await;
+    let stored = stored_ids(store_url);
+    assert_eq!(stored.len(), emitted.len(), "no event stored twice");
+    assert_eq!(&stored.into_iter().collect::<BTreeSet<_>>(), emitted);
+}
+
 /// Waits until `check` holds, at most `limit`.
 async fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
