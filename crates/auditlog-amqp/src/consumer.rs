@@ -11,25 +11,27 @@
 //! connected, and the queue's depth (a passive declare every
 //! [`QUEUE_DEPTH_EVERY`] on a channel of the consumer's own connection).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use auditlog_event::{DataEvent, MessageIds, now_ms};
-use auditlog_transport::{Backoff, Inbox, InboxMessage};
+use auditlog_transport::{Backoff, Inbox, InboxMessage, Sender};
 use futures_util::{FutureExt, StreamExt};
 use lapin::Acker;
 use lapin::Confirmation;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, Consumer};
 use serde_json::value::RawValue;
 
+use crate::prefetch::{Prefetch, PrefetchTuner};
 use crate::{AmqpConfig, AmqpError, REASON_HEADER, topology};
 
 /// Messages moved to the dead-letter queue, by `reason` ([`RejectKind::label`]).
@@ -38,6 +40,8 @@ pub const DEAD_LETTERED: &str = "auditlog_amqp_dead_lettered_total";
 pub const CONSUMER_CONNECTED: &str = "auditlog_amqp_consumer_connected";
 /// Messages ready in the auditor's queue (`queue` label), as the broker last said.
 pub const QUEUE_MESSAGES: &str = "auditlog_amqp_queue_messages";
+/// The prefetch the auditor's consumer subscribed with last.
+pub const CONSUMER_PREFETCH: &str = "auditlog_amqp_consumer_prefetch";
 
 /// Gives the consumer's metrics their `# HELP` text and unit in the recorder that
 /// is installed now: call it right after installing one.
@@ -51,6 +55,11 @@ pub fn describe_metrics() {
     describe_gauge!(
         CONSUMER_CONNECTED,
         "1 while the auditor's consumer is connected to RabbitMQ, else 0"
+    );
+    describe_gauge!(
+        CONSUMER_PREFETCH,
+        Unit::Count,
+        "Unacknowledged messages the broker may push to the auditor's consumer (sized from the messages arriving unless --amqp-prefetch fixes it)"
     );
     describe_gauge!(
         QUEUE_MESSAGES,
@@ -71,10 +80,57 @@ const RECONNECT_FIRST: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct AmqpMessage {
     pub events: Vec<DataEvent>,
+    /// Who published it: the broker account its `user-id` names (RabbitMQ
+    /// refuses a `user-id` that is not the publishing connection's user).
+    sender: Sender,
+    /// Where events the auditor refuses go, with the message's routing key.
+    dead_letters: DeadLetters,
+    routing_key: String,
     acker: Acker,
+    /// The broker's number for the delivery, on its channel.
+    delivery_tag: u64,
+    /// Which connection of the consumer delivered it (each reconnect is a new one).
+    link: u64,
+    /// Whether it was taken from the current consumer of its channel, rather than
+    /// from one retiring after a change of prefetch.
+    in_order: bool,
 }
 
 impl AmqpMessage {
+    /// Acknowledges messages committed together, taken from the consumer in the
+    /// order delivered and committed one batch after another. Then every delivery
+    /// of the channel up to the batch's last is done with (committed now, or in an
+    /// earlier batch, or dead-lettered), so one `multiple` ack covers the batch:
+    /// one frame and one piece of broker work instead of one per message. Messages
+    /// taken from a retiring consumer can interleave with the current one's, so
+    /// a batch holding any is acknowledged one by one.
+    pub async fn ack_batch(mut messages: Vec<AmqpMessage>) {
+        let Some(newest_link) = messages.iter().map(|m| m.link).max() else {
+            return;
+        };
+        let in_order = messages.iter().all(|m| m.in_order);
+        // Messages of an earlier connection cannot be acknowledged any more: the
+        // broker requeued them when it went. Trying costs nothing.
+        let (current, earlier): (Vec<_>, Vec<_>) =
+            messages.drain(..).partition(|m| m.link == newest_link);
+        for message in earlier {
+            message.ack().await;
+        }
+        if !in_order {
+            for message in current {
+                message.ack().await;
+            }
+            return;
+        }
+        let Some(last) = current.into_iter().max_by_key(|m| m.delivery_tag) else {
+            return;
+        };
+        let multiple = BasicAckOptions { multiple: true };
+        if let Err(err) = last.acker.ack(multiple).await {
+            tracing::warn!(%err, "ack not delivered; the batch will come again");
+        }
+    }
+
     /// Tells the broker the message is done with. If the connection is gone the
     /// broker redelivers it later, which is harmless: inserts are idempotent.
     pub async fn ack(self) {
@@ -88,16 +144,58 @@ impl AmqpMessage {
 pub struct AmqpConsumer {
     config: AmqpConfig,
     link: Option<ConsumerLink>,
+    /// Connections opened so far.
+    links_opened: u64,
     connected: ConsumerStatus,
 }
 
 struct ConsumerLink {
+    /// This connection's number among the consumer's connections (1, 2, …).
+    number: u64,
     connection: Connection,
+    /// The channel the auditor consumes on, and its consumer.
+    channel: Channel,
     consumer: Consumer,
-    dead_letters: Channel,
-    dead_letter_queue: String,
+    /// Consumers being cancelled after a change of prefetch, oldest first: each
+    /// still hands over the messages the broker pushed to it (they stay
+    /// unacknowledged on the channel) until it ends.
+    retiring: VecDeque<Consumer>,
+    /// Consumers started on this channel, for unique consumer tags.
+    subscriptions: u32,
+    /// Sizes the prefetch from the messages arriving, unless it is fixed.
+    tuner: Option<PrefetchTuner>,
+    queue: String,
+    dead_letters: DeadLetters,
     /// Dropped with the link, which ends its queue-depth watcher.
     _depth_watch: tokio::sync::oneshot::Sender<()>,
+}
+
+/// The channel and queue poison and refused events are published to.
+#[derive(Clone)]
+struct DeadLetters {
+    channel: Channel,
+    queue: String,
+}
+
+impl std::fmt::Debug for DeadLetters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetters")
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who published a delivery: the broker account its validated `user-id` names,
+/// or just "some publisher the broker let in" without one.
+fn sender_of(properties: &BasicProperties) -> Sender {
+    let principal = match properties.user_id() {
+        Some(user) if !user.as_str().is_empty() => format!("amqp/{}", user.as_str()),
+        _ => "amqp".to_owned(),
+    };
+    Sender {
+        principal,
+        via: "amqp",
+    }
 }
 
 /// Whether a consumer is connected to RabbitMQ right now, readable from other
@@ -120,12 +218,13 @@ impl AmqpConsumer {
     /// Connects and declares the topology; fails if the broker cannot be reached,
     /// so that a wrong URL is reported at start.
     pub async fn connect(config: AmqpConfig) -> Result<Self, AmqpError> {
-        let link = open(&config).await?;
+        let link = open(&config, 1).await?;
         let connected = ConsumerStatus::default();
         connected.set(true);
         Ok(AmqpConsumer {
             config,
             link: Some(link),
+            links_opened: 1,
             connected,
         })
     }
@@ -141,8 +240,9 @@ impl AmqpConsumer {
         let mut backoff = Backoff::new(RECONNECT_FIRST, Backoff::MAX);
         loop {
             let Some(link) = self.link.as_mut() else {
-                match open(&self.config).await {
+                match open(&self.config, self.links_opened + 1).await {
                     Ok(link) => {
+                        self.links_opened += 1;
                         tracing::info!("reconnected to RabbitMQ");
                         self.link = Some(link);
                         self.connected.set(true);
@@ -155,8 +255,19 @@ impl AmqpConsumer {
                 }
                 continue;
             };
-            match link.consumer.next().await {
-                Some(Ok(delivery)) => match decode(link, delivery).await {
+            let in_order = link.retiring.is_empty();
+            let next = match link.retiring.front_mut() {
+                Some(retiring) => match retiring.next().await {
+                    None => {
+                        link.retiring.pop_front();
+                        continue;
+                    }
+                    delivered => delivered,
+                },
+                None => link.consumer.next().await,
+            };
+            match next {
+                Some(Ok(delivery)) => match decode(link, delivery, in_order).await {
                     Ok(Some(message)) => return message,
                     Ok(None) => {}
                     Err(err) => {
@@ -180,11 +291,22 @@ impl AmqpConsumer {
     pub async fn try_recv(&mut self) -> Option<AmqpMessage> {
         loop {
             let link = self.link.as_mut()?;
-            let delivery = match link.consumer.next().now_or_never()? {
+            let in_order = link.retiring.is_empty();
+            let next = match link.retiring.front_mut() {
+                Some(retiring) => match retiring.next().now_or_never()? {
+                    None => {
+                        link.retiring.pop_front();
+                        continue;
+                    }
+                    delivered => delivered,
+                },
+                None => link.consumer.next().now_or_never()?,
+            };
+            let delivery = match next {
                 Some(Ok(delivery)) => delivery,
                 _ => return None,
             };
-            match decode(link, delivery).await {
+            match decode(link, delivery, in_order).await {
                 Ok(Some(message)) => return Some(message),
                 Ok(None) => continue,
                 Err(_) => return None,
@@ -229,29 +351,39 @@ impl InboxMessage for AmqpMessage {
         std::mem::take(&mut self.events)
     }
 
+    fn sender(&self) -> Sender {
+        self.sender.clone()
+    }
+
+    /// Dead-letters each refused event, as JSON, with the reason. One that
+    /// cannot be dead-lettered is logged: the message is acknowledged anyway,
+    /// since delivering it again would be refused again.
+    async fn refuse(&mut self, refused: Vec<(DataEvent, String)>) {
+        for (event, reason) in refused {
+            let rejected = Rejected::new(event.to_json().as_bytes(), RejectKind::Refused, reason);
+            if let Err(err) = dead_letter(&self.dead_letters, &rejected, &self.routing_key).await {
+                tracing::error!(%err, id = %event.id, reason = %rejected.reason, "a refused event could not be dead-lettered; it is dropped");
+            }
+        }
+    }
+
     async fn ack(self) {
         AmqpMessage::ack(self).await;
     }
+
+    async fn ack_all(messages: Vec<Self>) {
+        AmqpMessage::ack_batch(messages).await;
+    }
 }
 
-async fn open(config: &AmqpConfig) -> Result<ConsumerLink, AmqpError> {
+async fn open(config: &AmqpConfig, number: u64) -> Result<ConsumerLink, AmqpError> {
     let name = format!("auditlog consumer {}", config.queue);
     let connection = topology::connect(&config.url, name).await?;
     topology::auditor(&connection, config).await?;
     let channel = topology::channel(&connection).await?;
-    channel
-        .basic_qos(config.prefetch, BasicQosOptions::default())
-        .await
-        .map_err(|e| topology::broker("basic.qos", e))?;
-    let consumer = channel
-        .basic_consume(
-            config.queue.as_str().into(),
-            "auditlog-auditor".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| topology::broker(format!("basic.consume {}", config.queue), e))?;
+    let prefetch = config.prefetch.initial();
+    let consumer = subscribe(&channel, &config.queue, prefetch, 0).await?;
+    metrics::gauge!(CONSUMER_PREFETCH).set(f64::from(prefetch));
     let dead_letters = topology::channel(&connection).await?;
     dead_letters
         .confirm_select(ConfirmSelectOptions::default())
@@ -264,10 +396,18 @@ async fn open(config: &AmqpConfig) -> Result<ConsumerLink, AmqpError> {
         stop_watching,
     ));
     Ok(ConsumerLink {
+        number,
         connection,
+        channel,
         consumer,
-        dead_letters,
-        dead_letter_queue: config.dead_letter_queue.clone(),
+        retiring: VecDeque::new(),
+        subscriptions: 1,
+        tuner: (config.prefetch == Prefetch::Auto).then(|| PrefetchTuner::new(prefetch)),
+        queue: config.queue.clone(),
+        dead_letters: DeadLetters {
+            channel: dead_letters,
+            queue: config.dead_letter_queue.clone(),
+        },
         _depth_watch: depth_watch,
     })
 }
@@ -305,13 +445,68 @@ async fn watch_depth(
     let _ = channel.close(200, "depth watch done".into()).await;
 }
 
+/// Starts consuming `queue` on `channel` with `prefetch`, as the `number`th
+/// consumer of the channel.
+async fn subscribe(
+    channel: &Channel,
+    queue: &str,
+    prefetch: u16,
+    number: u32,
+) -> Result<Consumer, AmqpError> {
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .map_err(|e| topology::broker("basic.qos", e))?;
+    let tag = match number {
+        0 => "auditlog-auditor".to_owned(),
+        n => format!("auditlog-auditor-{n}"),
+    };
+    channel
+        .basic_consume(
+            queue.into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| topology::broker(format!("basic.consume {queue}"), e))
+}
+
+/// A consumer's prefetch applies from its subscription on, so a new one takes
+/// effect through a new consumer; the old one is cancelled and hands over what it
+/// already holds.
+async fn resubscribe(link: &mut ConsumerLink, prefetch: u16) -> Result<(), AmqpError> {
+    let consumer = subscribe(&link.channel, &link.queue, prefetch, link.subscriptions).await?;
+    link.subscriptions += 1;
+    let old = std::mem::replace(&mut link.consumer, consumer);
+    link.channel
+        .basic_cancel(old.tag().as_str().into(), BasicCancelOptions::default())
+        .await
+        .map_err(|e| topology::broker("basic.cancel", e))?;
+    link.retiring.push_back(old);
+    metrics::gauge!(CONSUMER_PREFETCH).set(f64::from(prefetch));
+    tracing::debug!(prefetch, "consumer prefetch changed");
+    Ok(())
+}
+
 /// Splits a message into valid events and dead-letters the rest. `Ok(None)` when
 /// nothing valid was left (the message is then already acknowledged).
-async fn decode(link: &ConsumerLink, delivery: Delivery) -> Result<Option<AmqpMessage>, AmqpError> {
+async fn decode(
+    link: &mut ConsumerLink,
+    delivery: Delivery,
+    in_order: bool,
+) -> Result<Option<AmqpMessage>, AmqpError> {
     let now = now_ms();
     let (events, rejected) = parse_body(&delivery.data, now);
+    if let Some(prefetch) = link
+        .tuner
+        .as_mut()
+        .and_then(|tuner| tuner.observe(events.len() + rejected.len()))
+    {
+        resubscribe(link, prefetch).await?;
+    }
     for rejected in &rejected {
-        dead_letter(link, rejected, delivery.routing_key.as_str()).await?;
+        dead_letter(&link.dead_letters, rejected, delivery.routing_key.as_str()).await?;
     }
     if events.is_empty() {
         if let Err(err) = delivery.acker.ack(BasicAckOptions::default()).await {
@@ -321,7 +516,13 @@ async fn decode(link: &ConsumerLink, delivery: Delivery) -> Result<Option<AmqpMe
     }
     Ok(Some(AmqpMessage {
         events,
+        sender: sender_of(&delivery.properties),
+        dead_letters: link.dead_letters.clone(),
+        routing_key: delivery.routing_key.as_str().to_owned(),
         acker: delivery.acker,
+        delivery_tag: delivery.delivery_tag,
+        link: link.number,
+        in_order,
     }))
 }
 
@@ -331,6 +532,9 @@ pub enum RejectKind {
     NotUtf8,
     NotJson,
     InvalidEvent,
+    /// A valid event the auditor would not store from this sender (its
+    /// producer id is another's, or it claims the auditor's own names).
+    Refused,
 }
 
 impl RejectKind {
@@ -341,6 +545,7 @@ impl RejectKind {
             RejectKind::NotUtf8 => "not_utf8",
             RejectKind::NotJson => "not_json",
             RejectKind::InvalidEvent => "invalid_event",
+            RejectKind::Refused => "refused",
         }
     }
 }
@@ -427,7 +632,7 @@ pub(crate) fn parse_body(body: &[u8], now: i64) -> (Vec<DataEvent>, Vec<Rejected
 }
 
 async fn dead_letter(
-    link: &ConsumerLink,
+    dead_letters: &DeadLetters,
     rejected: &Rejected,
     routing_key: &str,
 ) -> Result<(), AmqpError> {
@@ -442,11 +647,11 @@ async fn dead_letter(
     let properties = BasicProperties::default()
         .with_delivery_mode(2)
         .with_headers(headers);
-    let confirm = link
-        .dead_letters
+    let confirm = dead_letters
+        .channel
         .basic_publish(
             "".into(),
-            link.dead_letter_queue.as_str().into(),
+            dead_letters.queue.as_str().into(),
             BasicPublishOptions::default(),
             &rejected.body,
             properties,

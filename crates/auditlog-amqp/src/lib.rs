@@ -9,17 +9,66 @@
 //! producer SDK nor the auditor.
 //!
 //! Exchanges and queues that already exist are used as they were declared (the
-//! prototype declared them non-durable); only missing ones are created, durable.
+//! prototype declared them non-durable); only missing ones are created, durable,
+//! the queues as quorum queues unless [`QueueType::Classic`] is asked for. Several
+//! auditors may consume one queue as competing consumers.
 
 mod consumer;
+pub mod prefetch;
 mod publisher;
+mod single;
 mod topology;
 
 pub use consumer::{
-    AmqpConsumer, AmqpMessage, CONSUMER_CONNECTED, ConsumerStatus, DEAD_LETTERED, QUEUE_MESSAGES,
-    RejectKind, describe_metrics,
+    AmqpConsumer, AmqpMessage, CONSUMER_CONNECTED, CONSUMER_PREFETCH, ConsumerStatus,
+    DEAD_LETTERED, QUEUE_MESSAGES, RejectKind, describe_metrics,
 };
+pub use prefetch::Prefetch;
 pub use publisher::AmqpPublisher;
+pub use single::{CONFIRMS_IN_FLIGHT, SingleEventPublisher, drain};
+pub use topology::DELIVERY_LIMIT;
+
+/// The type of queue declared when the auditor's queue (or its dead-letter queue)
+/// does not exist yet. An existing queue keeps the type it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueType {
+    /// Replicated over a cluster's nodes (Raft), durable; the broker dead-letters a
+    /// message delivered more than [`DELIVERY_LIMIT`] times. For new deployments.
+    #[default]
+    Quorum,
+    /// A durable classic queue, on one node: what earlier releases declared.
+    Classic,
+}
+
+impl QueueType {
+    /// The name on the command line and in RabbitMQ's `x-queue-type`.
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueType::Quorum => "quorum",
+            QueueType::Classic => "classic",
+        }
+    }
+}
+
+impl std::fmt::Display for QueueType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for QueueType {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "quorum" => Ok(QueueType::Quorum),
+            "classic" => Ok(QueueType::Classic),
+            other => Err(format!(
+                "`{other}` is not a queue type: use quorum or classic"
+            )),
+        }
+    }
+}
 
 /// Names and tuning of the RabbitMQ topology.
 #[derive(Clone)]
@@ -35,7 +84,9 @@ pub struct AmqpConfig {
     /// Where poison messages go, with the reason in the `x-auditlog-reason` header.
     pub dead_letter_queue: String,
     /// Unacknowledged messages the broker may push to one consumer.
-    pub prefetch: u16,
+    pub prefetch: Prefetch,
+    /// The type of the queues declared when they do not exist yet.
+    pub queue_type: QueueType,
 }
 
 impl std::fmt::Debug for AmqpConfig {
@@ -47,6 +98,7 @@ impl std::fmt::Debug for AmqpConfig {
             .field("binding_key", &self.binding_key)
             .field("dead_letter_queue", &self.dead_letter_queue)
             .field("prefetch", &self.prefetch)
+            .field("queue_type", &self.queue_type)
             .finish()
     }
 }
@@ -60,7 +112,8 @@ impl AmqpConfig {
             queue: "data-mutation-audits".into(),
             binding_key: "*.data.mutated".into(),
             dead_letter_queue: "data-mutation-audits.dead-letter".into(),
-            prefetch: 64,
+            prefetch: Prefetch::Auto,
+            queue_type: QueueType::Quorum,
         }
     }
 
@@ -156,6 +209,33 @@ mod tests {
         assert_eq!(config.queue, "data-mutation-audits");
         assert_eq!(config.binding_key, "*.data.mutated");
         assert_eq!(AmqpConfig::routing_key("api"), "api.data.mutated");
+    }
+
+    #[test]
+    fn queue_types_parse_by_name_and_quorum_is_the_default() {
+        assert_eq!("quorum".parse(), Ok(QueueType::Quorum));
+        assert_eq!("classic".parse(), Ok(QueueType::Classic));
+        assert!("stream".parse::<QueueType>().is_err());
+        assert_eq!(AmqpConfig::new("amqp://h").queue_type, QueueType::Quorum);
+    }
+
+    #[test]
+    fn a_new_quorum_queue_dead_letters_after_the_delivery_limit() {
+        let arguments =
+            topology::queue_arguments(QueueType::Quorum, Some("audits.dead-letter")).unwrap();
+        let get = |key: &str| arguments.inner().get(key).cloned();
+        assert_eq!(
+            get("x-delivery-limit"),
+            Some(lapin::types::AMQPValue::LongLongInt(DELIVERY_LIMIT))
+        );
+        assert_eq!(
+            get("x-dead-letter-routing-key"),
+            Some(lapin::types::AMQPValue::LongString(
+                "audits.dead-letter".into()
+            ))
+        );
+        let classic = topology::queue_arguments(QueueType::Classic, Some("dlq")).unwrap();
+        assert!(classic.inner().is_empty(), "a classic queue as before");
     }
 
     #[test]

@@ -83,9 +83,14 @@ impl Transport for AmqpPublisher {
         let Some(link) = guard.as_ref() else {
             return Err(TransportError::Unavailable("no connection".into()));
         };
-        let properties = BasicProperties::default()
+        let mut properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into());
+        // RabbitMQ checks a message's user-id against the connection's user, so
+        // the auditor can record which broker account published it.
+        if let Some(user) = url_user(&self.config.url) {
+            properties = properties.with_user_id(user.into());
+        }
         let outcome = async {
             let confirm = link
                 .channel
@@ -141,5 +146,34 @@ impl Transport for AmqpPublisher {
                 .map_err(|e| TransportError::Unavailable(e.to_string()))?,
         );
         Ok(())
+    }
+}
+
+/// The user an `amqp://user:pass@host/…` URL connects as: `guest` when it names
+/// none (the client's default). `None` when it is percent-encoded: the user-id
+/// sent must be exactly the broker's name for it, or the broker closes the
+/// channel, and a wrong guess would stop every publish.
+fn url_user(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let user = match authority.rsplit_once('@') {
+        Some((credentials, _)) => credentials.split(':').next().unwrap_or_default(),
+        None => "guest",
+    };
+    (!user.is_empty() && !user.contains('%')).then(|| user.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_user_is_read_from_the_url_or_is_the_default() {
+        assert_eq!(
+            url_user("amqp://bob:secret@host:5672/%2f").as_deref(),
+            Some("bob")
+        );
+        assert_eq!(url_user("amqp://host:5672").as_deref(), Some("guest"));
+        assert_eq!(url_user("amqp://b%40b:x@host"), None);
     }
 }

@@ -14,6 +14,7 @@ use auditlog_store::AuditStore;
 use auditlog_transport::{Backoff, Inbox, InboxMessage};
 
 use crate::commit::{Via, insert_measured};
+use crate::intake::{Delivered, Intake};
 
 /// Most events committed in one transaction.
 const MAX_EVENTS_PER_COMMIT: usize = 20_000;
@@ -26,6 +27,7 @@ pub async fn run<I: Inbox>(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     tokio::pin!(shutdown);
+    let intake = Intake::new(store.clone());
     let mut pending: Vec<I::Message> = Vec::new();
     loop {
         let first = tokio::select! {
@@ -33,27 +35,77 @@ pub async fn run<I: Inbox>(
             _ = &mut shutdown => None,
         };
         let Some(mut first) = first else { break };
-        let mut events = first.take_events();
+        let mut batches = vec![first.take_events()];
+        let mut merged = batches[0].len();
         pending.push(first);
         // Merge messages already waiting, so a busy producer gets one commit for many.
-        while events.len() < MAX_EVENTS_PER_COMMIT {
+        while merged < MAX_EVENTS_PER_COMMIT {
             match inbox.try_recv().await {
                 Some(mut next) => {
-                    events.append(&mut next.take_events());
+                    let events = next.take_events();
+                    merged += events.len();
+                    batches.push(events);
                     pending.push(next);
                 }
                 None => break,
             }
         }
+        let Some(events) = vet_with_retry(&intake, &mut pending, batches).await else {
+            pending.clear();
+            continue;
+        };
         if store_with_retry(&*store, &events, &pending).await {
-            for message in pending.drain(..) {
-                message.ack().await;
-            }
+            I::Message::ack_all(std::mem::take(&mut pending)).await;
         } else {
             pending.clear();
         }
     }
     inbox.close().await;
+}
+
+/// The events of each message its sender may deliver, with the auditor's
+/// receipt; the others are refused to their message (dead-lettered, on RabbitMQ)
+/// before it is acknowledged. `None` when every producer stopped waiting while
+/// the store could not be asked who holds a producer id.
+async fn vet_with_retry<M: InboxMessage>(
+    intake: &Intake,
+    messages: &mut [M],
+    batches: Vec<Vec<DataEvent>>,
+) -> Option<Vec<DataEvent>> {
+    let mut accepted = Vec::with_capacity(batches.iter().map(Vec::len).sum());
+    for (message, mut events) in messages.iter_mut().zip(batches) {
+        let sender = message.sender();
+        // Services publish on the transports, rights events included; who may
+        // publish there at all is the broker's (or the process's) decision.
+        let delivered = Delivered {
+            by: sender.principal,
+            via: sender.via,
+            may_publish_rights: true,
+        };
+        let mut backoff = Backoff::default();
+        loop {
+            match intake.vet(events, &delivered).await {
+                Ok((mut ok, refused)) => {
+                    if !refused.is_empty() {
+                        let refused = refused.into_iter().map(|r| (r.event, r.reason)).collect();
+                        message.refuse(refused).await;
+                    }
+                    accepted.append(&mut ok);
+                    break;
+                }
+                Err((back, err)) => {
+                    if message.abandoned() {
+                        tracing::error!(%err, "store unavailable and the producer stopped waiting; it keeps the batch");
+                        return None;
+                    }
+                    tracing::warn!(%err, retry_in_ms = backoff.pause().as_millis() as u64, "could not check producer ids; retrying");
+                    tokio::time::sleep(backoff.next_pause()).await;
+                    events = back;
+                }
+            }
+        }
+    }
+    Some(accepted)
 }
 
 /// Inserts until the store commits (`true`), or until every producer stopped

@@ -17,12 +17,15 @@ use serde_json::value::RawValue;
 use crate::filters::QueryParams;
 
 /// The CSV columns, in order.
-pub(crate) const CSV_HEADER: &str = "id,timestamp,action,actorType,actorId,targetType,targetId,eventName,changes,source,requestId\r\n";
+/// `timestamp` is the producer's word; `receivedAt` (the auditor's clock),
+/// `ingestedBy` and `via` are what the auditor vouches for.
+pub(crate) const CSV_HEADER: &str = "id,timestamp,action,actorType,actorId,targetType,targetId,eventName,changes,source,requestId,receivedAt,ingestedBy,via\r\n";
 
 /// An export format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Format {
-    /// RFC 4180 CSV, one row per event under [`CSV_HEADER`].
+    /// RFC 4180 CSV, one row per event under [`CSV_HEADER`], every cell defused
+    /// against spreadsheet formulas ([`auditlog_http::csv`]).
     Csv,
     /// One stored event JSON per line, exactly as stored.
     Ndjson,
@@ -191,6 +194,10 @@ struct CsvEvent<'a> {
     source: Value,
     #[serde(default)]
     request_id: Value,
+    #[serde(default)]
+    ingested_by: Value,
+    #[serde(default)]
+    via: Value,
 }
 
 fn csv_row(event: &StoredEvent, out: &mut Vec<u8>) -> Result<(), String> {
@@ -216,47 +223,17 @@ fn csv_row(event: &StoredEvent, out: &mut Vec<u8>) -> Result<(), String> {
             .unwrap_or_default(),
         text(&fields.source),
         text(&fields.request_id),
+        event.received_at.to_string(),
+        text(&fields.ingested_by),
+        text(&fields.via),
     ];
-    for (n, cell) in cells.iter().enumerate() {
-        if n > 0 {
-            out.push(b',');
-        }
-        csv_cell(cell, out);
-    }
-    out.extend_from_slice(b"\r\n");
+    auditlog_http::csv::write_row(cells.iter().map(String::as_str), out);
     Ok(())
-}
-
-/// RFC 4180: a cell holding a comma, a quote or a line break is quoted, its quotes
-/// doubled.
-fn csv_cell(cell: &str, out: &mut Vec<u8>) {
-    if cell.contains([',', '"', '\r', '\n']) {
-        out.push(b'"');
-        out.extend_from_slice(cell.replace('"', "\"\"").as_bytes());
-        out.push(b'"');
-    } else {
-        out.extend_from_slice(cell.as_bytes());
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cell(text: &str) -> String {
-        let mut out = Vec::new();
-        csv_cell(text, &mut out);
-        String::from_utf8(out).unwrap_or_default()
-    }
-
-    #[test]
-    fn cells_are_quoted_only_when_they_must_be() {
-        assert_eq!(cell("plain"), "plain");
-        assert_eq!(cell("a,b"), "\"a,b\"");
-        assert_eq!(cell("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(cell("two\nlines"), "\"two\nlines\"");
-        assert_eq!(cell(""), "");
-    }
 
     #[test]
     fn the_format_comes_from_the_parameter_before_the_accept_header() {

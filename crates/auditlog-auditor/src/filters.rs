@@ -26,6 +26,18 @@ use crate::query::object_key;
 /// A query string's parameters, decoded as the routes decode them.
 pub type QueryParams = BTreeMap<String, String>;
 
+/// Refuses any parameter of `params` that is not in `known`, for the routes that
+/// take a few fixed parameters rather than [`EventFilters`].
+pub(crate) fn only_known(params: &QueryParams, known: &[&str]) -> Result<(), ApiError> {
+    match params.keys().find(|key| !known.contains(&key.as_str())) {
+        Some(other) => Err(ApiError::bad_request(format!(
+            "unknown query parameter `{other}`; known: {}",
+            known.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The filters, order and page of an event query. Every filter present must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

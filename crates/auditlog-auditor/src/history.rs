@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
 use crate::AuditorState;
-use crate::filters::{QueryParams, millis};
+use crate::filters::{QueryParams, millis, only_known};
 use crate::openapi::{DiffOptions, ObjectPath, StateOptions};
 use crate::query::{authorise, object_key};
 use crate::reads::{COLLECTION, ReadRequest, record_read};
@@ -139,12 +139,7 @@ async fn readable_target(
 
 /// Reads the millisecond parameters a route takes; anything else is refused.
 fn times(params: &QueryParams, known: &[&str]) -> Result<Vec<Option<i64>>, ApiError> {
-    if let Some(other) = params.keys().find(|key| !known.contains(&key.as_str())) {
-        return Err(ApiError::bad_request(format!(
-            "unknown query parameter `{other}`; known: {}",
-            known.join(", ")
-        )));
-    }
+    only_known(params, known)?;
     known
         .iter()
         .map(|key| params.get(*key).map(|value| millis(key, value)).transpose())

@@ -1,7 +1,10 @@
 //! HTTP ingest: `POST /api/data-events` with a JSON:API document of one or many
 //! `data-events` resources, or `application/x-ndjson` with one event per line.
 //! Valid events are committed before the answer; each invalid one is reported with
-//! its position and the field at fault, and never stored.
+//! its position and the field at fault, and never stored. Each stored event
+//! records the token's principal as `ingestedBy` and `via: "http"`; an event the
+//! principal may not deliver (another's producer id, the auditor's own names) is
+//! reported like an invalid one ([`crate::intake`]).
 
 use auditlog_event::{DataEvent, EventError, MessageIds, now_ms};
 use auditlog_http::{ApiError, Authenticated, json_api, media_type, read_body};
@@ -14,6 +17,7 @@ use utoipa::ToSchema;
 
 use crate::AuditorState;
 use crate::commit::Via;
+use crate::intake::Delivered;
 use crate::openapi::IngestDocumentSchema;
 use auditlog_http::openapi::{
     BadRequest, Conflict, ErrorDocument, ErrorObject, ErrorSource, Forbidden, PayloadTooLarge,
@@ -23,7 +27,19 @@ use auditlog_http::openapi::{
 /// One rejected event: where it was in the request and why.
 struct Rejection {
     pointer: String,
-    error: EventError,
+    /// The field at fault, if one is.
+    field: Option<String>,
+    detail: String,
+}
+
+impl Rejection {
+    fn invalid(pointer: String, error: &EventError) -> Self {
+        Rejection {
+            pointer,
+            field: error.field().map(str::to_owned),
+            detail: error.to_string(),
+        }
+    }
 }
 
 /// `POST /api/data-events`.
@@ -38,7 +54,11 @@ struct Rejection {
         the field at fault, and not stored. When no event is valid the answer is 422. \
         An event without an id gets one derived from the request body and its position, \
         so a retry of the same body is stored once. \
-        At most 8 MiB per request and 64 KiB per event.",
+        At most 8 MiB per request and 64 KiB per event. \
+        Each stored event records the token's principal as `ingestedBy` and `via: http` \
+        (an event that sends either is invalid); an event numbered under a producer id \
+        another principal delivered first, with the auditor's own `source` or `audit.*` \
+        name, or (from anyone but a service) an `auth.*` name is refused with the reason.",
     request_body(
         description = "A JSON:API document of `data-events` resources, or NDJSON: one \
             event object per line",
@@ -76,7 +96,7 @@ pub(crate) async fn ingest(
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("the body is not valid UTF-8"))?;
     let now = now_ms();
-    let (events, rejected) = match kind.as_deref() {
+    let (parsed, mut rejected) = match kind.as_deref() {
         Some("application/x-ndjson") => parse_ndjson(text, now),
         Some(auditlog_http::JSON_API) | Some("application/json") => parse_document(text, now)?,
         other => {
@@ -91,8 +111,26 @@ pub(crate) async fn ingest(
             ));
         }
     };
-    if events.is_empty() && rejected.is_empty() {
+    if parsed.is_empty() && rejected.is_empty() {
         return Err(ApiError::bad_request("the request holds no events"));
+    }
+    let (pointers, events): (Vec<String>, Vec<DataEvent>) = parsed.into_iter().unzip();
+    let delivered = Delivered {
+        by: principal.name(),
+        via: "http",
+        may_publish_rights: principal.may_publish_rights(),
+    };
+    let (events, refused) = state
+        .intake
+        .vet(events, &delivered)
+        .await
+        .map_err(|(_, e)| ApiError::unavailable(format!("the events were not stored: {e}")))?;
+    for refusal in refused {
+        rejected.push(Rejection {
+            pointer: pointers.get(refusal.index).cloned().unwrap_or_default(),
+            field: None,
+            detail: refusal.reason,
+        });
     }
     if events.is_empty() {
         return Ok(rejection_response(&rejected));
@@ -152,7 +190,7 @@ struct IngestMeta {
 /// An event without an id gets one derived from the request body and its line or
 /// position (see [`MessageIds`]): a client that retries the same request after
 /// losing the answer gets the same ids back, and its events are stored once.
-fn parse_ndjson(text: &str, now: i64) -> (Vec<DataEvent>, Vec<Rejection>) {
+fn parse_ndjson(text: &str, now: i64) -> (Vec<(String, DataEvent)>, Vec<Rejection>) {
     let message = MessageIds::new(text.as_bytes());
     let mut events = Vec::new();
     let mut rejected = Vec::new();
@@ -160,12 +198,10 @@ fn parse_ndjson(text: &str, now: i64) -> (Vec<DataEvent>, Vec<Rejection>) {
         if line.trim().is_empty() {
             continue;
         }
+        let pointer = format!("line {}", line_no + 1);
         match DataEvent::parse_json_in(line, now, &message, line_no) {
-            Ok(event) => events.push(event),
-            Err(error) => rejected.push(Rejection {
-                pointer: format!("line {}", line_no + 1),
-                error,
-            }),
+            Ok(event) => events.push((pointer, event)),
+            Err(error) => rejected.push(Rejection::invalid(pointer, &error)),
         }
     }
     (events, rejected)
@@ -186,7 +222,10 @@ struct Resource<'a> {
 }
 
 /// Ids of id-less events are derived as in [`parse_ndjson`], by position in `data`.
-fn parse_document(text: &str, now: i64) -> Result<(Vec<DataEvent>, Vec<Rejection>), ApiError> {
+/// Each valid event comes with its place in the request, for reporting it.
+type Parsed = (Vec<(String, DataEvent)>, Vec<Rejection>);
+
+fn parse_document(text: &str, now: i64) -> Result<Parsed, ApiError> {
     let message = MessageIds::new(text.as_bytes());
     let document: Document = serde_json::from_str(text).map_err(|e| {
         ApiError::bad_request(format!(
@@ -221,19 +260,17 @@ fn parse_document(text: &str, now: i64) -> Result<(Vec<DataEvent>, Vec<Rejection
                 ),
             ));
         }
+        let pointer = format!("{pointer}/attributes");
         match DataEvent::parse_json_in(resource.attributes.get(), now, &message, index) {
-            Ok(event) => events.push(event),
-            Err(error) => rejected.push(Rejection {
-                pointer: format!("{pointer}/attributes"),
-                error,
-            }),
+            Ok(event) => events.push((pointer, event)),
+            Err(error) => rejected.push(Rejection::invalid(pointer, &error)),
         }
     }
     Ok((events, rejected))
 }
 
 fn rejection_error(rejection: &Rejection) -> ErrorObject {
-    let pointer = match rejection.error.field() {
+    let pointer = match rejection.field.as_deref() {
         Some(field) if rejection.pointer.starts_with('/') => {
             format!("{}/{field}", rejection.pointer)
         }
@@ -242,7 +279,7 @@ fn rejection_error(rejection: &Rejection) -> ErrorObject {
     ErrorObject {
         status: "422".into(),
         title: "Invalid event".into(),
-        detail: rejection.error.to_string(),
+        detail: rejection.detail.clone(),
         code: None,
         source: Some(ErrorSource { pointer }),
     }

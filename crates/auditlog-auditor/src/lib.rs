@@ -3,7 +3,8 @@
 //! answers the JSON:API query routes (`query`, with exports in `export`), the live
 //! tail (`stream`), object history (`history`), the activity histogram
 //! (`activity`) and the admins' completeness report per producer (`producers`)
-//! under the shared authorisation policy, so calling it directly gives no more than
+//! under the shared authorisation policy, and it keeps the log verifiable
+//! ([`log`]: the Merkle tree's sealer, signed checkpoints, tiles and proofs), so calling it directly gives no more than
 //! going through the primary API.
 
 mod activity;
@@ -13,11 +14,13 @@ mod export;
 pub mod filters;
 mod history;
 mod ingest;
-pub mod integrity;
+pub mod intake;
+pub mod log;
 pub mod openapi;
 mod producers;
 mod query;
 mod reads;
+pub mod rights;
 mod stream;
 
 pub use filters::{EventFilters, QueryParams};
@@ -28,7 +31,7 @@ pub use query::parse_query_string;
 /// installing one.
 pub fn describe_metrics() {
     commit::describe_metrics();
-    integrity::describe_metrics();
+    log::sealer::describe_metrics();
 }
 
 use std::sync::Arc;
@@ -41,6 +44,10 @@ use auditlog_store::AuditStore;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
+
+/// How far an event's timestamp may be from its receipt before it is flagged,
+/// unless configured (`--clock-skew-tolerance`).
+pub const DEFAULT_CLOCK_SKEW_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Largest ingest body: a batch of events is bigger than an API request.
 pub const MAX_INGEST_BYTES: usize = 8 * 1024 * 1024;
@@ -55,9 +62,17 @@ pub struct AuditorState {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// The registry `GET /metrics` renders.
     pub metrics: Metrics,
-    /// What `GET /readyz` checks: the store; the binary adds the consumer when one
-    /// runs.
+    /// What `GET /readyz` checks: the store; the binary adds the consumer and the
+    /// sealer when they run.
     pub readiness: Readiness,
+    /// The note verifier key `GET /log/key` serves: the sealer's, when one runs.
+    pub log_key: Option<String>,
+    /// What HTTP ingest checks each event against, and the receipt it records.
+    pub intake: Arc<intake::Intake>,
+    /// How far an event's own timestamp may be from the auditor's receipt
+    /// before answers flag it (`meta.clockSkewed`): producers' clocks are
+    /// trusted only this far.
+    pub clock_skew_tolerance: std::time::Duration,
 }
 
 impl AuditorState {
@@ -68,13 +83,33 @@ impl AuditorState {
         stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let readiness = store_check(Readiness::new(), store.clone());
+        // Every request's token is checked against the rights events in the log,
+        // so that a demoted or deleted user's token stops working here too.
+        let rights = Arc::new(rights::StoreRights::new(store.clone()));
+        let store_for_intake = store.clone();
         AuditorState {
             store,
-            verifier,
+            verifier: verifier.with_rights(rights),
             stopping,
             metrics: Metrics::default(),
             readiness,
+            log_key: None,
+            intake: Arc::new(intake::Intake::new(store_for_intake)),
+            clock_skew_tolerance: DEFAULT_CLOCK_SKEW_TOLERANCE,
         }
+    }
+
+    /// The same state flagging events whose timestamp is more than `tolerance`
+    /// away from their receipt.
+    pub fn with_clock_skew_tolerance(mut self, tolerance: std::time::Duration) -> Self {
+        self.clock_skew_tolerance = tolerance;
+        self
+    }
+
+    /// The same state serving `key` (a note verifier key) on `GET /log/key`.
+    pub fn with_log_key(mut self, key: String) -> Self {
+        self.log_key = Some(key);
+        self
     }
 
     /// The same state serving `metrics` on `GET /metrics`.
@@ -110,7 +145,14 @@ pub fn router(state: AuditorState) -> Router {
         .route("/api/data-events/stream", get(stream::stream))
         .route("/api/data-events/activity", get(activity::activity))
         .route("/api/data-events/{id}", get(query::get_one))
-        .route("/api/data-events/{id}/proof", get(integrity::proof))
+        .route(
+            "/api/data-events/{id}/inclusion",
+            get(log::routes::inclusion),
+        )
+        .route("/api/log/consistency", get(log::routes::consistency))
+        .route("/log/checkpoint", get(log::routes::checkpoint))
+        .route("/log/key", get(log::routes::key))
+        .route("/log/tile/{*path}", get(log::routes::tile))
         .route("/events/by/{actor_type}/{actor_id}", get(query::by_actor))
         .route(
             "/events/on/{target_type}/{target_id}",
@@ -123,7 +165,6 @@ pub fn router(state: AuditorState) -> Router {
         .route("/api/{target_type}/{target_id}/state", get(history::state))
         .route("/api/{target_type}/{target_id}/diff", get(history::diff))
         .route("/api/producers", get(producers::list))
-        .route("/api/integrity/head", get(integrity::head))
         .route("/openapi.json", get(openapi::serve_document))
         .merge(auditlog_http::service_routes(
             state.readiness.clone(),

@@ -8,6 +8,8 @@
 //! records one `viewed` event on `data-events` by the caller ([`record_read`]), per
 //! request, never per event returned, carrying the request's id ([`ReadRequest`]).
 
+use std::time::Duration;
+
 use auditlog_auth::{EventScope, Principal};
 use auditlog_event::ObjectType;
 use auditlog_http::{ApiError, Authenticated, PathParams, raw_json_api};
@@ -199,7 +201,14 @@ async fn run(
     } else {
         None
     };
-    let body = page_document(&page, read.uri.path(), params, total).map_err(ApiError::internal)?;
+    let body = page_document(
+        &page,
+        read.uri.path(),
+        params,
+        total,
+        state.clock_skew_tolerance,
+    )
+    .map_err(ApiError::internal)?;
     record_read(state, principal, COLLECTION, read).await?;
     Ok(raw_json_api(StatusCode::OK, body))
 }
@@ -230,11 +239,28 @@ pub(crate) async fn get_one(
     read: ReadRequest,
     PathParams(id): PathParams<String>,
 ) -> Result<Response, ApiError> {
+    let (id, stored) = visible_event(&state, &principal, &id).await?;
+    let body = serde_json::to_vec(&Single {
+        data: resource(&stored, state.clock_skew_tolerance)?,
+    })
+    .map_err(ApiError::internal)?;
+    record_read(&state, &principal, &id.to_string(), &read).await?;
+    Ok(raw_json_api(StatusCode::OK, body))
+}
+
+/// The stored event `id` names, if `principal` may read it: 403 for a principal
+/// who reads no events, 404 both when it is not stored and when the principal may
+/// not see it (which must not tell the two apart).
+pub(crate) async fn visible_event(
+    state: &AuditorState,
+    principal: &Principal,
+    id: &str,
+) -> Result<(uuid::Uuid, StoredEvent), ApiError> {
     if matches!(principal.event_scope(), EventScope::Nothing) {
         return Err(ApiError::forbidden("this principal may not read events"));
     }
     let absent = || ApiError::not_found("there is no such event");
-    let id = uuid::Uuid::try_parse(&id).map_err(|_| absent())?;
+    let id = uuid::Uuid::try_parse(id).map_err(|_| absent())?;
     let stored = state
         .store
         .get(id)
@@ -248,12 +274,7 @@ pub(crate) async fn get_one(
     if !visible {
         return Err(absent());
     }
-    let body = serde_json::to_vec(&Single {
-        data: resource(&stored)?,
-    })
-    .map_err(ApiError::internal)?;
-    record_read(&state, &principal, &id.to_string(), &read).await?;
-    Ok(raw_json_api(StatusCode::OK, body))
+    Ok((id, stored))
 }
 
 /// Who an event is about, read from its stored JSON.
@@ -278,19 +299,30 @@ fn id_key(id: &serde_json::Value) -> String {
 /// A JSON:API document of one event.
 #[derive(Serialize, ToSchema)]
 #[schema(as = EventDocument)]
-struct Single<'a> {
-    data: Resource<'a>,
+struct Single {
+    data: Resource,
 }
 
-/// The JSON:API resource object of a stored event: `{"id","type","attributes"}`,
-/// the attributes being the stored JSON as it is.
-pub(crate) fn resource(stored: &StoredEvent) -> Result<Resource<'_>, ApiError> {
-    let attributes: &RawValue = serde_json::from_str(&stored.body)
+/// The JSON:API resource object of a stored event: `{"id","type","attributes",
+/// "meta"}`. The attributes are the event's leaf in the verifiable log, byte for
+/// byte: the stored JSON as it is (the auditor's receipt, `ingestedBy` and `via`,
+/// among it) with the store's `seq` and `receivedAt` appended, so that every field
+/// answered is one the log's proofs cover. `meta.clockSkewed` says whether the
+/// producer's `timestamp` is more than `tolerance` away from the auditor's
+/// `receivedAt`: a producer's clock, or its word about when something happened,
+/// is not to be trusted blindly.
+pub(crate) fn resource(stored: &StoredEvent, tolerance: Duration) -> Result<Resource, ApiError> {
+    let leaf = auditlog_tlog::leaf_bytes(&stored.body, stored.seq, stored.received_at);
+    let attributes = RawValue::from_string(leaf)
         .map_err(|e| ApiError::internal(format!("stored event {} is not JSON: {e}", stored.id)))?;
+    let skew_ms = stored.received_at.abs_diff(stored.timestamp);
     Ok(Resource {
         id: stored.id.to_string(),
         kind: "data-events",
         attributes,
+        meta: EventMeta {
+            clock_skewed: u128::from(skew_ms) > tolerance.as_millis(),
+        },
     })
 }
 
@@ -362,7 +394,7 @@ pub(crate) fn parse_params(
 /// A stored event as a JSON:API resource.
 #[derive(Serialize, ToSchema)]
 #[schema(as = EventResource)]
-pub(crate) struct Resource<'a> {
+pub(crate) struct Resource {
     /// The event's id.
     id: String,
     /// Always `data-events`.
@@ -370,7 +402,18 @@ pub(crate) struct Resource<'a> {
     #[schema(value_type = String, example = "data-events")]
     kind: &'static str,
     #[schema(value_type = DataEventSchema)]
-    attributes: &'a RawValue,
+    attributes: Box<RawValue>,
+    meta: EventMeta,
+}
+
+/// What the auditor says about a stored event, beside the event itself.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct EventMeta {
+    /// Whether the producer's `timestamp` is further from the auditor's
+    /// `receivedAt` than the deployment tolerates (`--clock-skew-tolerance`,
+    /// 5 minutes by default): a backdated event, or a producer whose clock is off.
+    clock_skewed: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -389,8 +432,8 @@ struct Meta {
 
 /// A page of events.
 #[derive(Serialize, ToSchema)]
-pub(crate) struct PageDocument<'a> {
-    data: Vec<Resource<'a>>,
+pub(crate) struct PageDocument {
+    data: Vec<Resource>,
     links: Links,
     /// Only with `count=true`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -403,11 +446,12 @@ fn page_document(
     path: &str,
     params: &QueryParams,
     total: Option<u64>,
+    tolerance: Duration,
 ) -> Result<Vec<u8>, String> {
     let data = page
         .events
         .iter()
-        .map(|stored| resource(stored).map_err(|e| e.detail))
+        .map(|stored| resource(stored, tolerance).map_err(|e| e.detail))
         .collect::<Result<Vec<_>, String>>()?;
     let next = match page.next {
         Some(cursor) => {

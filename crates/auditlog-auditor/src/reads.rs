@@ -4,7 +4,11 @@
 //! ([`ReadRequest`], an extractor every read route takes).
 
 use auditlog_auth::Principal;
+// The `source` of the events the auditor records itself (reserved: producers'
+// events with it are refused).
+use auditlog_auth::policy::AUDITOR_SOURCE;
 use auditlog_event::{Action, DataEvent, ObjectId, ObjectRef, ObjectType};
+use auditlog_http::request_id::ClientRequestId;
 use auditlog_http::{ApiError, RequestId};
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::Uri;
@@ -16,20 +20,22 @@ use crate::AuditorState;
 pub(crate) const AUDIT_LOG_TYPE: &str = "data-events";
 /// The target id of a read of many events; a read of one event names its id.
 pub(crate) const COLLECTION: &str = "collection";
-/// The `eventName` of a read of the audit log.
+/// The `eventName` of a read of the audit log (under the reserved `audit.`).
 pub(crate) const READ_EVENT_NAME: &str = "audit.read";
-/// The `source` of the events the auditor records itself.
-const AUDITOR_SOURCE: &str = "auditor";
+/// Who delivers the auditor's own records, as their `ingestedBy`.
+const AUDITOR_PRINCIPAL: &str = "services/auditor";
 /// Longest query string kept in an `audit.read` event.
 const MAX_RECORDED_QUERY_CHARS: usize = 2048;
 
 /// What the `audit.read` event of a read says about its request: the path and
 /// query string as the client sent them (before any nesting stripped a prefix)
-/// and the request's id, so that a read can be found by the `X-Request-Id` its
-/// client logged.
+/// and the request's id (the `X-Request-Id` of the answer), with the client's own
+/// id for it in `meta.clientRequestId`, so that a read can be found by either.
 pub(crate) struct ReadRequest {
     pub(crate) uri: Uri,
     pub(crate) request_id: RequestId,
+    /// What the client (or the primary API in front) called the request.
+    pub(crate) client_request_id: Option<RequestId>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ReadRequest {
@@ -38,7 +44,13 @@ impl<S: Send + Sync> FromRequestParts<S> for ReadRequest {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Ok(OriginalUri(uri)) = OriginalUri::from_request_parts(parts, state).await;
         let Ok(request_id) = RequestId::from_request_parts(parts, state).await;
-        Ok(ReadRequest { uri, request_id })
+        let Ok(ClientRequestId(client_request_id)) =
+            ClientRequestId::from_request_parts(parts, state).await;
+        Ok(ReadRequest {
+            uri,
+            request_id,
+            client_request_id,
+        })
     }
 }
 
@@ -80,7 +92,11 @@ pub(crate) async fn record_read(
     let mut meta = serde_json::Map::new();
     meta.insert("path".into(), path.into());
     meta.insert("query".into(), query.into());
+    if let Some(client) = &read.client_request_id {
+        meta.insert("clientRequestId".into(), client.as_str().into());
+    }
     event.meta = Some(meta);
+    let event = event.received(AUDITOR_PRINCIPAL, "auditor");
     crate::commit::insert_measured(&*state.store, &[event], crate::commit::Via::Auditor)
         .await
         .map_err(|e| ApiError::unavailable(format!("the read could not be recorded: {e}")))?;

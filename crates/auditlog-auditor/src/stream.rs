@@ -60,6 +60,8 @@ struct Tail {
     greeted: bool,
     /// Turns `true` when the service stops.
     stopping: tokio::sync::watch::Receiver<bool>,
+    /// Beyond this, an event's timestamp is flagged as far from its receipt.
+    tolerance: Duration,
 }
 
 /// `GET /api/data-events/stream`.
@@ -116,6 +118,7 @@ pub(crate) async fn stream(
         ends: Instant::now() + MAX_CONNECTION,
         greeted: false,
         stopping: state.stopping.clone(),
+        tolerance: state.clock_skew_tolerance,
     };
     let events = futures_util::stream::unfold(tail, |mut tail| async move {
         if !tail.greeted {
@@ -125,7 +128,7 @@ pub(crate) async fn stream(
         }
         loop {
             if let Some(stored) = tail.pending.pop_front() {
-                return Some((Ok(sse_event(&stored)), tail));
+                return Some((Ok(sse_event(&stored, tail.tolerance)), tail));
             }
             if Instant::now() >= tail.ends || *tail.stopping.borrow() {
                 return None;
@@ -164,11 +167,11 @@ async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
 }
 
 /// One stored event as an SSE message.
-fn sse_event(stored: &StoredEvent) -> Event {
+fn sse_event(stored: &StoredEvent, tolerance: Duration) -> Event {
     let event = Event::default()
         .event("data-event")
         .id(stored.seq.to_string());
-    let data = resource(stored)
+    let data = resource(stored, tolerance)
         .map_err(|e| e.detail)
         .and_then(|resource| serde_json::to_string(&resource).map_err(|e| e.to_string()));
     match data {

@@ -72,8 +72,42 @@ fn query_params(data: &[u8], name: &str) {
     );
 }
 
+/// `edge/fuzz_targets/csv_cell.rs`.
+fn csv_cell(data: &[u8], name: &str) {
+    let text = String::from_utf8_lossy(data);
+    let mut out = Vec::new();
+    auditlog_http::csv::write_cell(&text, &mut out);
+    let field = std::str::from_utf8(&out).unwrap();
+    assert!(
+        auditlog_http::csv::is_safe_encoding_of(&text, field),
+        "{name}: {text:?} was written as {field:?}"
+    );
+}
+
+/// `fuzz_targets/request_id.rs`.
+fn request_id(data: &[u8], name: &str) {
+    use auditlog_http::request_id::{MAX_REQUEST_ID_CHARS, REQUEST_ID_HEADER};
+    let Ok(value) = axum::http::HeaderValue::from_bytes(data) else {
+        return;
+    };
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert(REQUEST_ID_HEADER, value);
+    let sane =
+        (1..=MAX_REQUEST_ID_CHARS).contains(&data.len()) && data.iter().all(u8::is_ascii_graphic);
+    let kept = auditlog_http::RequestId::from_client(&headers);
+    assert_eq!(kept.is_some(), sane, "{name}");
+    if let Some(id) = kept {
+        assert_eq!(id.as_str().as_bytes(), data, "{name}");
+    }
+}
+
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus")
+}
+
+/// The corpus of the HTTP edge's targets (`fuzz/edge`).
+fn edge_corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/edge/corpus")
 }
 
 fn files(dir: &Path) -> Vec<PathBuf> {
@@ -88,14 +122,28 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn every_corpus_input_returns() {
-    let root = corpus_dir();
-    let targets: [(&str, Replay); 3] = [
-        ("event_json", event_json),
-        ("event_batch", event_batch),
-        ("query_params", query_params),
-    ];
+    replay_all(
+        &corpus_dir(),
+        &[
+            ("event_json", event_json),
+            ("event_batch", event_batch),
+            ("query_params", query_params),
+        ],
+    );
+}
+
+#[test]
+fn every_edge_corpus_input_keeps_its_property() {
+    replay_all(
+        &edge_corpus_dir(),
+        &[("csv_cell", csv_cell), ("request_id", request_id)],
+    );
+}
+
+/// Replays every input under `root/<target>` through its target.
+fn replay_all(root: &Path, targets: &[(&str, Replay)]) {
     // A corpus directory nobody replays would be dead weight: refuse it.
-    for entry in std::fs::read_dir(&root)
+    for entry in std::fs::read_dir(root)
         .unwrap_or_else(|e| panic!("the fuzz corpus {} is missing: {e}", root.display()))
     {
         let name = entry.unwrap().file_name();
@@ -105,7 +153,7 @@ fn every_corpus_input_returns() {
             "fuzz/corpus/{name} belongs to no target this test replays"
         );
     }
-    for (target, replay) in targets {
+    for &(target, replay) in targets {
         let inputs = files(&root.join(target));
         assert!(!inputs.is_empty(), "fuzz/corpus/{target} is empty");
         for path in inputs {

@@ -36,13 +36,21 @@ impl KeyPair {
     /// Safe when two processes start at once on the same directory: only one file
     /// is ever created and both end up with it.
     pub fn load_or_generate(data_dir: &Path) -> Result<Self, AuthError> {
-        let path = data_dir.join(KEY_FILE);
+        Self::load_or_generate_file(&data_dir.join(KEY_FILE))
+    }
+
+    /// Loads the key in the file `path`, generating and saving one if there is
+    /// none (with the same guarantees as [`KeyPair::load_or_generate`]): for keys
+    /// other than the token key, such as the log's checkpoint key.
+    pub fn load_or_generate_file(path: &Path) -> Result<Self, AuthError> {
         let error = |reason: String| AuthError::Key {
             path: path.display().to_string(),
             reason,
         };
-        fs::create_dir_all(data_dir).map_err(|e| error(e.to_string()))?;
-        match read_key(&path) {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(|e| error(e.to_string()))?;
+        }
+        match read_key(path) {
             Ok(pair) => return Ok(pair),
             Err(ReadError::Missing) => {}
             Err(ReadError::Bad(reason)) => return Err(error(reason)),
@@ -53,9 +61,9 @@ impl KeyPair {
         let pem = key
             .to_pkcs8_pem(LineEnding::LF)
             .map_err(|e| error(e.to_string()))?;
-        write_new_private(&path, pem.as_bytes()).map_err(|e| error(e.to_string()))?;
+        write_new_private(path, pem.as_bytes()).map_err(|e| error(e.to_string()))?;
         // Whoever won the race to create the file, read what is there now.
-        read_key(&path).map_err(|e| match e {
+        read_key(path).map_err(|e| match e {
             ReadError::Missing => error("the key file vanished after writing".into()),
             ReadError::Bad(reason) => error(reason),
         })
@@ -89,6 +97,11 @@ impl KeyPair {
     pub fn sign(&self, message: &[u8]) -> Result<[u8; 64], AuthError> {
         use ed25519_dalek::Signer;
         Ok(self.signing_key()?.sign(message).to_bytes())
+    }
+
+    /// The raw Ed25519 public key (32 bytes).
+    pub fn public_key(&self) -> Result<[u8; 32], AuthError> {
+        Ok(self.signing_key()?.verifying_key().to_bytes())
     }
 
     /// The raw Ed25519 public key (32 bytes) as lower-case hex.

@@ -1,6 +1,10 @@
 //! The one authorisation policy. Admins read every event and change every user;
 //! anyone else reads the events they performed or that were done to them, and
 //! changes only themselves. Services (other auditlog processes) may ingest.
+//! Notes are read by their author, the user they are about and admins; members
+//! write notes only about themselves. Whether a token still carries its
+//! principal's rights (the user may have been demoted or deleted since it was
+//! issued) is the [`crate::rights`] module's question, asked before this one.
 
 use auditlog_event::{EventError, ObjectId, ObjectRef, ObjectType};
 use serde::{Deserialize, Serialize};
@@ -10,6 +14,45 @@ pub const PRINCIPAL_TYPE: &str = "users";
 
 /// The object type services are, as actors in events.
 pub const SERVICE_TYPE: &str = "services";
+
+/// The `source` of the events the auditor records itself (its `audit.read`
+/// records of reads): reserved, so that no producer can pass its events off as
+/// the auditor's.
+pub const AUDITOR_SOURCE: &str = "auditor";
+
+/// The `eventName` prefix of the auditor's own events, reserved like its source.
+pub const AUDITOR_EVENT_PREFIX: &str = "audit.";
+
+/// Why a producer may not deliver an event with this `source` and `eventName`,
+/// if it may not: the auditor's source and event names are the auditor's own,
+/// and rights events ([`crate::rights::RIGHTS_CHANGED`]) are for producers that
+/// `may_publish_rights` (services, and the transports services publish on).
+pub fn reserved_for_others(
+    source: Option<&str>,
+    event_name: Option<&str>,
+    may_publish_rights: bool,
+) -> Option<String> {
+    if source == Some(AUDITOR_SOURCE) {
+        return Some(format!(
+            "source `{AUDITOR_SOURCE}` is reserved for the events the auditor records itself"
+        ));
+    }
+    let name = event_name?;
+    if name.starts_with(AUDITOR_EVENT_PREFIX) {
+        return Some(format!(
+            "eventName `{name}`: names starting with `{AUDITOR_EVENT_PREFIX}` are reserved \
+             for the events the auditor records itself"
+        ));
+    }
+    if name.starts_with(crate::rights::RIGHTS_EVENT_PREFIX) && !may_publish_rights {
+        return Some(format!(
+            "eventName `{name}`: names starting with `{}` change who may do what and \
+             are accepted from services only",
+            crate::rights::RIGHTS_EVENT_PREFIX
+        ));
+    }
+    None
+}
 
 /// What a principal is allowed to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +124,17 @@ impl Principal {
         ))
     }
 
+    /// How this principal is named where the log records who delivered an
+    /// event (`ingestedBy`) and who holds a producer id: `users/<id>` for people,
+    /// `services/<name>` for services, as their actor type.
+    pub fn name(&self) -> String {
+        let object_type = match self.role {
+            Role::Admin | Role::User => PRINCIPAL_TYPE,
+            Role::Service => SERVICE_TYPE,
+        };
+        format!("{object_type}/{}", self.subject)
+    }
+
     /// The events this principal may read.
     pub fn event_scope(&self) -> EventScope {
         match self.role {
@@ -111,6 +165,13 @@ impl Principal {
         matches!(self.role, Role::Admin | Role::Service)
     }
 
+    /// Whether this principal may deliver events that change users' rights
+    /// ([`crate::rights::RIGHTS_CHANGED`]): services only. An admin could
+    /// otherwise undo their own demotion at the auditor.
+    pub fn may_publish_rights(&self) -> bool {
+        self.role == Role::Service
+    }
+
     /// Whether this principal may create users.
     pub fn may_create_users(&self) -> bool {
         self.is_admin()
@@ -128,6 +189,38 @@ impl Principal {
     /// Whether this principal may change roles.
     pub fn may_assign_roles(&self) -> bool {
         self.is_admin()
+    }
+
+    /// Whether this principal may read a note written by the user `author_id`
+    /// about `target_type`/`target_id`: admins read every note; a member reads
+    /// the notes they wrote and the notes about themselves, never notes by
+    /// others about others (a note about a user is as private as the audit
+    /// events about them, which members are refused too); services read none.
+    pub fn may_read_note(&self, author_id: &str, target_type: &str, target_id: &str) -> bool {
+        match self.role {
+            Role::Admin => true,
+            Role::User => self.subject == author_id || self.is(target_type, target_id),
+            Role::Service => false,
+        }
+    }
+
+    /// Whether this principal may write a note about `target_type`/`target_id`:
+    /// admins about any object, members only about themselves (a note is
+    /// attributed to its author, and a member writing about others would be
+    /// the unsolicited commentary on colleagues that the notes' readers, the
+    /// subject and the admins, should not have to trust). The note is then
+    /// the author's: nobody else changes it.
+    pub fn may_write_note_about(&self, target_type: &str, target_id: &str) -> bool {
+        match self.role {
+            Role::Admin => true,
+            Role::User => self.is(target_type, target_id),
+            Role::Service => false,
+        }
+    }
+
+    /// Whether `object_type`/`id` names this principal as a user.
+    fn is(&self, object_type: &str, id: &str) -> bool {
+        self.role != Role::Service && object_type == PRINCIPAL_TYPE && id == self.subject
     }
 }
 
@@ -171,6 +264,41 @@ mod tests {
         assert!(!user("7").may_ingest());
         assert_eq!(service.event_scope(), EventScope::Nothing);
         assert!(!service.may_modify_user("api"));
+    }
+
+    #[test]
+    fn the_auditors_names_are_reserved_and_rights_events_are_for_services() {
+        assert!(reserved_for_others(Some("auditor"), None, true).is_some());
+        assert!(reserved_for_others(None, Some("audit.read"), true).is_some());
+        assert!(reserved_for_others(None, Some("auth.rights_changed"), false).is_some());
+        assert!(reserved_for_others(None, Some("auth.rights_changed"), true).is_none());
+        assert!(reserved_for_others(Some("api"), Some("user.renamed"), false).is_none());
+        assert!(reserved_for_others(Some("auditors"), Some("auditing"), false).is_none());
+    }
+
+    #[test]
+    fn a_note_is_read_by_its_author_its_subject_and_admins_only() {
+        let admin = Principal::new("1".into(), Role::Admin).unwrap();
+        let service = Principal::new("api".into(), Role::Service).unwrap();
+        // Note by user 1 about user 3.
+        assert!(admin.may_read_note("1", "users", "3"));
+        assert!(user("3").may_read_note("1", "users", "3"));
+        assert!(user("1").may_read_note("1", "users", "3"));
+        assert!(!user("2").may_read_note("1", "users", "3"));
+        assert!(!user("3").may_read_note("1", "notes", "3"));
+        assert!(!service.may_read_note("1", "users", "3"));
+    }
+
+    #[test]
+    fn members_write_notes_only_about_themselves() {
+        let admin = Principal::new("1".into(), Role::Admin).unwrap();
+        assert!(admin.may_write_note_about("users", "3"));
+        assert!(admin.may_write_note_about("orders", "9"));
+        assert!(user("3").may_write_note_about("users", "3"));
+        assert!(!user("3").may_write_note_about("users", "4"));
+        assert!(!user("3").may_write_note_about("orders", "3"));
+        let service = Principal::new("3".into(), Role::Service).unwrap();
+        assert!(!service.may_write_note_about("users", "3"));
     }
 
     #[test]

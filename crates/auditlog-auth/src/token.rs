@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::rights::RightsCheck;
 use crate::{AuthError, KeyPair, Principal, Role};
 
 /// The `iss` and `aud` of every token this deployment issues.
@@ -125,6 +126,9 @@ pub struct TokenVerifier {
     /// check gives the same answer every time for the same keys. Only the time
     /// window is checked again on a hit.
     verified: Arc<Mutex<HashMap<String, Verified>>>,
+    /// Whether a verified token's principal still has its rights
+    /// ([`TokenVerifier::with_rights`]); `None` trusts the token for its lifetime.
+    rights: Option<Arc<dyn RightsCheck>>,
 }
 
 /// A verified token's principal and the window it is valid in (seconds).
@@ -174,7 +178,27 @@ impl TokenVerifier {
         Ok(TokenVerifier {
             keys: Arc::new(map),
             verified: Arc::default(),
+            rights: None,
         })
+    }
+
+    /// The same verifier, asking `rights` on every [`TokenVerifier::authenticate`]
+    /// whether the token's principal still has the rights it claims, so that a
+    /// demoted or deleted user's token stops working before it expires.
+    pub fn with_rights(mut self, rights: Arc<dyn RightsCheck>) -> Self {
+        self.rights = Some(rights);
+        self
+    }
+
+    /// The principal a token names, if the token is genuine and current and its
+    /// principal still has the rights it claims: what every request is checked
+    /// with.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+        let principal = self.verify(token)?;
+        if let Some(rights) = &self.rights {
+            rights.check(&principal).await?;
+        }
+        Ok(principal)
     }
 
     /// Also trusts the Ed25519 public key in `pem` (SPKI PEM), for tokens carrying
@@ -260,7 +284,9 @@ impl TokenVerifier {
         self.keys.keys().map(String::as_str)
     }
 
-    /// The principal a token names, if the token is genuine and current.
+    /// The principal a token names, if the token is genuine and current, without
+    /// asking whether its rights were revoked since ([`TokenVerifier::authenticate`]
+    /// does).
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let now = now_secs();
         if let Some(principal) = self.remembered(token, now) {

@@ -248,6 +248,7 @@ async fn scenario(
     let server = start_server(extra, &scratch.join(name))?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(options.connections)
+        .pool_idle_timeout(std::time::Duration::from_secs(4))
         .build()?;
     let token = client
         .get(format!("{}/tokens/1", server.api))

@@ -6,6 +6,10 @@
 //! Comparing with the main thread keeps the split right when the whole process
 //! runs under `nice`. Throughput alone cannot tell
 //! which side of the process a request's CPU time went to; this can.
+//!
+//! [`process_ns`] and [`named_ns`] read whole processes instead (every thread,
+//! ended ones too, and the children they reaped), for `bench ingest --auditors`:
+//! how much CPU the auditors, the database server and the broker each spent.
 
 use std::path::Path;
 
@@ -75,6 +79,52 @@ fn thread(task: &Path) -> Option<(u64, Priority)> {
     let schedstat = std::fs::read_to_string(task.join("schedstat")).ok()?;
     let stat = std::fs::read_to_string(task.join("stat")).ok()?;
     Some((on_cpu_ns(&schedstat)?, priority(&stat)?))
+}
+
+/// Linux's `USER_HZ`, the unit of `/proc/…/stat`'s times: fixed at 100 ticks a
+/// second for user space on every architecture, whatever the kernel's own tick.
+const NS_PER_TICK: u64 = 10_000_000;
+
+/// CPU time (user and system) of process `pid`, all its threads, live or ended,
+/// plus that of its children it has reaped, in nanoseconds; `None` when `/proc`
+/// does not say. Counting reaped children keeps the sum over a server's
+/// processes steady when one of its workers exits (a PostgreSQL backend's time
+/// moves to the postmaster's children's time).
+pub fn process_ns(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    process_ticks(&stat).map(|ticks| ticks * NS_PER_TICK)
+}
+
+/// `utime + stime + cutime + cstime` (fields 14 to 17) of a `stat` line.
+fn process_ticks(stat: &str) -> Option<u64> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    (14..=17).try_fold(0_u64, |sum, n| {
+        let ticks: i64 = fields.get(n - 3)?.parse().ok()?;
+        Some(sum + u64::try_from(ticks).ok()?)
+    })
+}
+
+/// The processes whose command name (`/proc/PID/comm`) is `name`, e.g.
+/// `postgres`, `mariadbd` or `beam.smp` (RabbitMQ's Erlang VM).
+pub fn pids_named(name: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+        })
+        .collect()
+}
+
+/// [`process_ns`] summed over every process named `name` (0 when there is none):
+/// a server of many processes as one.
+pub fn named_ns(name: &str) -> u64 {
+    pids_named(name).into_iter().filter_map(process_ns).sum()
 }
 
 /// The first field of `schedstat`: time spent on CPU, in nanoseconds.
@@ -150,6 +200,36 @@ mod tests {
         }
         let spent = of_process(std::process::id()).unwrap().since(&before);
         assert!(spent.normal_ns >= 20_000_000, "{spent:?}");
+    }
+
+    #[test]
+    fn a_process_time_adds_its_own_and_its_reaped_childrens_ticks() {
+        let mut fields: Vec<String> = (3..=52).map(|n| n.to_string()).collect();
+        fields[0] = "S".into();
+        for (n, ticks) in [(14, "7"), (15, "3"), (16, "20"), (17, "1")] {
+            fields[n - 3] = ticks.into();
+        }
+        let stat = format!("99 (postgres: x) {}", fields.join(" "));
+        assert_eq!(process_ticks(&stat), Some(31));
+        assert_eq!(process_ticks("99 (cut"), None);
+    }
+
+    #[test]
+    fn this_process_is_found_by_its_name_and_its_time_grows() {
+        let pid = std::process::id();
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        assert!(pids_named(comm.trim_end()).contains(&pid));
+        let before = process_ns(pid).unwrap();
+        // Spin until a tick (10 ms of CPU) shows, however busy the machine is.
+        let started = std::time::Instant::now();
+        let mut spin = 0_u64;
+        while process_ns(pid).unwrap() == before {
+            assert!(started.elapsed() < std::time::Duration::from_secs(10));
+            for _ in 0..100_000 {
+                spin = std::hint::black_box(spin.wrapping_add(1));
+            }
+        }
+        assert!(process_ns(pid).unwrap() >= before + NS_PER_TICK);
     }
 
     #[test]

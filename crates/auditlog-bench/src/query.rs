@@ -2,13 +2,22 @@
 //! hot, most cold) and measures query latency through the store — first page and a
 //! deep page, by actor, by target and by actor within a time range — at growing
 //! store sizes, so that the growth curve is visible in one run.
+//!
+//! After each step's load the auditor's real [`Sealer`] seals everything loaded
+//! (the catch-up rate of a sealer behind a large backlog) and signs it; the log's
+//! proofs are then timed at that size as the auditor's routes make them from the
+//! store, and each proof is checked against the signed checkpoint.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+use auditlog_auditor::log::{LogIdentity, Sealer, SealerStatus, plan_hashes, root_at};
 use auditlog_event::{Action, Change, Changes, DataEvent, ObjectRef, ObjectType};
 use auditlog_store::{AuditStore, EventQuery, ObjectKey};
+use auditlog_tlog::{
+    Checkpoint, Hash, Plan, SignedNote, Verifier, leaf_hash, verify_consistency, verify_inclusion,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
@@ -36,8 +45,10 @@ pub struct ShapeLatency {
     pub samples: usize,
     /// The page timed (1 is the first). For the deep shapes, the shallowest page
     /// any sample reached: below [`QueryReport::deep_page`] when some actor or
-    /// target had fewer pages than that.
-    pub page: usize,
+    /// target had fewer pages than that. None (and absent from `--json`) for the
+    /// proofs, which have no pages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<usize>,
 }
 
 /// Measurements at one store size.
@@ -50,8 +61,16 @@ pub struct QueryStep {
     pub load_seconds: f64,
     /// `loaded / load_seconds`: this step's rows only, not the store's total.
     pub load_per_sec: f64,
+    /// Leaves the sealer appended after this step's load (its rows), the seconds
+    /// that took including the checkpoints it signed, and `sealed / seal_seconds`.
+    pub sealed: u64,
+    pub seal_seconds: f64,
+    pub seal_per_sec: f64,
     /// By shape: `actor_first_page`, `actor_deep_page`, `target_first_page`,
-    /// `target_deep_page`, `actor_range_first_page`.
+    /// `target_deep_page`, `actor_range_first_page`, and the log's
+    /// `inclusion_proof` (of a random sealed event, by id, in the tree of the
+    /// latest checkpoint) and `consistency_proof` (from a random older size to
+    /// that checkpoint's).
     pub shapes: BTreeMap<String, ShapeLatency>,
 }
 
@@ -79,6 +98,8 @@ const PAGE_SIZE: u32 = 50;
 /// The deep page measured: page 21 (1 is the first), 20 cursors in.
 const DEEP_PAGE: usize = 21;
 const LOAD_BATCH: u64 = 10_000;
+/// The shapes that time the log's proofs, not a query.
+const PROOF_SHAPES: [&str; 2] = ["inclusion_proof", "consistency_proof"];
 
 pub async fn run(options: QueryOptions) -> Result<QueryReport> {
     let mut sizes = options.sizes.clone();
@@ -91,6 +112,13 @@ pub async fn run(options: QueryOptions) -> Result<QueryReport> {
     let (store_url, store) =
         crate::open_store(options.store_url.as_deref(), scratch.path()).await?;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    // The proofs draw from their own generator, so that the data loaded and the
+    // queries asked are the same as in runs without them.
+    let mut proof_rng = Rng(0x2545_f491_4f6c_dd1d);
+    let identity = LogIdentity::open(scratch.path(), None, None)
+        .context("while creating the run's checkpoint key")?;
+    let verifier = identity.verifier().clone();
+    let mut sealer = Sealer::new(store.clone(), identity, SealerStatus::default());
     let mut loaded = 0;
     let mut steps = Vec::new();
     for size in sizes {
@@ -112,12 +140,19 @@ pub async fn run(options: QueryOptions) -> Result<QueryReport> {
         }
         bar.finish_and_clear();
         let load_seconds = started.elapsed().as_secs_f64().max(1e-9);
-        let shapes = measure(&*store, &mut rng, options.samples, largest).await?;
+        let sealing = Instant::now();
+        let sealed = seal_all(&mut sealer, &*store).await?;
+        let seal_seconds = sealing.elapsed().as_secs_f64().max(1e-9);
+        let mut shapes = measure(&*store, &mut rng, options.samples, largest).await?;
+        shapes.extend(measure_proofs(&*store, &verifier, &mut proof_rng, options.samples).await?);
         steps.push(QueryStep {
             events: size,
             loaded: loaded - from,
             load_seconds,
             load_per_sec: (loaded - from) as f64 / load_seconds,
+            sealed,
+            seal_seconds,
+            seal_per_sec: sealed as f64 / seal_seconds,
             shapes,
         });
     }
@@ -219,19 +254,116 @@ async fn measure(
             store.query(&query).await?;
             micros.push(started.elapsed().as_micros() as u64);
         }
-        let p = percentiles(micros);
-        shapes.insert(
-            name.to_owned(),
-            ShapeLatency {
-                p50_ms: p.p50 as f64 / 1_000.0,
-                p99_ms: p.p99 as f64 / 1_000.0,
-                max_ms: p.max as f64 / 1_000.0,
-                samples: p.count,
-                page,
-            },
-        );
+        shapes.insert(name.to_owned(), latency(micros, Some(page)));
     }
     Ok(shapes)
+}
+
+fn latency(micros: Vec<u64>, page: Option<usize>) -> ShapeLatency {
+    let p = percentiles(micros);
+    ShapeLatency {
+        p50_ms: p.p50 as f64 / 1_000.0,
+        p99_ms: p.p99 as f64 / 1_000.0,
+        max_ms: p.max as f64 / 1_000.0,
+        samples: p.count,
+        page,
+    }
+}
+
+/// Seals everything stored with the auditor's sealer, round after round (each
+/// signs a checkpoint), until a round finds nothing new; the leaves it added.
+async fn seal_all(sealer: &mut Sealer, store: &dyn AuditStore) -> Result<u64> {
+    let before = store.tree_size().await?;
+    let mut size = before;
+    loop {
+        let now = sealer
+            .round()
+            .await
+            .context("while sealing the loaded events")?;
+        if now == size {
+            return Ok(size - before);
+        }
+        size = now;
+    }
+}
+
+/// The log's proofs at the latest checkpoint, each timed as its route makes it
+/// from the store and checked, untimed, against the checkpoint's signed root: a
+/// proof that does not verify fails the run.
+///
+/// - `inclusion_proof`: a random sealed event, by id: `leaf_of(id)`,
+///   `Plan::inclusion(index, size)` and `plan_hashes`.
+/// - `consistency_proof`: from a random size up to the checkpoint's:
+///   `Plan::consistency(from, size)` and `plan_hashes`.
+async fn measure_proofs(
+    store: &dyn AuditStore,
+    verifier: &Verifier,
+    rng: &mut Rng,
+    samples: usize,
+) -> Result<BTreeMap<String, ShapeLatency>> {
+    let checkpoint = store
+        .latest_checkpoint()
+        .await?
+        .context("no checkpoint was signed over the loaded events")?;
+    let (size, root) = signed(&checkpoint.note, verifier)?;
+    if size == 0 {
+        bail!("the latest checkpoint signs an empty tree");
+    }
+    let mut inclusion = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let index = rng.next() % size;
+        let id = store
+            .leaves(index, index + 1)
+            .await?
+            .first()
+            .map(|leaf| leaf.entry.id)
+            .with_context(|| format!("leaf {index} has no event"))?;
+        let started = Instant::now();
+        let leaf = store
+            .leaf_of(id)
+            .await?
+            .with_context(|| format!("event {id} of leaf {index} is not sealed"))?;
+        let plan = Plan::inclusion(leaf.entry.index, size)?;
+        let proof = plan_hashes(store, &plan).await?;
+        inclusion.push(started.elapsed().as_micros() as u64);
+        let hash = leaf_hash(leaf.bytes.as_bytes());
+        if !verify_inclusion(leaf.entry.index, size, &hash, &proof, &root) {
+            bail!(
+                "the inclusion proof of event {id} (leaf {}) in the signed tree of {size} \
+                 leaves does not verify",
+                leaf.entry.index
+            );
+        }
+    }
+    let mut consistency = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let from = 1 + rng.next() % size;
+        let from_root = root_at(store, from).await?;
+        let started = Instant::now();
+        let plan = Plan::consistency(from, size)?;
+        let proof = plan_hashes(store, &plan).await?;
+        consistency.push(started.elapsed().as_micros() as u64);
+        if !verify_consistency(from, size, &from_root, &root, &proof) {
+            bail!(
+                "the consistency proof from {from} to the signed tree of {size} leaves does \
+                 not verify"
+            );
+        }
+    }
+    Ok(BTreeMap::from([
+        (PROOF_SHAPES[0].to_owned(), latency(inclusion, None)),
+        (PROOF_SHAPES[1].to_owned(), latency(consistency, None)),
+    ]))
+}
+
+/// The size and root of a checkpoint note, once its signature is `verifier`'s.
+fn signed(note: &str, verifier: &Verifier) -> Result<(u64, Hash)> {
+    let note = SignedNote::parse(note)?;
+    if !note.verified_by(verifier) {
+        bail!("the latest checkpoint is not signed by the run's key");
+    }
+    let checkpoint = Checkpoint::parse(&note.text)?;
+    Ok((checkpoint.size, checkpoint.root))
 }
 
 /// `query` moved on to its page `page` (1 is the first) by following cursors,
@@ -339,7 +471,13 @@ impl QueryReport {
         let names: Vec<String> = self
             .steps
             .first()
-            .map(|step| step.shapes.keys().cloned().collect())
+            .map(|step| {
+                step.shapes
+                    .keys()
+                    .filter(|name| !PROOF_SHAPES.contains(&name.as_str()))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         out.push_str(&format!("{:>12}", "events"));
         for name in &names {
@@ -353,12 +491,12 @@ impl QueryReport {
                     .shapes
                     .get(name)
                     .map(|s| {
-                        let shallower = name.contains("deep") && s.page < self.deep_page;
                         // A deep shape that ran out of pages says which it timed.
-                        let reached = if shallower {
-                            format!(" (page {})", s.page)
-                        } else {
-                            String::new()
+                        let reached = match s.page {
+                            Some(page) if name.contains("deep") && page < self.deep_page => {
+                                format!(" (page {page})")
+                            }
+                            _ => String::new(),
                         };
                         format!("{:.2} / {:.2}{reached}", s.p50_ms, s.p99_ms)
                     })
@@ -366,6 +504,25 @@ impl QueryReport {
                 out.push_str(&format!("  {cell:>24}"));
             }
             out.push('\n');
+        }
+        out.push_str(&format!(
+            "\nthe verifiable log (sealed after each load), proofs p50 / p99 ms\n{:>12}  {:>16}  {:>24}  {:>24}\n",
+            "events", "sealed/s", PROOF_SHAPES[0], PROOF_SHAPES[1]
+        ));
+        for step in &self.steps {
+            let cell = |name: &str| {
+                step.shapes
+                    .get(name)
+                    .map(|s| format!("{:.2} / {:.2}", s.p50_ms, s.p99_ms))
+                    .unwrap_or_default()
+            };
+            out.push_str(&format!(
+                "{:>12}  {:>16}  {:>24}  {:>24}\n",
+                step.events,
+                crate::per_sec(step.seal_per_sec),
+                cell(PROOF_SHAPES[0]),
+                cell(PROOF_SHAPES[1])
+            ));
         }
         out
     }
@@ -401,6 +558,61 @@ mod tests {
                 step.loaded
             );
         }
+    }
+
+    #[tokio::test]
+    async fn each_step_seals_what_it_loaded_and_times_the_proofs_at_its_size() {
+        let report = run(options(vec![300, 1_000])).await.unwrap();
+
+        let sealed: Vec<u64> = report.steps.iter().map(|s| s.sealed).collect();
+        assert_eq!(sealed, [300, 700]);
+        for step in &report.steps {
+            assert!(step.seal_per_sec > 0.0 && step.seal_seconds > 0.0);
+            for name in PROOF_SHAPES {
+                let shape = &step.shapes[name];
+                assert_eq!(shape.samples, 3, "{name} at {}", step.events);
+                assert!(shape.p50_ms <= shape.p99_ms && shape.p99_ms <= shape.max_ms);
+                assert_eq!(shape.page, None, "a proof has no page");
+            }
+        }
+        let json = serde_json::to_value(&report).unwrap();
+        let shapes = &json["steps"][1]["shapes"];
+        assert!(shapes["inclusion_proof"].get("page").is_none());
+        assert_eq!(shapes["actor_first_page"]["page"], 1);
+        assert!(report.table().contains("inclusion_proof"));
+    }
+
+    #[tokio::test]
+    async fn a_proof_that_does_not_verify_fails_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        let store = auditlog_store::open(&url).await.unwrap();
+        let mut rng = Rng(7);
+        let events: Vec<DataEvent> = (0..40).map(|n| event(&mut rng, n, 40)).collect();
+        store.insert_batch(&events).await.unwrap();
+        let identity = LogIdentity::open(dir.path(), None, None).unwrap();
+        let verifier = identity.verifier().clone();
+        let mut sealer = Sealer::new(store.clone(), identity, SealerStatus::default());
+        assert_eq!(seal_all(&mut sealer, &*store).await.unwrap(), 40);
+        // The row of every leaf changed behind the sealer's back: its leaf's bytes
+        // no longer hash to the stored leaf hash the proofs are made of.
+        rewrite_every_row(dir.path());
+
+        let outcome = measure_proofs(&*store, &verifier, &mut Rng(3), 5).await;
+
+        let err = outcome.unwrap_err().to_string();
+        assert!(err.contains("does not verify"), "{err}");
+    }
+
+    /// Rewrites every event's body with the `sqlite3` tool, as someone editing the
+    /// database directly would.
+    fn rewrite_every_row(dir: &std::path::Path) {
+        let status = std::process::Command::new("sqlite3")
+            .arg(dir.join("audit.db"))
+            .arg(r#"UPDATE audit_events SET body = replace(body, '"id":', '"id" :')"#)
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     #[tokio::test]

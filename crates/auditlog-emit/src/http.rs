@@ -34,7 +34,12 @@ impl HttpTransport {
     pub fn new(auditor_url: &str, token: TokenSource) -> Self {
         let base = auditor_url.trim_end_matches('/');
         HttpTransport {
-            client: reqwest::Client::new(),
+            // An idle pooled connection is dropped (4 s) before the auditor's header
+            // timeout (10 s by default) closes it, so a batch never races that close.
+            client: reqwest::Client::builder()
+                .pool_idle_timeout(std::time::Duration::from_secs(4))
+                .build()
+                .unwrap_or_default(),
             endpoint: format!("{base}/api/data-events"),
             health: format!("{base}/healthz"),
             token,

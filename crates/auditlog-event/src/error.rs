@@ -13,7 +13,7 @@ pub enum EventError {
         field: Cow<'static, str>,
         reason: Cow<'static, str>,
     },
-    #[error("the event is {bytes} bytes; at most 65536 are accepted")]
+    #[error("the event is {bytes} bytes; at most {max} are accepted", max = crate::MAX_EVENT_BYTES)]
     TooLarge { bytes: usize },
     #[error("the event is not a JSON object of the data-event shape: {0}")]
     Malformed(String),

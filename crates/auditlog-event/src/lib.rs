@@ -23,8 +23,29 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-/// Largest accepted event, measured on its JSON text.
-pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+/// Largest accepted event, measured on its JSON text: 64 000 bytes, so that the
+/// event as stored (its JSON as the auditor writes it, plus the `seq` and
+/// `receivedAt` the store adds) fits in one leaf of the verifiable log, whose
+/// tiles frame each leaf with a two-byte length (at most 65 535 bytes).
+pub const MAX_EVENT_BYTES: usize = 64_000;
+
+/// Largest event a producer may send, as the auditor serialises it
+/// ([`DataEvent::to_json`]): what a leaf holds besides the store's two fields (at
+/// most 60 bytes) and the receipt the auditor adds ([`MAX_RECEIPT_BYTES`]).
+pub const MAX_STORED_EVENT_BYTES: usize = 65_535 - 64 - MAX_RECEIPT_BYTES;
+
+/// Room kept in every event for the receipt the auditor adds: `ingestedBy` (at
+/// most [`MAX_INGESTED_BY_CHARS`] characters, each at most 6 bytes of JSON) and
+/// `via`.
+pub const MAX_RECEIPT_BYTES: usize = 1024;
+
+/// Longest `ingestedBy`, in characters, as any label; a longer principal is cut.
+pub const MAX_INGESTED_BY_CHARS: usize = MAX_LABEL_CHARS;
+
+/// Below this input size, no event can serialise above
+/// [`MAX_STORED_EVENT_BYTES`] (a number grows at most fivefold when rewritten,
+/// e.g. `1e15` as `1000000000000000.0`), so its serialised size is not measured.
+const SURELY_FITS_BYTES: usize = MAX_STORED_EVENT_BYTES / 5;
 
 /// Now, in milliseconds since the Unix epoch: the unit of [`DataEvent::timestamp`]
 /// and of every time the log stores or is asked about. A clock set before 1970
@@ -68,6 +89,16 @@ pub struct DataEvent {
     /// that the auditor can tell when one is missing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub producer_seq: Option<u64>,
+    /// Who delivered the event to the auditor, as the auditor authenticated them
+    /// (`services/api`, `users/1`, `amqp/guest`): set by the auditor
+    /// ([`DataEvent::received`]), never taken from a producer. Absent in events
+    /// stored before the auditor recorded it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingested_by: Option<String>,
+    /// How the event reached the auditor: `http`, `amqp`, `embedded`, or
+    /// `auditor` for its own records; set with `ingested_by`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// The loose shape an event arrives in. Every field is optional and untyped here so
@@ -103,6 +134,20 @@ pub struct WireEvent {
     pub producer_id: Option<Value>,
     #[serde(default)]
     pub producer_seq: Option<Value>,
+    /// Only in stored events: refused from producers.
+    #[serde(default)]
+    pub ingested_by: Option<Value>,
+    /// Only in stored events: refused from producers.
+    #[serde(default)]
+    pub via: Option<Value>,
+}
+
+/// Who wrote an event's JSON: a producer (whose word about how the event was
+/// delivered is not taken), or the auditor's store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Producer,
+    Store,
 }
 
 /// Longest accepted `eventName`, `source` or `requestId`, in characters.
@@ -160,7 +205,28 @@ impl DataEvent {
             meta: None,
             producer_id: None,
             producer_seq: None,
+            ingested_by: None,
+            via: None,
         }
+    }
+
+    /// The event as the auditor stores it: delivered by `ingested_by` over
+    /// `via`, whatever the event said (it can say nothing: producers' events
+    /// with these fields are refused). A longer `ingested_by` than
+    /// [`MAX_INGESTED_BY_CHARS`] is cut, so that the receipt fits the room
+    /// every event keeps for it.
+    pub fn received(mut self, ingested_by: &str, via: &str) -> Self {
+        self.ingested_by = Some(ingested_by.chars().take(MAX_INGESTED_BY_CHARS).collect());
+        self.via = Some(via.chars().take(16).collect());
+        self
+    }
+
+    /// Parses an event as the store keeps it (with the auditor's receipt, if
+    /// any), for checking stored rows; producers' events go through
+    /// [`DataEvent::parse_json`].
+    pub fn parse_stored(text: &str) -> Result<Self, EventError> {
+        let wire: WireEvent = serde_json::from_str(text).map_err(EventError::from_json)?;
+        Self::from_wire_with(wire, 0, Origin::Store, Uuid::nil)
     }
 
     /// Parses one event from its JSON text, enforcing every rule of the contract.
@@ -199,19 +265,38 @@ impl DataEvent {
             ));
         }
         let wire: WireEvent = serde_json::from_str(text).map_err(EventError::from_json)?;
-        Self::from_wire_with(wire, now_ms, missing_id)
+        let event = Self::from_wire_with(wire, now_ms, Origin::Producer, missing_id)?;
+        if text.len() > SURELY_FITS_BYTES {
+            let stored = event.to_json().len();
+            if stored > MAX_STORED_EVENT_BYTES {
+                return Err(EventError::TooLarge { bytes: stored });
+            }
+        }
+        Ok(event)
     }
 
     /// Validates an already-decoded wire event; a missing id gets a fresh UUIDv7.
     pub fn from_wire(wire: WireEvent, now_ms: i64) -> Result<Self, EventError> {
-        Self::from_wire_with(wire, now_ms, Uuid::now_v7)
+        Self::from_wire_with(wire, now_ms, Origin::Producer, Uuid::now_v7)
     }
 
     fn from_wire_with(
         wire: WireEvent,
         now_ms: i64,
+        origin: Origin,
         missing_id: impl FnOnce() -> Uuid,
     ) -> Result<Self, EventError> {
+        if origin == Origin::Producer {
+            // How an event reached the auditor is the auditor's to say.
+            for (field, value) in [("ingestedBy", &wire.ingested_by), ("via", &wire.via)] {
+                if value.is_some() {
+                    return Err(EventError::invalid(
+                        field,
+                        "is recorded by the auditor when it receives the event; leave it out",
+                    ));
+                }
+            }
+        }
         let id = match wire.id {
             None | Some(Value::Null) => missing_id(),
             Some(Value::String(s)) => {
@@ -312,6 +397,8 @@ impl DataEvent {
             meta,
             producer_id,
             producer_seq,
+            ingested_by: label("ingestedBy", wire.ingested_by)?,
+            via: label("via", wire.via)?,
         })
     }
 

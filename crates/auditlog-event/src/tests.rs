@@ -231,7 +231,20 @@ fn an_unknown_field_is_rejected_by_name() {
 }
 
 #[test]
-fn an_event_over_64_kib_is_rejected() {
+fn an_event_that_grows_past_a_leaf_when_stored_is_rejected() {
+    // `1e15` is stored as `1000000000000000.0`: the input fits, the leaf would not.
+    let numbers = vec!["1e15"; 12_000].join(",");
+    let text =
+        seed_event()
+            .to_string()
+            .replacen('{', &format!("{{\"meta\":{{\"n\":[{numbers}]}},"), 1);
+    assert!(text.len() < MAX_EVENT_BYTES);
+    let err = DataEvent::parse_json(&text, 0).unwrap_err();
+    assert!(matches!(err, EventError::TooLarge { bytes } if bytes > MAX_STORED_EVENT_BYTES));
+}
+
+#[test]
+fn an_event_over_the_size_limit_is_rejected() {
     let mut v = seed_event();
     v["meta"] = json!({"blob": "x".repeat(MAX_EVENT_BYTES)});
     assert!(matches!(parse(v).unwrap_err(), EventError::TooLarge { .. }));
@@ -277,4 +290,46 @@ fn text_that_is_not_json_is_rejected() {
     assert!(matches!(err, EventError::Malformed(_)));
     let err = DataEvent::parse_json("[1,2]", NOW).unwrap_err();
     assert!(matches!(err, EventError::Malformed(_)));
+}
+
+#[test]
+fn a_producer_cannot_say_how_its_event_was_delivered() {
+    for field in ["ingestedBy", "via"] {
+        let text = format!(
+            r#"{{"action":"viewed","actorType":"users","actorId":1,"targetType":"users","targetId":2,"{field}":"services/api"}}"#
+        );
+        let err = DataEvent::parse_json(&text, 0).unwrap_err();
+        assert_eq!(err.field(), Some(field), "{err}");
+    }
+}
+
+#[test]
+fn a_stored_event_keeps_the_auditors_receipt() {
+    let text =
+        r#"{"action":"viewed","actorType":"users","actorId":1,"targetType":"users","targetId":2}"#;
+    let event = DataEvent::parse_json(text, 5)
+        .unwrap()
+        .received("services/api", "embedded");
+
+    let stored = event.to_json();
+    let back = DataEvent::parse_stored(&stored).unwrap();
+
+    assert!(
+        stored.ends_with(r#""ingestedBy":"services/api","via":"embedded"}"#),
+        "{stored}"
+    );
+    assert_eq!(back, event);
+    assert!(DataEvent::parse_json(&stored, 0).is_err());
+}
+
+#[test]
+fn the_receipt_always_fits_the_room_kept_for_it() {
+    let text =
+        r#"{"action":"viewed","actorType":"users","actorId":1,"targetType":"users","targetId":2}"#;
+    let event = DataEvent::parse_json(text, 5).unwrap();
+    let bare = event.to_json().len();
+
+    let worst = event.received(&"\u{1}".repeat(1000), &"v".repeat(100));
+
+    assert!(worst.to_json().len() - bare <= MAX_RECEIPT_BYTES);
 }

@@ -1,6 +1,9 @@
 //! Layers every service puts in front of its routes against hostile clients: a
 //! limit on the total size of request headers (431), a time limit on producing an
-//! answer (408), and CORS that lets only the website's origin call from a browser.
+//! answer (408), CORS that lets only the website's origin call from a browser,
+//! and the headers that keep a browser from framing or sniffing an answer
+//! ([`SECURITY_HEADERS`]); and the host check of local-only routes
+//! ([`AllowedHosts`]).
 //! Body limits live in [`crate::read_body`] (413), where the body is read.
 //! [`harden`] also puts every request under its [`crate::request_id`].
 
@@ -34,6 +37,8 @@ pub struct EdgeConfig {
     pub request_timeout: Duration,
     /// See [`MAX_HEADER_BYTES`].
     pub max_header_bytes: usize,
+    /// What each connection is held to; see [`crate::server`].
+    pub connections: crate::ConnectionLimits,
 }
 
 impl Default for EdgeConfig {
@@ -45,6 +50,7 @@ impl Default for EdgeConfig {
                 .collect(),
             request_timeout: REQUEST_TIMEOUT,
             max_header_bytes: MAX_HEADER_BYTES,
+            connections: crate::ConnectionLimits::default(),
         }
     }
 }
@@ -68,6 +74,78 @@ impl EdgeConfig {
             allowed_origins,
             ..EdgeConfig::default()
         })
+    }
+}
+
+/// The host names a local-only route answers for (the demo's token handout). A
+/// page on another site can make a browser send requests to 127.0.0.1 under its
+/// own name (DNS rebinding: `attacker.example` resolves to 127.0.0.1), and the
+/// browser then lets that page read the answers; checking `Host` is what tells
+/// such a request from one typed into the address bar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedHosts(Vec<String>);
+
+impl AllowedHosts {
+    /// `localhost`, `127.0.0.1` and `::1`, and the addresses `listening` on (except
+    /// unspecified ones such as 0.0.0.0), and the names in `extra`.
+    pub fn local<S: AsRef<str>>(listening: &[std::net::SocketAddr], extra: &[S]) -> Self {
+        let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "[::1]"]
+            .iter()
+            .map(|h| (*h).to_owned())
+            .collect();
+        for addr in listening.iter().filter(|a| !a.ip().is_unspecified()) {
+            hosts.push(match addr {
+                std::net::SocketAddr::V4(a) => a.ip().to_string(),
+                std::net::SocketAddr::V6(a) => format!("[{}]", a.ip()),
+            });
+        }
+        hosts.extend(
+            extra
+                .iter()
+                .map(|h| h.as_ref().trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty()),
+        );
+        hosts.sort();
+        hosts.dedup();
+        AllowedHosts(hosts)
+    }
+
+    /// Whether the request's `Host` (without its port) is one of these names. A
+    /// request without exactly one `Host` is not.
+    pub fn permit(&self, headers: &axum::http::HeaderMap) -> bool {
+        let mut values = headers.get_all(header::HOST).iter();
+        let (Some(host), None) = (values.next(), values.next()) else {
+            return false;
+        };
+        let Ok(host) = host.to_str() else {
+            return false;
+        };
+        let host = host.trim().to_ascii_lowercase();
+        // `[::1]:3001` keeps its brackets; `name:3001` loses its port.
+        let name = match host.rfind(':') {
+            Some(colon) if !host[colon..].contains(']') => &host[..colon],
+            _ => host.as_str(),
+        };
+        self.0.iter().any(|allowed| allowed == name)
+    }
+
+    /// The names, for an error message.
+    pub fn names(&self) -> &[String] {
+        &self.0
+    }
+
+    /// The 403 of a request for another host name, saying how to allow it.
+    pub fn refusal(&self) -> ApiError {
+        ApiError::forbidden(format!(
+            "demo tokens are handed out only to requests for {}; add this host name with --dev-token-hosts",
+            self.0.join(", ")
+        ))
+    }
+}
+
+impl Default for AllowedHosts {
+    fn default() -> Self {
+        AllowedHosts::local::<&str>(&[], &[])
     }
 }
 
@@ -102,12 +180,42 @@ pub fn harden(router: Router, config: &EdgeConfig) -> Router {
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             time_limit(request, next, timeout)
         }))
+        .layer(middleware::from_fn(security_headers))
         .layer(cors)
         .layer(middleware::from_fn(move |request: Request, next: Next| {
             header_limit(request, next, max_header_bytes)
         }))
         // Outermost, so that every answer (a 431 or 408 too) carries an id and is logged.
         .layer(middleware::from_fn(crate::request_id::assign))
+}
+
+/// The headers that tell a browser how little an answer may do, where the answer
+/// has not set its own: not to be framed by any page (clickjacking), not to
+/// guess a content type other than the one sent, not to leak the URL (which may
+/// hold filters) to another site, and, for the APIs' JSON, no content policy at
+/// all. The website sets its own `Content-Security-Policy` for its pages.
+pub const SECURITY_HEADERS: [(&str, &str); 4] = [
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    ),
+];
+
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        if !headers.contains_key(name) {
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+    }
+    response
 }
 
 /// 431 when the request's headers together exceed `limit` bytes. hyper refuses
@@ -298,10 +406,50 @@ mod tests {
             .unwrap();
         let (status, response) = send(app(REQUEST_TIMEOUT), oversized).await;
         assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-        assert_eq!(response.headers()["x-request-id"], "refused-1");
+        assert!(response.headers().contains_key("x-request-id"));
         let (status, response) = send(app(REQUEST_TIMEOUT), get_request("/fast")).await;
         assert_eq!(status, StatusCode::OK);
         assert!(response.headers().contains_key("x-request-id"));
+    }
+
+    #[tokio::test]
+    async fn an_oversized_request_id_counts_against_the_header_limit() {
+        let oversized = Request::builder()
+            .uri("/fast")
+            .header("x-request-id", "r".repeat(MAX_HEADER_BYTES + 1))
+            .body(Body::empty())
+            .unwrap();
+        let (status, _) = send(app(REQUEST_TIMEOUT), oversized).await;
+        assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+
+    #[test]
+    fn only_the_allowed_host_names_are_permitted() {
+        let hosts = AllowedHosts::local(&["10.0.0.7:3001".parse().unwrap()], &["Audit.Example"]);
+        let with_host = |host: &str| {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+            hosts.permit(&headers)
+        };
+        for good in [
+            "localhost:3002",
+            "127.0.0.1",
+            "[::1]:3001",
+            "10.0.0.7:3001",
+            "audit.example",
+        ] {
+            assert!(with_host(good), "{good}");
+        }
+        for bad in [
+            "attacker.example",
+            "attacker.example:3002",
+            "127.0.0.1.evil",
+            "[::2]:1",
+            "",
+        ] {
+            assert!(!with_host(bad), "{bad}");
+        }
+        assert!(!hosts.permit(&axum::http::HeaderMap::new()));
     }
 
     #[test]

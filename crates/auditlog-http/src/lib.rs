@@ -1,4 +1,5 @@
-//! The HTTP edge shared by both APIs: JSON:API documents and errors, the body
+//! The HTTP edge shared by both APIs: JSON:API documents and errors, CSV cells
+//! that spreadsheets cannot run ([`csv`]), the body
 //! extractor that turns every malformed request into a clear 4xx, bearer
 //! authentication, the hardening layers of [`edge`] (header size, timeout, CORS),
 //! the [`request_id`] that ties a request's log lines and events together,
@@ -6,19 +7,21 @@
 //! graceful shutdown. Handlers return `Result<_, ApiError>`; this
 //! is the one place errors become status codes.
 
+pub mod csv;
 pub mod edge;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod request_id;
+pub mod sane_id;
+pub mod server;
 
-pub use edge::{EdgeConfig, harden};
+pub use edge::{AllowedHosts, EdgeConfig, harden};
 pub use openapi::{ErrorDocument, ErrorObject, ErrorSource};
 pub use request_id::RequestId;
+pub use server::{ConnectionLimits, serve};
 
-use std::future::Future;
-
-use auditlog_auth::{Principal, TokenVerifier};
+use auditlog_auth::{AuthError, Principal, TokenVerifier};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
@@ -28,7 +31,6 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::net::TcpListener;
 
 /// The JSON:API media type.
 pub const JSON_API: &str = "application/vnd.api+json";
@@ -212,8 +214,9 @@ fn check_json_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// The principal of a request carrying a valid `Authorization: Bearer` token;
-/// anything else is refused with 401.
+/// The principal of a request carrying a valid `Authorization: Bearer` token whose
+/// principal still has the rights it claims (`TokenVerifier::authenticate`);
+/// anything else is refused with 401 (503 when the rights could not be checked).
 #[derive(Debug, Clone)]
 pub struct Authenticated(pub Principal);
 
@@ -227,9 +230,14 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers)?;
         TokenVerifier::from_ref(state)
-            .verify(token)
+            .authenticate(token)
+            .await
             .map(Authenticated)
-            .map_err(|e| ApiError::unauthorized(e.to_string()))
+            .map_err(|e| match e {
+                // Not the token's fault: the check is refused, and may work later.
+                AuthError::Unavailable(_) => ApiError::unavailable(e.to_string()),
+                _ => ApiError::unauthorized(e.to_string()),
+            })
     }
 }
 
@@ -274,18 +282,6 @@ pub fn service_routes<S: Clone + Send + Sync + 'static>(
             "/metrics",
             axum::routing::get(metrics::scrape).with_state(metrics),
         )
-}
-
-/// Serves `router` on `listener` until `shutdown` completes, then lets requests in
-/// flight finish.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 #[cfg(test)]

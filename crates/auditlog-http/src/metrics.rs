@@ -100,6 +100,16 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time until the answer starts, by service, route template, method and status; streamed answers are timed to their first byte"
     );
+    metrics::describe_gauge!(
+        crate::server::OPEN_CONNECTIONS,
+        metrics::Unit::Count,
+        "Open client connections, by service"
+    );
+    metrics::describe_counter!(
+        crate::server::REFUSED_CONNECTIONS,
+        metrics::Unit::Count,
+        "Connections answered 503 because the service had its maximum open, by service"
+    );
 }
 
 impl Metrics {

@@ -356,8 +356,9 @@ pub mod testing {
             }
             let start = &rest[quote + 4..];
             let Some(end) = start.find('"') else { break };
-            let path = &start[..end];
-            paths.insert(path.to_owned());
+            // A catch-all `{*rest}` is one path parameter to OpenAPI: `{rest}`.
+            let path = start[..end].replace("{*", "{");
+            paths.insert(path);
         }
         assert!(
             !paths.is_empty(),

@@ -1,10 +1,16 @@
 //! The request id that ties together everything one request causes: its log lines
 //! in every service it passes through, and the events it makes the data layer
-//! record (`requestId`). The client's `X-Request-Id` is kept when it is sane,
-//! otherwise one is generated; [`assign`] stores it in the request (extensions and
-//! header, so proxies forward the same id), returns it in the answer, logs the
-//! request's lines inside a span that carries it, and logs one access line
-//! (`debug`, or `info` for 401/403 and `warn` for 5xx).
+//! record (`requestId`). Every service generates its own id for every request
+//! ([`RequestId`], a UUIDv7): a client's `X-Request-Id` can say anything, so it
+//! is never what the server records as its own. A sane client id is kept beside
+//! it as [`ClientRequestId`] (logged, and recorded as `meta.clientRequestId` by
+//! the events the request causes), so a client can still find its request, and
+//! a proxy hop (website → primary API → auditor) is followed by the id the
+//! previous service sent. [`assign`] puts both in the request's extensions and
+//! leaves its headers exactly as received, so the header limit of
+//! [`crate::edge`] judges what the client sent; it returns the server's id in the
+//! answer, logs the request's lines inside a span that carries both ids, and logs
+//! one access line (`debug`, or `info` for 401/403 and `warn` for 5xx).
 
 use std::convert::Infallible;
 use std::fmt;
@@ -22,11 +28,12 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 
 /// Longest request id kept from a client: what an event's `requestId` may hold, so
 /// that every kept id can be recorded as it is.
-pub const MAX_REQUEST_ID_CHARS: usize = auditlog_event::MAX_LABEL_CHARS;
+pub const MAX_REQUEST_ID_CHARS: usize = crate::sane_id::MAX_CHARS;
+const _: () = assert!(MAX_REQUEST_ID_CHARS == auditlog_event::MAX_LABEL_CHARS);
 
-/// The correlation id of one request: 1 to [`MAX_REQUEST_ID_CHARS`] visible ASCII
-/// characters (no spaces or control characters), so that it is safe in a header,
-/// a log line and an event.
+/// A correlation id: 1 to [`MAX_REQUEST_ID_CHARS`] visible ASCII characters (no
+/// spaces or control characters), so that it is safe in a header, a log line and
+/// an event. As an extractor, the id this service gave the request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RequestId(String);
 
@@ -34,10 +41,7 @@ impl RequestId {
     /// `text` as a request id, or `None` when it is empty, too long or holds
     /// anything but visible ASCII.
     pub fn parse(text: &str) -> Option<Self> {
-        let sane = !text.is_empty()
-            && text.len() <= MAX_REQUEST_ID_CHARS
-            && text.bytes().all(|b| b.is_ascii_graphic());
-        sane.then(|| RequestId(text.to_owned()))
+        crate::sane_id::is_sane(text.as_bytes()).then(|| RequestId(text.to_owned()))
     }
 
     /// A fresh id: a UUIDv7, so generated ids sort by time.
@@ -45,13 +49,11 @@ impl RequestId {
         RequestId(uuid::Uuid::now_v7().to_string())
     }
 
-    /// The client's `X-Request-Id` when it is sane, otherwise a fresh id.
-    pub fn from_headers(headers: &HeaderMap) -> Self {
-        headers
-            .get(REQUEST_ID_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .and_then(RequestId::parse)
-            .unwrap_or_else(RequestId::generate)
+    /// The client's `X-Request-Id`, when there is exactly one and it is sane.
+    pub fn from_client(headers: &HeaderMap) -> Option<Self> {
+        let values = headers.get_all(REQUEST_ID_HEADER).iter();
+        crate::sane_id::client_id(values.map(HeaderValue::as_bytes))
+            .map(|id| RequestId(id.to_owned()))
     }
 
     /// The id as text.
@@ -64,7 +66,8 @@ impl RequestId {
         self.0
     }
 
-    fn header_value(&self) -> Option<HeaderValue> {
+    /// The id as a header value, e.g. for a proxy to send on as `X-Request-Id`.
+    pub fn header_value(&self) -> Option<HeaderValue> {
         HeaderValue::from_str(&self.0).ok()
     }
 }
@@ -76,7 +79,7 @@ impl fmt::Display for RequestId {
 }
 
 /// The id [`assign`] gave the request. A router that is not behind [`assign`] (a
-/// unit test's) still gets one: the sane client header, or a fresh id.
+/// unit test's) gets a fresh one.
 impl<S: Send + Sync> FromRequestParts<S> for RequestId {
     type Rejection = Infallible;
 
@@ -85,28 +88,46 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
             .extensions
             .get::<RequestId>()
             .cloned()
-            .unwrap_or_else(|| RequestId::from_headers(&parts.headers)))
+            .unwrap_or_else(RequestId::generate))
     }
 }
 
-/// Middleware: gives the request its id (see the module documentation) and logs
+/// The id the client sent in `X-Request-Id`, when it was sane: what the client
+/// (or the service in front) calls this request. It can be spoofed, so it is
+/// recorded as what the client said, never as the request's id.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientRequestId(pub Option<RequestId>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientRequestId {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<ClientRequestId>()
+            .cloned()
+            .unwrap_or_else(|| ClientRequestId(RequestId::from_client(&parts.headers))))
+    }
+}
+
+/// Middleware: gives the request its ids (see the module documentation) and logs
 /// one access line (method, path, status, latency) when the answer starts.
 pub async fn assign(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id = RequestId::from_headers(request.headers());
+    let id = RequestId::generate();
+    let client = ClientRequestId(RequestId::from_client(request.headers()));
     let header = id.header_value();
-    // The header is rewritten too, so that a proxy forwarding `X-Request-Id` sends
-    // the id this service uses, not the garbage it may have received.
-    if let Some(value) = &header {
-        request
-            .headers_mut()
-            .insert(REQUEST_ID_HEADER, value.clone());
-    }
     request.extensions_mut().insert(id.clone());
+    request.extensions_mut().insert(client.clone());
     let method = request.method().clone();
     // The path only: query strings can be long and are not needed to find a request.
     let path = request.uri().path().to_owned();
-    let span = tracing::info_span!("request", request_id = %id);
+    let span = match &client.0 {
+        Some(client) => {
+            tracing::info_span!("request", request_id = %id, client_request_id = %client)
+        }
+        None => tracing::info_span!("request", request_id = %id),
+    };
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -161,24 +182,27 @@ mod tests {
         assert!(RequestId::parse(id.as_str()).is_some());
     }
 
-    /// A router answering with the id its handler saw.
+    /// A router answering with what its handler saw.
     fn app() -> Router {
         Router::new()
             .route(
                 "/",
-                get(|id: RequestId, headers: HeaderMap| async move {
-                    let forwarded = headers
-                        .get(REQUEST_ID_HEADER)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_owned();
-                    format!("{id} {forwarded}")
-                }),
+                get(
+                    |id: RequestId, client: ClientRequestId, headers: HeaderMap| async move {
+                        let forwarded = headers
+                            .get(REQUEST_ID_HEADER)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        let client = client.0.map(RequestId::into_string).unwrap_or_default();
+                        format!("{id} {client} {forwarded}")
+                    },
+                ),
             )
             .layer(axum::middleware::from_fn(assign))
     }
 
-    /// The id echoed in the answer and the body `"<extension id> <header id>"`.
+    /// The id echoed in the answer and the body `"<own id> <client id> <header>"`.
     async fn call(request_id: Option<&str>) -> (String, String) {
         let mut request = Request::builder().uri("/");
         if let Some(id) = request_id {
@@ -199,19 +223,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_clients_id_is_used_and_echoed() {
+    async fn the_server_uses_its_own_id_and_keeps_the_clients_beside_it() {
         let (echoed, seen) = call(Some("my-req-123")).await;
-        assert_eq!(echoed, "my-req-123");
-        assert_eq!(seen, "my-req-123 my-req-123");
+        assert_eq!(uuid::Uuid::parse_str(&echoed).unwrap().get_version_num(), 7);
+        assert_eq!(seen, format!("{echoed} my-req-123 my-req-123"));
     }
 
     #[tokio::test]
-    async fn a_missing_or_insane_id_is_replaced_everywhere_by_a_generated_one() {
+    async fn an_insane_client_id_is_not_kept_and_the_header_is_left_as_sent() {
         let too_long = "x".repeat(MAX_REQUEST_ID_CHARS + 1);
         for sent in [None, Some(too_long.as_str()), Some("two words")] {
             let (echoed, seen) = call(sent).await;
             assert!(uuid::Uuid::parse_str(&echoed).is_ok(), "{sent:?}: {echoed}");
-            assert_eq!(seen, format!("{echoed} {echoed}"), "{sent:?}");
+            assert_eq!(
+                seen,
+                format!("{echoed}  {}", sent.unwrap_or_default()),
+                "{sent:?}"
+            );
         }
     }
 }

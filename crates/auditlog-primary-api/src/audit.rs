@@ -23,6 +23,8 @@ const STAGE_EVENT: &str = "INSERT INTO audit_outbox (event) VALUES (?)";
 
 /// The `source` of events this service emits.
 pub const SOURCE: &str = "api";
+/// The `meta` key of the id the client gave its request.
+pub const CLIENT_REQUEST_ID: &str = "clientRequestId";
 
 /// Who acts on the data layer, and in which request: every repository call takes
 /// one, and every event it records names the principal as its actor and carries
@@ -35,6 +37,10 @@ pub struct Actor {
     /// The correlation id of the request, recorded as the events' `requestId`;
     /// `None` outside a request (or when an id longer than an event allows).
     pub request_id: Option<String>,
+    /// What the client called the request (its `X-Request-Id`), recorded as the
+    /// events' `meta.clientRequestId`: said by the client, so never the
+    /// `requestId` itself.
+    pub client_request_id: Option<String>,
 }
 
 impl Actor {
@@ -44,7 +50,14 @@ impl Actor {
         Actor {
             principal,
             request_id: request_id.filter(|id| id.chars().count() <= MAX_LABEL_CHARS),
+            client_request_id: None,
         }
+    }
+
+    /// The same actor in a request the client called `id`.
+    pub fn with_client_request_id(mut self, id: Option<String>) -> Self {
+        self.client_request_id = id.filter(|id| id.chars().count() <= MAX_LABEL_CHARS);
+        self
     }
 }
 
@@ -106,7 +119,10 @@ impl Recorder {
     }
 
     /// Stages a mutation event in the outbox, inside the transaction that makes the
-    /// change: it is committed, or rolled back, with it.
+    /// change: it is committed, or rolled back, with it. `event_name` names what
+    /// kind of change it is, when that matters to a reader of the log (the
+    /// auditor reads `auth.rights_changed` to revoke tokens).
+    #[allow(clippy::too_many_arguments)] // each is one part of the event
     pub(crate) async fn stage<DB>(
         &self,
         tx: &mut Transaction<'_, DB>,
@@ -115,6 +131,7 @@ impl Recorder {
         action: Action,
         target: (&'static str, i64),
         changes: Changes,
+        event_name: Option<&'static str>,
     ) -> Result<(), DataError>
     where
         DB: Database,
@@ -125,8 +142,9 @@ impl Recorder {
         if self.emitter.is_none() {
             return Ok(());
         }
-        let event = build(actor, action, target.0, target.1, Some(changes))
+        let mut event = build(actor, action, target.0, target.1, Some(changes))
             .ok_or_else(|| DataError::Database("an audit event could not be built".into()))?;
+        event.event_name = event_name.map(str::to_owned);
         stage_event(tx, dialect, &event).await?;
         Ok(())
     }
@@ -199,6 +217,11 @@ fn build(
     )
     .ok()?;
     event.request_id = actor.request_id.clone();
+    if let Some(client) = &actor.client_request_id {
+        let mut meta = serde_json::Map::new();
+        meta.insert(CLIENT_REQUEST_ID.into(), client.clone().into());
+        event.meta = Some(meta);
+    }
     Some(event)
 }
 

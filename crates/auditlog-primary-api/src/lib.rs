@@ -16,6 +16,7 @@ pub use db::{AppDb, OpenError};
 pub use routes::router;
 
 use auditlog_auth::{TokenIssuer, TokenVerifier};
+use auditlog_http::AllowedHosts;
 use auditlog_http::health::Readiness;
 use auditlog_http::metrics::Metrics;
 use axum::extract::FromRef;
@@ -64,6 +65,8 @@ pub struct ApiState {
     /// Whether `GET /tokens/:id` hands out tokens (the demo's stand-in for a
     /// login); off in production, where tokens come from a real issuer.
     pub dev_tokens: bool,
+    /// The host names `GET /tokens/:id` answers for (see [`AllowedHosts`]).
+    pub dev_token_hosts: AllowedHosts,
     /// The registry `GET /metrics` renders.
     pub metrics: Metrics,
     /// What `GET /readyz` checks: the database; the binary adds the transport.
@@ -93,14 +96,23 @@ impl ApiState {
                 async move { database.ping().await.map_err(|e| e.to_string()) }
             },
         );
+        let users = users::Users::new(db.clone(), recorder.clone());
         ApiState {
-            users: users::Users::new(db.clone(), recorder.clone()),
+            // Every request's token is checked against the users table, so that
+            // a demoted or deleted user's token stops working at once.
+            verifier: verifier.with_rights(std::sync::Arc::new(users.clone())),
+            users,
             notes: notes::Notes::new(db, recorder),
             issuer,
-            verifier,
             auditor_url: auditor_url.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::new(),
+            // Idle connections are dropped before the auditor's header timeout would
+            // close them, so a proxied request never races that close.
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(auditlog_http::server::CLIENT_POOL_IDLE)
+                .build()
+                .unwrap_or_default(),
             dev_tokens: true,
+            dev_token_hosts: AllowedHosts::default(),
             metrics: Metrics::default(),
             readiness,
             document: openapi::document_json(auditor_document),
@@ -118,10 +130,55 @@ impl ApiState {
         self.dev_tokens = on;
         self
     }
+
+    /// Lets `GET /tokens/:id` answer requests for `hosts` only (403 otherwise).
+    pub fn with_dev_token_hosts(mut self, hosts: AllowedHosts) -> Self {
+        self.dev_token_hosts = hosts;
+        self
+    }
 }
 
 impl FromRef<ApiState> for TokenVerifier {
     fn from_ref(state: &ApiState) -> Self {
         state.verifier.clone()
+    }
+}
+
+/// What the crate's own tests build a primary API from.
+#[cfg(test)]
+pub(crate) mod testing {
+    #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+    use std::path::Path;
+
+    use auditlog_auth::{KeyPair, TokenIssuer, TokenVerifier};
+
+    use crate::{ApiState, AppDb, Recorder};
+
+    /// A primary API on a fresh SQLite database in `dir`, proxying to `auditor_url`
+    /// and documenting the proxied routes with `auditor_document`.
+    pub(crate) async fn state(
+        dir: &Path,
+        auditor_url: &str,
+        auditor_document: &utoipa::openapi::OpenApi,
+    ) -> ApiState {
+        let keys = KeyPair::load_or_generate(dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("app.db").display());
+        ApiState::new(
+            AppDb::open(&url).await.unwrap(),
+            Recorder::disabled(),
+            TokenIssuer::new(&keys).unwrap(),
+            TokenVerifier::new(&keys).unwrap(),
+            auditor_url.into(),
+            auditor_document,
+        )
+    }
+
+    /// Serves `router` on a free local port; its base URL.
+    pub(crate) async fn serve(router: axum::Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        format!("http://{addr}")
     }
 }

@@ -1,5 +1,8 @@
 //! The user-aware notes repository: free-text notes attached to any object
-//! (`users:5`), each read `viewed` and each new one `created`.
+//! (`users:5`), each read `viewed` and each new one `created`. Who may read and
+//! write which note is `auditlog-auth`'s policy (`Principal::may_read_note`,
+//! `Principal::may_write_note_about`), checked here, where the note's author and
+//! target are known, so that no route can forget it.
 
 use auditlog_event::{Action, MAX_ID_CHARS, MAX_TYPE_CHARS};
 use serde_json::{Value, json};
@@ -92,6 +95,14 @@ impl Notes {
             .subject
             .parse()
             .map_err(|_| DataError::Forbidden("only users may write notes"))?;
+        if !actor
+            .principal
+            .may_write_note_about(&target.object_type, &target.id)
+        {
+            return Err(DataError::Forbidden(
+                "members may write notes only about themselves",
+            ));
+        }
         let len = body.trim().chars().count();
         if len == 0 || len > MAX_NOTE_CHARS {
             return Err(DataError::Invalid(
@@ -127,6 +138,7 @@ impl Notes {
                     Action::Created,
                     (NOTES, note.id),
                     changes,
+                    None,
                 )
                 .await?;
             tx.commit().await?;
@@ -138,7 +150,8 @@ impl Notes {
         Ok(note)
     }
 
-    /// One note, `viewed`.
+    /// One note, `viewed`. A note the actor may not read is "not found", as one
+    /// that does not exist: the answer must not tell the two apart.
     pub async fn get(&self, actor: &Actor, id: i64) -> Result<Note, DataError> {
         let note: Note = on_db!(self.db, readers, |pool, dialect| {
             sqlx::query_as(dialect.sql(SELECT_NOTE))
@@ -147,26 +160,41 @@ impl Notes {
                 .await?
                 .ok_or(DataError::NotFound)?
         });
+        if !may_read(actor, &note) {
+            return Err(DataError::NotFound);
+        }
         self.recorder
             .record(actor, Action::Viewed, NOTES, note.id, None);
         Ok(note)
     }
 
-    /// The notes about one object, oldest first; each `viewed`.
+    /// The notes about one object the actor may read, oldest first; each
+    /// `viewed`. Notes the actor may not read are left out, not refused: a
+    /// member listing notes about someone else sees the ones they wrote.
     pub async fn about(&self, actor: &Actor, target: &NoteTarget) -> Result<Vec<Note>, DataError> {
-        let notes: Vec<Note> = on_db!(self.db, readers, |pool, dialect| {
+        let mut notes: Vec<Note> = on_db!(self.db, readers, |pool, dialect| {
             sqlx::query_as(dialect.sql(NOTES_ABOUT))
                 .bind(&target.object_type)
                 .bind(&target.id)
                 .fetch_all(pool)
                 .await?
         });
+        notes.retain(|note| may_read(actor, note));
         for note in &notes {
             self.recorder
                 .record(actor, Action::Viewed, NOTES, note.id, None);
         }
         Ok(notes)
     }
+}
+
+/// The policy's answer for one stored note.
+fn may_read(actor: &Actor, note: &Note) -> bool {
+    actor.principal.may_read_note(
+        &note.author_id.to_string(),
+        &note.target_type,
+        &note.target_id,
+    )
 }
 
 fn fields(note: &Note) -> [(&'static str, Value); 3] {

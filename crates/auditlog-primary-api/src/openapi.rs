@@ -24,14 +24,19 @@ use crate::routes::notes::{self, NoteResource};
 use crate::routes::users::{self, UserResource};
 
 /// The auditor's routes that the primary API answers by proxying them (`GET` only),
-/// with the caller's token, to the auditor.
-pub const PROXIED: [&str; 9] = [
+/// with the caller's token, to the auditor: the audit queries, and the verifiable
+/// log's key, checkpoint and proofs, which the website checks in the browser.
+pub const PROXIED: [&str; 13] = [
     "/events/by/{actor_type}/{actor_id}",
     "/events/on/{target_type}/{target_id}",
     "/api/data-events",
     "/api/data-events/stream",
     "/api/data-events/activity",
     "/api/data-events/{id}",
+    "/api/data-events/{id}/inclusion",
+    "/api/log/consistency",
+    "/log/key",
+    "/log/checkpoint",
     "/api/{target_type}/{target_id}/data-events",
     "/api/{target_type}/{target_id}/state",
     "/api/{target_type}/{target_id}/diff",
@@ -45,8 +50,10 @@ pub const PROXIED: [&str; 9] = [
             layer that records who viewed, created, changed or deleted what. The audit \
             queries (`/events/…`, `/api/data-events…`, object state and diff) are \
             answered by the auditor, to which they are proxied with the caller's token: \
-            the auditor applies the same policy. Every error is a JSON:API `errors` \
-            document."
+            the auditor applies the same policy. So are the verifiable log's key \
+            (`/log/key`), signed checkpoint (`/log/checkpoint`) and proofs \
+            (`/api/data-events/{id}/inclusion`, `/api/log/consistency`), which a client \
+            checks for itself. Every error is a JSON:API `errors` document."
     ),
     paths(
         routes::token,
@@ -66,6 +73,7 @@ pub const PROXIED: [&str; 9] = [
         (name = "notes", description = "Notes about any object; every access is audited"),
         (name = "events", description = "The audit log, proxied to the auditor"),
         (name = "history", description = "An object's state and changes, proxied to the auditor"),
+        (name = "integrity", description = "The verifiable log: its key, signed checkpoints and proofs, proxied to the auditor"),
         (name = "demo", description = "The demo's stand-in for a login"),
         (name = "service", description = "Health and this document; no token needed"),
     )
@@ -162,6 +170,29 @@ mod tests {
     use utoipa::PartialSchema;
 
     use super::*;
+
+    /// An auditor's document with a `GET` operation for each of the [`PROXIED`] routes.
+    fn auditor_documenting_every_proxied_route() -> utoipa::openapi::OpenApi {
+        let mut paths = utoipa::openapi::path::PathsBuilder::new();
+        for path in PROXIED {
+            let operation = utoipa::openapi::path::OperationBuilder::new().build();
+            paths = paths.path(path, PathItem::new(HttpMethod::Get, operation));
+        }
+        utoipa::openapi::OpenApiBuilder::new().paths(paths).build()
+    }
+
+    #[tokio::test]
+    async fn the_router_serves_its_documented_routes_and_every_proxied_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let auditor = auditor_documenting_every_proxied_route();
+        let state = crate::testing::state(dir.path(), "http://127.0.0.1:9", &auditor).await;
+
+        auditlog_http::openapi::testing::assert_router_matches(
+            crate::router(state),
+            &document(&auditor),
+        )
+        .await;
+    }
 
     #[test]
     fn the_documented_roles_are_those_the_data_layer_reads() {

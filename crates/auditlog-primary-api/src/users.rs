@@ -2,6 +2,12 @@
 //! (an [`Actor`], which also names the request), checks the policy, does the work
 //! and emits the matching event itself, so no handler can forget to audit.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use auditlog_auth::rights::{CurrentRights, RIGHTS_CHANGED, RightsCheck, RightsFuture, allows};
+use auditlog_auth::{AuthError, Principal, Role};
 use auditlog_event::{Action, Change};
 use serde_json::{Value, json};
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Transaction, Type};
@@ -195,16 +201,86 @@ const PASSWORD: &str = "password";
 /// made (emitting after the commit would let the next change's event overtake).
 /// The price: should the commit itself then fail, the event describes a change that
 /// did not happen; the transactional outbox is what removes both risks.
+///
+/// It is also the primary API's [`RightsCheck`]: every request's token is checked
+/// against the users table (a deleted user's token carries nothing, a demoted
+/// admin's no more than a user's), through a cache of at most
+/// [`RIGHTS_FRESH_FOR`] that this repository clears for a user it changes.
 #[derive(Debug, Clone)]
 pub struct Users {
     db: AppDb,
     recorder: Recorder,
+    rights: Arc<RightsCache>,
+}
+
+/// How long a user's rights read from the database are trusted. Changes made
+/// through this process clear them at once; this bounds how long another
+/// process's change (several primary APIs on one database) takes to be seen.
+pub const RIGHTS_FRESH_FOR: Duration = Duration::from_millis(500);
+
+/// Most users whose rights are remembered; past it the memory starts over.
+const RIGHTS_CAPACITY: usize = 10_000;
+
+/// Users' rights as last read: their role, or `None` when there is no such user.
+#[derive(Debug, Default)]
+struct RightsCache(Mutex<HashMap<i64, (Instant, Option<UserRole>)>>);
+
+impl RightsCache {
+    fn get(&self, id: i64) -> Option<Option<UserRole>> {
+        let cache = self.0.lock().ok()?;
+        let (read_at, role) = cache.get(&id)?;
+        (read_at.elapsed() < RIGHTS_FRESH_FOR).then_some(*role)
+    }
+
+    fn put(&self, id: i64, role: Option<UserRole>) {
+        if let Ok(mut cache) = self.0.lock() {
+            if cache.len() >= RIGHTS_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(id, (Instant::now(), role));
+        }
+    }
+
+    fn forget(&self, id: i64) {
+        if let Ok(mut cache) = self.0.lock() {
+            cache.remove(&id);
+        }
+    }
 }
 
 impl Users {
     /// The repository over `db`, emitting through `recorder`.
     pub fn new(db: AppDb, recorder: Recorder) -> Self {
-        Users { db, recorder }
+        Users {
+            db,
+            recorder,
+            rights: Arc::default(),
+        }
+    }
+
+    /// What the users table says now of the user a token names.
+    async fn current_rights(&self, subject: &str) -> Result<CurrentRights, AuthError> {
+        // A subject that is no id of this table names no user of this application.
+        let Ok(id) = subject.parse::<i64>() else {
+            return Ok(CurrentRights::Deleted);
+        };
+        let role = match self.rights.get(id) {
+            Some(role) => role,
+            None => {
+                let role = self
+                    .find_unaudited(id)
+                    .await
+                    .map_err(|e| AuthError::Unavailable(e.to_string()))?
+                    .map(|user| user.role);
+                self.rights.put(id, role);
+                role
+            }
+        };
+        Ok(match role {
+            None => CurrentRights::Deleted,
+            Some(UserRole::Admin) => CurrentRights::Role(Role::Admin),
+            Some(UserRole::User) => CurrentRights::Role(Role::User),
+        })
     }
 
     /// Every user; each one returned is `viewed`.
@@ -280,6 +356,7 @@ impl Users {
                     Action::Created,
                     (USERS, user.id),
                     changes,
+                    None,
                 )
                 .await?;
             tx.commit().await?;
@@ -333,6 +410,9 @@ impl Users {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                // A change of role changes what the user's tokens may do: named so
+                // that the auditor revokes what the old role allowed.
+                let event_name = changes.contains_key("role").then_some(RIGHTS_CHANGED);
                 self.recorder
                     .stage(
                         &mut tx,
@@ -341,12 +421,14 @@ impl Users {
                         Action::Changed,
                         (USERS, id),
                         changes,
+                        event_name,
                     )
                     .await?;
             }
             tx.commit().await?;
             after
         });
+        self.rights.forget(id);
         self.recorder.staged_committed();
         self.recorder.record(actor, Action::Viewed, USERS, id, None);
         Ok(after)
@@ -377,12 +459,25 @@ impl Users {
                     Action::Deleted,
                     (USERS, id),
                     changes,
+                    Some(RIGHTS_CHANGED),
                 )
                 .await?;
             tx.commit().await?;
         });
+        self.rights.forget(id);
         self.recorder.staged_committed();
         Ok(())
+    }
+}
+
+impl RightsCheck for Users {
+    fn check<'a>(&'a self, principal: &'a Principal) -> RightsFuture<'a> {
+        Box::pin(async move {
+            if principal.role == Role::Service {
+                return Ok(());
+            }
+            allows(principal, self.current_rights(&principal.subject).await?)
+        })
     }
 }
 

@@ -8,8 +8,10 @@
 //!   ids each time, built outside the timed region) into a store of its own that
 //!   grows as the bench runs. Throughput in events.
 //! - `store_seal/{backend}`: `seal` of the 1 000 events just inserted (the insert
-//!   is not timed), in a store of its own: what extending the integrity chain costs
-//!   beside storing the same events. Throughput in events.
+//!   is not timed), in a store of its own that grows as the bench runs: what
+//!   appending them to the Merkle tree costs (leaf and tile-node inserts, and the
+//!   commit of one seal per 1 000) beside storing the same events. Throughput in
+//!   leaves sealed.
 //! - `store_query/{backend}/{by_actor,by_target}`: the first page (50 events) for
 //!   one actor or one target, on a store preloaded with 100 000 events spread evenly
 //!   over 1 000 actors (100 events each, so the page is full) and 10 000 targets

@@ -1,9 +1,25 @@
 //! Durable storage of audit events behind one trait, [`AuditStore`], and its
 //! backends. The store keeps every event once (unique by id), gives each a sequence
-//! number in commit order, and answers the actor/target queries newest first with
+//! number (`seq`), and answers the actor/target queries newest first with
 //! keyset pagination. It also keeps each event's producer number, so that it can say
 //! per producer which numbers are missing ([`AuditStore::producers`]). It knows
 //! nothing of HTTP or transports.
+//!
+//! Several auditors may write one server store at once. On PostgreSQL they insert
+//! in parallel, so `seq` order is not commit order: a row may commit after one
+//! with a higher `seq`. Readers that go by `seq` ([`AuditStore::seal`],
+//! [`AuditStore::stored_after`], [`AuditStore::last_seq`]) therefore only go up to
+//! the *settled* `seq`, below which no row can appear any more (see `postgres.rs`).
+//! MySQL/MariaDB and SQLite writers take turns, so there every committed `seq` is
+//! settled. One auditor at a time holds the sealer role ([`AuditStore::sealer_role`]).
+//!
+//! For integrity, [`AuditStore::seal`] appends stored events, in `seq` order, to
+//! the log's RFC 9162 Merkle tree ([`tree`]; the arithmetic is `auditlog-tlog`'s):
+//! the store keeps one leaf entry per sealed event, the hashes of complete subtrees
+//! at the tile levels 8, 16, …, and the signed checkpoints, and serves the stored
+//! hashes that roots and proofs are computed from. The hash chain of earlier
+//! releases ([`legacy`]) is only read, so that a store they wrote can be checked
+//! and migrated.
 //!
 //! Backends, chosen by [`open`] from the URL's scheme, all with the same behaviour
 //! (one suite, `tests/behaviour/`, runs against each):
@@ -19,7 +35,8 @@
 //! insert and its locks. With the `testing` feature, the `testing` module hands tests
 //! a fresh private database per backend.
 
-mod chain;
+mod columns;
+pub mod legacy;
 mod mysql;
 mod postgres;
 mod query;
@@ -27,17 +44,18 @@ mod sql;
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tree;
 
-pub use chain::{
-    ChainEntry, ChainHead, ChainLink, Hash, SealOutcome, SignedHead, ZERO_HASH, chain_hash,
-    from_hex, head_message, leaf_hash, to_hex,
-};
+pub use auditlog_tlog::{Hash, Read};
+pub use columns::column_mismatches;
+pub use legacy::{ChainEntry, SignedHead, from_hex, to_hex};
 pub use mysql::MySqlStore;
 pub use postgres::PostgresStore;
 pub use query::{
     ActivityCount, Cursor, EventPage, EventQuery, ObjectKey, Order, ProducerProgress, StoredEvent,
 };
 pub use sqlite::SqliteStore;
+pub use tree::{EventRow, Leaf, LeafEntry, Migration, SealOutcome, StoredCheckpoint};
 
 use std::sync::Arc;
 
@@ -90,8 +108,9 @@ pub trait AuditStore: Send + Sync + 'static {
     async fn get(&self, id: uuid::Uuid) -> Result<Option<StoredEvent>, StoreError>;
 
     /// Up to `limit` events matching the filters of `query` (its page, order and
-    /// cursor ignored) whose `seq` is above `after_seq`, in `seq` (commit) order: what
-    /// a live tail has not yet seen.
+    /// cursor ignored) whose `seq` is above `after_seq` and settled (no event with a
+    /// lower `seq` can still appear), in `seq` order: what a live tail has not yet
+    /// seen.
     async fn stored_after(
         &self,
         query: &EventQuery,
@@ -99,7 +118,8 @@ pub trait AuditStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
-    /// The highest `seq` stored, 0 for an empty store: "now" for a live tail.
+    /// The highest settled `seq` (every event at or below it that will ever be
+    /// stored is stored), 0 for an empty store: "now" for a live tail.
     async fn last_seq(&self) -> Result<i64, StoreError>;
 
     /// Events matching the filters of `query` (its page, order and cursor ignored)
@@ -118,6 +138,21 @@ pub trait AuditStore: Send + Sync + 'static {
     /// and the gaps come from one snapshot and agree with each other.
     async fn producers(&self) -> Result<Vec<ProducerProgress>, StoreError>;
 
+    /// Binds `producer_id` to `principal` (who delivers its events, e.g.
+    /// `services/api`) unless it is bound already, and answers the principal it
+    /// is bound to: `principal` when this call bound it or it was bound to it
+    /// before, another one when another principal used the id first. Bindings
+    /// are never changed or removed, so a producer's numbering cannot be taken
+    /// over. A store without bindings (a test double) binds nothing.
+    async fn bind_producer(
+        &self,
+        producer_id: &str,
+        principal: &str,
+    ) -> Result<String, StoreError> {
+        let _ = producer_id;
+        Ok(principal.to_owned())
+    }
+
     /// Which of `ids` are stored, one entry per stored row (so a duplicate would
     /// show twice). For checking completeness by id.
     async fn stored_ids(&self, ids: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError>;
@@ -125,51 +160,147 @@ pub trait AuditStore: Send + Sync + 'static {
     /// Whether the store answers at all.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Extends the integrity chain (see [`ChainEntry`]) with up to `max`
-    /// stored events after its head, in `seq` order, in one transaction under a lock
-    /// that makes concurrent sealers (several auditors) take turns, so the store
-    /// holds one chain whoever seals. Idempotent: rows already sealed are never
-    /// sealed again, and rows that appear later with a `seq` at or below the head
-    /// (inserted behind the auditor's back) are never sealed, so verification
-    /// reports them.
+    /// Appends up to `max` stored events after the tree's last leaf and up to the
+    /// settled `seq` to the log's Merkle tree (see [`tree`]), in `seq` order, in one
+    /// transaction under a lock that makes concurrent sealers take turns (normally
+    /// only the holder of [`AuditStore::sealer_role`] seals): each event gets
+    /// the next leaf index, its leaf hash (of [`auditlog_tlog::leaf_bytes`] of its
+    /// row) is stored with it, and so is the hash of every tile-level node
+    /// (levels 8, 16, …) the new leaves complete. Idempotent: a row is sealed once,
+    /// and rows that appear later with a `seq` at or below the last leaf's (inserted
+    /// behind the auditor's back) are never sealed, so verification reports them.
     async fn seal(&self, max: u32) -> Result<SealOutcome, StoreError> {
         let _ = max;
         Err(unsupported())
     }
 
-    /// The chain's head (the empty head when nothing is sealed).
-    async fn chain_head(&self) -> Result<ChainHead, StoreError> {
+    /// Tries to become the one sealer of this store among the auditors that share
+    /// it: `Ok(Some(role))` while this process holds the role, `Ok(None)` while
+    /// another does. The role lasts as long as the returned [`SealerRole`] lives
+    /// and its database session does; a process that dies loses it with its
+    /// session, and another takes it at its next try. A store only one process
+    /// uses (SQLite, test doubles) always grants it.
+    async fn sealer_role(&self) -> Result<Option<Box<dyn SealerRole>>, StoreError> {
+        Ok(Some(Box::new(SoleSealer)))
+    }
+
+    /// Leaves in the tree (0 when nothing is sealed).
+    async fn tree_size(&self) -> Result<u64, StoreError> {
         Err(unsupported())
     }
 
-    /// Up to `limit` chain entries with `seq` above `after_seq`, in `seq` order.
-    async fn chain_after(&self, after_seq: i64, limit: u32) -> Result<Vec<ChainEntry>, StoreError> {
+    /// The stored hashes each [`Read`] names (level 0: leaf hashes by leaf index;
+    /// 8, 16, …: tile-level node hashes), in index order, each list stopping at the
+    /// first hash that is not stored.
+    async fn tree_hashes(&self, reads: &[Read]) -> Result<Vec<(Read, Vec<Hash>)>, StoreError> {
+        let _ = reads;
+        Err(unsupported())
+    }
+
+    /// The sealed leaf of the event with this id, rebuilt from its row; `None` when
+    /// the event is not stored or not sealed yet.
+    async fn leaf_of(&self, id: uuid::Uuid) -> Result<Option<Leaf>, StoreError> {
+        let _ = id;
+        Err(unsupported())
+    }
+
+    /// The leaves with index in `[start, end)`, in index order, each rebuilt from
+    /// its row (a leaf whose row is gone is left out).
+    async fn leaves(&self, start: u64, end: u64) -> Result<Vec<Leaf>, StoreError> {
+        let _ = (start, end);
+        Err(unsupported())
+    }
+
+    /// Up to `limit` leaf entries (index, seq, id, stored hash) with index at or
+    /// above `from`, in index order, whether or not their rows still exist: what
+    /// `verify` walks to find removed rows.
+    async fn leaf_entries(&self, from: u64, limit: u32) -> Result<Vec<LeafEntry>, StoreError> {
+        let _ = (from, limit);
+        Err(unsupported())
+    }
+
+    /// Up to `limit` rows of `audit_events` with `seq` above `after_seq`, in `seq`
+    /// order, with every column as stored: what `verify` recomputes leaves and
+    /// columns from.
+    async fn rows_after(&self, after_seq: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
         let _ = (after_seq, limit);
         Err(unsupported())
     }
 
-    /// The chain entry of `seq` and the chain hash before it, if `seq` is sealed.
-    async fn chain_link(&self, seq: i64) -> Result<Option<ChainLink>, StoreError> {
-        let _ = seq;
+    /// Keeps a signed checkpoint (saving the same size twice keeps the first).
+    async fn save_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {
+        let _ = checkpoint;
         Err(unsupported())
     }
 
-    /// Keeps a signed head (the newest one is what [`AuditStore::latest_head`]
-    /// answers; older ones are dropped). Saving the same head twice is harmless.
-    async fn save_head(&self, head: &SignedHead) -> Result<(), StoreError> {
-        let _ = head;
+    /// The checkpoint with the largest size, if any.
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
         Err(unsupported())
     }
 
-    /// The signed head with the highest `seq`, if any was saved.
-    async fn latest_head(&self) -> Result<Option<SignedHead>, StoreError> {
+    /// Up to `limit` checkpoints with size above `after_size`, ascending by size.
+    async fn checkpoints_after(
+        &self,
+        after_size: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let _ = (after_size, limit);
+        Err(unsupported())
+    }
+
+    /// The hash chain of earlier releases ([`legacy`]), for the one-time migration
+    /// into the tree: up to `limit` chain entries with `seq` above `after_seq`.
+    async fn legacy_chain_after(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<ChainEntry>, StoreError> {
+        let _ = (after_seq, limit);
+        Err(unsupported())
+    }
+
+    /// The newest signed head of the earlier releases' chain, if any.
+    async fn legacy_head(&self) -> Result<Option<SignedHead>, StoreError> {
+        Err(unsupported())
+    }
+
+    /// Records that the earlier chain was checked and moved into the tree (once:
+    /// saving again keeps the first record).
+    async fn save_migration(&self, migration: &Migration) -> Result<(), StoreError> {
+        let _ = migration;
+        Err(unsupported())
+    }
+
+    /// The record of that migration, if it happened.
+    async fn migration(&self) -> Result<Option<Migration>, StoreError> {
         Err(unsupported())
     }
 }
 
-/// What the integrity methods of a store without a chain (a test double) answer.
+/// The sealer role, held (see [`AuditStore::sealer_role`]). Dropping it gives the
+/// role up.
+#[async_trait]
+pub trait SealerRole: Send + Sync {
+    /// Whether the role is still held: asks the database over the session that
+    /// holds it, which also keeps that session from timing out as idle. An error
+    /// means the role may be lost (the session is gone, and with it the lock):
+    /// drop it and try for the role again.
+    async fn check(&mut self) -> Result<(), StoreError>;
+}
+
+/// The role on a store no other process shares: always held.
+struct SoleSealer;
+
+#[async_trait]
+impl SealerRole for SoleSealer {
+    async fn check(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// What the integrity methods of a store without a tree (a test double) answer.
 fn unsupported() -> StoreError {
-    StoreError::Backend("this store keeps no integrity chain".into())
+    StoreError::Backend("this store keeps no Merkle tree".into())
 }
 
 /// The database engines a store URL can name.

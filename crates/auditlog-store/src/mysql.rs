@@ -1,6 +1,17 @@
 //! MySQL / MariaDB backend (the prototype's database): a pooled `MySqlPool`, batches
 //! inserted with multi-row inserts after a locking look-up of the ids already
 //! stored, the same queries as every other backend.
+//!
+//! Unlike PostgreSQL's, writers here still take turns (one row lock), so that
+//! `seq` order is commit order and every committed `seq` is settled. InnoDB has
+//! no cheap equivalent of the snapshot and lock views PostgreSQL's readers use to
+//! tell a `seq` gap that a running transaction will still fill from one it never
+//! will (`information_schema.innodb_trx` does not say which `AUTO_INCREMENT`
+//! values a transaction holds). Several auditors on one MySQL store add
+//! availability, and share the broker's work, but not the store's write rate.
+//!
+//! One auditor at a time seals ([`AuditStore::sealer_role`]): it holds a named
+//! lock (`GET_LOCK`) on a connection of its own.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -14,13 +25,21 @@ use sqlx::mysql::{
 use sqlx::{Connection, MySql, Row};
 
 use crate::sql::{
-    CONNECT_TIMEOUT, Dialect, GenericStore, POOL_SIZE, bind_id_bytes, chunks, first_connection,
-    id_from_bytes, insert_values, store_error, unique_rows,
+    CONNECT_TIMEOUT, Dialect, GenericStore, POOL_SIZE, RoleOptions, SEALER_SESSION_IDLE,
+    SessionSealerRole, bind_id_bytes, chunks, first_connection, id_from_bytes, insert_values,
+    role_connection, select_id_as_stored, store_error, unique_rows,
 };
 use crate::{
-    ActivityCount, AuditStore, ChainEntry, ChainHead, ChainLink, EventPage, EventQuery,
-    InsertOutcome, ProducerProgress, SealOutcome, SignedHead, StoreError, StoredEvent, redact,
+    ActivityCount, AuditStore, ChainEntry, EventPage, EventQuery, EventRow, Hash, InsertOutcome,
+    Leaf, LeafEntry, Migration, ProducerProgress, Read, SealOutcome, SealerRole, SignedHead,
+    StoreError, StoredCheckpoint, StoredEvent, redact,
 };
+
+/// Takes the sealer role's named lock without waiting: 1 when taken, 0 when another
+/// session holds it. Named locks are per server, not per database, so the name
+/// carries the database's (hashed, to stay within the 64 characters a name may
+/// have): auditors of different stores on one server do not compete.
+const TAKE_SEALER_ROLE: &str = "SELECT GET_LOCK(CONCAT('auditlog-sealer-', MD5(DATABASE())), 0)";
 
 /// Binds per inserted row: id, action, timestamp, actor type and id, target type
 /// and id, received at, body, producer id and number.
@@ -56,12 +75,52 @@ const SCHEMA: &[&str] = &[
         KEY audit_events_time (timestamp DESC, id DESC),
         KEY audit_events_producer (producer_id, producer_seq)
     ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
+    // Which principal delivered each producer id first: the only one that may
+    // deliver its events (see `AuditStore::bind_producer`).
+    "CREATE TABLE IF NOT EXISTS audit_producers (
+        producer_id VARBINARY(512) NOT NULL PRIMARY KEY,
+        principal VARBINARY(1024) NOT NULL,
+        bound_at BIGINT NOT NULL
+    ) ENGINE = InnoDB",
     // One row whose lock serialises writers (see `insert_batch`).
     "CREATE TABLE IF NOT EXISTS audit_events_writer (
         id TINYINT NOT NULL PRIMARY KEY
     ) ENGINE = InnoDB",
     "INSERT INTO audit_events_writer (id) VALUES (1) ON DUPLICATE KEY UPDATE id = id",
-    // The integrity chain (see `chain.rs`), one entry per sealed event.
+    // The log's Merkle tree (see `tree.rs`): one leaf per sealed event, numbered
+    // in `seq` order.
+    "CREATE TABLE IF NOT EXISTS audit_leaves (
+        leaf_index BIGINT NOT NULL PRIMARY KEY,
+        seq BIGINT NOT NULL,
+        id BINARY(16) NOT NULL,
+        leaf_hash BINARY(32) NOT NULL,
+        UNIQUE KEY audit_leaves_seq (seq)
+    ) ENGINE = InnoDB",
+    // Hashes of the complete subtrees at the tile levels 8, 16, ….
+    "CREATE TABLE IF NOT EXISTS audit_nodes (
+        level SMALLINT NOT NULL,
+        idx BIGINT NOT NULL,
+        hash BINARY(32) NOT NULL,
+        PRIMARY KEY (level, idx)
+    ) ENGINE = InnoDB",
+    // Signed checkpoints, one per tree size (a note is under 1 KiB; TEXT holds 64).
+    "CREATE TABLE IF NOT EXISTS audit_checkpoints (
+        size BIGINT NOT NULL PRIMARY KEY,
+        note TEXT NOT NULL,
+        signed_at BIGINT NOT NULL
+    ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
+    // The record of migrating from the earlier releases' chain: at most one row.
+    "CREATE TABLE IF NOT EXISTS audit_migrations (
+        one TINYINT NOT NULL PRIMARY KEY CHECK (one = 1),
+        migrated_at BIGINT NOT NULL,
+        chain_size BIGINT NOT NULL,
+        chain_seq BIGINT NOT NULL,
+        chain_hash TEXT NOT NULL,
+        signed_head TEXT NULL,
+        outcome TEXT NOT NULL
+    ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
+    // The hash chain of earlier releases (see `legacy.rs`), one entry per event
+    // they sealed; only read, to migrate such a store into the tree.
     "CREATE TABLE IF NOT EXISTS audit_chain (
         seq BIGINT NOT NULL PRIMARY KEY,
         position BIGINT NOT NULL,
@@ -69,7 +128,7 @@ const SCHEMA: &[&str] = &[
         leaf_hash BINARY(32) NOT NULL,
         chain_hash BINARY(32) NOT NULL
     ) ENGINE = InnoDB",
-    // Signed chain heads; only the newest is kept.
+    // The earlier releases' signed chain heads; only read, like `audit_chain`.
     "CREATE TABLE IF NOT EXISTS audit_heads (
         seq BIGINT NOT NULL PRIMARY KEY,
         size BIGINT NOT NULL,
@@ -79,7 +138,8 @@ const SCHEMA: &[&str] = &[
         public_key VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
         signature VARBINARY(128) NOT NULL
     ) ENGINE = InnoDB",
-    // One row whose lock serialises sealers (see `seal`).
+    // One row whose lock serialises sealers (see `seal`); the name is from the
+    // chain's time, kept so that a store and its older auditors share one lock.
     "CREATE TABLE IF NOT EXISTS audit_chain_sealer (
         id TINYINT NOT NULL PRIMARY KEY
     ) ENGINE = InnoDB",
@@ -117,6 +177,8 @@ pub struct MySqlStore {
     /// `max_allowed_packet`, so a batch of large events is split before the server
     /// would refuse it.
     max_statement_bytes: usize,
+    /// To open the sealer role's session, which is not one of the pool's.
+    options: RoleOptions<MySqlConnectOptions>,
 }
 
 impl MySqlStore {
@@ -148,10 +210,11 @@ impl MySqlStore {
         let pool = MySqlPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(CONNECT_TIMEOUT)
-            .connect_lazy_with(options);
+            .connect_lazy_with(options.clone());
         Ok(MySqlStore {
             pool,
             max_statement_bytes: usize::try_from(max_packet / 2).unwrap_or(0).max(64 * 1024),
+            options: RoleOptions(options),
         })
     }
 }
@@ -219,20 +282,26 @@ pub(crate) fn driver_url(url: &str) -> Cow<'_, str> {
 /// MySQL's spelling of the shared statements (`/` would divide into a decimal
 /// there).
 const DIALECT: Dialect<MySql> = Dialect {
-    columns: "id, seq, timestamp, body",
+    columns: "id, seq, timestamp, received_at, body",
+    select_id: select_id_as_stored,
     bind_id: bind_id_bytes,
     decode_id: id_from_bytes,
+    text: text_from_bytes,
     event_name: "JSON_UNQUOTE(JSON_EXTRACT(body, '$.eventName'))",
     div: "DIV",
-    producer_id: producer_id_bytes,
-    keep_stored_head: "ON DUPLICATE KEY UPDATE seq = seq",
+    keep_existing: |column| format!("ON DUPLICATE KEY UPDATE {column} = {column}"),
 };
 
-/// The producer id is `VARBINARY`, so it comes back as bytes; it went in as UTF-8.
-fn producer_id_bytes(row: &MySqlRow) -> Result<String, StoreError> {
-    let producer_id: Vec<u8> = row.try_get("producer_id").map_err(store_error)?;
-    String::from_utf8(producer_id)
-        .map_err(|e| StoreError::Backend(format!("a stored producer id is not UTF-8: {e}")))
+/// The type and id columns, the producer id among them, are `VARBINARY`, so they
+/// come back as bytes; they went in as UTF-8.
+fn text_from_bytes(row: &MySqlRow, column: &str) -> Result<Option<String>, StoreError> {
+    let bytes: Option<Vec<u8>> = row.try_get(column).map_err(store_error)?;
+    bytes
+        .map(|bytes| {
+            String::from_utf8(bytes)
+                .map_err(|e| StoreError::Backend(format!("a stored {column} is not UTF-8: {e}")))
+        })
+        .transpose()
 }
 
 /// The row locks that serialise writers (see `insert_batch`) and sealers (see
@@ -329,7 +398,7 @@ impl AuditStore for MySqlStore {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.sql().stored_after(query, after_seq, limit).await
+        self.sql().stored_after(query, after_seq, limit, None).await
     }
 
     async fn last_seq(&self) -> Result<i64, StoreError> {
@@ -360,29 +429,102 @@ impl AuditStore for MySqlStore {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
         // Sealers take turns (several auditors may share the store) on their own
         // row lock, which writers do not take; the writer lock keeps `seq` order
-        // commit order, so every row this reads above the head is final.
+        // commit order, so every row this reads above the last leaf is final. The
+        // transaction's snapshot starts at its first plain read, after the lock,
+        // so it sees what the previous sealer committed.
         lock_row(&mut tx, SEAL_LOCK).await?;
-        self.sql().seal(tx, max).await
+        self.sql().seal(tx, max, None).await
     }
 
-    async fn chain_head(&self) -> Result<ChainHead, StoreError> {
-        self.sql().chain_head().await
+    async fn sealer_role(&self) -> Result<Option<Box<dyn SealerRole>>, StoreError> {
+        let mut conn =
+            role_connection("MySQL", MySqlConnection::connect_with(&self.options.0)).await?;
+        let idle = format!(
+            "SET SESSION wait_timeout = {}",
+            SEALER_SESSION_IDLE.as_secs()
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(idle))
+            .execute(&mut conn)
+            .await
+            .map_err(store_error)?;
+        // NULL (an error taking it) counts as not taken.
+        let taken: Option<i64> = sqlx::query_scalar(TAKE_SEALER_ROLE)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(store_error)?;
+        if taken != Some(1) {
+            let _ = conn.close().await;
+            return Ok(None);
+        }
+        Ok(Some(Box::new(SessionSealerRole(conn))))
     }
 
-    async fn chain_after(&self, after_seq: i64, limit: u32) -> Result<Vec<ChainEntry>, StoreError> {
-        self.sql().chain_after(after_seq, limit).await
+    async fn tree_size(&self) -> Result<u64, StoreError> {
+        self.sql().tree_size().await
     }
 
-    async fn chain_link(&self, seq: i64) -> Result<Option<ChainLink>, StoreError> {
-        self.sql().chain_link(seq).await
+    async fn tree_hashes(&self, reads: &[Read]) -> Result<Vec<(Read, Vec<Hash>)>, StoreError> {
+        self.sql().tree_hashes(reads).await
     }
 
-    async fn save_head(&self, head: &SignedHead) -> Result<(), StoreError> {
-        self.sql().save_head(head).await
+    async fn leaf_of(&self, id: uuid::Uuid) -> Result<Option<Leaf>, StoreError> {
+        self.sql().leaf_of(id).await
     }
 
-    async fn latest_head(&self) -> Result<Option<SignedHead>, StoreError> {
-        self.sql().latest_head().await
+    async fn leaves(&self, start: u64, end: u64) -> Result<Vec<Leaf>, StoreError> {
+        self.sql().leaves(start, end).await
+    }
+
+    async fn leaf_entries(&self, from: u64, limit: u32) -> Result<Vec<LeafEntry>, StoreError> {
+        self.sql().leaf_entries(from, limit).await
+    }
+
+    async fn rows_after(&self, after_seq: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
+        self.sql().rows_after(after_seq, limit).await
+    }
+
+    async fn bind_producer(
+        &self,
+        producer_id: &str,
+        principal: &str,
+    ) -> Result<String, StoreError> {
+        self.sql().bind_producer(producer_id, principal).await
+    }
+
+    async fn save_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {
+        self.sql().save_checkpoint(checkpoint).await
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.sql().latest_checkpoint().await
+    }
+
+    async fn checkpoints_after(
+        &self,
+        after_size: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        self.sql().checkpoints_after(after_size, limit).await
+    }
+
+    async fn legacy_chain_after(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<ChainEntry>, StoreError> {
+        self.sql().legacy_chain_after(after_seq, limit).await
+    }
+
+    async fn legacy_head(&self) -> Result<Option<SignedHead>, StoreError> {
+        self.sql().legacy_head().await
+    }
+
+    async fn save_migration(&self, migration: &Migration) -> Result<(), StoreError> {
+        self.sql().save_migration(migration).await
+    }
+
+    async fn migration(&self) -> Result<Option<Migration>, StoreError> {
+        self.sql().migration().await
     }
 }
 

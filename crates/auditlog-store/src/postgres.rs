@@ -1,7 +1,26 @@
 //! PostgreSQL backend: a pooled `PgPool`, one `UNNEST` insert per batch, the same
 //! queries as every other backend.
+//!
+//! Writers do not take turns: several auditors insert into one database in
+//! parallel, each drawing `seq` values from the table's sequence as it inserts.
+//! So a row can commit after another with a higher `seq`, and a reader that goes
+//! by `seq` (the sealer, a live tail) must not read past a `seq` that a later
+//! commit could still fill in. It reads up to the *settled* `seq` instead
+//! ([`PostgresStore::settled_seq`]): the highest `seq` `M` it sees, once every
+//! writer that was inserting when it saw `M` has ended. That is enough because a
+//! sequence hands its numbers out in increasing order (with the default `CACHE
+//! 1`): a row whose number is at most `M` drew it before `M`'s row committed, so
+//! its transaction was already inserting, and holding its lock on the table, when
+//! `M` was seen. A transaction that aborted has ended too: its numbers stay gaps
+//! for good, and nothing waits for them.
+//!
+//! One auditor at a time seals ([`AuditStore::sealer_role`]): it holds a
+//! session-level advisory lock on a connection of its own.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use auditlog_event::DataEvent;
@@ -9,19 +28,59 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{AssertSqlSafe, Connection, Postgres, Row};
 
 use crate::sql::{
-    CONNECT_TIMEOUT, Dialect, EventRow, GenericStore, POOL_SIZE, STORED_IDS_CHUNK, chunks,
-    first_connection, producer_id_text, store_error, unique_rows,
+    CONNECT_TIMEOUT, Dialect, GenericStore, POOL_SIZE, RoleOptions, SEALER_SESSION_IDLE,
+    STORED_IDS_CHUNK, SessionSealerRole, chunks, first_connection, on_conflict_do_nothing,
+    role_connection, store_error, text_column, unique_rows,
 };
 use crate::{
-    ActivityCount, AuditStore, ChainEntry, ChainHead, ChainLink, EventPage, EventQuery,
-    InsertOutcome, ProducerProgress, SealOutcome, SignedHead, StoreError, StoredEvent, redact,
+    ActivityCount, AuditStore, ChainEntry, EventPage, EventQuery, EventRow, Hash, InsertOutcome,
+    Leaf, LeafEntry, Migration, ProducerProgress, Read, SealOutcome, SealerRole, SignedHead,
+    StoreError, StoredCheckpoint, StoredEvent, redact,
 };
 
-/// Keys of the transaction-scoped advisory locks this store takes. Advisory locks are
-/// per database, so stores in different databases never wait on each other.
+/// Keys of the advisory locks this store takes. Advisory locks are per database, so
+/// stores in different databases never wait on each other. The schema and seal
+/// locks are transaction-scoped; the sealer role's is held by a session.
+/// (`…0002` was the writers' lock of earlier releases, when writers took turns.)
 const SCHEMA_LOCK: i64 = 0x6175_6469_746c_0001;
-const WRITER_LOCK: i64 = 0x6175_6469_746c_0002;
 const SEAL_LOCK: i64 = 0x6175_6469_746c_0003;
+const SEALER_ROLE_LOCK: i64 = 0x6175_6469_746c_0004;
+
+/// The highest `seq` this snapshot sees, and the writers inserting into
+/// `audit_events` right now (their virtual transaction ids; every transaction has
+/// one from its start, and holds the lock on it until it ends). `pg_locks` is
+/// read while the statement runs, so after its snapshot was taken: a writer that
+/// drew a number at or below `max_seq` and had not committed by then still holds
+/// its `RowExclusiveLock` on the table (taken before it drew anything) and is
+/// listed. Our own session is not a writer.
+const HORIZON: &str = "SELECT (SELECT COALESCE(MAX(seq), 0) FROM audit_events) AS max_seq,
+    ARRAY(SELECT DISTINCT l.virtualtransaction FROM pg_locks l
+        WHERE l.locktype = 'relation' AND l.mode = 'RowExclusiveLock' AND l.granted
+            AND l.relation = 'audit_events'::regclass AND l.pid <> pg_backend_pid()
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    ) AS writers";
+
+/// How many of the listed transactions (virtual ids) are still running.
+const STILL_RUNNING: &str = "SELECT COUNT(*) FROM pg_locks
+    WHERE locktype = 'virtualxid' AND virtualxid = ANY($1::text[])";
+
+/// How long [`PostgresStore::settled_seq`] waits for the writers it saw to end. A
+/// commit takes milliseconds; a writer that takes longer (a stalled auditor) only
+/// holds back what is read above the last settled `seq`, until it ends or its
+/// session is cut.
+const SETTLE_PATIENCE: Duration = Duration::from_secs(2);
+
+/// Pause between two looks at whether those writers have ended.
+const SETTLE_POLL: Duration = Duration::from_millis(3);
+
+/// Tries of an insert that PostgreSQL aborted as a deadlock victim. Parallel
+/// writers can deadlock only on the unique index, when two batches carry the same
+/// ids in different orders (a redelivery racing the first delivery); the other
+/// batch then commits, and the retry finds those ids stored.
+const DEADLOCK_TRIES: u32 = 3;
+
+/// PostgreSQL's SQLSTATE for `deadlock_detected`.
+const DEADLOCK: &str = "40P01";
 
 /// Upper bound on the bytes one insert statement carries. PostgreSQL accepts up to
 /// 1 GiB per message; staying far below keeps client and server memory in check
@@ -54,7 +113,46 @@ const SCHEMA: &[&str] = &[
         ON audit_events (target_type, target_id, timestamp DESC, id DESC)",
     "CREATE INDEX IF NOT EXISTS audit_events_time
         ON audit_events (timestamp DESC, id DESC)",
-    // The integrity chain (see `chain.rs`), one entry per sealed event.
+    // Which principal delivered each producer id first: the only one that may
+    // deliver its events (see `AuditStore::bind_producer`).
+    "CREATE TABLE IF NOT EXISTS audit_producers (
+        producer_id VARCHAR(128) PRIMARY KEY,
+        principal TEXT NOT NULL,
+        bound_at BIGINT NOT NULL
+    )",
+    // The log's Merkle tree (see `tree.rs`): one leaf per sealed event, numbered
+    // in `seq` order.
+    "CREATE TABLE IF NOT EXISTS audit_leaves (
+        leaf_index BIGINT PRIMARY KEY,
+        seq BIGINT NOT NULL UNIQUE,
+        id UUID NOT NULL,
+        leaf_hash BYTEA NOT NULL
+    )",
+    // Hashes of the complete subtrees at the tile levels 8, 16, ….
+    "CREATE TABLE IF NOT EXISTS audit_nodes (
+        level SMALLINT NOT NULL,
+        idx BIGINT NOT NULL,
+        hash BYTEA NOT NULL,
+        PRIMARY KEY (level, idx)
+    )",
+    // Signed checkpoints, one per tree size.
+    "CREATE TABLE IF NOT EXISTS audit_checkpoints (
+        size BIGINT PRIMARY KEY,
+        note TEXT NOT NULL,
+        signed_at BIGINT NOT NULL
+    )",
+    // The record of migrating from the earlier releases' chain: at most one row.
+    "CREATE TABLE IF NOT EXISTS audit_migrations (
+        one SMALLINT PRIMARY KEY CHECK (one = 1),
+        migrated_at BIGINT NOT NULL,
+        chain_size BIGINT NOT NULL,
+        chain_seq BIGINT NOT NULL,
+        chain_hash TEXT NOT NULL,
+        signed_head TEXT,
+        outcome TEXT NOT NULL
+    )",
+    // The hash chain of earlier releases (see `legacy.rs`), one entry per event
+    // they sealed; only read, to migrate such a store into the tree.
     "CREATE TABLE IF NOT EXISTS audit_chain (
         seq BIGINT PRIMARY KEY,
         position BIGINT NOT NULL,
@@ -62,7 +160,7 @@ const SCHEMA: &[&str] = &[
         leaf_hash BYTEA NOT NULL,
         chain_hash BYTEA NOT NULL
     )",
-    // Signed chain heads; only the newest is kept.
+    // The earlier releases' signed chain heads; only read, like `audit_chain`.
     "CREATE TABLE IF NOT EXISTS audit_heads (
         seq BIGINT PRIMARY KEY,
         size BIGINT NOT NULL,
@@ -109,6 +207,12 @@ const INSERT: &str = "INSERT INTO audit_events
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// To open the sealer role's session, which is not one of the pool's.
+    options: RoleOptions<PgConnectOptions>,
+    /// The highest settled `seq` this process has worked out. Settled stays
+    /// settled (later writers draw higher numbers), so this is a safe bound to
+    /// fall back on while a writer keeps a newer one from settling.
+    settled: Arc<AtomicI64>,
 }
 
 impl PostgresStore {
@@ -139,9 +243,85 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(CONNECT_TIMEOUT)
-            .connect_lazy_with(options);
-        Ok(PostgresStore { pool })
+            .connect_lazy_with(options.clone());
+        Ok(PostgresStore {
+            pool,
+            options: RoleOptions(options),
+            settled: Arc::new(AtomicI64::new(0)),
+        })
     }
+
+    /// The settled `seq`: every row at or below it that will ever commit has
+    /// committed (see the module's documentation). Waits up to
+    /// [`SETTLE_PATIENCE`] for the writers in flight; if one is still going, answers
+    /// the last settled `seq` this process knew instead.
+    async fn settled_seq(&self) -> Result<i64, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(store_error)?;
+        let row = sqlx::query(HORIZON)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(store_error)?;
+        let max_seq: i64 = row.try_get("max_seq").map_err(store_error)?;
+        let writers: Vec<String> = row.try_get("writers").map_err(store_error)?;
+        if !writers.is_empty() {
+            let deadline = Instant::now() + SETTLE_PATIENCE;
+            loop {
+                let running: i64 = sqlx::query_scalar(STILL_RUNNING)
+                    .bind(&writers)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(store_error)?;
+                if running == 0 {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Ok(self.settled.load(Ordering::Relaxed));
+                }
+                tokio::time::sleep(SETTLE_POLL).await;
+            }
+        }
+        Ok(self
+            .settled
+            .fetch_max(max_seq, Ordering::Relaxed)
+            .max(max_seq))
+    }
+
+    /// One try of [`AuditStore::insert_batch`]: the rows inserted, or the driver's
+    /// error (so that a deadlock can be told apart).
+    async fn insert_once(
+        &self,
+        rows: &[crate::sql::EventRow<'_>],
+        received_at: i64,
+    ) -> Result<u64, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = 0;
+        for chunk in chunks(rows, usize::MAX, MAX_STATEMENT_BYTES) {
+            let done = sqlx::query(INSERT)
+                .bind(column(chunk, |r| r.id.to_string()))
+                .bind(column(chunk, |r| r.action))
+                .bind(column(chunk, |r| r.timestamp))
+                .bind(column(chunk, |r| r.actor_type))
+                .bind(column(chunk, |r| r.actor_id.as_str()))
+                .bind(column(chunk, |r| r.target_type))
+                .bind(column(chunk, |r| r.target_id.as_str()))
+                .bind(column(chunk, |r| r.body.as_str()))
+                .bind(column(chunk, |r| r.producer_id))
+                .bind(column(chunk, |r| r.producer_seq))
+                .bind(received_at)
+                .execute(&mut *tx)
+                .await?;
+            inserted += done.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+}
+
+/// Whether PostgreSQL aborted the transaction to break a deadlock.
+fn is_deadlock(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| code == DEADLOCK)
 }
 
 /// Adds the columns and indexes of [`ADDED_COLUMNS`] and [`ADDED_INDEXES`] that are
@@ -185,20 +365,21 @@ async fn migrate(tx: &mut PgConnection) -> Result<(), StoreError> {
 /// `jsonb`, which would refuse a stored `\u0000`. Ids travel as text, which keeps
 /// the driver free of a UUID type feature.
 const DIALECT: Dialect<Postgres> = Dialect {
-    columns: "id::text AS id, seq, timestamp, body",
+    columns: "id::text AS id, seq, timestamp, received_at, body",
+    select_id: |column| format!("{column}::text"),
     bind_id: |sql, id| {
         sql.push_bind(id.to_string()).push("::uuid");
     },
     decode_id: id_from_text,
+    text: text_column,
     event_name: "(body::json ->> 'eventName')",
     div: "/",
-    producer_id: producer_id_text,
-    keep_stored_head: "ON CONFLICT (seq) DO NOTHING",
+    keep_existing: on_conflict_do_nothing,
 };
 
-/// Reads an `id::text AS id` column back into a UUID.
-fn id_from_text(row: &PgRow) -> Result<uuid::Uuid, StoreError> {
-    let id: String = row.try_get("id").map_err(store_error)?;
+/// Reads an id selected as text (`id::text`) back into a UUID.
+fn id_from_text(row: &PgRow, column: &str) -> Result<uuid::Uuid, StoreError> {
+    let id: String = row.try_get(column).map_err(store_error)?;
     uuid::Uuid::parse_str(&id)
         .map_err(|e| StoreError::Backend(format!("a stored id is not a UUID: {e}")))
 }
@@ -215,7 +396,10 @@ async fn advisory_lock(tx: &mut PgConnection, key: i64) -> Result<(), StoreError
 }
 
 /// One column of `chunk`, as [`INSERT`] binds it: an array per column.
-fn column<'r, T>(chunk: &'r [EventRow<'_>], value: impl Fn(&'r EventRow<'_>) -> T) -> Vec<T> {
+fn column<'r, T>(
+    chunk: &'r [crate::sql::EventRow<'_>],
+    value: impl Fn(&'r crate::sql::EventRow<'_>) -> T,
+) -> Vec<T> {
     chunk.iter().map(value).collect()
 }
 
@@ -234,32 +418,16 @@ impl AuditStore for PostgresStore {
         }
         let rows = unique_rows(events);
         let received_at = auditlog_event::now_ms();
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
-        // One writer at a time per database: a sequence hands out numbers at insert
-        // time, so two overlapping writers could commit out of `seq` order. Holding
-        // the lock until commit makes `seq` order commit order, as with SQLite's
-        // single writer, which is what a later sealing step can rely on.
-        advisory_lock(&mut tx, WRITER_LOCK).await?;
-        let mut inserted = 0;
-        for chunk in chunks(&rows, usize::MAX, MAX_STATEMENT_BYTES) {
-            let done = sqlx::query(INSERT)
-                .bind(column(chunk, |r| r.id.to_string()))
-                .bind(column(chunk, |r| r.action))
-                .bind(column(chunk, |r| r.timestamp))
-                .bind(column(chunk, |r| r.actor_type))
-                .bind(column(chunk, |r| r.actor_id.as_str()))
-                .bind(column(chunk, |r| r.target_type))
-                .bind(column(chunk, |r| r.target_id.as_str()))
-                .bind(column(chunk, |r| r.body.as_str()))
-                .bind(column(chunk, |r| r.producer_id))
-                .bind(column(chunk, |r| r.producer_seq))
-                .bind(received_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(store_error)?;
-            inserted += done.rows_affected();
-        }
-        tx.commit().await.map_err(store_error)?;
+        // No lock: writers insert in parallel, and readers by `seq` go only up to
+        // the settled `seq` (see the module's documentation).
+        let mut tries = 1;
+        let inserted = loop {
+            match self.insert_once(&rows, received_at).await {
+                Ok(inserted) => break inserted,
+                Err(err) if is_deadlock(&err) && tries < DEADLOCK_TRIES => tries += 1,
+                Err(err) => return Err(store_error(err)),
+            }
+        };
         Ok(InsertOutcome {
             inserted,
             duplicates: events.len() as u64 - inserted,
@@ -284,11 +452,14 @@ impl AuditStore for PostgresStore {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.sql().stored_after(query, after_seq, limit).await
+        let settled = self.settled_seq().await?;
+        self.sql()
+            .stored_after(query, after_seq, limit, Some(settled))
+            .await
     }
 
     async fn last_seq(&self) -> Result<i64, StoreError> {
-        self.sql().last_seq().await
+        self.settled_seq().await
     }
 
     async fn activity(
@@ -319,7 +490,7 @@ impl AuditStore for PostgresStore {
             .await
             .map_err(store_error)?;
             for row in &rows {
-                found.push(id_from_text(row)?);
+                found.push(id_from_text(row, "id")?);
             }
         }
         Ok(found)
@@ -330,31 +501,104 @@ impl AuditStore for PostgresStore {
     }
 
     async fn seal(&self, max: u32) -> Result<SealOutcome, StoreError> {
+        // Worked out before the transaction begins, so that its statements see
+        // every row up to it.
+        let settled = self.settled_seq().await?;
         let mut tx = self.pool.begin().await.map_err(store_error)?;
-        // Sealers take turns (several auditors may share the store); writers are
-        // not blocked, and the writer lock keeps `seq` order commit order, so every
-        // row this reads above the head is final.
+        // Normally only the holder of the sealer role seals; should two processes
+        // both think they hold it (one cut off, not yet told), they take turns
+        // here, and the second one starts from the first one's last leaf.
         advisory_lock(&mut tx, SEAL_LOCK).await?;
-        self.sql().seal(tx, max).await
+        self.sql().seal(tx, max, Some(settled)).await
     }
 
-    async fn chain_head(&self) -> Result<ChainHead, StoreError> {
-        self.sql().chain_head().await
+    async fn sealer_role(&self) -> Result<Option<Box<dyn SealerRole>>, StoreError> {
+        let mut conn =
+            role_connection("PostgreSQL", PgConnection::connect_with(&self.options.0)).await?;
+        // PostgreSQL 14 and later end a session idle this long; older servers lack
+        // the setting, and then only a dead process's closed socket frees the role.
+        let idle = format!(
+            "SET idle_session_timeout = {}",
+            SEALER_SESSION_IDLE.as_millis()
+        );
+        let _ = sqlx::raw_sql(AssertSqlSafe(idle)).execute(&mut conn).await;
+        let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(SEALER_ROLE_LOCK)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(store_error)?;
+        if !held {
+            let _ = conn.close().await;
+            return Ok(None);
+        }
+        Ok(Some(Box::new(SessionSealerRole(conn))))
     }
 
-    async fn chain_after(&self, after_seq: i64, limit: u32) -> Result<Vec<ChainEntry>, StoreError> {
-        self.sql().chain_after(after_seq, limit).await
+    async fn tree_size(&self) -> Result<u64, StoreError> {
+        self.sql().tree_size().await
     }
 
-    async fn chain_link(&self, seq: i64) -> Result<Option<ChainLink>, StoreError> {
-        self.sql().chain_link(seq).await
+    async fn tree_hashes(&self, reads: &[Read]) -> Result<Vec<(Read, Vec<Hash>)>, StoreError> {
+        self.sql().tree_hashes(reads).await
     }
 
-    async fn save_head(&self, head: &SignedHead) -> Result<(), StoreError> {
-        self.sql().save_head(head).await
+    async fn leaf_of(&self, id: uuid::Uuid) -> Result<Option<Leaf>, StoreError> {
+        self.sql().leaf_of(id).await
     }
 
-    async fn latest_head(&self) -> Result<Option<SignedHead>, StoreError> {
-        self.sql().latest_head().await
+    async fn leaves(&self, start: u64, end: u64) -> Result<Vec<Leaf>, StoreError> {
+        self.sql().leaves(start, end).await
+    }
+
+    async fn leaf_entries(&self, from: u64, limit: u32) -> Result<Vec<LeafEntry>, StoreError> {
+        self.sql().leaf_entries(from, limit).await
+    }
+
+    async fn rows_after(&self, after_seq: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
+        self.sql().rows_after(after_seq, limit).await
+    }
+
+    async fn bind_producer(
+        &self,
+        producer_id: &str,
+        principal: &str,
+    ) -> Result<String, StoreError> {
+        self.sql().bind_producer(producer_id, principal).await
+    }
+
+    async fn save_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {
+        self.sql().save_checkpoint(checkpoint).await
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.sql().latest_checkpoint().await
+    }
+
+    async fn checkpoints_after(
+        &self,
+        after_size: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        self.sql().checkpoints_after(after_size, limit).await
+    }
+
+    async fn legacy_chain_after(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<ChainEntry>, StoreError> {
+        self.sql().legacy_chain_after(after_seq, limit).await
+    }
+
+    async fn legacy_head(&self) -> Result<Option<SignedHead>, StoreError> {
+        self.sql().legacy_head().await
+    }
+
+    async fn save_migration(&self, migration: &Migration) -> Result<(), StoreError> {
+        self.sql().save_migration(migration).await
+    }
+
+    async fn migration(&self) -> Result<Option<Migration>, StoreError> {
+        self.sql().migration().await
     }
 }

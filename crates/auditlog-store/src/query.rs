@@ -119,10 +119,15 @@ impl Default for EventQuery {
 pub struct StoredEvent {
     /// The event's id.
     pub id: uuid::Uuid,
-    /// Position in commit order, assigned by the store.
+    /// Position in the log, assigned by the store as the event is inserted (commit
+    /// order where writers take turns; on PostgreSQL, whose writers insert in
+    /// parallel, readers by `seq` stop at the settled `seq`).
     pub seq: i64,
-    /// The event's timestamp, ms.
+    /// The event's timestamp, ms (the producer's word).
     pub timestamp: i64,
+    /// When the auditor committed it, ms (the auditor's clock): part of the
+    /// event's leaf, like `seq`.
+    pub received_at: i64,
     /// The event's JSON text exactly as stored.
     pub body: String,
 }

@@ -13,12 +13,13 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Sqlite};
 
 use crate::sql::{
-    Dialect, GenericStore, bind_id_bytes, chunks, id_from_bytes, insert_values, producer_id_text,
-    store_error, unique_rows,
+    Dialect, GenericStore, bind_id_bytes, chunks, id_from_bytes, insert_values,
+    on_conflict_do_nothing, select_id_as_stored, store_error, text_column, unique_rows,
 };
 use crate::{
-    ActivityCount, AuditStore, ChainEntry, ChainHead, ChainLink, EventPage, EventQuery,
-    InsertOutcome, ProducerProgress, SealOutcome, SignedHead, StoreError, StoredEvent,
+    ActivityCount, AuditStore, ChainEntry, EventPage, EventQuery, EventRow, Hash, InsertOutcome,
+    Leaf, LeafEntry, Migration, ProducerProgress, Read, SealOutcome, SignedHead, StoreError,
+    StoredCheckpoint, StoredEvent,
 };
 
 /// The writer connection's page cache: negative means KiB, here 64 MiB.
@@ -58,7 +59,46 @@ const SCHEMA: &[&str] = &[
         ON audit_events (target_type, target_id, timestamp DESC, id DESC)",
     "CREATE INDEX IF NOT EXISTS audit_events_time
         ON audit_events (timestamp DESC, id DESC)",
-    // The integrity chain (see `chain.rs`), one entry per sealed event.
+    // The log's Merkle tree (see `tree.rs`): one leaf per sealed event, numbered
+    // in `seq` order; the leaf index is the rowid, so appending is appending.
+    "CREATE TABLE IF NOT EXISTS audit_leaves (
+        leaf_index INTEGER PRIMARY KEY,
+        seq INTEGER NOT NULL UNIQUE,
+        id BLOB NOT NULL,
+        leaf_hash BLOB NOT NULL
+    )",
+    // Hashes of the complete subtrees at the tile levels 8, 16, ….
+    "CREATE TABLE IF NOT EXISTS audit_nodes (
+        level INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        hash BLOB NOT NULL,
+        PRIMARY KEY (level, idx)
+    ) WITHOUT ROWID",
+    // Signed checkpoints, one per tree size.
+    "CREATE TABLE IF NOT EXISTS audit_checkpoints (
+        size INTEGER PRIMARY KEY,
+        note TEXT NOT NULL,
+        signed_at INTEGER NOT NULL
+    )",
+    // The record of migrating from the earlier releases' chain: at most one row.
+    "CREATE TABLE IF NOT EXISTS audit_migrations (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        migrated_at INTEGER NOT NULL,
+        chain_size INTEGER NOT NULL,
+        chain_seq INTEGER NOT NULL,
+        chain_hash TEXT NOT NULL,
+        signed_head TEXT,
+        outcome TEXT NOT NULL
+    )",
+    // Which principal delivered each producer id first: the only one that may
+    // deliver its events (see `AuditStore::bind_producer`).
+    "CREATE TABLE IF NOT EXISTS audit_producers (
+        producer_id TEXT PRIMARY KEY,
+        principal TEXT NOT NULL,
+        bound_at INTEGER NOT NULL
+    )",
+    // The hash chain of earlier releases (see `legacy.rs`), one entry per event
+    // they sealed; only read, to migrate such a store into the tree.
     "CREATE TABLE IF NOT EXISTS audit_chain (
         seq INTEGER PRIMARY KEY,
         position INTEGER NOT NULL,
@@ -66,7 +106,7 @@ const SCHEMA: &[&str] = &[
         leaf_hash BLOB NOT NULL,
         chain_hash BLOB NOT NULL
     )",
-    // Signed chain heads; only the newest is kept.
+    // The earlier releases' signed chain heads; only read, like `audit_chain`.
     "CREATE TABLE IF NOT EXISTS audit_heads (
         seq INTEGER PRIMARY KEY,
         size INTEGER NOT NULL,
@@ -256,13 +296,14 @@ fn unavailable(err: sqlx::Error) -> StoreError {
 
 /// SQLite's spelling of the shared statements.
 const DIALECT: Dialect<Sqlite> = Dialect {
-    columns: "id, seq, timestamp, body",
+    columns: "id, seq, timestamp, received_at, body",
+    select_id: select_id_as_stored,
     bind_id: bind_id_bytes,
     decode_id: id_from_bytes,
+    text: text_column,
     event_name: "json_extract(body, '$.eventName')",
     div: "/",
-    producer_id: producer_id_text,
-    keep_stored_head: "ON CONFLICT (seq) DO NOTHING",
+    keep_existing: on_conflict_do_nothing,
 };
 
 impl SqliteStore {
@@ -325,7 +366,9 @@ impl AuditStore for SqliteStore {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.read().stored_after(query, after_seq, limit).await
+        self.read()
+            .stored_after(query, after_seq, limit, None)
+            .await
     }
 
     async fn last_seq(&self) -> Result<i64, StoreError> {
@@ -360,27 +403,75 @@ impl AuditStore for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(store_error)?;
-        self.write().seal(tx, max).await
+        self.write().seal(tx, max, None).await
     }
 
-    async fn chain_head(&self) -> Result<ChainHead, StoreError> {
-        self.read().chain_head().await
+    async fn tree_size(&self) -> Result<u64, StoreError> {
+        self.read().tree_size().await
     }
 
-    async fn chain_after(&self, after_seq: i64, limit: u32) -> Result<Vec<ChainEntry>, StoreError> {
-        self.read().chain_after(after_seq, limit).await
+    async fn tree_hashes(&self, reads: &[Read]) -> Result<Vec<(Read, Vec<Hash>)>, StoreError> {
+        self.read().tree_hashes(reads).await
     }
 
-    async fn chain_link(&self, seq: i64) -> Result<Option<ChainLink>, StoreError> {
-        self.read().chain_link(seq).await
+    async fn leaf_of(&self, id: uuid::Uuid) -> Result<Option<Leaf>, StoreError> {
+        self.read().leaf_of(id).await
     }
 
-    async fn save_head(&self, head: &SignedHead) -> Result<(), StoreError> {
-        self.write().save_head(head).await
+    async fn leaves(&self, start: u64, end: u64) -> Result<Vec<Leaf>, StoreError> {
+        self.read().leaves(start, end).await
     }
 
-    async fn latest_head(&self) -> Result<Option<SignedHead>, StoreError> {
-        self.read().latest_head().await
+    async fn leaf_entries(&self, from: u64, limit: u32) -> Result<Vec<LeafEntry>, StoreError> {
+        self.read().leaf_entries(from, limit).await
+    }
+
+    async fn rows_after(&self, after_seq: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
+        self.read().rows_after(after_seq, limit).await
+    }
+
+    async fn bind_producer(
+        &self,
+        producer_id: &str,
+        principal: &str,
+    ) -> Result<String, StoreError> {
+        self.write().bind_producer(producer_id, principal).await
+    }
+
+    async fn save_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {
+        self.write().save_checkpoint(checkpoint).await
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.read().latest_checkpoint().await
+    }
+
+    async fn checkpoints_after(
+        &self,
+        after_size: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        self.read().checkpoints_after(after_size, limit).await
+    }
+
+    async fn legacy_chain_after(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<ChainEntry>, StoreError> {
+        self.read().legacy_chain_after(after_seq, limit).await
+    }
+
+    async fn legacy_head(&self) -> Result<Option<SignedHead>, StoreError> {
+        self.read().legacy_head().await
+    }
+
+    async fn save_migration(&self, migration: &Migration) -> Result<(), StoreError> {
+        self.write().save_migration(migration).await
+    }
+
+    async fn migration(&self) -> Result<Option<Migration>, StoreError> {
+        self.read().migration().await
     }
 }
 

@@ -14,8 +14,18 @@ use crate::{Inbox, InboxMessage, Transport, TransportError};
 /// in flight.
 pub fn channel(capacity: usize) -> (EmbeddedTransport, EmbeddedReceiver) {
     let (sender, receiver) = mpsc::channel(capacity.max(1));
-    (EmbeddedTransport { sender }, EmbeddedReceiver { receiver })
+    (
+        EmbeddedTransport { sender },
+        EmbeddedReceiver {
+            receiver,
+            principal: DEFAULT_PRINCIPAL.into(),
+        },
+    )
 }
+
+/// Who the batches of a channel come from unless [`EmbeddedReceiver::sent_by`]
+/// names them: code in the auditor's own process.
+const DEFAULT_PRINCIPAL: &str = "services/in-process";
 
 /// Producer side of the embedded transport.
 #[derive(Debug, Clone)]
@@ -27,6 +37,8 @@ pub struct EmbeddedTransport {
 #[derive(Debug)]
 pub struct EmbeddedReceiver {
     receiver: mpsc::Receiver<Delivery>,
+    /// Who the batches come from (see [`EmbeddedReceiver::sent_by`]).
+    principal: String,
 }
 
 /// One batch handed to the auditor, to be acknowledged once stored.
@@ -34,6 +46,8 @@ pub struct EmbeddedReceiver {
 pub struct Delivery {
     pub events: Vec<DataEvent>,
     reply: oneshot::Sender<Result<(), String>>,
+    /// Who sent it, stamped by the receiver.
+    principal: String,
 }
 
 impl Delivery {
@@ -55,14 +69,26 @@ impl Delivery {
 }
 
 impl EmbeddedReceiver {
+    /// The same receiver, recording its batches as delivered by `principal`
+    /// (e.g. `services/api`): the channel is in-process, so the process that
+    /// made it knows who holds the sending half.
+    pub fn sent_by(mut self, principal: &str) -> Self {
+        self.principal = principal.to_owned();
+        self
+    }
+
     /// The next batch, or `None` once every transport handle is gone.
     pub async fn recv(&mut self) -> Option<Delivery> {
-        self.receiver.recv().await
+        let mut delivery = self.receiver.recv().await?;
+        delivery.principal.clone_from(&self.principal);
+        Some(delivery)
     }
 
     /// A batch that is already waiting, without waiting for one.
     pub fn try_recv(&mut self) -> Option<Delivery> {
-        self.receiver.try_recv().ok()
+        let mut delivery = self.receiver.try_recv().ok()?;
+        delivery.principal.clone_from(&self.principal);
+        Some(delivery)
     }
 
     /// Stops accepting new batches; those already sent can still be received.
@@ -79,6 +105,7 @@ impl Transport for EmbeddedTransport {
             .send(Delivery {
                 events: batch.to_vec(),
                 reply,
+                principal: String::new(),
             })
             .await
             .map_err(|_| TransportError::Unavailable("the auditor is not running".into()))?;
@@ -117,6 +144,13 @@ impl InboxMessage for Delivery {
 
     async fn ack(self) {
         Delivery::ack(self);
+    }
+
+    fn sender(&self) -> crate::Sender {
+        crate::Sender {
+            principal: self.principal.clone(),
+            via: "embedded",
+        }
     }
 
     fn abandoned(&self) -> bool {

@@ -114,12 +114,49 @@ pub trait Inbox: Send {
     async fn close(self);
 }
 
+/// Who delivered a message to the auditor, as far as its transport can tell, and
+/// over which transport: the auditor records both on every event of the message
+/// (`ingestedBy`, `via`) and binds producer ids to `principal`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sender {
+    /// `services/api` for the in-process channel of `auditlog up`, `amqp/<user>`
+    /// for a RabbitMQ message whose `user-id` the broker validated, `amqp` for
+    /// one without.
+    pub principal: String,
+    /// The transport's name: `embedded`, `amqp`.
+    pub via: &'static str,
+}
+
 /// One message of events, acknowledged once they are stored.
 #[async_trait]
 pub trait InboxMessage: Send {
     fn take_events(&mut self) -> Vec<DataEvent>;
 
+    /// Who delivered this message.
+    fn sender(&self) -> Sender;
+
+    /// Events of this message the auditor will not store, each with the reason
+    /// (e.g. its producer id belongs to another sender). A transport with a
+    /// dead-letter queue puts them there; by default they are logged. Called
+    /// before the message is acknowledged.
+    async fn refuse(&mut self, refused: Vec<(DataEvent, String)>) {
+        for (event, reason) in refused {
+            tracing::error!(id = %event.id, %reason, "an event was refused and dropped");
+        }
+    }
+
     async fn ack(self);
+
+    /// Acknowledges messages whose events were committed together. A transport
+    /// that can acknowledge many at once (RabbitMQ's `multiple` flag) overrides it.
+    async fn ack_all(messages: Vec<Self>)
+    where
+        Self: Sized,
+    {
+        for message in messages {
+            message.ack().await;
+        }
+    }
 
     /// Whether nobody waits for the acknowledgement any more (then retrying a
     /// failing store for it is pointless: its producer kept the events).

@@ -1,7 +1,7 @@
 // auditlog website, one page with hash routes:
 //   #/users (default)          users table (edit, save, delete, add) and each user's history
 //   #/events?…filters…         event explorer: filters, results, load more, export, activity chart
-//   #/event/:id                one event
+//   #/event/:id                one event, and its place in the signed log checked in the browser
 //   #/objects/:type/:id        an object's timeline, "state at this point" and compare
 //   #/actors/:type/:id         what an actor did, with its activity chart
 //   #/live?…filters…           live feed from the server-sent event stream
@@ -609,6 +609,22 @@ function renderDiff(changes) {
   return el('dl', { class: 'diff' }, ...rows);
 }
 
+/**
+ * The auditor's flag for an event whose own timestamp is far from when the auditor
+ * received it (`meta.clockSkewed`): a backdated event, or a producer with a wrong clock.
+ * The timestamp is the producer's word; `receivedAt` is the auditor's.
+ */
+function skewFlag(resource) {
+  if (resource?.meta?.clockSkewed !== true) return null;
+  const a = resource.attributes || {};
+  const ts = Number(a.timestamp);
+  const received = Number(a.receivedAt);
+  const title = Number.isFinite(received)
+    ? `The producer says ${Number.isFinite(ts) ? new Date(ts).toISOString() : 'nothing'}; the auditor received it ${new Date(received).toISOString()}`
+    : 'The producer\'s timestamp is far from when the auditor received it';
+  return el('span', { class: 'ev-meta ev-skew', 'data-testid': 'clock-skew', title, text: '⚠ timestamp far from receipt' });
+}
+
 function renderEvent(resource) {
   const a = resource.attributes || {};
   const action = String(a.action || 'unknown');
@@ -639,6 +655,8 @@ function renderEvent(resource) {
   const extra = [];
   if (a.eventName) extra.push(el('span', { class: 'ev-meta', text: a.eventName }));
   if (a.source) extra.push(el('span', { class: 'ev-meta', text: `via ${a.source}` }));
+  const skew = skewFlag(resource);
+  if (skew) extra.push(skew);
   if (extra.length) item.append(el('div', { class: 'ev-foot' }, ...extra));
   return item;
 }
@@ -817,7 +835,7 @@ function renderResultRow(resource) {
     'data-testid': 'result-row', 'data-action': action, 'data-event-id': id,
     'data-actor': `${a.actorType}/${a.actorId}`, 'data-target': `${a.targetType}/${a.targetId}`,
   },
-  el('td', { class: 'col-time', 'data-label': 'Time' }, timeLink),
+  el('td', { class: 'col-time', 'data-label': 'Time' }, timeLink, skewFlag(resource)),
   el('td', { class: 'col-action', 'data-label': 'Action' },
     el('span', { class: `badge badge-${ACTION_LABELS[action] ? action : 'other'}`, 'data-testid': 'event-action', text: action }),
     a.eventName ? el('span', { class: 'ev-meta ev-name', text: a.eventName }) : null),
@@ -1331,6 +1349,7 @@ function openActor(type, id) {
 // One event
 
 async function openEvent(id) {
+  stopIntegrity();
   const box = $('#event-detail');
   $('#event-heading').textContent = `Event ${id}`;
   box.replaceChildren(el('p', { class: 'muted', text: 'Loading…' }));
@@ -1340,15 +1359,22 @@ async function openEvent(id) {
     if (!r) throw new Error('The server answered without the event.');
     const a = r.attributes || {};
     const ts = Number(a.timestamp);
+    const received = Number(a.receivedAt);
     const card = renderEvent(r);
     card.dataset.testid = 'event-card';
     const meta = [
-      ['ID', a.id ?? r.id], ['Action', a.action], ['Time', Number.isFinite(ts) ? `${new Date(ts).toISOString()} (${ts})` : null],
+      ['ID', a.id ?? r.id], ['Action', a.action],
+      ['Time (producer’s clock)', Number.isFinite(ts) ? `${new Date(ts).toISOString()} (${ts})` : null],
+      ['Received (auditor’s clock)', Number.isFinite(received)
+        ? `${new Date(received).toISOString()} (${received})${r.meta?.clockSkewed === true ? ' — far from the producer’s time' : ''}`
+        : null],
+      ['Delivered by', a.ingestedBy], ['Delivered over', a.via],
       ['Actor', `${a.actorType} ${a.actorId}`], ['Target', `${a.targetType} ${a.targetId}`],
       ['Event name', a.eventName], ['Source', a.source], ['Request ID', a.requestId],
     ].filter(([, v]) => v !== undefined && v !== null && v !== '');
     box.replaceChildren(...[
       el('ol', { class: 'events' }, card),
+      integrityPanel({ ...a, id: a.id ?? r.id }),
       el('dl', { class: 'meta-list' }, ...meta.map(([k, v]) => el('div', {}, el('dt', { text: k }), el('dd', { text: String(v) })))),
       el('p', { class: 'link-row' },
         el('a', { class: 'btn btn-ghost', href: objectHref(a.targetType, a.targetId), text: `Timeline of ${a.targetType} ${a.targetId}` }),
@@ -1358,6 +1384,485 @@ async function openEvent(id) {
   } catch (err) {
     box.replaceChildren(el('p', { class: 'events-failed', text: `Could not load event ${id}: ${err.message}` }));
   }
+}
+
+// ---------------------------------------------------------------------------
+// Integrity: is this event in the signed log? Checked here, in the browser, so that
+// the answer does not rest on the server's word:
+//   1. the log's public key (GET /log/key), pinned in localStorage the first time it is
+//      seen, so that a server that later swaps keys (and re-signs a rewritten log) is caught;
+//   2. the signed checkpoint (GET /log/checkpoint): a C2SP signed note whose Ed25519
+//      signature by that key covers the log's origin, size and Merkle root;
+//   3. the event's inclusion proof in the tree of that size: the RFC 9162 audit path
+//      from SHA-256(0x00 || leaf) must lead to the signed root;
+//   4. the leaf's JSON must be the event the page shows (id, action, actor, target, time…):
+//      a valid proof of some other event proves nothing about this one.
+
+const PINNED_KEY_STORAGE = 'auditlog.pinnedLogKey';
+/** Waits (ms) between asks while the event is not sealed into a checkpoint yet. */
+const SEAL_RETRY_DELAYS = [500, 1000, 1500, 2000, 3000, 4000];
+/** Event fields the page shows, each of which must be the leaf's. */
+const SHOWN_FIELDS = ['id', 'action', 'timestamp', 'actorType', 'actorId', 'targetType', 'targetId',
+  'changes', 'eventName', 'source', 'requestId', 'receivedAt', 'ingestedBy', 'via'];
+
+/**
+ * The checks, in the order they run. A failed check is named by its `failure`, and `means`
+ * says what that tells the person reading the page.
+ */
+const CHECKS = [
+  { id: 'key', label: 'The log’s key is the one pinned when this browser first saw it',
+    failure: 'The log’s key changed since you first loaded this page',
+    means: 'A log with a new key can sign a rewritten history. Unless you know the key was replaced, do not trust what this log says.' },
+  { id: 'signature', label: 'The checkpoint is signed by that key (Ed25519)',
+    failure: 'The checkpoint’s signature is not valid',
+    means: 'The log’s key did not sign this checkpoint, so nothing it says about the log can be relied on.' },
+  { id: 'proof', label: 'The audit path leads from the leaf to the checkpoint’s root (RFC 9162)',
+    failure: 'The proof does not lead to the signed root',
+    means: 'The record served for this event is not the one the log’s signed root commits to: the log or the answer was altered.' },
+  { id: 'leaf', label: 'The leaf is this event: id, action, actor, target, time and changes',
+    failure: 'The leaf does not match the event',
+    means: 'The log holds another record than the one this page shows: the event was altered after it was logged, or another one was served.' },
+];
+
+/** A check that failed: which one (a CHECKS id) and what exactly was wrong (`detail`). */
+class IntegrityFailure extends Error {
+  constructor(check, detail, failure, means) {
+    super(detail);
+    const known = CHECKS.find((c) => c.id === check);
+    this.check = check;
+    this.failure = failure || known.failure;
+    this.means = means || known.means;
+  }
+}
+
+/** Why the check could not be made at all (no WebCrypto, server unreachable…): not a verdict. */
+class IntegrityUnavailable extends Error {}
+
+/** The event is not in a signed checkpoint yet (the proof route answered 4xx). */
+class NotSealedYet extends Error {}
+
+const integrity = { controller: null };
+
+function stopIntegrity() {
+  integrity.controller?.abort();
+  integrity.controller = null;
+}
+
+// ---- bytes ------------------------------------------------------------------
+
+const utf8 = new TextEncoder();
+// Fatal and BOM-keeping: the bytes re-encoded are exactly the bytes that were signed.
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** Standard base64 → bytes, or null. */
+function fromBase64(text) {
+  if (typeof text !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return null;
+  try {
+    return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+  } catch {
+    return null;
+  }
+}
+
+const toHex = (bytes) => [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
+const toBase64 = (bytes) => btoa(String.fromCharCode(...bytes));
+
+function concatBytes(...parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function sameBytes(a, b) {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+async function sha256(...parts) {
+  return new Uint8Array(await crypto.subtle.digest('SHA-256', concatBytes(...parts)));
+}
+
+// ---- the log's key (C2SP note verifier key) ---------------------------------
+
+/**
+ * Reads `<name>+<hex key hash>+<base64(0x01 || Ed25519 public key)>` and checks that the
+ * hash is the first 4 bytes of SHA-256(name || "\n" || 0x01 || key), as signed notes define it.
+ */
+async function parseVerifierKey(text) {
+  const bad = (why) => new IntegrityFailure('key', `The served key ${text} cannot be read: ${why}.`,
+    'The log’s key is malformed', 'Without the log’s key nothing about this event can be checked.');
+  // Split at the first two '+' only: base64 has '+' of its own (names have none).
+  const m = /^([^+]+)\+([^+]*)\+(.*)$/s.exec(text);
+  if (!m) throw bad('expected <name>+<key hash>+<key>');
+  const [, name, hash, encoded] = m;
+  if (/\s/.test(name)) throw bad('the key name has spaces');
+  const key = fromBase64(encoded);
+  if (!key || key.length !== 33 || key[0] !== 0x01) throw bad('it is not an Ed25519 key');
+  const publicKey = key.slice(1);
+  const keyHash = await noteKeyHash(name, publicKey);
+  if (toHex(keyHash) !== hash) throw bad('its key hash does not match the key');
+  return { name, publicKey, keyHash, text };
+}
+
+function noteKeyHash(name, publicKey) {
+  return sha256(utf8.encode(`${name}\n`), Uint8Array.of(0x01), publicKey).then((d) => d.slice(0, 4));
+}
+
+function readPinnedKey() {
+  try {
+    return localStorage.getItem(PINNED_KEY_STORAGE);
+  } catch {
+    return null; // storage switched off: every load is a first load
+  }
+}
+
+function pinKey(text) {
+  try {
+    localStorage.setItem(PINNED_KEY_STORAGE, text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The served key, checked against the pinned one (pinned now if there is none yet). */
+async function loadLogKey(signal) {
+  const text = (await fetchText('/log/key', signal)).trim();
+  const key = await parseVerifierKey(text);
+  const pinned = readPinnedKey();
+  if (pinned && pinned !== text) {
+    const failure = new IntegrityFailure('key',
+      `This browser pinned the key ${pinned} and the log now serves ${text}.`);
+    failure.servedKey = text;
+    throw failure;
+  }
+  key.pinnedNow = !pinned && pinKey(text);
+  return key;
+}
+
+/** The public key as WebCrypto takes it; unavailable (not failed) where Ed25519 is missing. */
+async function importEd25519(publicKey) {
+  try {
+    return await crypto.subtle.importKey('raw', publicKey, { name: 'Ed25519' }, false, ['verify']);
+  } catch (err) {
+    throw new IntegrityUnavailable(`This browser cannot check Ed25519 signatures (${err.message || err.name}).`);
+  }
+}
+
+// ---- the checkpoint (C2SP signed note) ---------------------------------------
+
+/**
+ * Splits a signed note at its last empty line into the signed text (ending with a newline)
+ * and its signature lines `— <name> <base64(4-byte key hash || signature)>`.
+ */
+function parseSignedNote(note) {
+  const bad = (why) => new IntegrityFailure('signature', `The checkpoint is malformed: ${why}.`);
+  const split = note.lastIndexOf('\n\n');
+  if (split < 0) throw bad('no empty line before the signatures');
+  const text = note.slice(0, split + 1);
+  const block = note.slice(split + 2);
+  if (!block.endsWith('\n')) throw bad('it does not end with a newline');
+  const signatures = block.slice(0, -1).split('\n').map((line) => {
+    const m = /^\u2014 (\S+) (\S+)$/.exec(line);
+    if (!m) throw bad('a signature line is not “— <name> <signature>”');
+    return { name: m[1], bytes: fromBase64(m[2]) };
+  });
+  return { text, signatures };
+}
+
+/** Reads `<origin>\n<size>\n<base64 root>\n[extension lines]` (checked after its signature). */
+function parseCheckpoint(text) {
+  const bad = (why) => new IntegrityFailure('signature', `The signed checkpoint is malformed: ${why}.`);
+  const [origin, size, root] = text.slice(0, -1).split('\n');
+  if (!origin) throw bad('it has no origin');
+  if (!/^(0|[1-9][0-9]*)$/.test(size || '') || !Number.isSafeInteger(Number(size))) throw bad('its second line is not a tree size');
+  const rootHash = fromBase64(root || '');
+  if (!rootHash || rootHash.length !== 32) throw bad('its third line is not a base64 SHA-256 root');
+  return { origin, size: Number(size), root: rootHash, text };
+}
+
+/** The checkpoint, if one of its signatures is the log key's over its text; a failure otherwise. */
+async function loadCheckpoint(key, cryptoKey, signal) {
+  const note = await fetchText('/log/checkpoint', signal);
+  const { text, signatures } = parseSignedNote(note);
+  const ours = signatures.filter((s) => s.name === key.name);
+  if (!ours.length) {
+    throw new IntegrityFailure('signature', `The checkpoint carries no signature by ${key.name}.`);
+  }
+  let valid = false;
+  for (const { bytes } of ours) {
+    // 4 bytes of key hash, then the 64-byte signature; another key of the same name is not ours.
+    if (!bytes || bytes.length !== 68 || !sameBytes(bytes.slice(0, 4), key.keyHash)) continue;
+    if (await crypto.subtle.verify('Ed25519', cryptoKey, bytes.slice(4), utf8.encode(text))) valid = true;
+  }
+  if (!valid) {
+    throw new IntegrityFailure('signature', `The signature by ${key.name} does not verify over the checkpoint’s text.`);
+  }
+  return parseCheckpoint(text);
+}
+
+// ---- the inclusion proof (RFC 9162) --------------------------------------------
+
+const leafHash = (leaf) => sha256(Uint8Array.of(0x00), leaf);
+const nodeHash = (left, right) => sha256(Uint8Array.of(0x01), left, right);
+
+/**
+ * RFC 9162 §2.1.3.2: the root that the audit path `path` gives leaf `index` (hash `hash`)
+ * in a tree of `size` leaves, or null when the path cannot belong to such a tree.
+ * Plain numbers are exact here: sizes are checked to be safe integers.
+ */
+async function rootFromInclusionProof(index, size, hash, path) {
+  if (index >= size) return null;
+  let fn = index;
+  let sn = size - 1;
+  let r = hash;
+  const half = (n) => Math.floor(n / 2);
+  for (const p of path) {
+    if (sn === 0) return null;
+    if (fn % 2 === 1 || fn === sn) {
+      r = await nodeHash(p, r);
+      // On the tree's right edge a node can have no sibling: climb until it is a right child.
+      while (fn % 2 === 0 && fn !== 0) {
+        fn = half(fn);
+        sn = half(sn);
+      }
+    } else {
+      r = await nodeHash(r, p);
+    }
+    fn = half(fn);
+    sn = half(sn);
+  }
+  return sn === 0 ? r : null;
+}
+
+/** The proof of `eventId` in the tree of `size`; NotSealedYet while the log answers 4xx. */
+async function loadInclusionProof(eventId, size, signal) {
+  const res = await authFetch(`/api/data-events/${seg(eventId)}/inclusion?treeSize=${size}`,
+    { headers: { Accept: JSONAPI }, signal });
+  if (res.status >= 400 && res.status < 500 && res.status !== 401 && res.status !== 403) {
+    throw new NotSealedYet(await errorMessage(res, 'No proof yet'));
+  }
+  if (!res.ok) throw new IntegrityUnavailable(await errorMessage(res, 'The inclusion proof could not be loaded'));
+  const bad = (why) => new IntegrityFailure('proof', `The inclusion proof is malformed: ${why}.`);
+  const a = await res.json().then((doc) => doc?.data?.attributes || {}, (err) => {
+    throw err.name === 'AbortError' ? err : bad('it is not JSON');
+  });
+  if (a.treeSize !== size) throw bad(`it is for a tree of ${a.treeSize} leaves, not the checkpoint’s ${size}`);
+  if (!Number.isSafeInteger(a.leafIndex) || a.leafIndex < 0) throw bad('its leaf index is not a number');
+  const leaf = fromBase64(a.leaf);
+  if (!leaf) throw bad('its leaf is not base64');
+  const hashes = Array.isArray(a.hashes) ? a.hashes.map(fromBase64) : [null];
+  if (hashes.some((h) => !h || h.length !== 32)) throw bad('a hash is not base64 SHA-256');
+  return { index: a.leafIndex, leaf, hashes };
+}
+
+/** Fails unless the proof leads from the leaf to the checkpoint's root. */
+async function checkInclusion(proof, checkpoint) {
+  const root = await rootFromInclusionProof(proof.index, checkpoint.size, await leafHash(proof.leaf), proof.hashes);
+  if (!root || !sameBytes(root, checkpoint.root)) {
+    throw new IntegrityFailure('proof', root
+      ? `Leaf ${proof.index}’s audit path leads to ${toBase64(root)}, the checkpoint signs ${toBase64(checkpoint.root)}.`
+      : `An audit path of ${proof.hashes.length} hashes cannot place leaf ${proof.index} in a tree of ${checkpoint.size}.`);
+  }
+}
+
+// ---- the leaf against the page -----------------------------------------------
+
+/** JSON with object keys sorted, so that equal values compare equal as text. */
+function canonicalJson(v) {
+  if (v === undefined) return 'undefined';
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v && typeof v === 'object') {
+    return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(v[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+/** Fails unless the leaf's JSON is the event shown: same id, and every shown field the same. */
+function checkLeafIsEvent(leafBytes, shown) {
+  let leaf;
+  try {
+    leaf = JSON.parse(strictUtf8.decode(leafBytes));
+  } catch {
+    throw new IntegrityFailure('leaf', 'The leaf is not UTF-8 JSON.');
+  }
+  if (!leaf || typeof leaf !== 'object' || Array.isArray(leaf)) throw new IntegrityFailure('leaf', 'The leaf is not a JSON object.');
+  const differ = SHOWN_FIELDS.filter((f) => canonicalJson(leaf[f]) !== canonicalJson(shown[f]));
+  if (differ.length) {
+    const [f] = differ;
+    throw new IntegrityFailure('leaf', `The log’s leaf has ${f} ${canonicalJson(leaf[f])}, this page shows ${canonicalJson(shown[f])}`
+      + (differ.length > 1 ? ` (and ${differ.slice(1).join(', ')} differ too).` : '.'));
+  }
+  return leaf;
+}
+
+// ---- the whole check -----------------------------------------------------------
+
+/** GET as text (exact UTF-8), with the token; an error status is a reason not to check. */
+async function fetchText(url, signal) {
+  const res = await authFetch(url, { headers: { Accept: 'text/plain' }, signal });
+  if (!res.ok) throw new IntegrityUnavailable(await errorMessage(res, `GET ${url} failed`));
+  try {
+    return strictUtf8.decode(await res.arrayBuffer());
+  } catch (err) {
+    if (err.name === 'AbortError') throw err;
+    throw new IntegrityFailure(url === '/log/key' ? 'key' : 'signature', `${url} is not UTF-8 text.`);
+  }
+}
+
+/**
+ * Runs checks 1–4, in order, for `shown` (the event's attributes as displayed); `onRetry(n, of)`
+ * is told of each wait for the event to be sealed. Resolves to the verified facts; rejects with an IntegrityFailure,
+ * IntegrityUnavailable or NotSealedYet (after the retries).
+ */
+async function verifyEvent(shown, signal, onRetry) {
+  if (!globalThis.crypto?.subtle) {
+    throw new IntegrityUnavailable(window.isSecureContext
+      ? 'This browser has no WebCrypto to check the log with.'
+      : 'This page is not a secure context (HTTPS, or http://localhost), so the browser offers no WebCrypto to check the log with.');
+  }
+  const key = await loadLogKey(signal);
+  const cryptoKey = await importEd25519(key.publicKey);
+  for (let attempt = 0; ; attempt++) {
+    // A fresh checkpoint each time: the event is sealed into a later one than the last seen.
+    const checkpoint = await loadCheckpoint(key, cryptoKey, signal);
+    try {
+      if (checkpoint.size === 0) throw new NotSealedYet('The log is empty.');
+      const proof = await loadInclusionProof(String(shown.id), checkpoint.size, signal);
+      await checkInclusion(proof, checkpoint);
+      const leaf = checkLeafIsEvent(proof.leaf, shown);
+      return { key, checkpoint, proof, leaf };
+    } catch (err) {
+      if (!(err instanceof NotSealedYet) || attempt >= SEAL_RETRY_DELAYS.length) throw err;
+      onRetry(attempt + 1, SEAL_RETRY_DELAYS.length);
+      await sleep(SEAL_RETRY_DELAYS[attempt], signal);
+      if (signal.aborted) throw err;
+    }
+  }
+}
+
+// ---- what the page shows ---------------------------------------------------------
+
+/** The integrity box of an event's details, checked at once. */
+function integrityPanel(shown) {
+  const box = el('section', { class: 'integrity', 'data-testid': 'integrity', 'aria-live': 'polite', 'aria-label': 'Integrity' });
+  runIntegrityCheck(box, shown);
+  return box;
+}
+
+async function runIntegrityCheck(box, shown) {
+  stopIntegrity();
+  const controller = new AbortController();
+  integrity.controller = controller;
+  const { signal } = controller;
+  const again = () => runIntegrityCheck(box, shown);
+  renderIntegrity(box, { state: 'checking', busy: true, title: 'Checking this event against the signed log…' });
+  try {
+    const facts = await verifyEvent(shown, signal, (n, of) => renderIntegrity(box, {
+      state: 'pending', busy: true, title: 'Not sealed yet — retrying',
+      sub: `The log has not put this event into a signed checkpoint yet (asked ${n} of ${of} times).`,
+    }));
+    if (signal.aborted) return;
+    renderVerified(box, facts, again);
+  } catch (err) {
+    if (signal.aborted || err.name === 'AbortError') return;
+    if (err instanceof IntegrityFailure) renderFailed(box, err, shown, again);
+    else if (err instanceof NotSealedYet) {
+      renderIntegrity(box, {
+        state: 'pending', title: 'Not sealed yet',
+        sub: 'The log has not put this event into a signed checkpoint yet; it usually does within seconds.',
+        actions: [checkAgainButton(again)],
+      });
+    } else {
+      renderIntegrity(box, {
+        state: 'unavailable', title: 'Integrity not checked',
+        sub: err.message || String(err), actions: [checkAgainButton(again)],
+      });
+      if (!(err instanceof IntegrityUnavailable || err instanceof ApiError)) console.error(err);
+    }
+  }
+}
+
+function checkAgainButton(onClick) {
+  return el('button', { type: 'button', class: 'btn btn-ghost btn-sm', 'data-testid': 'integrity-again', text: 'Check again', onclick: onClick });
+}
+
+const ICONS = { verified: '✓', failed: '✕', unavailable: '!', pending: '…', checking: '' };
+
+/**
+ * Draws the box: icon (turning while `busy`), headline, one line under it, buttons, and the
+ * list of checks.
+ */
+function renderIntegrity(box, { state, busy = false, title, sub, actions = [], checks = null, failed = null }) {
+  box.dataset.state = state;
+  box.setAttribute('aria-busy', busy ? 'true' : 'false');
+  if (failed) box.dataset.failed = failed; else delete box.dataset.failed;
+  const head = el('div', { class: 'integrity-head' },
+    el('span', { class: 'integrity-icon', 'aria-hidden': 'true', text: busy ? '' : ICONS[state] }),
+    el('div', { class: 'integrity-text' },
+      el('p', { class: 'integrity-title', 'data-testid': 'integrity-title', text: title }),
+      sub ? el('p', { class: 'integrity-sub', 'data-testid': 'integrity-sub', text: sub }) : null),
+    actions.length ? el('div', { class: 'integrity-actions' }, ...actions) : null);
+  box.replaceChildren(head);
+  if (checks) {
+    // The hover text and the expandable list say the same: what was checked, and how it went.
+    head.title = checks.map((c) => `${MARKS[c.result]} ${c.label}`).join('\n');
+    box.append(el('details', { class: 'integrity-details', open: state === 'failed' },
+      el('summary', { text: 'What was checked' }),
+      el('ul', { class: 'integrity-checks' }, ...checks.map((c) => el('li', {
+        class: `check check-${c.result}`, 'data-testid': 'integrity-check', 'data-check': c.id, 'data-result': c.result,
+      }, el('span', { class: 'check-mark', 'aria-hidden': 'true', text: MARKS[c.result] }),
+      el('span', { class: 'visually-hidden', text: `${RESULT_WORDS[c.result]}: ` }),
+      el('span', { class: 'check-text' }, el('span', { class: 'check-label', text: c.label }),
+        c.detail ? el('span', { class: 'check-detail', text: c.detail }) : null))))));
+  }
+}
+
+const MARKS = { ok: '✓', failed: '✕', skipped: '–' };
+const RESULT_WORDS = { ok: 'passed', failed: 'failed', skipped: 'not reached' };
+
+function renderVerified(box, { key, checkpoint, proof, leaf }, again) {
+  const details = {
+    key: `${key.name}+${toHex(key.keyHash)}${key.pinnedNow ? ' — pinned now, on this first visit' : ''}`,
+    signature: `Checkpoint of ${checkpoint.origin}, ${checkpoint.size.toLocaleString()} leaves`,
+    proof: `Leaf ${proof.index.toLocaleString()}, ${proof.hashes.length} hashes up to root ${toBase64(checkpoint.root)}`,
+    leaf: `Event ${leaf.id}, seq ${leaf.seq}`,
+  };
+  const checks = CHECKS.map((c) => ({ ...c, result: 'ok', detail: details[c.id] }));
+  renderIntegrity(box, {
+    state: 'verified',
+    title: `Included in checkpoint of size ${checkpoint.size.toLocaleString()} — verified`,
+    sub: `${checkpoint.origin} · leaf ${proof.index.toLocaleString()} · checked in this browser`,
+    checks, actions: [checkAgainButton(again)],
+  });
+  box.dataset.treeSize = String(checkpoint.size);
+  box.dataset.leafIndex = String(proof.index);
+}
+
+function renderFailed(box, failure, shown, again) {
+  const at = CHECKS.findIndex((c) => c.id === failure.check);
+  const checks = CHECKS.map((c, i) => ({
+    ...c,
+    result: i < at ? 'ok' : i === at ? 'failed' : 'skipped',
+    detail: i === at ? failure.message : null,
+  }));
+  const actions = [checkAgainButton(again)];
+  if (failure.servedKey) {
+    actions.push(el('button', {
+      type: 'button', class: 'btn btn-danger btn-sm', 'data-testid': 'integrity-trust-key', text: 'Trust the new key',
+      onclick: () => {
+        // Only right when the log really was given a new key (e.g. a new data directory).
+        const sure = window.confirm(`Trust ${failure.servedKey} from now on? Do this only if you know the log’s key was replaced.`);
+        if (sure && pinKey(failure.servedKey)) runIntegrityCheck(box, shown);
+      },
+    }));
+  }
+  renderIntegrity(box, {
+    state: 'failed', failed: failure.check, title: failure.failure, sub: failure.means, checks, actions,
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -1543,6 +2048,7 @@ function route() {
   }
   const changed = view !== currentView;
   if (currentView === 'live' && view !== 'live') stopLive();
+  if (currentView === 'event' && view !== 'event') stopIntegrity();
   currentView = view;
   for (const v of document.querySelectorAll('.view')) v.hidden = v.dataset.view !== view;
   for (const a of document.querySelectorAll('.nav a')) {

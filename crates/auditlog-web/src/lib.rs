@@ -4,11 +4,13 @@
 
 use auditlog_http::health::Readiness;
 use auditlog_http::metrics::Metrics;
-use auditlog_http::{ApiError, MAX_BODY_BYTES, read_body};
+use auditlog_http::request_id::REQUEST_ID_HEADER;
+use auditlog_http::{AllowedHosts, ApiError, MAX_BODY_BYTES, RequestId, read_body};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 
@@ -16,13 +18,11 @@ const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
 const STYLE_CSS: &str = include_str!("../assets/style.css");
 
-/// Request headers passed through to the primary API.
-const FORWARDED_REQUEST_HEADERS: [header::HeaderName; 4] = [
-    header::AUTHORIZATION,
-    header::CONTENT_TYPE,
-    header::ACCEPT,
-    header::HeaderName::from_static("x-request-id"),
-];
+/// Request headers passed through to the primary API. `X-Request-Id` is not among
+/// them: the website sends its own id for the request (which the primary API
+/// keeps as the client's), so its log lines and the API's can be joined.
+const FORWARDED_REQUEST_HEADERS: [header::HeaderName; 3] =
+    [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT];
 /// Response headers passed back to the browser.
 const FORWARDED_RESPONSE_HEADERS: [header::HeaderName; 2] =
     [header::CONTENT_TYPE, header::LOCATION];
@@ -35,20 +35,34 @@ pub struct WebState {
     metrics: Metrics,
     /// `GET /readyz`: the primary API answers.
     readiness: Readiness,
+    /// The host names `/tokens/…` is passed on for (see [`AllowedHosts`]).
+    token_hosts: AllowedHosts,
 }
 
 impl WebState {
     /// A website proxying to the primary API at `api_url`.
     pub fn new(api_url: &str) -> Self {
         let api_url = api_url.trim_end_matches('/').to_owned();
-        let http = reqwest::Client::new();
+        // Idle connections are dropped before the primary API's header timeout
+        // would close them, so a request never races that close.
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(auditlog_http::server::CLIENT_POOL_IDLE)
+            .build()
+            .unwrap_or_default();
         let readiness = api_check(http.clone(), format!("{api_url}/healthz"));
         WebState {
             api_url,
             http,
             metrics: Metrics::default(),
             readiness,
+            token_hosts: AllowedHosts::default(),
         }
+    }
+
+    /// The same website passing `/tokens/…` on only for requests to `hosts`.
+    pub fn with_token_hosts(mut self, hosts: AllowedHosts) -> Self {
+        self.token_hosts = hosts;
+        self
     }
 
     /// The same website serving `metrics` on `GET /metrics`.
@@ -84,8 +98,9 @@ fn api_check(http: reqwest::Client, health_url: String) -> Readiness {
     )
 }
 
-/// The website's routes: the three assets, and everything API-shaped proxied.
-/// Any other path is a 404: nothing is read from the file system.
+/// The website's routes: the three assets, and everything API-shaped proxied
+/// (`/tokens/…`, `/api/…`, `/events/…`, `/log/…`). Any other path is a 404:
+/// nothing is read from the file system.
 pub fn router(state: WebState) -> Router {
     Router::new()
         .route("/", get(|| asset(INDEX_HTML, "text/html; charset=utf-8")))
@@ -105,10 +120,13 @@ pub fn router(state: WebState) -> Router {
             state.readiness.clone(),
             state.metrics.clone(),
         ))
-        .route("/tokens/{*rest}", any(proxy))
+        .route("/tokens/{*rest}", any(token_proxy))
         .route("/api/{*rest}", any(proxy))
         .route("/events/{*rest}", any(proxy))
+        // The verifiable log's key and checkpoint, which the page checks itself.
+        .route("/log/{*rest}", any(proxy))
         .fallback(auditlog_http::not_found)
+        .layer(axum::middleware::from_fn(page_policy))
         .with_state(state)
 }
 
@@ -123,6 +141,36 @@ async fn asset(body: &'static str, content_type: &'static str) -> Response {
         .into_response()
 }
 
+/// The page's security policy: scripts, styles and connections from this origin
+/// only (no inline script, no `eval`), images from here or `data:` (the empty
+/// icon), never framed. The embeddable viewer will set its own `frame-ancestors`.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+    style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; \
+    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Sets [`CONTENT_SECURITY_POLICY`] on every answer of the website (proxied ones
+/// too: they are read by the page, never shown as pages).
+async fn page_policy(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    response
+}
+
+/// `/tokens/…` (the demo's login) for requests to an allowed host name only: a
+/// rebinding page on another site must not obtain a token through the browser.
+async fn token_proxy(
+    State(state): State<WebState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    if !state.token_hosts.permit(request.headers()) {
+        return Err(state.token_hosts.refusal());
+    }
+    proxy(State(state), request).await
+}
+
 async fn proxy(State(state): State<WebState>, request: Request) -> Result<Response, ApiError> {
     let method = request.method().clone();
     let path_and_query = request
@@ -131,6 +179,7 @@ async fn proxy(State(state): State<WebState>, request: Request) -> Result<Respon
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "/".into());
     let headers = request.headers().clone();
+    let request_id = request.extensions().get::<RequestId>().cloned();
     let body = read_body(request, MAX_BODY_BYTES).await?;
     let method = Method::from_bytes(method.as_str().as_bytes())
         .map_err(|_| ApiError::bad_request("unsupported method"))?;
@@ -141,6 +190,9 @@ async fn proxy(State(state): State<WebState>, request: Request) -> Result<Respon
         if let Some(value) = headers.get(&name) {
             outgoing = outgoing.header(name, value.clone());
         }
+    }
+    if let Some(value) = request_id.as_ref().and_then(RequestId::header_value) {
+        outgoing = outgoing.header(REQUEST_ID_HEADER, value);
     }
     if !body.is_empty() {
         outgoing = outgoing.body(body);
@@ -182,6 +234,47 @@ mod tests {
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer).await.unwrap();
         String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    /// Serves `app` on a free local port; its address.
+    async fn serve(app: Router) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    #[tokio::test]
+    async fn the_logs_checkpoint_reaches_the_page_as_the_api_sent_it() {
+        // Arrange: a stand-in primary API that wants the token and answers text/plain.
+        let note = "log.example\n7\nAAAA\n\n\u{2014} log.example AQID\n";
+        let api = serve(Router::new().route(
+            "/log/checkpoint",
+            get(move |headers: axum::http::HeaderMap| async move {
+                if headers.get(header::AUTHORIZATION).is_none() {
+                    return StatusCode::UNAUTHORIZED.into_response();
+                }
+                ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response()
+            }),
+        ))
+        .await;
+        let web = serve(router(WebState::new(&format!("http://{api}")))).await;
+
+        // Act
+        let answer = reqwest::Client::new()
+            .get(format!("http://{web}/log/checkpoint"))
+            .header("authorization", "Bearer t")
+            .send()
+            .await
+            .unwrap();
+
+        // Assert
+        assert_eq!(answer.status().as_u16(), 200);
+        assert_eq!(
+            answer.headers()["content-type"].to_str().unwrap(),
+            "text/plain; charset=utf-8"
+        );
+        assert_eq!(answer.text().await.unwrap(), note);
     }
 
     #[tokio::test]

@@ -6,7 +6,9 @@
 mod config;
 mod emit;
 mod export;
+mod hardening;
 mod logging;
+mod prove;
 mod query;
 mod remote;
 mod run;
@@ -131,13 +133,24 @@ enum Command {
   auditlog token --data-dir /var/lib/auditlog --subject 42 --role member --ttl 2h
   auditlog token --data-dir /var/lib/auditlog --subject billing --role service --ttl 8h")]
     Token(token::TokenArgs),
-    /// Check the audit store's integrity chain: name every event altered, removed,
-    /// reordered or inserted behind the auditor's back, and check the signed head
-    /// against the data directory's key. Exits non-zero when anything is wrong.
+    /// Check the verifiable log. With a store: recompute every leaf from its row and
+    /// the tree, name every event altered, removed, reordered or inserted behind the
+    /// auditor's back, and check every checkpoint's signature (the data directory's
+    /// log keys) and root. With --url: act as a witness, checking that the latest
+    /// checkpoint extends the one saved in --checkpoint FILE. Exits non-zero when
+    /// anything is wrong.
     #[command(after_help = "Examples:
   auditlog verify --data-dir ./auditlog-data
-  auditlog verify --store-url postgres://postgres@127.0.0.1/audit --data-dir ./auditlog-data --json")]
+  auditlog verify --store-url postgres://postgres@127.0.0.1/audit --data-dir ./auditlog-data --json
+  auditlog verify --url http://127.0.0.1:3001 --token \"$TOKEN\" --checkpoint ~/.auditlog-checkpoint")]
     Verify(VerifyArgs),
+    /// Print an event's inclusion proof and check it: its leaf against the event,
+    /// the audit path against the latest checkpoint's root, and the checkpoint's
+    /// signature against the log's key.
+    #[command(after_help = "Examples:
+  auditlog prove 0193a5c4-7d2e-7c41-9b1e-2f6d8a0c4e11 --as-user 1
+  auditlog prove 0193a5c4-7d2e-7c41-9b1e-2f6d8a0c4e11 --token \"$TOKEN\" --log-key \"$LOG_KEY\"")]
+    Prove(prove::ProveArgs),
     /// Measure: end-to-end ingest, query latency as the store grows, or the primary
     /// API with auditing on and off.
     #[command(
@@ -172,6 +185,22 @@ struct VerifyArgs {
     /// The audit store to verify.
     #[arg(long, env = "AUDITLOG_STORE_URL", hide_env_values = true, value_parser = config::database_url)]
     store_url: Option<String>,
+    /// Witness a running log instead: the auditor's (or the primary API's) URL.
+    #[arg(long, requires = "checkpoint", conflicts_with = "store_url")]
+    url: Option<String>,
+    /// With --url: the file keeping the last checkpoint seen (created on first use).
+    #[arg(long, value_name = "FILE", requires = "url")]
+    checkpoint: Option<PathBuf>,
+    /// With --url: the log's note verifier key; by default the one pinned on first
+    /// use in FILE.key.
+    #[arg(long, value_name = "KEY", requires = "url")]
+    log_key: Option<String>,
+    /// With --url: a bearer token (any role may read checkpoints).
+    #[arg(long, env = "AUDITLOG_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// With --url, on a demo deployment: a token for this user from /tokens/ID.
+    #[arg(long, value_name = "ID", requires = "url")]
+    as_user: Option<i64>,
     /// One JSON report on standard output instead of text.
     #[arg(long)]
     json: bool,
@@ -211,7 +240,9 @@ enum BenchCommand {
     /// store; report rates, latencies, lost/duplicated counts and the store's ceiling.
     #[command(after_help = "Examples:
   auditlog bench ingest --events 1000000
-  auditlog bench ingest --events 1000000 --amqp-url amqp://guest:guest@127.0.0.1:5672/%2f --store-url postgres://postgres@127.0.0.1/bench")]
+  auditlog bench ingest --events 1000000 --amqp-url amqp://guest:guest@127.0.0.1:5672/%2f --store-url postgres://postgres@127.0.0.1/bench
+  auditlog bench ingest --message-format single --amqp-url amqp://guest:guest@127.0.0.1:5672/%2f --store-url mysql://root@127.0.0.1/bench
+  auditlog bench ingest --auditors 1,2,3 --events 200000 --amqp-url amqp://guest:guest@127.0.0.1:5672/%2f --store-url postgres://postgres@127.0.0.1/bench")]
     Ingest(BenchIngestArgs),
     /// Load events over many actors and targets and measure query latency at each
     /// of the given store sizes.
@@ -246,6 +277,20 @@ struct BenchIngestArgs {
     /// RabbitMQ; the embedded transport without it.
     #[arg(long)]
     amqp_url: Option<String>,
+    /// `batch` (our emitters: numbered events, many per message) or `single` (one
+    /// event per message without an id, as the prototype's producers publish;
+    /// needs --amqp-url).
+    #[arg(long, default_value = "batch")]
+    message_format: auditlog_bench::ingest::MessageFormat,
+    /// Run once per number of `auditlog auditor` processes sharing the run's
+    /// queue and store, e.g. 1,2,3 (needs --amqp-url; no ceiling measured), and
+    /// report each run's CPU time per event by process and the model built on it.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..=64))]
+    auditors: Option<Vec<u16>>,
+    /// Type of the run's own RabbitMQ queues: quorum (the auditor's default) or
+    /// classic.
+    #[arg(long, default_value = "quorum", value_parser = ["quorum", "classic"])]
+    amqp_queue_type: String,
     /// One JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -302,6 +347,35 @@ struct DataDirArg {
     data_dir: PathBuf,
 }
 
+/// The verifiable log's settings.
+#[derive(Debug, Clone, Args)]
+struct LogArgs {
+    /// The log's origin: the first line of every checkpoint and its key's name, e.g.
+    /// `audit.example.com/prod`. Fixed for the life of a log; by default
+    /// `auditlog/<hex>`, derived from the first checkpoint key.
+    #[arg(long, env = "AUDITLOG_LOG_ORIGIN")]
+    log_origin: Option<String>,
+    /// How far an event's own timestamp may be from the auditor's receipt
+    /// (`receivedAt`) before answers flag it (`meta.clockSkewed`), e.g. `30s`,
+    /// `5m`: producers' clocks, and their word about when something happened,
+    /// are trusted only this far.
+    #[arg(
+        long,
+        env = "AUDITLOG_CLOCK_SKEW_TOLERANCE",
+        default_value = "5m",
+        value_parser = clock_skew_tolerance
+    )]
+    clock_skew_tolerance: std::time::Duration,
+}
+
+/// A `--clock-skew-tolerance`: a span such as `30s` or `5m`.
+fn clock_skew_tolerance(text: &str) -> Result<std::time::Duration, String> {
+    remote::span_ms(text.trim())
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(|| format!("`{text}` is not a span; give one such as 30s, 5m or 1h"))
+}
+
 /// Which tokens are trusted, besides those signed with the data directory's key.
 #[derive(Debug, Clone, Args)]
 struct TokenArgs {
@@ -319,7 +393,8 @@ struct TokenArgs {
     token_audience: String,
 }
 
-/// The browser origins allowed to call the service (CORS).
+/// The browser origins allowed to call the service (CORS) and the limits on its
+/// connections.
 #[derive(Debug, Clone, Args)]
 struct EdgeArgs {
     /// The website's origin(s), comma-separated; browsers on any other origin are
@@ -331,6 +406,21 @@ struct EdgeArgs {
         default_value = "http://127.0.0.1:3002,http://localhost:3002"
     )]
     web_origin: Vec<String>,
+    /// Seconds a connection has to send a complete request head, counted from its
+    /// opening or from its previous answer: slow-header clients and idle
+    /// keep-alive connections are closed after it.
+    #[arg(long, env = "AUDITLOG_HTTP_HEADER_TIMEOUT", default_value_t = 10.0, value_parser = config::positive_seconds)]
+    http_header_timeout: f64,
+    /// Open connections each service accepts; a connection over it is answered 503
+    /// at once. By default 10 000, or fewer when the open-file limit (raised to
+    /// its hard limit at start) leaves room for fewer.
+    #[arg(long, env = "AUDITLOG_HTTP_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    http_max_connections: Option<u32>,
+    /// Host names, comma-separated, that `GET /tokens/:id` (the demo login) answers
+    /// for besides localhost, 127.0.0.1, ::1 and the listen address: a page on
+    /// another site that rebinds its name to this machine gets a 403.
+    #[arg(long, env = "AUDITLOG_DEV_TOKEN_HOSTS", value_delimiter = ',')]
+    dev_token_hosts: Vec<String>,
 }
 
 /// RabbitMQ settings shared by every command that produces or consumes.
@@ -364,14 +454,26 @@ struct AmqpArgs {
         default_value = "data-mutation-audits.dead-letter"
     )]
     amqp_dead_letter_queue: String,
-    /// Unacknowledged messages the broker may push to the auditor at once.
+    /// Unacknowledged messages the broker may push to the auditor at once. By
+    /// default it is sized from the messages arriving: thousands when each holds
+    /// one event, a handful when each holds thousands.
     #[arg(
         long,
         env = "AUDITLOG_AMQP_PREFETCH",
-        default_value_t = 64,
         value_parser = clap::value_parser!(u16).range(1..)
     )]
-    amqp_prefetch: u16,
+    amqp_prefetch: Option<u16>,
+    /// Type of the auditor's queue and dead-letter queue when they do not exist
+    /// yet: quorum (replicated on a RabbitMQ cluster, a poison message
+    /// dead-lettered after 20 deliveries) or classic. An existing queue is used as
+    /// it was declared, whatever its type.
+    #[arg(
+        long,
+        env = "AUDITLOG_AMQP_QUEUE_TYPE",
+        default_value = "quorum",
+        value_parser = ["quorum", "classic"]
+    )]
+    amqp_queue_type: String,
 }
 
 impl AmqpArgs {
@@ -383,7 +485,12 @@ impl AmqpArgs {
             queue: self.amqp_queue.clone(),
             binding_key: self.amqp_binding_key.clone(),
             dead_letter_queue: self.amqp_dead_letter_queue.clone(),
-            prefetch: self.amqp_prefetch.max(1),
+            prefetch: self.amqp_prefetch.map_or(
+                auditlog_amqp::Prefetch::Auto,
+                auditlog_amqp::Prefetch::Fixed,
+            ),
+            // The value parser admits only the names `QueueType` parses.
+            queue_type: self.amqp_queue_type.parse().unwrap_or_default(),
         })
     }
 }
@@ -426,6 +533,8 @@ struct UpArgs {
     tokens: TokenArgs,
     #[command(flatten)]
     edge: EdgeArgs,
+    #[command(flatten)]
+    log: LogArgs,
     /// Whether GET /tokens/:id hands out demo tokens; `--dev-tokens=false` in production.
     #[arg(long, env = "AUDITLOG_DEV_TOKENS", default_value_t = true, action = clap::ArgAction::Set)]
     dev_tokens: bool,
@@ -476,6 +585,8 @@ struct AuditorArgs {
     tokens: TokenArgs,
     #[command(flatten)]
     edge: EdgeArgs,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -502,6 +613,10 @@ fn main() -> std::process::ExitCode {
         Ok(parsed) => parsed,
         Err(err) => return err.report(),
     };
+    // Before the runtime starts its threads: both settings are per process.
+    hardening::private_file_modes();
+    let open_files = hardening::raise_open_file_limit();
+    tracing::debug!(?open_files, "open-file limit");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -521,6 +636,7 @@ fn main() -> std::process::ExitCode {
             Command::Query(args) => query::run(args).await,
             Command::Token(args) => token::run(args),
             Command::Verify(args) => verify::run(args).await,
+            Command::Prove(args) => prove::run(args).await,
             Command::Config(_) => config::show(&settings),
             Command::Completions(args) => {
                 config::completions(&mut settings, args.shell);

@@ -13,9 +13,9 @@ use auditlog_auditor::AuditorState;
 use auditlog_auth::{ExternalIssuer, KeyPair, Principal, Role, TokenIssuer, TokenVerifier};
 use auditlog_emit::http::{HttpTransport, TokenSource};
 use auditlog_emit::{Emitter, EmitterConfig, EmitterTask, Transport};
-use auditlog_http::EdgeConfig;
 use auditlog_http::health::Readiness;
 use auditlog_http::metrics::Metrics;
+use auditlog_http::{AllowedHosts, ConnectionLimits, EdgeConfig};
 use auditlog_primary_api::outbox::OutboxRelay;
 use auditlog_primary_api::{ApiState, AppDb, Recorder};
 use auditlog_web::WebState;
@@ -30,9 +30,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn up(args: UpArgs) -> Result<()> {
     let data_dir = &args.data.data_dir;
+    crate::hardening::private_data_dir(data_dir)?;
     let metrics = install_metrics()?;
     let (issuer, verifier) = keys(data_dir, &args.tokens)?;
-    let edge = edge(&args.edge)?;
+    let edge = edge(&args.edge, 3)?;
     // The auditor's side (store, consumer, sealer, query API) runs on a runtime of
     // its own; SQLite's connection threads, started from it, inherit its priority.
     let background = BackgroundRuntime::start(args.auditor_priority, args.auditor_cpus.clone())?;
@@ -69,6 +70,8 @@ pub async fn up(args: UpArgs) -> Result<()> {
         }
         None => {
             let (transport, receiver) = auditlog_emit::embedded::channel(64);
+            // The channel's only sender is this process's primary API.
+            let receiver = receiver.sent_by(&service_principal_name());
             // The embedded consumer ends by itself once the emitter, its only
             // producer, is gone and everything it sent is stored.
             let consumer = background.spawn(auditlog_auditor::consumer::run(
@@ -96,15 +99,27 @@ pub async fn up(args: UpArgs) -> Result<()> {
     };
     let relay = OutboxRelay::new(app_db.clone(), transport.clone(), &recorder);
     let relay = tokio::spawn(relay.run(wait(stopped.clone()), SHUTDOWN_GRACE));
-    let sealer = background.spawn(auditlog_auditor::integrity::run_sealer(
-        store.clone(),
-        KeyPair::load_or_generate(data_dir)?,
-        auditlog_auditor::integrity::SEAL_EVERY,
+    let sealer = {
+        let (store, dir, log) = (store.clone(), data_dir.clone(), args.log.clone());
+        background
+            .spawn(async move { start_sealer(&store, &dir, &log).await })
+            .await
+            .context("the auditor's runtime failed")??
+    };
+    let log_key = sealer.key.clone();
+    let sealer_status = sealer.status.clone();
+    let sealer = background.spawn(auditlog_auditor::log::run_sealer(
+        sealer.sealer,
+        auditlog_auditor::log::SEAL_EVERY,
         wait(stopped.clone()),
     ));
-    let mut auditor_state =
-        AuditorState::new(store, verifier.clone(), stopped.clone()).with_metrics(metrics.clone());
+    let mut auditor_state = AuditorState::new(store, verifier.clone(), stopped.clone())
+        .with_metrics(metrics.clone())
+        .with_log_key(log_key)
+        .with_clock_skew_tolerance(args.log.clock_skew_tolerance);
     auditor_state.readiness = consumer_check(auditor_state.readiness, consumer_status);
+    auditor_state.readiness =
+        auditlog_auditor::log::sealer_check(auditor_state.readiness, sealer_status);
     let auditor = auditlog_auditor::router(auditor_state);
     let mut api_state = ApiState::new(
         app_db,
@@ -115,10 +130,21 @@ pub async fn up(args: UpArgs) -> Result<()> {
         &auditlog_auditor::openapi::document(),
     )
     .with_dev_tokens(args.dev_tokens)
+    .with_dev_token_hosts(AllowedHosts::local(
+        &[args.api_addr, args.web_addr],
+        &args.edge.dev_token_hosts,
+    ))
     .with_metrics(metrics.clone());
     api_state.readiness = transport_check(api_state.readiness, transport, transport_remedy);
     let api = auditlog_primary_api::router(api_state);
-    let web = auditlog_web::router(WebState::new(&api_url).with_metrics(metrics));
+    let web = auditlog_web::router(
+        WebState::new(&api_url)
+            .with_metrics(metrics)
+            .with_token_hosts(AllowedHosts::local(
+                &[args.api_addr, args.web_addr],
+                &args.edge.dev_token_hosts,
+            )),
+    );
     let (auditor, api, web) = (
         edge_of(auditor, &edge, "auditor"),
         edge_of(api, &edge, "api"),
@@ -128,14 +154,24 @@ pub async fn up(args: UpArgs) -> Result<()> {
         background.spawn(auditlog_http::serve(
             auditor_listener,
             auditor,
+            "auditor",
+            edge.connections,
             wait(stopped.clone()),
         )),
         tokio::spawn(auditlog_http::serve(
             api_listener,
             api,
+            "api",
+            edge.connections,
             wait(stopped.clone()),
         )),
-        tokio::spawn(auditlog_http::serve(web_listener, web, wait(stopped))),
+        tokio::spawn(auditlog_http::serve(
+            web_listener,
+            web,
+            "web",
+            edge.connections,
+            wait(stopped),
+        )),
     ];
 
     announce(&format!(
@@ -216,9 +252,10 @@ impl Drop for BackgroundRuntime {
 
 pub async fn api(args: ApiArgs) -> Result<()> {
     let data_dir = &args.data.data_dir;
+    crate::hardening::private_data_dir(data_dir)?;
     let metrics = install_metrics()?;
     let (issuer, verifier) = keys(data_dir, &args.tokens)?;
-    let edge = edge(&args.edge)?;
+    let edge = edge(&args.edge, 1)?;
     let app_db = open_app_db(data_dir, args.app_db_url.as_deref()).await?;
     let (transport, transport_remedy): (Arc<dyn Transport>, _) = match args.amqp.config() {
         Some(config) => {
@@ -254,6 +291,10 @@ pub async fn api(args: ApiArgs) -> Result<()> {
         &auditlog_auditor::openapi::document(),
     )
     .with_dev_tokens(args.dev_tokens)
+    .with_dev_token_hosts(AllowedHosts::local(
+        &[args.api_addr],
+        &args.edge.dev_token_hosts,
+    ))
     .with_metrics(metrics);
     state.readiness = transport_check(state.readiness, transport, transport_remedy);
     let router = edge_of(auditlog_primary_api::router(state), &edge, "api");
@@ -261,7 +302,13 @@ pub async fn api(args: ApiArgs) -> Result<()> {
         "  primary API  {url}  (auditor at {})",
         args.auditor_url
     ));
-    let server = tokio::spawn(auditlog_http::serve(listener, router, wait(stopped)));
+    let server = tokio::spawn(auditlog_http::serve(
+        listener,
+        router,
+        "api",
+        edge.connections,
+        wait(stopped),
+    ));
     shutdown_signal().await;
     let _ = stop.send(true);
     server.await.context("the server task failed")??;
@@ -272,9 +319,10 @@ pub async fn api(args: ApiArgs) -> Result<()> {
 
 pub async fn auditor(args: AuditorArgs) -> Result<()> {
     let data_dir = &args.data.data_dir;
+    crate::hardening::private_data_dir(data_dir)?;
     let metrics = install_metrics()?;
     let (_, verifier) = keys(data_dir, &args.tokens)?;
-    let edge = edge(&args.edge)?;
+    let edge = edge(&args.edge, 1)?;
     let store = open_store(data_dir, args.store_url.as_deref()).await?;
     let listener = bind(args.auditor_addr, "auditor").await?;
     let url = url_of(&listener)?;
@@ -294,17 +342,29 @@ pub async fn auditor(args: AuditorArgs) -> Result<()> {
         }
         None => None,
     };
-    let sealer = tokio::spawn(auditlog_auditor::integrity::run_sealer(
-        store.clone(),
-        KeyPair::load_or_generate(data_dir)?,
-        auditlog_auditor::integrity::SEAL_EVERY,
+    let sealer = start_sealer(&store, data_dir, &args.log).await?;
+    let log_key = sealer.key.clone();
+    let sealer_status = sealer.status.clone();
+    let sealer = tokio::spawn(auditlog_auditor::log::run_sealer(
+        sealer.sealer,
+        auditlog_auditor::log::SEAL_EVERY,
         wait(stopped.clone()),
     ));
-    let mut state = AuditorState::new(store, verifier, stopped.clone()).with_metrics(metrics);
+    let mut state = AuditorState::new(store, verifier, stopped.clone())
+        .with_metrics(metrics)
+        .with_log_key(log_key)
+        .with_clock_skew_tolerance(args.log.clock_skew_tolerance);
     state.readiness = consumer_check(state.readiness, consumer_status);
+    state.readiness = auditlog_auditor::log::sealer_check(state.readiness, sealer_status);
     let router = edge_of(auditlog_auditor::router(state), &edge, "auditor");
     announce(&format!("  auditor      {url}"));
-    let server = tokio::spawn(auditlog_http::serve(listener, router, wait(stopped)));
+    let server = tokio::spawn(auditlog_http::serve(
+        listener,
+        router,
+        "auditor",
+        edge.connections,
+        wait(stopped),
+    ));
     shutdown_signal().await;
     let _ = stop.send(true);
     server.await.context("the server task failed")??;
@@ -315,6 +375,43 @@ pub async fn auditor(args: AuditorArgs) -> Result<()> {
     Ok(())
 }
 
+/// A sealer ready to run, with what the auditor's routes and `/readyz` need of it.
+struct StartedSealer {
+    sealer: auditlog_auditor::log::Sealer,
+    /// The note verifier key `GET /log/key` serves.
+    key: String,
+    status: auditlog_auditor::log::SealerStatus,
+}
+
+/// Opens the log's identity in `data_dir` (its origin from the store's latest
+/// checkpoint when the directory has signed none) and makes the sealer.
+async fn start_sealer(
+    store: &Arc<dyn auditlog_store::AuditStore>,
+    data_dir: &Path,
+    args: &crate::LogArgs,
+) -> Result<StartedSealer> {
+    let store_origin = store
+        .latest_checkpoint()
+        .await
+        .context("while reading the store's latest checkpoint")?
+        .and_then(|stored| auditlog_tlog::SignedNote::parse(&stored.note).ok())
+        .and_then(|note| auditlog_tlog::Checkpoint::parse(&note.text).ok())
+        .map(|checkpoint| checkpoint.origin);
+    let identity = auditlog_auditor::log::LogIdentity::open(
+        data_dir,
+        args.log_origin.as_deref(),
+        store_origin,
+    )
+    .context("while opening the log's checkpoint key")?;
+    let key = identity.verifier().to_string();
+    let status = auditlog_auditor::log::SealerStatus::default();
+    Ok(StartedSealer {
+        sealer: auditlog_auditor::log::Sealer::new(store.clone(), identity, status.clone()),
+        key,
+        status,
+    })
+}
+
 pub async fn web(args: WebArgs) -> Result<()> {
     let metrics = install_metrics()?;
     let listener = bind(args.web_addr, "website").await?;
@@ -323,9 +420,17 @@ pub async fn web(args: WebArgs) -> Result<()> {
         "  website      {url}  (primary API at {})",
         args.api_url
     ));
-    let router = auditlog_web::router(WebState::new(&args.api_url).with_metrics(metrics));
-    let router = edge_of(router, &edge(&args.edge)?, "web");
-    auditlog_http::serve(listener, router, shutdown_signal()).await?;
+    let router = auditlog_web::router(
+        WebState::new(&args.api_url)
+            .with_metrics(metrics)
+            .with_token_hosts(AllowedHosts::local(
+                &[args.web_addr],
+                &args.edge.dev_token_hosts,
+            )),
+    );
+    let edge = edge(&args.edge, 1)?;
+    let router = edge_of(router, &edge, "web");
+    auditlog_http::serve(listener, router, "web", edge.connections, shutdown_signal()).await?;
     Ok(())
 }
 
@@ -342,16 +447,35 @@ fn recorder(emitter: Emitter, audit: Audit) -> Recorder {
 pub async fn bench(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Ingest(args) => {
-            let report = auditlog_bench::ingest::run(auditlog_bench::ingest::IngestOptions {
+            let options = auditlog_bench::ingest::IngestOptions {
                 events: args.events,
                 producers: args.producers,
                 batch: args.batch,
                 changed_ratio: args.changed_ratio,
                 store_url: args.store_url,
                 amqp_url: args.amqp_url,
+                message_format: args.message_format,
                 progress: !args.json,
-            })
-            .await?;
+                auditors: 1,
+                ceiling: true,
+                auditor_dir: None,
+                // The value parser admits only the names `QueueType` parses.
+                queue_type: args.amqp_queue_type.parse().unwrap_or_default(),
+            };
+            if let Some(counts) = args.auditors {
+                let counts: Vec<usize> = counts.into_iter().map(usize::from).collect();
+                let report = auditlog_bench::ingest::run_scaling(options, &counts).await?;
+                print(&report, args.json, report.table())?;
+                let (lost, duplicated) = report
+                    .runs
+                    .iter()
+                    .fold((0, 0), |(l, d), run| (l + run.lost, d + run.duplicated));
+                if lost > 0 || duplicated > 0 {
+                    anyhow::bail!("{lost} events lost and {duplicated} duplicated");
+                }
+                return Ok(());
+            }
+            let report = auditlog_bench::ingest::run(options).await?;
             print(&report, args.json, report.table())?;
             if report.lost > 0 || report.duplicated > 0 {
                 anyhow::bail!(
@@ -472,8 +596,29 @@ fn consumer_check(readiness: Readiness, status: Option<ConsumerStatus>) -> Readi
 }
 
 /// The hardening of every service's edge: the allowed browser origins.
-fn edge(args: &EdgeArgs) -> Result<EdgeConfig> {
-    EdgeConfig::with_origins(&args.web_origin).map_err(|e| anyhow::anyhow!("--web-origin: {e}"))
+/// The edge of `services` services sharing this process's descriptors.
+fn edge(args: &EdgeArgs, services: u64) -> Result<EdgeConfig> {
+    let mut edge = EdgeConfig::with_origins(&args.web_origin)
+        .map_err(|e| anyhow::anyhow!("--web-origin: {e}"))?;
+    let budget = crate::hardening::connection_budget(services).unwrap_or(u32::MAX);
+    let max_connections = match args.http_max_connections {
+        None => budget.min(auditlog_http::server::MAX_CONNECTIONS),
+        Some(asked) if asked > budget => {
+            tracing::warn!(
+                asked,
+                allowed = budget,
+                "the open-file limit allows fewer connections than --http-max-connections; \
+                 raise the hard limit (ulimit -Hn, LimitNOFILE=) to allow more"
+            );
+            budget
+        }
+        Some(asked) => asked,
+    };
+    edge.connections = ConnectionLimits {
+        header_timeout: Duration::from_secs_f64(args.http_header_timeout),
+        max_connections,
+    };
+    Ok(edge)
 }
 
 async fn open_store(
@@ -512,6 +657,12 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
 
 fn url_of(listener: &TcpListener) -> Result<String> {
     Ok(format!("http://{}", listener.local_addr()?))
+}
+
+/// The primary API's service principal as the log names it (`services/api`).
+fn service_principal_name() -> String {
+    Principal::new(auditlog_primary_api::SOURCE.into(), Role::Service)
+        .map_or_else(|| "services/api".to_owned(), |p| p.name())
 }
 
 /// A token source that mints a short-lived service token and renews it well before

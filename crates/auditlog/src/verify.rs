@@ -1,34 +1,49 @@
-//! `auditlog verify`: recomputes the store's integrity chain from the rows of
-//! `audit_events`, in `seq` order, and names every event that was altered, removed,
-//! reordered or inserted behind the auditor's back; then checks the signed head
-//! against the chain and the data directory's key.
+//! `auditlog verify`: checks the verifiable log.
 //!
-//! Rows and chain entries are read page by page (keyset by `seq`) and merged as two
-//! sorted streams, so memory stays flat however large the store; only the findings
-//! are kept.
+//! - **Local** (`--data-dir`, `--store-url`): recomputes every leaf from its row (all
+//!   columns: the leaf hash from the body, `seq` and `received_at`, and each indexed
+//!   column from the body), names every event altered, removed, inserted or
+//!   reordered behind the auditor's back, checks the stored tree's nodes against its
+//!   leaves, and checks every checkpoint — those in the store and those in the
+//!   journal kept beside the key — for its signature (with the data directory's log
+//!   keys) and its root (against the tree recomputed from the rows). A rewrite that
+//!   recomputed the whole tree is caught there: the first checkpoint that no longer
+//!   matches names the events signed since the one before.
+//! - **Witness** (`--url … --checkpoint FILE`, in `witness.rs`): fetches the latest
+//!   checkpoint, checks its signature against a pinned key and its consistency with
+//!   the checkpoint saved in FILE, then saves it.
+//!
+//! Rows and leaves are read page by page and merged as two streams sorted by `seq`,
+//! so memory stays flat however large the store; only the findings are kept.
 
-use std::collections::{HashSet, VecDeque};
+pub(crate) mod witness;
+
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use auditlog_auth::KeyPair;
-use auditlog_store::{
-    AuditStore, ChainEntry, ChainHead, EventQuery, SignedHead, StoredEvent, ZERO_HASH, chain_hash,
-    from_hex, head_message, leaf_hash, to_hex,
-};
+use auditlog_auditor::log::identity::{journal_entries, trusted_keys};
+use auditlog_store::{AuditStore, EventRow, LeafEntry, Read, column_mismatches};
+use auditlog_tlog::{Checkpoint, Frontier, Hash, Node, SignedNote, Verifier, base64, leaf_hash};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::VerifyArgs;
 
-/// Rows and chain entries read per statement.
+/// Rows and leaves read per statement.
 const PAGE: u32 = 1_000;
 
 /// Findings kept in memory at most; beyond that they are only counted.
 const MAX_FINDINGS: usize = 1_000_000;
 
+/// Events named at most when a checkpoint no longer matches.
+const NAMED_PER_CHECKPOINT: usize = 100;
+
 pub async fn run(args: VerifyArgs) -> Result<()> {
+    if let Some(url) = &args.url {
+        return witness::run(url, &args).await;
+    }
     let data_dir = args
         .data_dir
         .clone()
@@ -39,7 +54,7 @@ pub async fn run(args: VerifyArgs) -> Result<()> {
             let file = data_dir.join("audit.db");
             if !file.exists() {
                 bail!(
-                    "there is no audit store at {}; pass --data-dir or --store-url",
+                    "there is no audit store at {}; pass --data-dir, --store-url or --url",
                     file.display()
                 );
             }
@@ -52,13 +67,19 @@ pub async fn run(args: VerifyArgs) -> Result<()> {
             auditlog_store::redact(&url)
         )
     })?;
-    let keys = KeyPair::load(&data_dir)
-        .with_context(|| format!("while reading the signing key in {}", data_dir.display()))?;
+    let keys = trusted_keys(&data_dir)
+        .with_context(|| format!("while reading the log keys in {}", data_dir.display()))?;
+    let journal = journal_entries(&data_dir).with_context(|| {
+        format!(
+            "while reading the checkpoint journal in {}",
+            data_dir.display()
+        )
+    })?;
 
     let total = store
-        .count(&EventQuery::default())
+        .tree_size()
         .await
-        .context("while counting the stored events")?;
+        .context("while reading the tree's size")?;
     let bar = if args.json {
         ProgressBar::hidden()
     } else {
@@ -66,11 +87,11 @@ pub async fn run(args: VerifyArgs) -> Result<()> {
     };
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} verifying {bar:40} {pos}/{len} events [{elapsed}, {per_sec}]",
+            "{spinner} verifying {bar:40} {pos}/{len} leaves [{elapsed}, {per_sec}]",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let report = verify(&*store, keys.as_ref(), &bar).await?;
+    let report = verify(&*store, &keys, &journal, &bar).await?;
     bar.finish_and_clear();
 
     if args.json {
@@ -87,22 +108,24 @@ pub async fn run(args: VerifyArgs) -> Result<()> {
     Ok(())
 }
 
-/// What went wrong with one event or chain entry.
+/// What went wrong with one event, the tree or a checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Kind {
-    /// The row at a sealed `seq` is not what was sealed (body, timestamp or id).
+    /// The row of a sealed event is not what was sealed (body, `seq`, receive
+    /// time), or a column disagrees with its body.
     Altered,
     /// A sealed event has no row any more.
     Removed,
-    /// A row at or below the sealed head that was never sealed.
+    /// A row at or below the last sealed `seq` that was never sealed.
     Inserted,
-    /// A sealed event whose row now sits at another `seq`.
+    /// A sealed `seq` now holds another event, or the leaves are out of order.
     Reordered,
-    /// The chain table itself does not hold together (entries edited or removed).
-    Chain,
-    /// The signed head does not match the chain, or its signature is not valid.
-    Head,
+    /// The stored tree does not hold together (nodes that are not their leaves'
+    /// hash, a gap in the leaf indexes).
+    Tree,
+    /// A checkpoint that does not verify, or whose root the rows no longer give.
+    Checkpoint,
 }
 
 impl Kind {
@@ -112,8 +135,8 @@ impl Kind {
             Kind::Removed => "removed",
             Kind::Inserted => "inserted",
             Kind::Reordered => "reordered",
-            Kind::Chain => "chain",
-            Kind::Head => "head",
+            Kind::Tree => "tree",
+            Kind::Checkpoint => "checkpoint",
         }
     }
 }
@@ -124,26 +147,25 @@ pub struct Finding {
     pub kind: Kind,
     /// The event concerned, when one can be named.
     pub id: Option<Uuid>,
-    pub seq: i64,
+    /// The event's `seq`, when it has one.
+    pub seq: Option<i64>,
+    /// The event's leaf index, when it has one.
+    pub leaf: Option<u64>,
     pub detail: String,
 }
 
-/// The signed head and what became of checking it.
+/// One checkpoint and what became of checking it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct HeadReport {
-    pub seq: i64,
-    pub size: i64,
-    pub chain_hash: String,
-    pub signed_at: i64,
-    pub key_id: String,
-    /// Whether the signature is valid for the key it was checked with.
-    pub signature_valid: bool,
-    /// Whether that key is the data directory's (pinned) rather than the one stored
-    /// next to the head (which anyone able to edit the store could replace).
-    pub key_pinned: bool,
-    /// Whether the chain, recomputed, reaches exactly this head.
-    pub matches_chain: bool,
+pub struct CheckpointReport {
+    pub size: u64,
+    pub root: String,
+    /// `store`, `journal` or `store+journal`.
+    pub kept_in: String,
+    /// Whether a key of the data directory signed it (`None`: no key to check with).
+    pub signature_valid: Option<bool>,
+    /// Whether the tree recomputed from the rows has this root at this size.
+    pub matches_rows: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -151,13 +173,13 @@ pub struct HeadReport {
 pub struct Report {
     /// Rows of `audit_events` read.
     pub rows: u64,
-    /// Chain entries read (up to the sealed head).
+    /// Leaves in the tree when verification started.
     pub sealed: u64,
-    /// The last sealed `seq` when verification started.
-    pub sealed_seq: i64,
-    /// Rows after the sealed head: not yet sealed, not an error.
+    /// Rows after the last sealed one: not yet sealed, not an error.
     pub unsealed: u64,
-    pub head: Option<HeadReport>,
+    /// Keys the signatures were checked with.
+    pub keys: Vec<String>,
+    pub checkpoints: Vec<CheckpointReport>,
     /// Every problem, including those beyond [`MAX_FINDINGS`].
     pub problems: u64,
     pub findings: Vec<Finding>,
@@ -170,13 +192,12 @@ impl Report {
         let mut out = String::new();
         for f in &self.findings {
             let id = f.id.map_or_else(|| "-".repeat(36), |id| id.to_string());
-            let _ = writeln!(
-                out,
-                "{:<10} {id}  seq {:<8} {}",
-                f.kind.label(),
-                f.seq,
-                f.detail
-            );
+            let place = match (f.seq, f.leaf) {
+                (_, Some(leaf)) => format!("leaf {leaf}"),
+                (Some(seq), None) => format!("seq {seq}"),
+                (None, None) => String::new(),
+            };
+            let _ = writeln!(out, "{:<10} {id}  {place:<12} {}", f.kind.label(), f.detail);
         }
         if self.problems > self.findings.len() as u64 {
             let _ = writeln!(
@@ -187,37 +208,33 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "{} rows checked; {} sealed up to seq {}; {} not yet sealed",
-            self.rows, self.sealed, self.sealed_seq, self.unsealed
+            "{} rows checked; {} sealed in the tree; {} not yet sealed",
+            self.rows, self.sealed, self.unsealed
         );
-        match &self.head {
+        let valid = self
+            .checkpoints
+            .iter()
+            .filter(|c| c.signature_valid == Some(true) && c.matches_rows)
+            .count();
+        match self.checkpoints.last() {
             None => {
-                let _ = writeln!(out, "no signed head yet");
+                let _ = writeln!(out, "no checkpoint signed yet");
             }
-            Some(head) => {
+            Some(latest) => {
                 let _ = writeln!(
                     out,
-                    "signed head: seq {} size {} key {}: signature {}{}, {}",
-                    head.seq,
-                    head.size,
-                    head.key_id,
-                    if head.signature_valid {
-                        "valid"
-                    } else {
-                        "INVALID"
-                    },
-                    if head.key_pinned {
-                        " (data directory's key)"
-                    } else {
-                        " (for the key stored with it; pass --data-dir to pin the key)"
-                    },
-                    if head.matches_chain {
-                        "matches the chain"
-                    } else {
-                        "DOES NOT match the chain"
-                    },
+                    "{} checkpoints, {valid} verified; latest: size {} root {}",
+                    self.checkpoints.len(),
+                    latest.size,
+                    latest.root
                 );
             }
+        }
+        if self.keys.is_empty() {
+            let _ = writeln!(
+                out,
+                "signatures NOT checked: no log key in the data directory (pass --data-dir)"
+            );
         }
         let _ = writeln!(
             out,
@@ -232,328 +249,524 @@ impl Report {
     }
 }
 
-/// Walks the store and the chain and checks the signed head (with `keys`, the data
-/// directory's key, when there is one).
+/// A signed checkpoint from the store or the journal.
+#[derive(Debug, Clone)]
+struct Known {
+    checkpoint: Checkpoint,
+    kept_in: &'static str,
+    signature_valid: Option<bool>,
+}
+
+/// Walks the rows, the leaves and the checkpoints of `store`, with the log keys
+/// `keys` and the checkpoints of the key's `journal`.
 pub async fn verify(
     store: &dyn AuditStore,
-    keys: Option<&KeyPair>,
+    keys: &[Verifier],
+    journal: &[(Checkpoint, String)],
     bar: &ProgressBar,
 ) -> Result<Report> {
     // Fixed first: what is sealed while this runs is left for the next run.
-    let sealed_head = store.chain_head().await?;
-    let signed = store.latest_head().await?;
-    let mut walk = Walk::new(sealed_head, signed.as_ref().map(|s| s.head));
-    let mut rows = Pager::new();
-    let mut chain = Pager::new();
+    let size = store.tree_size().await?;
+    let mut walk = Walk::new(size);
+    for checkpoint in checkpoints(store, keys, journal, &mut walk).await? {
+        walk.expect(checkpoint);
+    }
+    let mut rows: VecDeque<EventRow> = VecDeque::new();
+    let mut rows_done = false;
+    let mut row_after = 0;
+    let mut next_leaf = 0_u64;
     loop {
-        let row = rows
-            .peek(|after| async move {
-                Ok(store
-                    .stored_after(&EventQuery::default(), after, PAGE)
-                    .await?)
-            })
-            .await?;
-        let entry = chain
-            .peek(|after| async move {
-                let mut page = store.chain_after(after, PAGE).await?;
-                page.retain(|e: &ChainEntry| e.seq <= sealed_head.seq);
-                Ok(page)
-            })
-            .await?;
-        match (row, entry) {
-            (None, None) => break,
-            (Some(row), entry) if entry.is_none_or(|e| row.seq < e.seq) => {
-                walk.row_alone(row);
-                rows.pop();
-                bar.inc(1);
+        let leaves = if next_leaf < size {
+            let limit = PAGE.min(u32::try_from(size - next_leaf).unwrap_or(PAGE));
+            store.leaf_entries(next_leaf, limit).await?
+        } else {
+            Vec::new()
+        };
+        if let Some(last) = leaves.last() {
+            next_leaf = last.index + 1;
+        }
+        let leaves_done = leaves.is_empty();
+        for leaf in leaves {
+            // Rows up to this leaf's seq.
+            while !rows_done && rows.back().is_none_or(|row| row.seq < leaf.seq) {
+                let page = store.rows_after(row_after, PAGE).await?;
+                match page.last() {
+                    Some(last) => row_after = last.seq,
+                    None => rows_done = true,
+                }
+                rows.extend(page);
             }
-            (Some(row), Some(entry)) if row.seq == entry.seq => {
-                walk.both(row, entry);
-                rows.pop();
-                chain.pop();
-                bar.inc(1);
+            while rows.front().is_some_and(|row| row.seq < leaf.seq) {
+                if let Some(row) = rows.pop_front() {
+                    walk.row_alone(&row, true);
+                }
             }
-            (_, Some(entry)) => {
-                walk.entry_alone(entry);
-                chain.pop();
+            let row = rows.front().filter(|row| row.seq == leaf.seq).cloned();
+            if row.is_some() {
+                rows.pop_front();
             }
-            (Some(_), None) => unreachable!("handled by the first arm"),
+            walk.leaf(&leaf, row.as_ref());
+            bar.set_position(walk.leaves_seen);
+        }
+        if leaves_done {
+            break;
         }
     }
-    let head = signed.map(|signed| walk.check_signature(&signed, keys));
-    Ok(walk.finish(head))
-}
-
-/// One ordered stream read in pages by `seq`.
-struct Pager<T> {
-    buffer: VecDeque<T>,
-    after: i64,
-    done: bool,
-}
-
-trait Seq {
-    fn seq(&self) -> i64;
-}
-
-impl Seq for StoredEvent {
-    fn seq(&self) -> i64 {
-        self.seq
-    }
-}
-
-impl Seq for ChainEntry {
-    fn seq(&self) -> i64 {
-        self.seq
-    }
-}
-
-impl<T: Seq> Pager<T> {
-    fn new() -> Self {
-        Pager {
-            buffer: VecDeque::new(),
-            after: 0,
-            done: false,
+    walk.check_nodes(store).await?;
+    // Rows after the last leaf: unsealed.
+    loop {
+        for row in rows.drain(..) {
+            walk.row_alone(&row, false);
         }
+        if rows_done {
+            break;
+        }
+        let page = store.rows_after(row_after, PAGE).await?;
+        match page.last() {
+            Some(last) => row_after = last.seq,
+            None => rows_done = true,
+        }
+        rows.extend(page);
     }
+    Ok(walk.finish(keys))
+}
 
-    async fn peek<F, Fut>(&mut self, fetch: F) -> Result<Option<&T>>
-    where
-        F: FnOnce(i64) -> Fut,
-        Fut: Future<Output = Result<Vec<T>>>,
-    {
-        if self.buffer.is_empty() && !self.done {
-            let page = fetch(self.after).await?;
-            match page.last() {
-                Some(last) => self.after = last.seq(),
-                None => self.done = true,
+/// Every checkpoint of the store and the journal, by size; signature problems and
+/// disagreements between the two copies are reported on `walk`.
+async fn checkpoints(
+    store: &dyn AuditStore,
+    keys: &[Verifier],
+    journal: &[(Checkpoint, String)],
+    walk: &mut Walk,
+) -> Result<Vec<Known>> {
+    let signed = |note: &str| -> (Option<Checkpoint>, Option<bool>) {
+        let Ok(parsed) = SignedNote::parse(note) else {
+            return (None, Some(false));
+        };
+        let valid = (!keys.is_empty()).then(|| keys.iter().any(|key| parsed.verified_by(key)));
+        (Checkpoint::parse(&parsed.text).ok(), valid)
+    };
+    let mut by_size: BTreeMap<u64, Known> = BTreeMap::new();
+    let mut after = 0;
+    loop {
+        let page = store.checkpoints_after(after, PAGE).await?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = last.size;
+        for stored in page {
+            match signed(&stored.note) {
+                (Some(checkpoint), valid) if checkpoint.size == stored.size => {
+                    if valid == Some(false) {
+                        walk.report(
+                            Kind::Checkpoint,
+                            None,
+                            format!(
+                                "the store's checkpoint of size {} does not verify with the log's \
+                                 keys: altered or forged",
+                                stored.size
+                            ),
+                        );
+                    }
+                    by_size.insert(
+                        stored.size,
+                        Known {
+                            checkpoint,
+                            kept_in: "store",
+                            signature_valid: valid,
+                        },
+                    );
+                }
+                _ => walk.report(
+                    Kind::Checkpoint,
+                    None,
+                    format!(
+                        "the store's checkpoint of size {} is not a valid note",
+                        stored.size
+                    ),
+                ),
             }
-            self.buffer.extend(page);
         }
-        Ok(self.buffer.front())
     }
-
-    fn pop(&mut self) {
-        self.buffer.pop_front();
+    for (checkpoint, note) in journal {
+        let (_, valid) = signed(note);
+        if valid == Some(false) {
+            walk.report(
+                Kind::Checkpoint,
+                None,
+                format!(
+                    "the journal's checkpoint of size {} does not verify with the log's keys",
+                    checkpoint.size
+                ),
+            );
+        }
+        match by_size.get_mut(&checkpoint.size) {
+            Some(stored) if stored.checkpoint == *checkpoint => stored.kept_in = "store+journal",
+            Some(stored) => {
+                walk.report(
+                    Kind::Checkpoint,
+                    None,
+                    format!(
+                        "the store's checkpoint of size {} has root {}, the journal beside the key \
+                         has {}",
+                        checkpoint.size,
+                        base64(&stored.checkpoint.root),
+                        base64(&checkpoint.root)
+                    ),
+                );
+                // The journal is the copy an attacker of the database cannot touch.
+                *stored = Known {
+                    checkpoint: checkpoint.clone(),
+                    kept_in: "journal",
+                    signature_valid: valid,
+                };
+            }
+            None => {
+                by_size.insert(
+                    checkpoint.size,
+                    Known {
+                        checkpoint: checkpoint.clone(),
+                        kept_in: "journal",
+                        signature_valid: valid,
+                    },
+                );
+            }
+        }
     }
+    Ok(by_size.into_values().collect())
 }
 
-/// The checks, fed rows and chain entries in `seq` order.
+/// The state of the merge: findings, the tree rebuilt from the rows, and what
+/// each checkpoint expects of it.
 struct Walk {
-    sealed_head: ChainHead,
-    signed: Option<ChainHead>,
-    signed_matched: Option<bool>,
-    prev_hash: [u8; 32],
-    prev_position: i64,
+    size: u64,
     rows: u64,
-    sealed: u64,
     unsealed: u64,
+    leaves_seen: u64,
+    last_sealed_seq: i64,
+    /// The tree of the leaves as the rows give them now.
+    rebuilt: Frontier,
+    /// The tree of the stored leaf hashes, whose completed nodes must be stored.
+    stored: Frontier,
+    completed: Vec<(Node, Hash)>,
+    /// Checkpoints not reached yet, by size.
+    expected: VecDeque<Known>,
+    reports: Vec<CheckpointReport>,
+    /// The leaves since the last checkpoint that matched: the suspects when the
+    /// next one does not.
+    since_match: Vec<(u64, Uuid)>,
+    /// Whether a checkpoint has already failed to match (later ones then do too).
+    mismatched: bool,
     problems: u64,
     findings: Vec<Finding>,
 }
 
 impl Walk {
-    fn new(sealed_head: ChainHead, signed: Option<ChainHead>) -> Self {
-        // A head of the empty chain is a prefix of every chain.
-        let signed_matched = signed
-            .filter(|head| head.size == 0)
-            .map(|head| head.chain_hash == ZERO_HASH);
+    fn new(size: u64) -> Self {
         Walk {
-            sealed_head,
-            signed,
-            signed_matched,
-            prev_hash: ZERO_HASH,
-            prev_position: 0,
+            size,
             rows: 0,
-            sealed: 0,
             unsealed: 0,
+            leaves_seen: 0,
+            last_sealed_seq: 0,
+            rebuilt: Frontier::default(),
+            stored: Frontier::default(),
+            completed: Vec::new(),
+            expected: VecDeque::new(),
+            reports: Vec::new(),
+            since_match: Vec::new(),
+            mismatched: false,
             problems: 0,
             findings: Vec::new(),
         }
     }
 
-    fn report(&mut self, kind: Kind, id: Option<Uuid>, seq: i64, detail: String) {
+    fn expect(&mut self, known: Known) {
+        self.expected.push_back(known);
+    }
+
+    fn report(&mut self, kind: Kind, id: Option<Uuid>, detail: String) {
+        self.report_at(kind, id, None, None, detail);
+    }
+
+    fn report_at(
+        &mut self,
+        kind: Kind,
+        id: Option<Uuid>,
+        seq: Option<i64>,
+        leaf: Option<u64>,
+        detail: String,
+    ) {
         self.problems += 1;
         if self.findings.len() < MAX_FINDINGS {
             self.findings.push(Finding {
                 kind,
                 id,
                 seq,
+                leaf,
                 detail,
             });
         }
     }
 
-    /// A row with no chain entry at its `seq`.
-    fn row_alone(&mut self, row: &StoredEvent) {
+    /// A row with no leaf at its `seq`: inserted behind the auditor's back when the
+    /// tree has sealed past it, else simply not sealed yet.
+    fn row_alone(&mut self, row: &EventRow, sealed_past: bool) {
         self.rows += 1;
-        if row.seq > self.sealed_head.seq {
-            self.unsealed += 1;
-        } else {
-            let detail = format!(
-                "not in the chain, though at or below the sealed head (seq {})",
-                self.sealed_head.seq
-            );
-            self.report(Kind::Inserted, Some(row.id), row.seq, detail);
-        }
-    }
-
-    /// A chain entry with no row at its `seq`.
-    fn entry_alone(&mut self, entry: &ChainEntry) {
-        self.link(entry);
-        self.report(
-            Kind::Removed,
-            Some(entry.id),
-            entry.seq,
-            "sealed, but its row is gone".into(),
-        );
-    }
-
-    fn both(&mut self, row: &StoredEvent, entry: &ChainEntry) {
-        self.rows += 1;
-        self.link(entry);
-        if row.id != entry.id {
-            // Another event sits where this one was sealed: the sealed one is gone
-            // from here, the row here was never sealed here. `finish` turns an id
-            // found both gone and out of place into "reordered".
-            self.report(
-                Kind::Removed,
-                Some(entry.id),
-                entry.seq,
-                format!("sealed here, but the row at this seq is now {}", row.id),
-            );
-            let detail = format!("sits where {} was sealed", entry.id);
-            self.report(Kind::Inserted, Some(row.id), row.seq, detail);
-        } else if leaf_hash(row.id, row.seq, row.timestamp, &row.body) != entry.leaf_hash {
-            self.report(
-                Kind::Altered,
+        if sealed_past || row.seq <= self.last_sealed_seq {
+            self.report_at(
+                Kind::Inserted,
                 Some(row.id),
-                row.seq,
-                "the row differs from what was sealed".into(),
-            );
-        }
-    }
-
-    /// Checks that `entry` follows the entry before it, and the signed head.
-    fn link(&mut self, entry: &ChainEntry) {
-        self.sealed += 1;
-        if entry.position != self.prev_position + 1 {
-            let detail = format!(
-                "chain position {} follows {}: chain entries were removed or edited",
-                entry.position, self.prev_position
-            );
-            self.report(Kind::Chain, None, entry.seq, detail);
-        }
-        if chain_hash(&self.prev_hash, &entry.leaf_hash) != entry.chain_hash {
-            self.report(
-                Kind::Chain,
-                Some(entry.id),
-                entry.seq,
-                "the chain entry does not follow from the one before: the chain was edited".into(),
-            );
-        }
-        self.prev_hash = entry.chain_hash;
-        self.prev_position = entry.position;
-        if let Some(head) = self.signed
-            && head.size > 0
-            && head.seq == entry.seq
-        {
-            self.signed_matched =
-                Some(head.chain_hash == entry.chain_hash && head.size == entry.position);
-        }
-    }
-
-    fn check_signature(&mut self, signed: &SignedHead, keys: Option<&KeyPair>) -> HeadReport {
-        let pinned = keys.and_then(|keys| keys.public_key_hex().ok());
-        let key_pinned = pinned.is_some();
-        let public = pinned.as_deref().unwrap_or(&signed.public_key);
-        let message = head_message(&signed.head, signed.signed_at);
-        let signature_valid = from_hex(public).is_some_and(|public| {
-            auditlog_auth::keys::verify_signature(&public, message.as_bytes(), &signed.signature)
-        });
-        if !signature_valid {
-            let detail = if key_pinned && signed.public_key != public {
-                format!(
-                    "the head is signed by key {}, not by this data directory's key",
-                    signed.key_id
-                )
-            } else {
-                "the head's signature is not valid".into()
-            };
-            self.report(Kind::Head, None, signed.head.seq, detail);
-        }
-        let matches_chain = self.signed_matched == Some(true);
-        if !matches_chain {
-            self.report(
-                Kind::Head,
+                Some(row.seq),
                 None,
-                signed.head.seq,
+                "a row the tree does not hold, below its last sealed seq".into(),
+            );
+        } else {
+            self.unsealed += 1;
+        }
+    }
+
+    /// A leaf, and the row now at its `seq` if there is one.
+    fn leaf(&mut self, leaf: &LeafEntry, row: Option<&EventRow>) {
+        let index = leaf.index;
+        if index != self.leaves_seen {
+            self.report_at(
+                Kind::Tree,
+                None,
+                None,
+                Some(self.leaves_seen),
                 format!(
-                    "the chain does not reach the signed head (size {}, hash {}): \
-                     it was rewritten or truncated",
-                    signed.head.size,
-                    to_hex(&signed.head.chain_hash)
+                    "leaves {} to {} are missing from the tree",
+                    self.leaves_seen,
+                    index - 1
+                ),
+            );
+            // Keep the rebuilt trees aligned: a missing leaf cannot be recomputed.
+            while self.leaves_seen < index {
+                self.push(self.leaves_seen, Uuid::nil(), [0; 32], [0; 32]);
+            }
+        }
+        if leaf.seq <= self.last_sealed_seq {
+            self.report_at(
+                Kind::Reordered,
+                Some(leaf.id),
+                Some(leaf.seq),
+                Some(index),
+                format!(
+                    "leaf {index} has seq {} after seq {}",
+                    leaf.seq, self.last_sealed_seq
                 ),
             );
         }
-        HeadReport {
-            seq: signed.head.seq,
-            size: signed.head.size,
-            chain_hash: to_hex(&signed.head.chain_hash),
-            signed_at: signed.signed_at,
-            key_id: signed.key_id.clone(),
-            signature_valid,
-            key_pinned,
-            matches_chain,
+        self.last_sealed_seq = self.last_sealed_seq.max(leaf.seq);
+        let now = match row {
+            None => {
+                self.report_at(
+                    Kind::Removed,
+                    Some(leaf.id),
+                    Some(leaf.seq),
+                    Some(index),
+                    "the sealed event has no row any more".into(),
+                );
+                leaf.hash
+            }
+            Some(row) => {
+                self.rows += 1;
+                self.check_row(leaf, row)
+            }
+        };
+        self.push(index, leaf.id, leaf.hash, now);
+    }
+
+    /// The row's leaf hash as it is now, after naming what differs from the leaf.
+    fn check_row(&mut self, leaf: &LeafEntry, row: &EventRow) -> Hash {
+        let place = (Some(row.seq), Some(leaf.index));
+        if row.id != leaf.id {
+            self.report_at(
+                Kind::Reordered,
+                Some(leaf.id),
+                place.0,
+                place.1,
+                format!("its seq now holds event {}", row.id),
+            );
+        }
+        let now = leaf_hash(row.leaf().as_bytes());
+        if now != leaf.hash {
+            self.report_at(
+                Kind::Altered,
+                Some(row.id),
+                place.0,
+                place.1,
+                "the row (body, seq or received_at) no longer hashes to its sealed leaf".into(),
+            );
+        }
+        match column_mismatches(row) {
+            Ok(columns) => {
+                for (column, stored, from_leaf) in columns {
+                    self.report_at(
+                        Kind::Altered,
+                        Some(row.id),
+                        place.0,
+                        place.1,
+                        format!("column {column} is {stored}, its leaf says {from_leaf}"),
+                    );
+                }
+            }
+            Err(reason) => self.report_at(
+                Kind::Altered,
+                Some(row.id),
+                place.0,
+                place.1,
+                format!("the stored body is not an event: {reason}"),
+            ),
+        }
+        now
+    }
+
+    /// Appends one leaf to both rebuilt trees and checks the checkpoints reached.
+    fn push(&mut self, index: u64, id: Uuid, stored: Hash, now: Hash) {
+        self.stored.append(stored, &mut self.completed);
+        let mut ignored = Vec::new();
+        self.rebuilt.append(now, &mut ignored);
+        self.leaves_seen = index + 1;
+        if self.since_match.len() <= NAMED_PER_CHECKPOINT {
+            self.since_match.push((index, id));
+        }
+        while self
+            .expected
+            .front()
+            .is_some_and(|known| known.checkpoint.size == self.leaves_seen)
+        {
+            if let Some(known) = self.expected.pop_front() {
+                self.check_checkpoint(known);
+            }
         }
     }
 
-    fn finish(mut self, head: Option<HeadReport>) -> Report {
-        // An event both missing from its sealed place and found elsewhere moved.
-        let removed: HashSet<Uuid> = self
-            .findings
-            .iter()
-            .filter(|f| f.kind == Kind::Removed)
-            .filter_map(|f| f.id)
-            .collect();
-        let moved: HashSet<Uuid> = self
-            .findings
-            .iter()
-            .filter(|f| f.kind == Kind::Inserted)
-            .filter_map(|f| f.id)
-            .filter(|id| removed.contains(id))
-            .collect();
-        let before = self.findings.len();
-        let mut sealed_at = std::collections::HashMap::new();
-        self.findings.retain(|f| match f.id {
-            Some(id) if moved.contains(&id) && f.kind == Kind::Removed => {
-                sealed_at.insert(id, f.seq);
-                false
+    fn check_checkpoint(&mut self, known: Known) {
+        let matches = self.rebuilt.root() == known.checkpoint.root;
+        let size = known.checkpoint.size;
+        if !matches && !self.mismatched {
+            self.mismatched = true;
+            let first = self.since_match.first().map_or(size, |(index, _)| *index);
+            let suspects = std::mem::take(&mut self.since_match);
+            if suspects.len() > NAMED_PER_CHECKPOINT {
+                self.report(
+                    Kind::Checkpoint,
+                    None,
+                    format!(
+                        "the checkpoint of size {size} no longer matches the rows: one or more of \
+                         leaves {first} to {} were rewritten (with the tree recomputed to hide it)",
+                        size - 1
+                    ),
+                );
             }
-            _ => true,
+            for (index, id) in suspects.into_iter().take(NAMED_PER_CHECKPOINT) {
+                self.report_at(
+                    Kind::Altered,
+                    Some(id),
+                    None,
+                    Some(index),
+                    format!(
+                        "the checkpoint of size {size} no longer matches the rows, and this is \
+                         one of the events signed since the checkpoint before"
+                    ),
+                );
+            }
+        } else if !matches {
+            self.report(
+                Kind::Checkpoint,
+                None,
+                format!("the checkpoint of size {size} does not match the rows either"),
+            );
+        }
+        if matches {
+            self.since_match.clear();
+        }
+        self.reports.push(CheckpointReport {
+            size,
+            root: base64(&known.checkpoint.root),
+            kept_in: known.kept_in.to_owned(),
+            signature_valid: known.signature_valid,
+            matches_rows: matches,
         });
-        self.problems -= (before - self.findings.len()) as u64;
-        for f in &mut self.findings {
-            if let Some(id) = f.id
-                && f.kind == Kind::Inserted
-                && let Some(seq) = sealed_at.get(&id)
-            {
-                f.kind = Kind::Reordered;
-                f.detail = format!("sealed at seq {seq}, now at seq {}", f.seq);
+    }
+
+    /// Compares the nodes the stored leaves complete with the stored nodes.
+    async fn check_nodes(&mut self, store: &dyn AuditStore) -> Result<()> {
+        let completed = std::mem::take(&mut self.completed);
+        for chunk in completed.chunks(PAGE as usize) {
+            let mut reads: Vec<Read> = Vec::new();
+            for (node, _) in chunk {
+                match reads.last_mut() {
+                    Some(read) if read.level == node.level && read.end == node.index => {
+                        read.end += 1;
+                    }
+                    _ => reads.push(Read {
+                        level: node.level,
+                        start: node.index,
+                        end: node.index + 1,
+                    }),
+                }
+            }
+            let stored = store.tree_hashes(&reads).await?;
+            for (node, hash) in chunk {
+                let found = stored.iter().find_map(|(read, hashes)| {
+                    (read.level == node.level && read.start <= node.index && node.index < read.end)
+                        .then(|| hashes.get((node.index - read.start) as usize))
+                        .flatten()
+                });
+                if found != Some(hash) {
+                    self.report(
+                        Kind::Tree,
+                        None,
+                        format!(
+                            "the stored node at level {} index {} is not the hash of its leaves",
+                            node.level, node.index
+                        ),
+                    );
+                }
             }
         }
-        self.findings.sort_by_key(|f| f.seq);
+        Ok(())
+    }
+
+    fn finish(mut self, keys: &[Verifier]) -> Report {
+        if self.leaves_seen < self.size {
+            let (from, to) = (self.leaves_seen, self.size - 1);
+            self.report(
+                Kind::Tree,
+                None,
+                format!("leaves {from} to {to} are missing from the tree"),
+            );
+        }
+        for known in std::mem::take(&mut self.expected) {
+            self.report(
+                Kind::Checkpoint,
+                None,
+                format!(
+                    "a checkpoint signed a tree of {} leaves; the store holds {}: the end of the \
+                     log was removed",
+                    known.checkpoint.size, self.leaves_seen
+                ),
+            );
+            self.reports.push(CheckpointReport {
+                size: known.checkpoint.size,
+                root: base64(&known.checkpoint.root),
+                kept_in: known.kept_in.to_owned(),
+                signature_valid: known.signature_valid,
+                matches_rows: false,
+            });
+        }
         Report {
             rows: self.rows,
-            sealed: self.sealed,
-            sealed_seq: self.sealed_head.seq,
+            sealed: self.size,
             unsealed: self.unsealed,
-            head,
+            keys: keys.iter().map(ToString::to_string).collect(),
+            checkpoints: self.reports,
             ok: self.problems == 0,
             problems: self.problems,
             findings: self.findings,
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -14,7 +14,6 @@ use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// SQL metacharacters tried in every path segment and filter.
 const SQL: [&str; 4] = [
@@ -120,13 +119,9 @@ impl Forge {
 /// header lines; returns the status and the raw answer.
 async fn raw(base: &str, method: &str, path: &str, extra: &str) -> (u16, String) {
     let addr = base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request =
         format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer).await;
-    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let answer = common::send_raw(addr, &request).await;
     let status = answer
         .split_whitespace()
         .nth(1)

@@ -161,18 +161,7 @@ async fn members_change_only_themselves_and_read_only_their_events() {
     let (_tmp, dir) = data_dir();
     let system = Running::up(&dir);
     let admin = Client::new(&system.urls.api).login(1).await;
-    let created = admin
-        .post(
-            "/api/users",
-            user_doc(json!({"name": "Member", "email": "member@happi.com"})),
-        )
-        .await;
-    let member_id: i64 = created.body["data"]["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let member = Client::new(&system.urls.api).login(member_id).await;
+    let (member_id, member) = admin.new_member("Member", "member@happi.com").await;
 
     let renamed = member
         .patch(

@@ -68,3 +68,62 @@ fn bench_api_measures_with_and_without_auditing_and_when_every_event_was_stored(
         "storing an event per request costs the auditor more than a µs each: {off} {embedded}"
     );
 }
+
+/// The prototype's producers' shape, measured: one event per message and no id,
+/// through a real RabbitMQ into a spawned `auditlog auditor` at its defaults.
+/// Every event is found by the id the auditor derives from its message.
+#[test]
+fn bench_ingest_measures_single_event_messages_as_the_prototype_sends_them() {
+    let amqp_url = std::env::var("AUDITLOG_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let output = Command::new(common::binary())
+        .args([
+            "bench",
+            "ingest",
+            "--events",
+            "20000",
+            "--producers",
+            "2",
+            "--message-format",
+            "single",
+            "--amqp-url",
+            &amqp_url,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["message_format"], "single", "{report}");
+    assert_eq!(report["transport"], "rabbitmq", "{report}");
+    assert_eq!(
+        (report["lost"].as_u64(), report["duplicated"].as_u64()),
+        (Some(0), Some(0)),
+        "{report}"
+    );
+    assert!(report["stored_per_sec"].as_f64().unwrap() > 0.0, "{report}");
+    assert_eq!(report["tree_caught_up"], true, "{report}");
+    assert_eq!(report["checkpoint_lag_samples"], 20_000, "{report}");
+}
+
+#[test]
+fn bench_ingest_refuses_single_event_messages_without_rabbitmq() {
+    let output = Command::new(common::binary())
+        .args([
+            "bench",
+            "ingest",
+            "--events",
+            "10",
+            "--message-format",
+            "single",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--message-format single needs --amqp-url"),
+        "{stderr}"
+    );
+}

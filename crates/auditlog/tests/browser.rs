@@ -1,7 +1,10 @@
 //! The website in a real browser: headless Chromium, driven by playwright-core from
 //! `tests/browser`. `website.mjs` adds a user, renames it and finds the change in
 //! its history; `pages.mjs` drives the event explorer, an object's timeline, an
-//! actor's page and the live view. Each saves screenshots in `target/screenshots/`.
+//! actor's page and the live view; `integrity.mjs` has the event page verify an
+//! event against the signed log, then stands in for a lying server (playwright's
+//! request interception alters the leaf, the checkpoint's signature or the key)
+//! and expects each failure named. Each saves screenshots in `target/screenshots/`.
 //! Needs Node.js; installs what else it needs when it is missing: Debian's chromium
 //! (`apt-get install chromium`, unless `CHROMIUM_PATH` names another) and
 //! playwright-core (`npm ci`), once, under a lock the tests share.
@@ -118,4 +121,28 @@ fn the_website_adds_a_user_edits_it_and_shows_the_change_in_its_history() {
 #[test]
 fn the_explorer_timeline_actor_and_live_pages_work_in_a_browser() {
     run_browser_script("pages.mjs");
+}
+
+#[test]
+fn the_event_page_verifies_the_event_in_the_signed_log_and_names_each_tampering() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let shots = [
+        "verified",
+        "pending",
+        "proof-failed",
+        "leaf-failed",
+        "signature-failed",
+        "key-changed",
+    ]
+    .map(|shot| repo.join(format!("target/screenshots/integrity-{shot}.png")));
+    // An earlier run's screenshots must not pass for this run's.
+    for shot in &shots {
+        let _ = std::fs::remove_file(shot);
+    }
+
+    run_browser_script("integrity.mjs");
+
+    for shot in &shots {
+        assert!(shot.exists(), "{} was not saved", shot.display());
+    }
 }

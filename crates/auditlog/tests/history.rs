@@ -9,7 +9,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Client, Running, all_events, binary, data_dir, user_doc};
+use common::{Client, Running, all_events, binary, created_on_user_1, data_dir, user_doc};
 use futures_util::StreamExt;
 use serde_json::json;
 
@@ -183,23 +183,6 @@ async fn a_seeded_user_has_a_state_before_its_first_change_and_is_recorded_once(
     let client = Client::new(&system.urls.api).login(1).await;
     settle().await;
     assert_eq!(created_on_user_1(&client).await.len(), 1);
-}
-
-/// The `created` events on users/1, once at least one is stored (the outbox relay
-/// publishes them just after the start).
-async fn created_on_user_1(client: &Client) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let created = all_events(
-            client,
-            "/api/data-events?filter[targetType]=users&filter[targetId]=1&filter[action]=created",
-        )
-        .await;
-        if !created.is_empty() || Instant::now() > deadline {
-            return created;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Milliseconds since the Unix epoch as RFC 3339 in UTC, as a user would type it.

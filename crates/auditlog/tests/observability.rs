@@ -194,11 +194,12 @@ async fn up_counts_requests_events_commits_and_sealing_on_every_service() {
     assert!(after.value("auditlog_auditor_event_lag_seconds_count", &stored) >= 1.0);
     assert!(after.value("auditlog_auditor_commit_batch_size_count", &stored) >= 1.0);
 
-    // The sealer chains what was stored.
+    // The sealer puts what was stored in the tree, and signs a checkpoint of it.
     let stored_now = after.value("auditlog_auditor_events_stored_total", &[]);
+    scrape_until(&urls.auditor, "auditlog_log_tree_size", &[], stored_now).await;
     scrape_until(
         &urls.auditor,
-        "auditlog_integrity_chain_events",
+        "auditlog_log_checkpoint_size",
         &[],
         stored_now,
     )
@@ -244,7 +245,10 @@ async fn up_counts_requests_events_commits_and_sealing_on_every_service() {
         ("auditlog_emitter_spill_backlog_bytes", "spill file"),
         ("auditlog_auditor_events_stored_total", "newly committed"),
         ("auditlog_auditor_event_lag_seconds", "behind"),
-        ("auditlog_integrity_chain_events", "integrity chain"),
+        ("auditlog_log_tree_size", "Merkle tree"),
+        ("auditlog_log_checkpoint_size", "signed"),
+        ("auditlog_log_sealer_halted", "stopped signing"),
+        ("auditlog_log_sealer_role", "holds the sealer role"),
     ] {
         let help = described
             .help(metric)
@@ -275,6 +279,8 @@ async fn a_poison_message_is_counted_as_dead_lettered_by_reason() {
     assert_eq!(ready["meta"]["checks"]["consumer"], "ok");
     let before = Scrape::of(&base).await;
     assert_eq!(before.value("auditlog_amqp_consumer_connected", &[]), 1.0);
+    // Sized from the messages arriving: it starts where large messages are safe.
+    assert_eq!(before.value("auditlog_amqp_consumer_prefetch", &[]), 64.0);
     let not_json = [("reason", "not_json")];
 
     publish_raw(&amqp, b"this is not an event").await;
@@ -301,6 +307,7 @@ async fn a_poison_message_is_counted_as_dead_lettered_by_reason() {
     for metric in [
         "auditlog_amqp_dead_lettered_total",
         "auditlog_amqp_consumer_connected",
+        "auditlog_amqp_consumer_prefetch",
         "auditlog_amqp_queue_messages",
     ] {
         assert!(

@@ -1,7 +1,8 @@
-//! The request id against `auditlog up`: a request's `X-Request-Id` (or the one
-//! generated when it is missing or not sane) comes back in the answer, is carried
-//! as `requestId` by every event the request caused, and marks the request's log
-//! lines in every service it passed through.
+//! The request id against `auditlog up`: every service gives every request its
+//! own id, which comes back in the answer and is carried as `requestId` by every
+//! event the request caused; the client's `X-Request-Id`, when sane, is kept
+//! beside it (`meta.clientRequestId`, and the log lines), which is also how the
+//! hops through the website, the primary API and the auditor are joined.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -70,9 +71,13 @@ fn assert_generated(id: &str, instead_of: &str) {
     assert_eq!(uuid.get_version_num(), 7, "{id}");
 }
 
-/// The `(action, requestId)` of the events on `users/<id>`, oldest first, once
-/// there are `expected` of them.
-async fn events_on_user(auditor: &Client, id: &str, expected: usize) -> Vec<(String, String)> {
+/// The `(action, requestId, meta.clientRequestId)` of the events on
+/// `users/<id>`, oldest first, once there are `expected` of them.
+async fn events_on_user(
+    auditor: &Client,
+    id: &str,
+    expected: usize,
+) -> Vec<(String, String, String)> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let events = all_events(auditor, &format!("/events/on/users/{id}?sort=timestamp")).await;
@@ -82,7 +87,11 @@ async fn events_on_user(auditor: &Client, id: &str, expected: usize) -> Vec<(Str
                 .map(|e| {
                     let a = &e["attributes"];
                     let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-                    (text(&a["action"]), text(&a["requestId"]))
+                    (
+                        text(&a["action"]),
+                        text(&a["requestId"]),
+                        text(&a["meta"]["clientRequestId"]),
+                    )
                 })
                 .collect();
         }
@@ -96,7 +105,7 @@ async fn events_on_user(auditor: &Client, id: &str, expected: usize) -> Vec<(Str
 }
 
 #[tokio::test]
-async fn a_requests_id_is_echoed_and_carried_by_every_event_it_caused() {
+async fn every_request_gets_the_servers_own_id_and_the_clients_is_kept_beside_it() {
     let (_tmp, dir) = data_dir();
     let system = Running::up(&dir);
     let api = Client::new(&system.urls.api).login(1).await;
@@ -106,7 +115,8 @@ async fn a_requests_id_is_echoed_and_carried_by_every_event_it_caused() {
     };
     let doc = user_doc(json!({"name": "Rita", "email": "rita@example.com", "agreedTos": 0}));
 
-    // The client's id: `created` and `viewed` by the POST, `viewed` by the GET.
+    // The client's id is never the request's: the server answers with its own,
+    // and the events carry the server's as `requestId`, the client's beside it.
     let created = call(
         &api,
         reqwest::Method::POST,
@@ -116,7 +126,7 @@ async fn a_requests_id_is_echoed_and_carried_by_every_event_it_caused() {
     )
     .await;
     assert_eq!(created.status, 201, "{}", created.body);
-    assert_eq!(created.request_id, "my-req-123");
+    assert_generated(&created.request_id, "my-req-123");
     let id = created.body["data"]["id"].as_str().unwrap().to_owned();
     let user_path = format!("/api/users/{id}");
     let read = call(
@@ -127,7 +137,12 @@ async fn a_requests_id_is_echoed_and_carried_by_every_event_it_caused() {
         Some(b"my-req-123"),
     )
     .await;
-    assert_eq!((read.status, read.request_id.as_str()), (200, "my-req-123"));
+    assert_eq!(read.status, 200);
+    assert_generated(&read.request_id, "my-req-123");
+    assert_ne!(
+        read.request_id, created.request_id,
+        "each request its own id"
+    );
 
     // No id: one is generated, and the PATCH's `changed` and `viewed` carry it.
     let patch = json!({"data": {"type": "users", "id": id, "attributes": {"agreedTos": 1}}});
@@ -135,7 +150,7 @@ async fn a_requests_id_is_echoed_and_carried_by_every_event_it_caused() {
     assert_eq!(changed.status, 200, "{}", changed.body);
     assert_generated(&changed.request_id, "nothing");
 
-    // Ids that are not sane are replaced by generated ones, each its own.
+    // Ids that are not sane are not kept at all.
     let too_long = "x".repeat(129);
     let mut replaced = Vec::new();
     for insane in [too_long.as_bytes(), b"two words", b"caf\xe9"] {
@@ -153,24 +168,37 @@ async fn a_requests_id_is_echoed_and_carried_by_every_event_it_caused() {
     );
 
     let events = events_on_user(&auditor, &id, 8).await;
-    let with = |action: &str, request_id: &str| {
+    let with = |action: &str, request_id: &str, client: &str| {
         events
             .iter()
-            .filter(|(a, r)| a == action && r == request_id)
+            .filter(|(a, r, c)| a == action && r == request_id && c == client)
             .count()
     };
-    assert_eq!(with("created", "my-req-123"), 1, "{events:?}");
-    assert_eq!(with("viewed", "my-req-123"), 2, "{events:?}");
-    assert_eq!(with("changed", &changed.request_id), 1, "{events:?}");
-    assert_eq!(with("viewed", &changed.request_id), 1, "{events:?}");
+    assert_eq!(
+        with("created", &created.request_id, "my-req-123"),
+        1,
+        "{events:?}"
+    );
+    assert_eq!(
+        with("viewed", &created.request_id, "my-req-123"),
+        1,
+        "{events:?}"
+    );
+    assert_eq!(
+        with("viewed", &read.request_id, "my-req-123"),
+        1,
+        "{events:?}"
+    );
+    assert_eq!(with("changed", &changed.request_id, ""), 1, "{events:?}");
+    assert_eq!(with("viewed", &changed.request_id, ""), 1, "{events:?}");
     for generated in &replaced {
-        assert_eq!(with("viewed", generated), 1, "{generated}: {events:?}");
+        assert_eq!(with("viewed", generated, ""), 1, "{generated}: {events:?}");
     }
     assert_eq!(events.len(), 8, "{events:?}");
 }
 
 #[tokio::test]
-async fn a_read_of_the_audit_log_is_recorded_with_the_readers_request_id() {
+async fn a_read_of_the_audit_log_is_recorded_with_its_own_id_and_the_readers() {
     let (_tmp, dir) = data_dir();
     let system = Running::up(&dir);
     let api = Client::new(&system.urls.api).login(1).await;
@@ -189,7 +217,7 @@ async fn a_read_of_the_audit_log_is_recorded_with_the_readers_request_id() {
         Some(b"q-1"),
     )
     .await;
-    assert_eq!((direct.status, direct.request_id.as_str()), (200, "q-1"));
+    assert_eq!(direct.status, 200);
     let proxied = call(
         &api,
         reqwest::Method::GET,
@@ -198,7 +226,7 @@ async fn a_read_of_the_audit_log_is_recorded_with_the_readers_request_id() {
         Some(b"q-2"),
     )
     .await;
-    assert_eq!((proxied.status, proxied.request_id.as_str()), (200, "q-2"));
+    assert_eq!(proxied.status, 200);
     let any_event = proxied.body["data"][0]["id"].as_str().unwrap().to_owned();
     let single = call(
         &auditor,
@@ -208,33 +236,36 @@ async fn a_read_of_the_audit_log_is_recorded_with_the_readers_request_id() {
         Some(b"q-3"),
     )
     .await;
-    assert_eq!((single.status, single.request_id.as_str()), (200, "q-3"));
+    assert_eq!(single.status, 200);
 
     let reads = all_events(&auditor, "/api/data-events?filter[eventName]=audit.read").await;
-    let read_by = |request_id: &str| -> Vec<&Value> {
+    let read_by = |client_id: &str| -> Vec<&Value> {
         reads
             .iter()
             .map(|e| &e["attributes"])
-            .filter(|a| a["requestId"] == request_id)
+            .filter(|a| a["meta"]["clientRequestId"] == client_id)
             .collect()
     };
     let q1 = read_by("q-1");
     assert_eq!(q1.len(), 1, "{reads:?}");
+    assert_eq!(q1[0]["requestId"], direct.request_id.as_str());
     assert_eq!(q1[0]["action"], "viewed");
     assert_eq!(q1[0]["targetType"], "data-events");
     assert_eq!(q1[0]["meta"]["path"], "/api/data-events");
     assert_eq!(q1[0]["meta"]["query"], "filter[action]=changed");
-    let q2 = read_by("q-2");
+    // Through the proxy, the auditor's client is the primary API, which sends
+    // its own id for the request on.
+    let q2 = read_by(&proxied.request_id);
     assert_eq!(q2.len(), 1, "{reads:?}");
     assert_eq!(q2[0]["meta"]["path"], "/events/by/users/1");
+    assert_ne!(q2[0]["requestId"], proxied.request_id.as_str());
     let q3 = read_by("q-3");
     assert_eq!(q3.len(), 1, "{reads:?}");
     assert_eq!(q3[0]["targetId"], any_event.as_str());
-    // Reads sent without an id (the listing above, done by the test) carry the
-    // one generated for them.
+    assert_eq!(q3[0]["requestId"], single.request_id.as_str());
     for read in &reads {
         let id = read["attributes"]["requestId"].as_str().unwrap_or_default();
-        assert!(!id.is_empty(), "an audit.read without a requestId: {read}");
+        assert_generated(id, "an audit.read's own id");
     }
 }
 
@@ -303,17 +334,19 @@ impl JsonLogged {
         }
     }
 
-    /// The access lines (`answered`) logged for `request_id`, waiting up to 10 s
-    /// for `expected` of them.
-    async fn answered(&self, request_id: &str, expected: usize) -> Vec<Value> {
+    /// The access lines (`answered`) logged for requests whose client called them
+    /// `client_id`, waiting up to 10 s for the first.
+    async fn answered_for(&self, client_id: &str) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let found: Vec<Value> = self
                 .json_lines()
                 .into_iter()
-                .filter(|l| l["message"] == "answered" && l["span"]["request_id"] == request_id)
+                .filter(|l| {
+                    l["message"] == "answered" && l["span"]["client_request_id"] == client_id
+                })
                 .collect();
-            if found.len() >= expected || Instant::now() > deadline {
+            if !found.is_empty() || Instant::now() > deadline {
                 return found;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -343,7 +376,7 @@ impl Drop for JsonLogged {
 }
 
 #[tokio::test]
-async fn json_log_lines_carry_the_request_id_in_every_service_it_passes() {
+async fn json_log_lines_join_every_service_a_request_passes() {
     let (_tmp, dir) = data_dir();
     let system = JsonLogged::up(&dir);
     let api = Client::new(&system.api).login(1).await;
@@ -353,7 +386,7 @@ async fn json_log_lines_carry_the_request_id_in_every_service_it_passes() {
     };
 
     // The website proxies to the primary API, which proxies audit queries to the
-    // auditor: each hop logs the request under the same id.
+    // auditor: each hop logs its own id and the id the hop before it sent.
     let through_web = call(
         &web,
         reqwest::Method::GET,
@@ -362,10 +395,7 @@ async fn json_log_lines_carry_the_request_id_in_every_service_it_passes() {
         Some(b"log-req-web"),
     )
     .await;
-    assert_eq!(
-        (through_web.status, through_web.request_id.as_str()),
-        (200, "log-req-web")
-    );
+    assert_eq!(through_web.status, 200);
     let proxied_query = call(
         &api,
         reqwest::Method::GET,
@@ -374,34 +404,44 @@ async fn json_log_lines_carry_the_request_id_in_every_service_it_passes() {
         Some(b"log-req-query"),
     )
     .await;
-    assert_eq!(
-        (proxied_query.status, proxied_query.request_id.as_str()),
-        (200, "log-req-query")
-    );
+    assert_eq!(proxied_query.status, 200);
 
-    let web_hops = system.answered("log-req-web", 2).await;
+    let (web_id, web_line, api_line) = hops(&system, "log-req-web").await;
     assert_eq!(
-        web_hops.len(),
-        2,
-        "the website and the primary API: {web_hops:?}"
+        web_id, through_web.request_id,
+        "the answer carries the website's id"
     );
-    let query_hops = system.answered("log-req-query", 2).await;
-    assert_eq!(
-        query_hops.len(),
-        2,
-        "the primary API and the auditor: {query_hops:?}"
-    );
-    for line in web_hops.iter().chain(&query_hops) {
+    let (api_id, query_line, auditor_line) = hops(&system, "log-req-query").await;
+    assert_eq!(api_id, proxied_query.request_id);
+    for line in [&web_line, &api_line, &query_line, &auditor_line] {
         assert_eq!(line["level"], "DEBUG", "{line}");
         assert_eq!(line["method"], "GET", "{line}");
         assert_eq!(line["status"], 200, "{line}");
         assert!(line["latency_ms"].as_f64().is_some(), "{line}");
         assert!(line["timestamp"].is_string(), "{line}");
     }
-    assert_eq!(web_hops[0]["path"], "/api/users/1");
-    assert_eq!(query_hops[0]["path"], "/events/on/users/1");
+    assert_eq!(web_line["path"], "/api/users/1");
+    assert_eq!(api_line["path"], "/api/users/1");
+    assert_eq!(query_line["path"], "/events/on/users/1");
+    assert_eq!(auditor_line["path"], "/events/on/users/1");
     // Every line, not only the access lines, is JSON.
-    assert!(system.json_lines().len() > web_hops.len() + query_hops.len());
+    assert!(system.json_lines().len() > 4);
+}
+
+/// The first hop's id and access line for the request its client called
+/// `client_id`, and the access line of the next hop, which got that id as its
+/// client's.
+async fn hops(system: &JsonLogged, client_id: &str) -> (String, Value, Value) {
+    let first = system.answered_for(client_id).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    let own = first[0]["span"]["request_id"].as_str().unwrap().to_owned();
+    let next = system.answered_for(&own).await;
+    assert_eq!(
+        next.len(),
+        1,
+        "the next hop logs {own} as its client's: {next:?}"
+    );
+    (own, first[0].clone(), next[0].clone())
 }
 
 #[test]

@@ -1,7 +1,8 @@
-//! `auditlog verify` against real stores: events are stored and sealed through the
-//! store API and a head is signed, then rows are edited, deleted and forged directly
-//! in the database (as an administrator could), and the real binary must exit
-//! non-zero naming exactly those events; on an untouched store it exits 0.
+//! `auditlog verify` against real stores: events are stored, sealed into the tree
+//! and signed by the real sealer, one checkpoint per event; then columns, rows and
+//! the tree are changed directly in the database (as an administrator could), and
+//! the real binary must exit non-zero naming exactly the events concerned; on an
+//! untouched store it exits 0.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -9,11 +10,12 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::str::FromStr;
+use std::sync::Arc;
 
-use auditlog_auth::KeyPair;
+use auditlog_auditor::log::{LogIdentity, Sealer, SealerStatus};
 use auditlog_event::{Action, DataEvent, ObjectRef, ObjectType};
 use auditlog_store::testing::{self, TestDatabase};
-use auditlog_store::{EventQuery, StoredEvent};
+use auditlog_store::{AuditStore, EventQuery, StoredEvent};
 use sqlx::{AssertSqlSafe, Connection};
 use uuid::Uuid;
 
@@ -21,7 +23,7 @@ use uuid::Uuid;
 async fn verify_names_tampered_events_on_sqlite() {
     let db = testing::fresh_sqlite_url();
     // The SQLite store lives in a directory of its own: use it as the data dir, so
-    // `--data-dir` alone finds both the store and the key.
+    // `--data-dir` alone finds the store, the log keys and the journal.
     let dir = PathBuf::from(db.url().trim_start_matches("sqlite://"))
         .parent()
         .unwrap()
@@ -41,26 +43,58 @@ async fn verify_names_tampered_events_on_mysql() {
     scenario(testing::fresh_mysql_url().await, keys.path(), true).await;
 }
 
+#[tokio::test]
+async fn verify_names_a_truncated_end_on_sqlite() {
+    let db = testing::fresh_sqlite_url();
+    let keys = tempfile::tempdir().unwrap();
+    truncated(db, keys.path()).await;
+}
+
+#[tokio::test]
+async fn verify_names_a_truncated_end_on_postgres() {
+    let keys = tempfile::tempdir().unwrap();
+    truncated(testing::fresh_postgres_url().await, keys.path()).await;
+}
+
+#[tokio::test]
+async fn verify_names_a_truncated_end_on_mysql() {
+    let keys = tempfile::tempdir().unwrap();
+    truncated(testing::fresh_mysql_url().await, keys.path()).await;
+}
+
+/// Stores `count` events one at a time, each sealed and signed by the real sealer
+/// before the next, except those at `holes` (deleted before sealing, as a
+/// rolled-back insert leaves a hole in `seq`). Returns the rows sealed, by seq.
+async fn sealed_one_by_one(
+    store: &Arc<dyn AuditStore>,
+    data_dir: &Path,
+    count: i64,
+    holes: &[i64],
+    url: &str,
+) -> Vec<StoredEvent> {
+    let identity = LogIdentity::open(data_dir, Some("test.example/log"), None).unwrap();
+    let mut sealer = Sealer::new(store.clone(), identity, SealerStatus::default());
+    for n in 0..count {
+        store.insert_batch(&[event(n, 1_000 + n)]).await.unwrap();
+        if holes.contains(&n) {
+            let seq = store.last_seq().await.unwrap();
+            execute(url, &format!("DELETE FROM audit_events WHERE seq = {seq}")).await;
+        } else {
+            sealer.round().await.unwrap();
+        }
+    }
+    stored(&**store).await
+}
+
 async fn scenario(db: TestDatabase, data_dir: &Path, with_url: bool) {
     let store = auditlog_store::open(db.url()).await.unwrap();
-    let events: Vec<DataEvent> = (0..10).map(|n| event(n, 1_000 + n)).collect();
-    store.insert_batch(&events).await.unwrap();
-    let rows = stored(&*store).await;
-    assert_eq!(rows.len(), 10);
-    // A hole in `seq`, such as a rolled-back PostgreSQL insert leaves, made before
-    // sealing: no tampering, and the chain simply skips it.
-    let hole = rows[5].clone();
-    execute(
-        db.url(),
-        &format!("DELETE FROM audit_events WHERE seq = {}", hole.seq),
-    )
-    .await;
-    store.seal(1_000).await.unwrap();
-    let keys = KeyPair::load_or_generate(data_dir).unwrap();
-    let head = store.chain_head().await.unwrap();
-    assert_eq!((head.seq, head.size), (rows[9].seq, 9));
-    let signed = auditlog_auditor::integrity::sign(&keys, head, 1_700_000_000_000).unwrap();
-    store.save_head(&signed).await.unwrap();
+    let rows = sealed_one_by_one(&store, data_dir, 16, &[5, 11], db.url()).await;
+    assert_eq!(rows.len(), 14);
+    // The holes' seqs: below the last sealed one, and never sealed.
+    let holes: Vec<i64> = (1..=16)
+        .filter(|seq| rows.iter().all(|r| r.seq != *seq))
+        .collect();
+    assert_eq!(holes.len(), 2);
     // Stored after the seal: "not yet sealed", which is no error.
     store.insert_batch(&[event(20, 2_000)]).await.unwrap();
     let args = |json: bool| {
@@ -79,74 +113,174 @@ async fn scenario(db: TestDatabase, data_dir: &Path, with_url: bool) {
     assert!(untouched.status.success(), "{}", describe(&untouched));
     let report: serde_json::Value = serde_json::from_slice(&untouched.stdout).unwrap();
     assert_eq!(report["ok"], true);
-    assert_eq!(report["rows"], 10);
-    assert_eq!(report["sealed"], 9);
+    assert_eq!(report["rows"], 15);
+    assert_eq!(report["sealed"], 14);
     assert_eq!(report["unsealed"], 1);
-    assert_eq!(report["head"]["signatureValid"], true);
-    assert_eq!(report["head"]["keyPinned"], true);
-    assert_eq!(report["head"]["matchesChain"], true);
+    assert_eq!(report["checkpoints"].as_array().unwrap().len(), 14);
+    assert!(report["checkpoints"].as_array().unwrap().iter().all(|c| {
+        c["signatureValid"] == true && c["matchesRows"] == true && c["keptIn"] == "store+journal"
+    }));
 
-    // Tamper as a database administrator would.
-    let altered = &rows[2];
-    let mut changed = events.iter().find(|e| e.id == altered.id).unwrap().clone();
-    changed.actor_id = 666.into();
-    execute(
-        db.url(),
-        &format!(
-            "UPDATE audit_events SET body = '{}' WHERE seq = {}",
-            changed.to_json(),
-            altered.seq
+    // Tamper as a database administrator would: one change per event.
+    let url = db.url();
+    let id = |n: usize| rows[n].id;
+    let seq = |n: usize| rows[n].seq;
+    let tampers = [
+        // The body (and with it the action it holds).
+        format!(
+            "UPDATE audit_events SET body = REPLACE(body, '\"viewed\"', '\"deleted\"') WHERE seq = {}",
+            seq(0)
         ),
-    )
-    .await;
-    let removed = &rows[7];
-    execute(
-        db.url(),
-        &format!("DELETE FROM audit_events WHERE seq = {}", removed.seq),
-    )
-    .await;
+        // Each indexed column a query filters on.
+        format!(
+            "UPDATE audit_events SET actor_id = '99' WHERE seq = {}",
+            seq(1)
+        ),
+        format!(
+            "UPDATE audit_events SET target_id = '77' WHERE seq = {}",
+            seq(2)
+        ),
+        format!(
+            "UPDATE audit_events SET action = 'deleted' WHERE seq = {}",
+            seq(3)
+        ),
+        format!(
+            "UPDATE audit_events SET timestamp = timestamp + 1 WHERE seq = {}",
+            seq(4)
+        ),
+        format!(
+            "UPDATE audit_events SET producer_seq = 5 WHERE seq = {}",
+            seq(5)
+        ),
+        format!(
+            "UPDATE audit_events SET received_at = received_at + 1 WHERE seq = {}",
+            seq(6)
+        ),
+        // The sequence: moved into a hole below the last sealed seq.
+        format!(
+            "UPDATE audit_events SET seq = {} WHERE seq = {}",
+            holes[0],
+            seq(7)
+        ),
+        // A row removed.
+        format!("DELETE FROM audit_events WHERE seq = {}", seq(8)),
+        // Two rows swapped (by way of a free seq).
+        format!(
+            "UPDATE audit_events SET seq = 1000000 WHERE seq = {}",
+            seq(9)
+        ),
+        format!(
+            "UPDATE audit_events SET seq = {} WHERE seq = {}",
+            seq(9),
+            seq(10)
+        ),
+        format!(
+            "UPDATE audit_events SET seq = {} WHERE seq = 1000000",
+            seq(10)
+        ),
+    ];
+    for sql in &tampers {
+        execute(url, sql).await;
+    }
+    // A forged row in the other hole.
     let forged = event(99, 1_005);
-    execute(db.url(), &forge(db.url(), &forged, hole.seq)).await;
+    execute(url, &forge(url, &forged, holes[1])).await;
 
     let tampered = verify(&args(true));
     assert!(!tampered.status.success(), "{}", describe(&tampered));
     let report: serde_json::Value = serde_json::from_slice(&tampered.stdout).unwrap();
-    let findings: BTreeSet<(String, String)> = report["findings"]
-        .as_array()
-        .unwrap()
+    let findings = report["findings"].as_array().unwrap();
+    let named: BTreeSet<String> = findings
         .iter()
-        .map(|f| {
-            (
-                f["kind"].as_str().unwrap().to_owned(),
-                f["id"].as_str().unwrap().to_owned(),
-            )
-        })
+        .filter_map(|f| f["id"].as_str().map(str::to_owned))
         .collect();
-    let expected: BTreeSet<(String, String)> = [
-        ("altered", altered.id),
-        ("removed", removed.id),
-        ("inserted", forged.id),
-    ]
-    .into_iter()
-    .map(|(kind, id)| (kind.to_owned(), id.to_string()))
-    .collect();
-    assert_eq!(findings, expected, "{}", describe(&tampered));
-    assert_eq!(report["problems"], 3);
+    let expected: BTreeSet<String> = (0..=10)
+        .map(id)
+        .chain([forged.id])
+        .map(|id| id.to_string())
+        .collect();
+    assert_eq!(named, expected, "{}", describe(&tampered));
+    let kind_of = |id: Uuid, kind: &str| {
+        findings
+            .iter()
+            .any(|f| f["id"] == id.to_string() && f["kind"] == kind)
+    };
+    for n in 0..=6 {
+        assert!(
+            kind_of(id(n), "altered"),
+            "event {n}: {}",
+            describe(&tampered)
+        );
+    }
+    let detail_of = |n: usize, text: &str| {
+        findings
+            .iter()
+            .any(|f| f["id"] == id(n).to_string() && f["detail"].as_str().unwrap().contains(text))
+    };
+    assert!(
+        detail_of(1, "column actor_id is 99"),
+        "{}",
+        describe(&tampered)
+    );
+    assert!(detail_of(2, "column target_id is 77"));
+    assert!(detail_of(3, "column action is deleted"));
+    assert!(detail_of(4, "column timestamp"));
+    assert!(detail_of(5, "column producer_seq"));
+    assert!(kind_of(id(7), "removed") && kind_of(id(7), "inserted"));
+    assert!(kind_of(id(8), "removed"));
+    assert!(kind_of(id(9), "reordered") && kind_of(id(10), "reordered"));
+    assert!(kind_of(forged.id, "inserted"));
 
     // The text report names exactly the same events, and no other.
     let text = verify(&args(false));
     assert!(!text.status.success());
-    let named: BTreeSet<String> = String::from_utf8_lossy(&text.stdout)
+    let in_text: BTreeSet<String> = String::from_utf8_lossy(&text.stdout)
         .split_whitespace()
         .filter(|word| Uuid::try_parse(word).is_ok())
         .map(str::to_owned)
         .collect();
-    let ids: BTreeSet<String> = [altered.id, removed.id, forged.id]
-        .iter()
-        .map(Uuid::to_string)
-        .collect();
-    assert_eq!(named, ids, "{}", describe(&text));
+    assert_eq!(in_text, expected, "{}", describe(&text));
     assert!(String::from_utf8_lossy(&text.stderr).contains("fails verification"));
+}
+
+/// The end of the log cut off and the tree left consistent (the leaves, the rows
+/// and the store's checkpoints beyond the cut deleted): the store alone looks
+/// whole, but the journal beside the key remembers the larger checkpoints.
+async fn truncated(db: TestDatabase, data_dir: &Path) {
+    let store = auditlog_store::open(db.url()).await.unwrap();
+    let rows = sealed_one_by_one(&store, data_dir, 10, &[], db.url()).await;
+    let cut = rows[7].seq;
+    for sql in [
+        format!("DELETE FROM audit_events WHERE seq >= {cut}"),
+        format!("DELETE FROM audit_leaves WHERE seq >= {cut}"),
+        "DELETE FROM audit_checkpoints WHERE size > 7".to_owned(),
+    ] {
+        execute(db.url(), &sql).await;
+    }
+    let args = vec![
+        "verify".to_owned(),
+        "--data-dir".to_owned(),
+        data_dir.display().to_string(),
+        "--store-url".to_owned(),
+        db.url().to_owned(),
+        "--json".to_owned(),
+    ];
+    let output = verify(&args);
+    assert!(!output.status.success(), "{}", describe(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["sealed"], 7);
+    let removed = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| {
+            f["detail"]
+                .as_str()
+                .unwrap()
+                .contains("the end of the log was removed")
+        })
+        .count();
+    assert_eq!(removed, 3, "{}", describe(&output));
 }
 
 fn event(actor: i64, timestamp: i64) -> DataEvent {
@@ -159,7 +293,7 @@ fn event(actor: i64, timestamp: i64) -> DataEvent {
     )
 }
 
-async fn stored(store: &dyn auditlog_store::AuditStore) -> Vec<StoredEvent> {
+async fn stored(store: &dyn AuditStore) -> Vec<StoredEvent> {
     store
         .stored_after(&EventQuery::default(), 0, 1_000)
         .await

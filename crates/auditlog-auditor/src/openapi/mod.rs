@@ -30,7 +30,8 @@ use auditlog_http::openapi::{BearerScheme, ErrorResponses, ServiceRoutes, json_d
 use axum::response::Response;
 use utoipa::OpenApi;
 
-use crate::{activity, history, ingest, integrity, producers, query, stream};
+use crate::log::routes as log;
+use crate::{activity, history, ingest, producers, query, stream};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -48,14 +49,17 @@ use crate::{activity, history, ingest, integrity, producers, query, stream};
         stream::stream,
         activity::activity,
         query::get_one,
-        integrity::proof,
+        log::inclusion,
         query::by_actor,
         query::on_target,
         query::on_target_prototype,
         history::state,
         history::diff,
         producers::list,
-        integrity::head,
+        log::consistency,
+        log::checkpoint,
+        log::key,
+        log::tile,
     ),
     components(
         schemas(DataEventSchema, NewDataEventSchema),
@@ -66,7 +70,7 @@ use crate::{activity, history, ingest, integrity, producers, query, stream};
         (name = "events", description = "Querying, exporting and tailing the audit log"),
         (name = "ingest", description = "Delivering events over HTTP"),
         (name = "history", description = "An object's state and changes over time"),
-        (name = "integrity", description = "The signed hash chain over the log"),
+        (name = "log", description = "The verifiable log: RFC 9162 Merkle tree, C2SP checkpoints, tiles and proofs"),
         (name = "service", description = "Health and this document; no token needed"),
     )
 )]

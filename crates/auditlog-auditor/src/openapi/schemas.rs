@@ -149,6 +149,39 @@ fn event_object(input: bool) -> ObjectBuilder {
         ("producerSeq", producer_seq.into()),
     ];
     let mut object = ObjectBuilder::new().schema_type(Type::Object);
+    if !input {
+        // What the auditor adds when it stores an event: its receipt, and the
+        // store's place and time, all part of the event's leaf.
+        for (name, schema) in [
+            (
+                "ingestedBy",
+                label_schema(
+                    "Who delivered the event, as the auditor authenticated them: \
+                     `services/api`, `users/1`, `amqp/<broker user>`; absent in events \
+                     stored before it was recorded",
+                ),
+            ),
+            (
+                "via",
+                label_schema("How it reached the auditor: `http`, `amqp`, `embedded`, `auditor`"),
+            ),
+            (
+                "seq",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .description(Some("The event's place in the store's commit order"))
+                    .into(),
+            ),
+            (
+                "receivedAt",
+                millis_schema("When the auditor stored it, by the auditor's clock"),
+            ),
+        ] {
+            object = object.property(name, schema);
+        }
+        object = object.required("seq").required("receivedAt");
+    }
     for (name, schema) in fields {
         let required = REQUIRED_FIELDS.contains(&name);
         object = object.property(

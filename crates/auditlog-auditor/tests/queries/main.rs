@@ -277,8 +277,10 @@ async fn one_event_by_id_is_visible_only_to_those_who_may_read_it() {
         .await;
     assert_eq!(doc["data"]["id"], id(&w[2]));
     assert_eq!(doc["data"]["type"], "data-events");
-    let stored: Value = serde_json::from_str(&w[2].to_json()).unwrap();
-    assert_eq!(doc["data"]["attributes"], stored);
+    assert_eq!(
+        without_store_fields(&doc["data"]["attributes"]),
+        as_stored(&w[2])
+    );
 
     let absent = uuid::Uuid::now_v7();
     app.json(&format!("/api/data-events/{absent}"), StatusCode::NOT_FOUND)
@@ -358,7 +360,7 @@ async fn exports_stream_every_matching_event_as_csv_or_ndjson() {
     let mut expected: Vec<&DataEvent> = batch.iter().collect();
     expected.sort_by_key(|e| std::cmp::Reverse((e.timestamp, e.id)));
     for (line, e) in lines.iter().zip(&expected) {
-        assert_eq!(*line, e.to_json());
+        assert_eq!(*line, (*e).clone().received("users/1", "http").to_json());
     }
 
     // CSV through the Accept header, filtered, oldest first.
@@ -383,12 +385,14 @@ async fn exports_stream_every_matching_event_as_csv_or_ndjson() {
     let (header, rows) = csv.split_once("\r\n").unwrap();
     assert_eq!(
         header,
-        "id,timestamp,action,actorType,actorId,targetType,targetId,eventName,changes,source,requestId"
+        "id,timestamp,action,actorType,actorId,targetType,targetId,eventName,changes,source,requestId,receivedAt,ingestedBy,via"
     );
     let matching = batch.iter().filter(|e| e.target_id.key() == "3").count();
     // The awkward event comes first (oldest); its request id holds a line break.
+    // After the producer's fields come the auditor's: receipt time, who
+    // delivered it and how.
     let expected_first = format!(
-        "{},9000,changed,users,1,users,3,\"user.renamed,again\",\"{{\"\"name\"\":{{\"\"prev\"\":\"\"Doe, \\\"\"Jim\\\"\"\"\",\"\"next\"\":\"\"line\\nbreak\"\"}}}}\",api,\"req\n1\"\r\n",
+        "{},9000,changed,users,1,users,3,\"user.renamed,again\",\"{{\"\"name\"\":{{\"\"prev\"\":\"\"Doe, \\\"\"Jim\\\"\"\"\",\"\"next\"\":\"\"line\\nbreak\"\"}}}}\",api,\"req\n1\",",
         awkward.id
     );
     assert!(
@@ -397,14 +401,17 @@ async fn exports_stream_every_matching_event_as_csv_or_ndjson() {
         &rows[..rows.len().min(300)]
     );
     assert_eq!(rows.matches("\r\n").count(), matching);
-    let second = rows[expected_first.len()..].split("\r\n").next().unwrap();
+    let (receipt, rest) = rows[expected_first.len()..].split_once("\r\n").unwrap();
+    let received_at: i64 = receipt.split(',').next().unwrap().parse().unwrap();
+    assert!(received_at > 1_700_000_000_000, "{receipt}");
+    let second = rest.split("\r\n").next().unwrap();
     let first_plain = batch.iter().find(|e| e.target_id.key() == "3").unwrap();
-    assert_eq!(
-        second,
-        format!(
-            "{},{},viewed,users,1,users,3,,,,",
+    assert!(
+        second.starts_with(&format!(
+            "{},{},viewed,users,1,users,3,,,,,",
             first_plain.id, first_plain.timestamp
-        )
+        )),
+        "{second}"
     );
 
     // Members export only what they may read.
@@ -505,8 +512,10 @@ async fn the_live_tail_pushes_new_matching_events_and_resumes_after_the_last_one
     let message = tail.next(Duration::from_secs(5)).await.unwrap();
     assert_eq!(message.data["id"], id(&first));
     assert_eq!(message.data["type"], "data-events");
-    let stored: Value = serde_json::from_str(&first.to_json()).unwrap();
-    assert_eq!(message.data["attributes"], stored);
+    assert_eq!(
+        without_store_fields(&message.data["attributes"]),
+        as_stored(&first)
+    );
     assert!(tail.next(Duration::from_millis(600)).await.is_none());
     let last_seen = message.id.clone();
     drop(tail);
@@ -544,4 +553,19 @@ async fn the_live_tail_pushes_new_matching_events_and_resumes_after_the_last_one
     .await;
     let d = tail.next(Duration::from_secs(5)).await.unwrap();
     assert_eq!(d.data["id"], id(&missed[0]));
+}
+
+/// An event ingested by the admin as the auditor stores it: with its receipt.
+fn as_stored(event: &DataEvent) -> Value {
+    serde_json::from_str(&event.clone().received("users/1", "http").to_json()).unwrap()
+}
+
+/// An answered event's attributes without the store's `seq` and `receivedAt`
+/// (which must be there: they are part of the event's leaf).
+fn without_store_fields(attributes: &Value) -> Value {
+    let mut attributes = attributes.clone();
+    let fields = attributes.as_object_mut().unwrap();
+    assert!(fields.remove("seq").is_some_and(|seq| seq.is_i64()));
+    assert!(fields.remove("receivedAt").is_some_and(|at| at.is_i64()));
+    attributes
 }

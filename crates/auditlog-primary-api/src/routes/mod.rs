@@ -1,15 +1,17 @@
 //! The HTTP routes of the primary API: JSON:API documents in and out, the
 //! prototype's loose inputs accepted, every error a JSON:API `errors` document.
 //! The users' routes are in [`users`], the notes' in [`notes`], the audit query
-//! routes proxied to the auditor in [`proxy`]; here are the router, the dev token
-//! route and what they share (the acting principal, the request document).
+//! and verifiable-log routes proxied to the auditor in [`proxy`]; here are the
+//! router, the dev token route and what they share (the acting principal, the
+//! request document).
 
 pub(crate) mod notes;
 pub(crate) mod proxy;
 pub(crate) mod users;
 
 use auditlog_auth::{Principal, Role};
-use auditlog_http::openapi::NotFound;
+use auditlog_http::openapi::{Forbidden, NotFound};
+use auditlog_http::request_id::ClientRequestId;
 use auditlog_http::{ApiError, Authenticated, PathParams, RequestId, not_found};
 use axum::Router;
 use axum::extract::{FromRequestParts, State};
@@ -54,6 +56,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/data-events/stream", get(proxy::to_auditor))
         .route("/api/data-events/activity", get(proxy::to_auditor))
         .route("/api/data-events/{id}", get(proxy::to_auditor))
+        .route("/api/data-events/{id}/inclusion", get(proxy::to_auditor))
+        .route("/api/log/consistency", get(proxy::to_auditor))
+        // The verifiable log's key and signed checkpoint, as text/plain.
+        .route("/log/key", get(proxy::to_auditor))
+        .route("/log/checkpoint", get(proxy::to_auditor))
         .route(
             "/api/{target_type}/{target_id}/data-events",
             get(proxy::to_auditor),
@@ -101,10 +108,11 @@ impl FromRequestParts<ApiState> for Acting {
     ) -> Result<Self, Self::Rejection> {
         let Authenticated(principal) = Authenticated::from_request_parts(parts, state).await?;
         let Ok(request_id) = RequestId::from_request_parts(parts, state).await;
-        Ok(Acting(Actor::new(
-            principal,
-            Some(request_id.into_string()),
-        )))
+        let Ok(ClientRequestId(client)) = ClientRequestId::from_request_parts(parts, state).await;
+        Ok(Acting(
+            Actor::new(principal, Some(request_id.into_string()))
+                .with_client_request_id(client.map(RequestId::into_string)),
+        ))
     }
 }
 
@@ -129,21 +137,28 @@ impl From<DataError> for ApiError {
     operation_id = "devToken",
     summary = "A 20-minute token acting as this user (the demo's stand-in for a login)",
     description = "No token needed. 404 when the user does not exist or when dev tokens \
-        are switched off (`--dev-tokens=false`).",
+        are switched off (`--dev-tokens=false`); 403 when the request's `Host` is not one \
+        of the allowed names (`localhost`, `127.0.0.1`, the listen address and \
+        `--dev-token-hosts`), which keeps a DNS-rebinding page from obtaining a token.",
     security(()),
     params(("id" = i64, Path, minimum = 1, description = "The user's id")),
     responses(
         (status = 201, description = "The token: an EdDSA JWT, as text", body = String,
             content_type = "text/plain; charset=utf-8"),
+        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
     )
 )]
 async fn token(
     State(state): State<ApiState>,
+    headers: axum::http::HeaderMap,
     PathParams(id): PathParams<String>,
 ) -> Result<Response, ApiError> {
     if !state.dev_tokens {
         return Err(not_found().await);
+    }
+    if !state.dev_token_hosts.permit(&headers) {
+        return Err(state.dev_token_hosts.refusal());
     }
     let id = numeric_id(&id)?;
     let user = state

@@ -74,6 +74,8 @@ fn note_resource(note: &Note) -> NoteResource {
     tag = "notes",
     operation_id = "createNote",
     summary = "Write a note about an object; recorded as `created`",
+    description = "Admins write notes about any object; members only about themselves \
+        (`users:<own id>`), 403 otherwise.",
     request_body(description = "A `notes` resource", content(
         (Document<NoteAttributes> = "application/vnd.api+json"),
         (Document<NoteAttributes> = "application/json"),
@@ -114,6 +116,8 @@ pub(crate) async fn create_note(
     tag = "notes",
     operation_id = "getNote",
     summary = "One note; recorded as `viewed`",
+    description = "Read by its author, the user it is about and admins; 404 for anyone \
+        else, as for a note that does not exist.",
     params(("id" = i64, Path, minimum = 1, description = "The note's id")),
     responses(
         (status = 200, description = "The note", body = NoteDocument,
@@ -147,6 +151,8 @@ pub(crate) struct NotesQuery {
     tag = "notes",
     operation_id = "notesAbout",
     summary = "The notes about one object; each recorded as `viewed`",
+    description = "Only the notes the caller may read: those they wrote, those about \
+        themselves, or all for admins.",
     params(("target" = String, Query, pattern = "^[^:]{1,64}:.{1,128}$",
         description = "The object, `type:id`, e.g. `users:5`")),
     responses(

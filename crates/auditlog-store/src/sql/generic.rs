@@ -1,33 +1,38 @@
 //! [`GenericStore`]: the [`crate::AuditStore`] methods that are the same SQL on every
 //! backend, written once for any sqlx [`Database`]. A backend hands over one of its
 //! pools and its [`Dialect`], and keeps only what is its own (schema and migration,
-//! its bulk insert, the lock around `seal`, statements no other backend runs).
+//! its bulk insert, the lock `seal` runs under, statements no other backend runs).
 //!
 //! The bounds of the one `impl` block are what the statements need of a database:
-//! executing on a connection, and binding and decoding `&str`, `String`, `i64` and
-//! bytes. Each backend's delegation is monomorphised for its database, so a query
-//! runs the same statements and decodes the same columns as when every backend
-//! spelled it out; what differs is carried by the [`Dialect`]'s function pointers
-//! (one call per row for the id, one for a producer id).
+//! executing on a connection, and binding and decoding `&str`, `String`, `i16`,
+//! `i64` and bytes. Each backend's delegation is monomorphised for its database, so
+//! a query runs the same statements and decodes the same columns as when every
+//! backend spelled it out; what differs is carried by the [`Dialect`]'s function
+//! pointers (one call per id column of a row, one per text column a backend may
+//! keep binary).
 
+use auditlog_tlog::{Frontier, Hash, Read, leaf_bytes, leaf_hash};
+use sqlx::database::HasStatementCache;
 use sqlx::{
     ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, QueryBuilder, Row,
     Transaction, Type,
 };
 use uuid::Uuid;
 
-use super::chain::{
-    CHAIN_HEAD, CHAIN_PAGE, LATEST_HEAD, chain_after_query, chain_inserts, chain_link,
-    chain_link_query, events_after_query, prune_heads_query, save_head_query,
-};
+use super::legacy::{LATEST_HEAD, chain_after_query};
 use super::queries::{
     LAST_SEQ, ProducerRow, activity_count, into_page, producers_query, progress, total,
 };
-use super::{Dialect, STORED_IDS_CHUNK, store_error, uuid_from_bytes};
-use crate::chain::{extend, hash_from_bytes};
+use super::tree::{
+    LAST_LEAF, LATEST_CHECKPOINT, MIGRATION, SEAL_PAGE, checkpoints_after_query, hashes_query,
+    leaf_entries_query, leaf_insert, leaf_of_query, leaves_query, node_insert, rows_after_query,
+    save_checkpoint_query, save_migration_query, to_seal_query, unsigned,
+};
+use super::{Dialect, STORED_IDS_CHUNK, hash_from_bytes, store_error, uuid_from_bytes};
+use crate::legacy::ChainHead;
 use crate::{
-    ActivityCount, ChainEntry, ChainHead, ChainLink, EventPage, EventQuery, ProducerProgress,
-    SealOutcome, SignedHead, StoreError, StoredEvent,
+    ActivityCount, ChainEntry, EventPage, EventQuery, EventRow, Leaf, LeafEntry, Migration,
+    ProducerProgress, SealOutcome, SignedHead, StoreError, StoredCheckpoint, StoredEvent,
 };
 
 /// One SQL backend as the shared code sees it: a pool to run on and the backend's
@@ -45,19 +50,21 @@ impl<'a, DB: Database> GenericStore<'a, DB> {
 
 impl<DB> GenericStore<'_, DB>
 where
-    DB: Database,
+    DB: Database + HasStatementCache,
     DB::Arguments: IntoArguments<DB>,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'n> &'n str: ColumnIndex<DB::Row>,
     &'static str: for<'q> Encode<'q, DB> + Type<DB>,
     String: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
+    Option<String>: for<'q> Encode<'q, DB> + Type<DB>,
+    i16: for<'q> Encode<'q, DB> + Type<DB>,
     i64: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
     Vec<u8>: for<'q> Encode<'q, DB> + for<'r> Decode<'r, DB> + Type<DB>,
 {
     /// [`crate::AuditStore::query`].
     pub(crate) async fn query(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
         let (sql, page_size) = self.dialect.page_query(query);
-        let events = self.events(sql, self.pool).await?;
+        let events = self.events(sql).await?;
         Ok(into_page(events, page_size, query.order))
     }
 
@@ -85,15 +92,19 @@ where
             .transpose()
     }
 
-    /// [`crate::AuditStore::stored_after`].
+    /// [`crate::AuditStore::stored_after`], up to `settled` (the settled `seq`; `None`
+    /// where every committed row is settled).
     pub(crate) async fn stored_after(
         &self,
         query: &EventQuery,
         after_seq: i64,
         limit: u32,
+        settled: Option<i64>,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let sql = self.dialect.after_seq_query(query, after_seq, limit);
-        self.events(sql, self.pool).await
+        let sql = self
+            .dialect
+            .after_seq_query(query, after_seq, limit, settled);
+        self.events(sql).await
     }
 
     /// [`crate::AuditStore::last_seq`].
@@ -139,7 +150,7 @@ where
             rows.iter()
                 .map(|row| {
                     Ok(ProducerRow {
-                        producer_id: (self.dialect.producer_id)(row)?,
+                        producer_id: self.text(row, "producer_id")?,
                         events: row.try_get("events").map_err(store_error)?,
                         last_seq: row.try_get("last_seq").map_err(store_error)?,
                         gap_from: row.try_get("gap_from").map_err(store_error)?,
@@ -182,7 +193,7 @@ where
                 .await
                 .map_err(store_error)?
             {
-                found.push((self.dialect.decode_id)(&row)?);
+                found.push((self.dialect.decode_id)(&row, "id")?);
             }
         }
         Ok(found)
@@ -198,85 +209,338 @@ where
     }
 
     /// What every backend's [`crate::AuditStore::seal`] does once it holds its
-    /// sealers' lock in `tx`: reads the head, chains the events after it
-    /// [`CHAIN_PAGE`] at a time up to `max`, and commits. Everything it reads above
-    /// the head is final because each backend's writers commit in `seq` order.
+    /// sealers' lock in `tx`: reads the last leaf and the tree's right edge (the
+    /// incomplete tile of each stored level), appends the events after that leaf's
+    /// `seq` [`SEAL_PAGE`] at a time up to `max` and up to `settled`, storing each
+    /// page's leaves and the tile-level nodes they complete with one insert each,
+    /// and commits. Everything it reads above the last leaf is final: up to
+    /// `settled`, the `seq` below which no row can appear any more (the backend
+    /// worked it out before `tx` began), or, with `None`, because the backend's
+    /// writers commit in `seq` order.
     pub(crate) async fn seal(
         &self,
         mut tx: Transaction<'_, DB>,
         max: u32,
+        settled: Option<i64>,
     ) -> Result<SealOutcome, StoreError> {
-        let row = sqlx::query(CHAIN_HEAD)
+        let last = sqlx::query(LAST_LEAF)
             .fetch_optional(&mut *tx)
             .await
             .map_err(store_error)?;
-        let mut head = Self::chain_head_row(row.as_ref())?;
-        let mut sealed = 0_u64;
-        while sealed < u64::from(max) {
-            let want = CHAIN_PAGE.min(max - sealed as u32);
-            let sql = events_after_query(self.dialect, head.seq, want);
-            let rows = self.events(sql, &mut *tx).await?;
-            let (entries, next) = extend(head, &rows);
-            for mut insert in chain_inserts::<DB>(&entries) {
-                insert
+        let (size, mut after_seq) = match last {
+            Some(row) => {
+                let index = row.try_get("leaf_index").map_err(store_error)?;
+                let seq = row.try_get("seq").map_err(store_error)?;
+                (unsigned(index, "leaf index")? + 1, seq)
+            }
+            // Nothing sealed yet: every row comes after, whatever its `seq`.
+            None => (0, i64::MIN),
+        };
+        let edge = self.hashes_on(&mut tx, &Frontier::reads(size)).await?;
+        let mut frontier = Frontier::restore(size, &edge).map_err(|e| {
+            StoreError::Backend(format!(
+                "the stored tree of {size} leaves is incomplete: {e}"
+            ))
+        })?;
+        let mut sealed = 0_u32;
+        let mut leaves = Vec::with_capacity(SEAL_PAGE as usize);
+        let mut completed = Vec::new();
+        while sealed < max {
+            let want = SEAL_PAGE.min(max - sealed);
+            let rows = to_seal_query(self.dialect, after_seq, settled, want)
+                .build()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            leaves.clear();
+            for row in &rows {
+                let seq: i64 = row.try_get("seq").map_err(store_error)?;
+                let received_at: i64 = row.try_get("received_at").map_err(store_error)?;
+                let body: String = row.try_get("body").map_err(store_error)?;
+                let hash = leaf_hash(leaf_bytes(&body, seq, received_at).as_bytes());
+                leaves.push(LeafEntry {
+                    index: frontier.size(),
+                    seq,
+                    id: (self.dialect.decode_id)(row, "id")?,
+                    hash,
+                });
+                frontier.append(hash, &mut completed);
+            }
+            let Some(last) = leaves.last() else {
+                break;
+            };
+            after_seq = last.seq;
+            leaf_insert(self.dialect, &leaves)
+                .build()
+                // Only full pages repeat their SQL text; caching the prepared
+                // statement of each odd tail size would just fill the cache.
+                .persistent(leaves.len() == SEAL_PAGE as usize)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            if !completed.is_empty() {
+                node_insert::<DB>(&completed)
                     .build()
+                    .persistent(false)
                     .execute(&mut *tx)
                     .await
                     .map_err(store_error)?;
+                completed.clear();
             }
-            head = next;
-            sealed += entries.len() as u64;
-            if (rows.len() as u32) < want {
+            sealed += leaves.len() as u32;
+            if (leaves.len() as u32) < want {
                 break;
             }
         }
         tx.commit().await.map_err(store_error)?;
-        Ok(SealOutcome { sealed, head })
+        Ok(SealOutcome {
+            sealed: u64::from(sealed),
+            size: frontier.size(),
+            root: frontier.root(),
+        })
     }
 
-    /// [`crate::AuditStore::chain_head`].
-    pub(crate) async fn chain_head(&self) -> Result<ChainHead, StoreError> {
-        let row = sqlx::query(CHAIN_HEAD)
+    /// [`crate::AuditStore::tree_size`].
+    pub(crate) async fn tree_size(&self) -> Result<u64, StoreError> {
+        let Some(row) = sqlx::query(LAST_LEAF)
             .fetch_optional(self.pool)
             .await
-            .map_err(store_error)?;
-        Self::chain_head_row(row.as_ref())
+            .map_err(store_error)?
+        else {
+            return Ok(0);
+        };
+        Ok(unsigned(
+            row.try_get("leaf_index").map_err(store_error)?,
+            "leaf index",
+        )? + 1)
     }
 
-    /// [`crate::AuditStore::chain_after`].
-    pub(crate) async fn chain_after(
+    /// [`crate::AuditStore::tree_hashes`], on one connection.
+    pub(crate) async fn tree_hashes(
+        &self,
+        reads: &[Read],
+    ) -> Result<Vec<(Read, Vec<Hash>)>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(store_error)?;
+        self.hashes_on(&mut conn, reads).await
+    }
+
+    /// The stored hashes of each of `reads`, one statement per read, read on
+    /// `conn` (a pooled connection, or the sealer's transaction); each list stops
+    /// at the first index that is not stored.
+    async fn hashes_on(
+        &self,
+        conn: &mut DB::Connection,
+        reads: &[Read],
+    ) -> Result<Vec<(Read, Vec<Hash>)>, StoreError> {
+        let mut out = Vec::with_capacity(reads.len());
+        for read in reads {
+            let mut hashes = Vec::new();
+            if read.start < read.end {
+                let rows = hashes_query::<DB>(read)
+                    .build()
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(store_error)?;
+                for (want, row) in (read.start..).zip(&rows) {
+                    let index = unsigned(row.try_get("idx").map_err(store_error)?, "tree index")?;
+                    if index != want {
+                        break;
+                    }
+                    let hash: Vec<u8> = row.try_get("hash").map_err(store_error)?;
+                    hashes.push(hash_from_bytes(&hash)?);
+                }
+            }
+            out.push((*read, hashes));
+        }
+        Ok(out)
+    }
+
+    /// [`crate::AuditStore::leaf_of`].
+    pub(crate) async fn leaf_of(&self, id: Uuid) -> Result<Option<Leaf>, StoreError> {
+        leaf_of_query(self.dialect, id)
+            .build()
+            .fetch_optional(self.pool)
+            .await
+            .map_err(store_error)?
+            .map(|row| self.leaf(&row))
+            .transpose()
+    }
+
+    /// [`crate::AuditStore::leaves`].
+    pub(crate) async fn leaves(&self, start: u64, end: u64) -> Result<Vec<Leaf>, StoreError> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        leaves_query(self.dialect, start, end)
+            .build()
+            .fetch_all(self.pool)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(|row| self.leaf(row))
+            .collect()
+    }
+
+    /// [`crate::AuditStore::leaf_entries`].
+    pub(crate) async fn leaf_entries(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<LeafEntry>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        leaf_entries_query(self.dialect, from, limit)
+            .build()
+            .fetch_all(self.pool)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(|row| self.leaf_entry(row))
+            .collect()
+    }
+
+    /// [`crate::AuditStore::rows_after`].
+    pub(crate) async fn rows_after(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        rows_after_query(self.dialect, after_seq, limit)
+            .build()
+            .fetch_all(self.pool)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(|row| self.event_row(row))
+            .collect()
+    }
+
+    /// [`crate::AuditStore::bind_producer`]: insert-if-absent, then read back
+    /// whoever holds it (this call's principal, or the one that was first).
+    pub(crate) async fn bind_producer(
+        &self,
+        producer_id: &str,
+        principal: &str,
+    ) -> Result<String, StoreError> {
+        let mut insert = QueryBuilder::<DB>::new(
+            "INSERT INTO audit_producers (producer_id, principal, bound_at) VALUES (",
+        );
+        insert
+            .separated(", ")
+            .push_bind(producer_id.to_owned())
+            .push_bind(principal.to_owned())
+            .push_bind(auditlog_event::now_ms());
+        insert
+            .push(") ")
+            .push((self.dialect.keep_existing)("producer_id"));
+        insert
+            .build()
+            .execute(self.pool)
+            .await
+            .map_err(store_error)?;
+        let mut select =
+            QueryBuilder::<DB>::new("SELECT principal FROM audit_producers WHERE producer_id = ");
+        select.push_bind(producer_id.to_owned());
+        let row = select
+            .build()
+            .fetch_one(self.pool)
+            .await
+            .map_err(store_error)?;
+        (self.dialect.text)(&row, "principal")?
+            .ok_or_else(|| StoreError::Backend("a producer's principal is NULL".into()))
+    }
+
+    /// [`crate::AuditStore::save_checkpoint`].
+    pub(crate) async fn save_checkpoint(
+        &self,
+        checkpoint: &StoredCheckpoint,
+    ) -> Result<(), StoreError> {
+        save_checkpoint_query(self.dialect, checkpoint)?
+            .build()
+            .execute(self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// [`crate::AuditStore::latest_checkpoint`].
+    pub(crate) async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        sqlx::query(LATEST_CHECKPOINT)
+            .fetch_optional(self.pool)
+            .await
+            .map_err(store_error)?
+            .as_ref()
+            .map(Self::checkpoint)
+            .transpose()
+    }
+
+    /// [`crate::AuditStore::checkpoints_after`].
+    pub(crate) async fn checkpoints_after(
+        &self,
+        after_size: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        checkpoints_after_query::<DB>(after_size, limit)
+            .build()
+            .fetch_all(self.pool)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(Self::checkpoint)
+            .collect()
+    }
+
+    /// [`crate::AuditStore::save_migration`].
+    pub(crate) async fn save_migration(&self, migration: &Migration) -> Result<(), StoreError> {
+        save_migration_query(self.dialect, migration)
+            .build()
+            .execute(self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// [`crate::AuditStore::migration`].
+    pub(crate) async fn migration(&self) -> Result<Option<Migration>, StoreError> {
+        let Some(row) = sqlx::query(MIGRATION)
+            .fetch_optional(self.pool)
+            .await
+            .map_err(store_error)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Migration {
+            migrated_at: row.try_get("migrated_at").map_err(store_error)?,
+            chain_size: row.try_get("chain_size").map_err(store_error)?,
+            chain_seq: row.try_get("chain_seq").map_err(store_error)?,
+            chain_hash: row.try_get("chain_hash").map_err(store_error)?,
+            signed_head: row.try_get("signed_head").map_err(store_error)?,
+            outcome: row.try_get("outcome").map_err(store_error)?,
+        }))
+    }
+
+    /// [`crate::AuditStore::legacy_chain_after`].
+    pub(crate) async fn legacy_chain_after(
         &self,
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<ChainEntry>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         self.chain_entries(chain_after_query(after_seq, limit))
             .await
     }
 
-    /// [`crate::AuditStore::chain_link`].
-    pub(crate) async fn chain_link(&self, seq: i64) -> Result<Option<ChainLink>, StoreError> {
-        let rows = self.chain_entries(chain_link_query(seq)).await?;
-        Ok(chain_link(seq, rows))
-    }
-
-    /// [`crate::AuditStore::save_head`], in one transaction on this pool.
-    pub(crate) async fn save_head(&self, head: &SignedHead) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
-        save_head_query::<DB>(head, self.dialect.keep_stored_head)
-            .build()
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        prune_heads_query::<DB>(head.head.seq)
-            .build()
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        tx.commit().await.map_err(store_error)
-    }
-
-    /// [`crate::AuditStore::latest_head`].
-    pub(crate) async fn latest_head(&self) -> Result<Option<SignedHead>, StoreError> {
+    /// [`crate::AuditStore::legacy_head`].
+    pub(crate) async fn legacy_head(&self) -> Result<Option<SignedHead>, StoreError> {
         sqlx::query(LATEST_HEAD)
             .fetch_optional(self.pool)
             .await
@@ -286,15 +550,66 @@ where
             .transpose()
     }
 
-    /// The events `sql` selects in the columns of [`Dialect::columns`], run on
-    /// `on` (the pool, or the sealer's transaction).
-    async fn events<'c>(
-        &self,
-        mut sql: QueryBuilder<DB>,
-        on: impl Executor<'c, Database = DB>,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
+    /// A text column that must not be NULL, through [`Dialect::text`].
+    fn text(&self, row: &DB::Row, column: &str) -> Result<String, StoreError> {
+        (self.dialect.text)(row, column)?
+            .ok_or_else(|| StoreError::Backend(format!("a stored {column} is NULL")))
+    }
+
+    /// Reads an `audit_events` row selected in the tree statements' event columns.
+    fn event_row(&self, row: &DB::Row) -> Result<EventRow, StoreError> {
+        Ok(EventRow {
+            seq: row.try_get("seq").map_err(store_error)?,
+            id: (self.dialect.decode_id)(row, "id")?,
+            action: row.try_get("action").map_err(store_error)?,
+            timestamp: row.try_get("timestamp").map_err(store_error)?,
+            actor_type: self.text(row, "actor_type")?,
+            actor_id: self.text(row, "actor_id")?,
+            target_type: self.text(row, "target_type")?,
+            target_id: self.text(row, "target_id")?,
+            received_at: row.try_get("received_at").map_err(store_error)?,
+            body: row.try_get("body").map_err(store_error)?,
+            producer_id: (self.dialect.text)(row, "producer_id")?,
+            producer_seq: row.try_get("producer_seq").map_err(store_error)?,
+        })
+    }
+
+    /// Reads the leaf columns of a tree statement's row.
+    fn leaf_entry(&self, row: &DB::Row) -> Result<LeafEntry, StoreError> {
+        let hash: Vec<u8> = row.try_get("leaf_hash").map_err(store_error)?;
+        Ok(LeafEntry {
+            index: unsigned(
+                row.try_get("leaf_index").map_err(store_error)?,
+                "leaf index",
+            )?,
+            seq: row.try_get("leaf_seq").map_err(store_error)?,
+            id: (self.dialect.decode_id)(row, "leaf_id")?,
+            hash: hash_from_bytes(&hash)?,
+        })
+    }
+
+    /// Reads a leaf joined with its event's row, its bytes rebuilt from the row as
+    /// it is now.
+    fn leaf(&self, row: &DB::Row) -> Result<Leaf, StoreError> {
+        Ok(Leaf {
+            entry: self.leaf_entry(row)?,
+            bytes: self.event_row(row)?.leaf(),
+        })
+    }
+
+    /// Reads a row of `audit_checkpoints`.
+    fn checkpoint(row: &DB::Row) -> Result<StoredCheckpoint, StoreError> {
+        Ok(StoredCheckpoint {
+            size: unsigned(row.try_get("size").map_err(store_error)?, "checkpoint size")?,
+            note: row.try_get("note").map_err(store_error)?,
+            signed_at: row.try_get("signed_at").map_err(store_error)?,
+        })
+    }
+
+    /// The events `sql` selects in the columns of [`Dialect::columns`].
+    async fn events(&self, mut sql: QueryBuilder<DB>) -> Result<Vec<StoredEvent>, StoreError> {
         sql.build()
-            .fetch_all(on)
+            .fetch_all(self.pool)
             .await
             .map_err(store_error)?
             .iter()
@@ -305,9 +620,10 @@ where
     /// Reads a row of [`Dialect::columns`].
     fn stored_event(&self, row: &DB::Row) -> Result<StoredEvent, StoreError> {
         Ok(StoredEvent {
-            id: (self.dialect.decode_id)(row)?,
+            id: (self.dialect.decode_id)(row, "id")?,
             seq: row.try_get("seq").map_err(store_error)?,
             timestamp: row.try_get("timestamp").map_err(store_error)?,
+            received_at: row.try_get("received_at").map_err(store_error)?,
             body: row.try_get("body").map_err(store_error)?,
         })
     }
@@ -335,19 +651,6 @@ where
                 })
             })
             .collect()
-    }
-
-    /// Reads the row of [`CHAIN_HEAD`], if any.
-    fn chain_head_row(row: Option<&DB::Row>) -> Result<ChainHead, StoreError> {
-        let Some(row) = row else {
-            return Ok(ChainHead::default());
-        };
-        let chain: Vec<u8> = row.try_get("chain_hash").map_err(store_error)?;
-        Ok(ChainHead {
-            seq: row.try_get("seq").map_err(store_error)?,
-            size: row.try_get("position").map_err(store_error)?,
-            chain_hash: hash_from_bytes(&chain)?,
-        })
     }
 
     /// Reads a row of [`LATEST_HEAD`].

@@ -7,14 +7,18 @@
 //!   the multi-row insert;
 //! - [`queries`]: the event queries' SQL (filters, page, count, activity, the
 //!   producer report);
-//! - [`chain`]: the integrity chain's SQL;
+//! - [`tree`]: the Merkle tree's SQL (leaves, tile-level nodes, checkpoints, the
+//!   migration record);
+//! - [`legacy`]: the two reads of the earlier releases' hash chain that migrating
+//!   a store still needs;
 //! - [`generic`]: [`GenericStore`], the [`crate::AuditStore`] methods written once
 //!   for any sqlx database, which each backend delegates to.
 
-mod chain;
 mod generic;
+mod legacy;
 mod queries;
 mod rows;
+mod tree;
 
 use std::time::Duration;
 
@@ -34,6 +38,53 @@ pub(crate) const POOL_SIZE: u32 = 8;
 /// How long opening a store or waiting for a pooled connection may take before the
 /// database counts as unavailable: a dead server should fail fast and loudly.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the database keeps the session holding the sealer role (see
+/// [`crate::AuditStore::sealer_role`]) while it says nothing. The holder checks its
+/// role every second or so, which keeps the session alive; a holder that stopped
+/// (frozen, cut off, its machine gone) loses the session after this long, and with
+/// it the lock, so that another auditor takes over. (A killed process loses it at
+/// once: its socket closes.)
+pub(crate) const SEALER_SESSION_IDLE: Duration = Duration::from_secs(10);
+
+/// Connection options kept to open the sealer role's session later, shown by
+/// `Debug` without their contents (they hold the password).
+#[derive(Clone)]
+pub(crate) struct RoleOptions<T>(pub T);
+
+/// The sealer role held by a session of its own (a PostgreSQL advisory lock, a
+/// MySQL named lock), which the server ends, releasing the lock, when the process
+/// dies or the session stays idle for [`SEALER_SESSION_IDLE`]. Checking pings that
+/// session, which also keeps it from going idle.
+pub(crate) struct SessionSealerRole<C>(pub C);
+
+#[async_trait::async_trait]
+impl<C: sqlx::Connection + Sync> crate::SealerRole for SessionSealerRole<C> {
+    async fn check(&mut self) -> Result<(), StoreError> {
+        self.0.ping().await.map_err(store_error)
+    }
+}
+
+impl<T> std::fmt::Debug for RoleOptions<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RoleOptions(..)")
+    }
+}
+
+/// Opens the sealer role's own session within [`CONNECT_TIMEOUT`].
+pub(crate) async fn role_connection<C>(
+    database: &str,
+    connecting: impl Future<Output = Result<C, sqlx::Error>>,
+) -> Result<C, StoreError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(err)) => Err(store_error(err)),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no connection to {database} for the sealer role within {} s",
+            CONNECT_TIMEOUT.as_secs()
+        ))),
+    }
+}
 
 /// Ids asked about per `stored_ids` statement: far below every backend's bind limit.
 pub(crate) const STORED_IDS_CHUNK: usize = 5_000;
@@ -59,28 +110,42 @@ pub(crate) async fn first_connection<C>(
 }
 
 /// What differs between the backends' SQL for the shared statements: how an id
-/// column is selected, bound and read back, how the `eventName` is read from the
-/// stored JSON, integer division, how a producer id comes back, and how an insert
+/// column is selected, bound and read back, how a text column comes back, how the
+/// `eventName` is read from the stored JSON, integer division, and how an insert
 /// skips a row that is already there. Function pointers rather than a trait, so
 /// that each backend's differences are one `const` value beside its schema.
 pub(crate) struct Dialect<DB: Database> {
-    /// The columns a [`crate::StoredEvent`] is read from: `id, seq, timestamp, body`,
+    /// The columns a [`crate::StoredEvent`] is read from: `id, seq, timestamp,
+    /// received_at, body`,
     /// the id in whatever form [`Dialect::decode_id`] reads.
     pub columns: &'static str,
+    /// The expression that selects the id column `column` (qualified as the
+    /// statement needs) in the form [`Dialect::decode_id`] reads.
+    pub select_id: fn(&str) -> String,
     /// Pushes an event id as the backend stores it (bytes, or a UUID).
     pub bind_id: fn(&mut QueryBuilder<DB>, Uuid),
-    /// Reads the `id` column of a row of [`Dialect::columns`] back into a UUID.
-    pub decode_id: fn(&DB::Row) -> Result<Uuid, StoreError>,
+    /// Reads the id column named `column` of a row back into a UUID.
+    pub decode_id: fn(&DB::Row, &str) -> Result<Uuid, StoreError>,
+    /// Reads a text column that may be NULL (text, or bytes where the backend
+    /// keeps it binary so that it compares byte for byte).
+    pub text: fn(&DB::Row, &str) -> Result<Option<String>, StoreError>,
     /// An expression giving the event's `eventName` (NULL when absent) from `body`.
     pub event_name: &'static str,
     /// The integer division operator (`/`, or MySQL's `DIV`).
     pub div: &'static str,
-    /// Reads the `producer_id` column of a producer report row (text, or bytes
-    /// where the column is binary).
-    pub producer_id: fn(&DB::Row) -> Result<String, StoreError>,
-    /// What follows an insert into `audit_heads` so that a head whose `seq` is
-    /// already stored is skipped, not an error.
-    pub keep_stored_head: &'static str,
+    /// What follows an insert so that a row whose key `column` is already stored
+    /// is kept as it is, without an error.
+    pub keep_existing: fn(&str) -> String,
+}
+
+/// [`Dialect::select_id`] of a backend that selects an id column as it is stored.
+pub(crate) fn select_id_as_stored(column: &str) -> String {
+    column.to_owned()
+}
+
+/// [`Dialect::keep_existing`] of a backend with `ON CONFLICT DO NOTHING`.
+pub(crate) fn on_conflict_do_nothing(_column: &str) -> String {
+    "ON CONFLICT DO NOTHING".to_owned()
 }
 
 /// [`Dialect::bind_id`] of a backend that stores an id as its 16 bytes.
@@ -93,30 +158,37 @@ where
 }
 
 /// [`Dialect::decode_id`] of a backend that stores an id as its 16 bytes.
-pub(crate) fn id_from_bytes<R>(row: &R) -> Result<Uuid, StoreError>
+pub(crate) fn id_from_bytes<R>(row: &R, column: &str) -> Result<Uuid, StoreError>
 where
     R: Row,
     for<'a> &'a str: ColumnIndex<R>,
     for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
 {
-    let id: Vec<u8> = row.try_get("id").map_err(store_error)?;
+    let id: Vec<u8> = row.try_get(column).map_err(store_error)?;
     uuid_from_bytes(&id)
 }
 
-/// [`Dialect::producer_id`] of a backend whose `producer_id` column is text.
-pub(crate) fn producer_id_text<R>(row: &R) -> Result<String, StoreError>
+/// [`Dialect::text`] of a backend whose text columns are text.
+pub(crate) fn text_column<R>(row: &R, column: &str) -> Result<Option<String>, StoreError>
 where
     R: Row,
     for<'a> &'a str: ColumnIndex<R>,
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
 {
-    row.try_get("producer_id").map_err(store_error)
+    row.try_get(column).map_err(store_error)
 }
 
 /// Reads a 16-byte id column back into a UUID.
 pub(crate) fn uuid_from_bytes(bytes: &[u8]) -> Result<Uuid, StoreError> {
     Uuid::from_slice(bytes)
         .map_err(|e| StoreError::Backend(format!("a stored id is not a UUID: {e}")))
+}
+
+/// Reads a stored 32-byte hash column.
+pub(crate) fn hash_from_bytes(bytes: &[u8]) -> Result<auditlog_tlog::Hash, StoreError> {
+    bytes.try_into().map_err(|_| {
+        StoreError::Backend(format!("a stored hash has {} bytes, not 32", bytes.len()))
+    })
 }
 
 /// Maps a driver error to the store's: [`StoreError::Unavailable`] when the database

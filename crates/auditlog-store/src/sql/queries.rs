@@ -117,19 +117,24 @@ where
         sql
     }
 
-    /// Events over the filters of `query` with `seq` above `after_seq`, by `seq`, at
-    /// most `limit` (clamped to 1..=[`EventQuery::MAX_PAGE_SIZE`]).
+    /// Events over the filters of `query` with `seq` above `after_seq` (and at most
+    /// `settled`, if given), by `seq`, at most `limit` (clamped to
+    /// 1..=[`EventQuery::MAX_PAGE_SIZE`]).
     pub(crate) fn after_seq_query(
         &self,
         query: &EventQuery,
         after_seq: i64,
         limit: u32,
+        settled: Option<i64>,
     ) -> QueryBuilder<DB> {
         let mut sql = QueryBuilder::<DB>::new(format!(
             "SELECT {} FROM audit_events WHERE seq > ",
             self.columns
         ));
         sql.push_bind(after_seq);
+        if let Some(settled) = settled {
+            sql.push(" AND seq <= ").push_bind(settled);
+        }
         self.push_filters(&mut sql, query);
         sql.push(" ORDER BY seq LIMIT ")
             .push_bind(i64::from(limit.clamp(1, EventQuery::MAX_PAGE_SIZE)));

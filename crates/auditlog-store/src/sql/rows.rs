@@ -9,6 +9,8 @@ use auditlog_event::DataEvent;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 use uuid::Uuid;
 
+pub(crate) use crate::columns::numbering;
+
 /// The columns of one `audit_events` row, computed once per event so that chunking
 /// by size and binding do not serialize the event twice.
 pub(crate) struct EventRow<'a> {
@@ -69,26 +71,6 @@ pub(crate) fn unique_rows(events: &[DataEvent]) -> Vec<EventRow<'_>> {
         })
         .collect()
 }
-
-/// The producer columns of an event: both or neither. Parsing already guarantees an
-/// id of at most 128 characters with a number of 1 or more, but events built in code
-/// skip parsing; a number the columns cannot hold (0, or above `i64::MAX`, the
-/// largest BIGINT) or an id longer than the column would otherwise fail the whole
-/// batch, or wrap and invent a gap. Such an event is stored (its body keeps what
-/// was sent) but not counted as numbered.
-pub(crate) fn numbering(event: &DataEvent) -> Option<(&str, i64)> {
-    let id = event
-        .producer_id
-        .as_deref()
-        .filter(|id| id.chars().count() <= MAX_PRODUCER_ID_CHARS)?;
-    let seq = i64::try_from(event.producer_seq?)
-        .ok()
-        .filter(|seq| *seq >= 1)?;
-    Some((id, seq))
-}
-
-/// Longest producer id the `producer_id` columns hold.
-const MAX_PRODUCER_ID_CHARS: usize = 128;
 
 /// Splits rows into consecutive chunks of at most `max_rows` rows and, unless a single
 /// row is larger, at most `max_bytes` bytes ([`EventRow::wire_bytes`]): statements

@@ -308,3 +308,44 @@ pub(crate) async fn stored_ids_names_exactly_the_stored_events(fresh: Fresh) {
     assert_eq!(found, expected);
     assert!(fresh.store.stored_ids(&[]).await.unwrap().is_empty());
 }
+
+pub(crate) async fn a_producer_id_stays_bound_to_its_first_principal(fresh: Fresh) {
+    let first = fresh
+        .store
+        .bind_producer("api-outbox/1", "services/api")
+        .await
+        .unwrap();
+    let again = fresh
+        .store
+        .bind_producer("api-outbox/1", "services/api")
+        .await
+        .unwrap();
+    let other = fresh
+        .store
+        .bind_producer("api-outbox/1", "users/1")
+        .await
+        .unwrap();
+    let own = fresh.store.bind_producer("cli/7", "users/1").await.unwrap();
+
+    assert_eq!(first, "services/api");
+    assert_eq!(again, "services/api");
+    assert_eq!(other, "services/api", "the first principal keeps it");
+    assert_eq!(own, "users/1");
+}
+
+pub(crate) async fn stored_events_carry_their_receipt_time(fresh: Fresh) {
+    let before = auditlog_event::now_ms();
+    let e = event(Action::Viewed, 1, "users", 1.into(), 5);
+    fresh
+        .store
+        .insert_batch(std::slice::from_ref(&e))
+        .await
+        .unwrap();
+
+    let stored = fresh.store.get(e.id).await.unwrap().unwrap();
+    let page = fresh.store.query(&by_actor("1")).await.unwrap();
+
+    assert!(stored.received_at >= before, "{}", stored.received_at);
+    assert_eq!(stored.timestamp, 5);
+    assert_eq!(page.events[0].received_at, stored.received_at);
+}

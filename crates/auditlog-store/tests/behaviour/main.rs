@@ -1,6 +1,7 @@
 //! One behavioural suite for every store backend. Each backend contributes a way to
 //! open a fresh, private store; every scenario (storing in `ingest`, reading in
-//! `queries`, sealing in `chain`) runs against each of them.
+//! `queries`, the Merkle tree in `tree`) runs against each of them. What only a
+//! server store shared by several auditors does (`settled`) runs against those.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -12,13 +13,15 @@ use auditlog_store::testing::{self, TestDatabase};
 use auditlog_store::{ActivityCount, AuditStore, EventQuery, ObjectKey, Order, ProducerProgress};
 use serde_json::json;
 
-mod chain;
 mod ingest;
 mod queries;
+mod settled;
+mod tree;
 
-use chain::*;
 use ingest::*;
 use queries::*;
+use settled::*;
+use tree::*;
 
 /// A fresh store of one backend, and the private database behind it (removed when
 /// this is dropped, after the store).
@@ -94,6 +97,8 @@ for_every_store!(
     a_missing_start_of_a_sequence_is_a_gap,
     only_the_first_hundred_gaps_are_listed_but_all_are_counted,
     a_store_without_numbered_events_reports_no_producers,
+    a_producer_id_stays_bound_to_its_first_principal,
+    stored_events_carry_their_receipt_time,
     event_names_filter_with_any_of_several,
     oldest_first_pages_cover_every_event_once_in_order,
     newest_first_pages_stay_correct_while_newer_events_arrive,
@@ -103,10 +108,42 @@ for_every_store!(
     get_finds_one_event_by_id,
     stored_after_gives_later_matching_events_in_commit_order,
     activity_counts_each_action_per_bucket,
-    sealing_is_idempotent_and_follows_seq,
-    concurrent_sealers_produce_one_chain,
-    a_signed_head_is_kept_and_only_the_newest_is_answered,
+    sealing_is_idempotent_and_continues_where_it_stopped,
+    roots_and_proofs_match_an_independent_computation_across_tiles,
+    leaves_and_rows_read_back_as_stored,
+    concurrent_sealers_produce_one_tree,
+    a_row_inserted_below_the_last_sealed_seq_is_never_sealed,
+    checkpoints_keep_the_first_of_each_size_and_list_by_size,
+    the_migration_record_is_kept_once,
+    the_earlier_chain_is_read_as_stored,
 );
+
+/// Scenarios of server stores that several auditor processes share: the sealer
+/// role on each, and PostgreSQL's settled `seq` (its writers do not take turns).
+mod server_stores {
+    #[tokio::test]
+    async fn postgres_one_store_at_a_time_holds_the_sealer_role() {
+        super::one_store_at_a_time_holds_the_sealer_role(super::postgres().await).await;
+    }
+
+    #[tokio::test]
+    async fn mysql_one_store_at_a_time_holds_the_sealer_role() {
+        super::one_store_at_a_time_holds_the_sealer_role(super::mysql().await).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_a_write_in_flight_below_the_highest_seq_holds_sealing_and_tails_back() {
+        super::a_write_in_flight_below_the_highest_seq_holds_sealing_and_tails_back(
+            super::postgres().await,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn postgres_an_aborted_write_leaves_a_gap_that_holds_nothing_back() {
+        super::an_aborted_write_leaves_a_gap_that_holds_nothing_back(super::postgres().await).await;
+    }
+}
 
 fn kind(name: &str) -> ObjectType {
     ObjectType::parse("actorType", name).unwrap()

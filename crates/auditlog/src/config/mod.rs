@@ -25,7 +25,7 @@ mod report;
 pub mod values;
 
 pub use report::{completions, show};
-pub use values::{amqp_url, database_url, redact};
+pub use values::{amqp_url, database_url, positive_seconds, redact};
 
 use std::ffi::OsString;
 use std::fmt;

@@ -22,6 +22,16 @@ pub fn database_url(value: &str) -> Result<String, String> {
 }
 
 /// A clap value parser for RabbitMQ URLs: only plain `amqp://` is built in.
+/// A duration in seconds, more than zero and at most a day (e.g. `10` or `0.5`).
+pub fn positive_seconds(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(seconds) if seconds > 0.0 && seconds <= 86_400.0 => Ok(seconds),
+        _ => Err(format!(
+            "`{value}` is not a number of seconds between 0 and 86400, e.g. 10 or 0.5"
+        )),
+    }
+}
+
 pub fn amqp_url(value: &str) -> Result<String, String> {
     let example =
         "amqp://USER:PASSWORD@HOST:5672/VHOST, e.g. amqp://guest:guest@127.0.0.1:5672/%2f";

@@ -26,8 +26,22 @@ pub struct Urls {
     pub web: String,
 }
 
-pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_auditlog")
+/// The binary under test: this build's, or the one `AUDITLOG_TEST_BINARY` names
+/// (to check that an attack test fails against an older build).
+/// `auditlog up` with each service on a free port.
+pub const UP_ON_FREE_PORTS: [&str; 7] = [
+    "up",
+    "--api-addr",
+    "127.0.0.1:0",
+    "--auditor-addr",
+    "127.0.0.1:0",
+    "--web-addr",
+    "127.0.0.1:0",
+];
+
+pub fn binary() -> String {
+    std::env::var("AUDITLOG_TEST_BINARY")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_auditlog").to_owned())
 }
 
 impl Running {
@@ -38,23 +52,37 @@ impl Running {
 
     /// `auditlog up` on free ports with `data_dir` and the flags `extra`.
     pub fn up_with(data_dir: &Path, extra: &[&str]) -> Running {
-        let mut args = vec![
-            "up",
-            "--api-addr",
-            "127.0.0.1:0",
-            "--auditor-addr",
-            "127.0.0.1:0",
-            "--web-addr",
-            "127.0.0.1:0",
-        ];
+        let mut args = UP_ON_FREE_PORTS.to_vec();
         args.extend_from_slice(extra);
         Running::start(&args, data_dir, 3)
     }
 
     /// Any subcommand; waits until it printed `expected_urls` URL lines.
     pub fn start(args: &[&str], data_dir: &Path, expected_urls: usize) -> Running {
-        let mut child = Command::new(binary())
-            .args(args)
+        let mut command = Command::new(binary());
+        command.args(args);
+        Running::spawn(command, data_dir, expected_urls)
+    }
+
+    /// Any subcommand, started by `sh` after the shell commands `prelude` (e.g.
+    /// `ulimit -Sn 256` or `umask 022`), which set what the process inherits.
+    pub fn start_after(
+        prelude: &str,
+        args: &[&str],
+        data_dir: &Path,
+        expected_urls: usize,
+    ) -> Running {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("{prelude} && exec \"$0\" \"$@\""))
+            .arg(binary())
+            .args(args);
+        Running::spawn(command, data_dir, expected_urls)
+    }
+
+    fn spawn(mut command: Command, data_dir: &Path, expected_urls: usize) -> Running {
+        let mut child = command
             .env("AUDITLOG_DATA_DIR", data_dir)
             .env("AUDITLOG_LOG", "warn,lapin::channel=off")
             .stdout(Stdio::piped())
@@ -156,6 +184,24 @@ impl Drop for Running {
     }
 }
 
+/// Sends `request` exactly as written on a new connection to `addr` (`host:port`)
+/// and reads the answer until the server closes (within 10 s).
+pub async fn send_raw(addr: &str, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("the service accepts");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("request sent");
+    let mut answer = Vec::new();
+    // A read error (a reset after the answer) keeps what was read.
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the server answers and closes within 10 s");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// A fresh data directory that is removed at the end of the test.
 pub fn data_dir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -180,7 +226,12 @@ pub struct Answer {
 impl Client {
     pub fn new(base: &str) -> Client {
         Client {
-            http: reqwest::Client::new(),
+            // Pooled connections are dropped before the services' header timeout
+            // closes them, so a test's request never races that close.
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(4))
+                .build()
+                .unwrap(),
             base: base.to_owned(),
             token: None,
         }
@@ -197,6 +248,22 @@ impl Client {
         assert_eq!(response.status().as_u16(), 201);
         self.token = Some(response.text().await.expect("token body"));
         self
+    }
+
+    /// Creates a user (as this client, an admin) and logs in as it.
+    pub async fn new_member(&self, name: &str, email: &str) -> (i64, Client) {
+        let created = self
+            .post(
+                "/api/users",
+                user_doc(json!({"name": name, "email": email})),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        let id: i64 = created.body["data"]["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("a user id");
+        (id, Client::new(&self.base).login(id).await)
     }
 
     pub async fn get(&self, path: &str) -> Answer {
@@ -285,6 +352,23 @@ pub async fn all_events(client: &Client, path: &str) -> Vec<Value> {
         next = answer.body["links"]["next"].as_str().map(str::to_owned);
     }
     events
+}
+
+/// The `created` events on users/1, once at least one is stored (the outbox relay
+/// publishes them just after the start).
+pub async fn created_on_user_1(client: &Client) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let created = all_events(
+            client,
+            "/api/data-events?filter[targetType]=users&filter[targetId]=1&filter[action]=created",
+        )
+        .await;
+        if !created.is_empty() || Instant::now() > deadline {
+            return created;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// `(action, targetId as text)` of each event, in the order given, leaving out the

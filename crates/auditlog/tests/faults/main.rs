@@ -2,8 +2,9 @@
 //! auditor killed mid-ingest and between commit and acknowledgement, broker
 //! connections cut, the store unavailable, the primary API killed mid-burst and
 //! with a spill backlog, the broker gone for a minute under load, and RabbitMQ
-//! itself restarted (a node of the test's own). Each test checks exact counts by
-//! event id, and is bounded in time.
+//! itself restarted (a node of the test's own), and three auditors sharing one
+//! queue and one store while their sealer is killed. Each test checks exact
+//! counts by event id, and is bounded in time.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -25,6 +26,7 @@ use common::{Client, PrivateAmqp, Running, close_connections, data_dir, user_doc
 use serde_json::json;
 
 mod auditor;
+mod auditors;
 mod broker;
 mod primary_api;
 mod private_broker;

@@ -1,0 +1,107 @@
+//! Several auditors on one server store: one sealer at a time (the sealer role),
+//! and, on PostgreSQL, whose writers insert in parallel, sealing and tailing only
+//! up to the settled `seq`, never past a row that is still being written.
+
+use std::time::{Duration, Instant};
+
+use sqlx::Connection;
+
+use super::*;
+
+pub(crate) async fn one_store_at_a_time_holds_the_sealer_role(fresh: Fresh) {
+    let other = auditlog_store::open(fresh.url()).await.unwrap();
+
+    let mut held = fresh.store.sealer_role().await.unwrap().unwrap();
+    held.check().await.unwrap();
+    assert!(other.sealer_role().await.unwrap().is_none());
+    assert!(
+        fresh.store.sealer_role().await.unwrap().is_none(),
+        "the role is a session's: the same process asking again does not get it twice"
+    );
+
+    // The holder goes: its session closes, and the server frees the role.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut taken = loop {
+        if let Some(role) = other.sealer_role().await.unwrap() {
+            break role;
+        }
+        assert!(Instant::now() < deadline, "the role was not freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    taken.check().await.unwrap();
+    assert!(fresh.store.sealer_role().await.unwrap().is_none());
+}
+
+/// Starts a transaction on its own connection that inserts one event row and
+/// stays open: a writer in flight, holding a `seq` below the ones drawn after it.
+async fn writer_in_flight(url: &str) -> sqlx::PgConnection {
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::raw_sql(
+        "BEGIN; INSERT INTO audit_events (id, action, timestamp, actor_type, actor_id, \
+         target_type, target_id, received_at, body) VALUES (gen_random_uuid(), 'viewed', 1, \
+         'users', '9', 'users', '9', 1, '{}')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn
+}
+
+pub(crate) async fn a_write_in_flight_below_the_highest_seq_holds_sealing_and_tails_back(
+    fresh: Fresh,
+) {
+    let mut writer = writer_in_flight(fresh.url()).await;
+    let later: Vec<DataEvent> = (0..3)
+        .map(|n| event(Action::Viewed, 2, "users", n.into(), n))
+        .collect();
+    fresh.store.insert_batch(&later).await.unwrap();
+
+    // Three rows committed, but below them a `seq` that may still commit.
+    let sealed = fresh.store.seal(100).await.unwrap();
+    assert_eq!((sealed.sealed, sealed.size), (0, 0));
+    assert_eq!(fresh.store.last_seq().await.unwrap(), 0);
+    let tail = fresh
+        .store
+        .stored_after(&EventQuery::default(), 0, 100)
+        .await
+        .unwrap();
+    assert!(tail.is_empty(), "a tail would skip the row still in flight");
+
+    sqlx::raw_sql("COMMIT").execute(&mut writer).await.unwrap();
+    let sealed = fresh.store.seal(100).await.unwrap();
+    assert_eq!((sealed.sealed, sealed.size), (4, 4));
+    let entries = fresh.store.leaf_entries(0, 10).await.unwrap();
+    assert!(entries.windows(2).all(|w| w[0].seq < w[1].seq));
+    let tail = fresh
+        .store
+        .stored_after(&EventQuery::default(), 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(tail.len(), 4);
+    assert_eq!(tail[0].seq, entries[0].seq, "the late commit comes first");
+}
+
+pub(crate) async fn an_aborted_write_leaves_a_gap_that_holds_nothing_back(fresh: Fresh) {
+    let mut writer = writer_in_flight(fresh.url()).await;
+    let later: Vec<DataEvent> = (0..3)
+        .map(|n| event(Action::Viewed, 2, "users", n.into(), n))
+        .collect();
+    fresh.store.insert_batch(&later).await.unwrap();
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut writer)
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let sealed = fresh.store.seal(100).await.unwrap();
+    assert_eq!((sealed.sealed, sealed.size), (3, 3));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "nothing waits for a gap whose writer is gone"
+    );
+    assert_eq!(
+        fresh.store.last_seq().await.unwrap(),
+        fresh.store.leaf_entries(2, 1).await.unwrap()[0].seq
+    );
+}
