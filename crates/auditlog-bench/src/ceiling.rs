@@ -69,6 +69,13 @@ fn value(column: &str, event: &DataEvent, seq: u64, id_form: IdForm) -> String {
             .producer_seq
             .map(|s| s.to_string())
             .unwrap_or_default(),
+        "actor_key" => {
+            auditlog_store::object_key(event.actor_type.as_str(), &event.actor_id.key()).to_string()
+        }
+        "target_key" => {
+            auditlog_store::object_key(event.target_type.as_str(), &event.target_id.key())
+                .to_string()
+        }
         _ => String::new(),
     }
 }

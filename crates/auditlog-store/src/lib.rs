@@ -47,7 +47,7 @@ pub mod testing;
 pub mod tree;
 
 pub use auditlog_tlog::{Hash, Read};
-pub use columns::column_mismatches;
+pub use columns::{column_mismatches, object_key};
 pub use legacy::{ChainEntry, SignedHead, from_hex, to_hex};
 pub use mysql::MySqlStore;
 pub use postgres::PostgresStore;
@@ -55,7 +55,7 @@ pub use query::{
     ActivityCount, Cursor, EventPage, EventQuery, ObjectKey, Order, ProducerProgress, StoredEvent,
 };
 pub use sqlite::SqliteStore;
-pub use tree::{EventRow, Leaf, LeafEntry, Migration, SealOutcome, StoredCheckpoint};
+pub use tree::{EventRow, Leaf, LeafEntry, Migration, ObjectKeys, SealOutcome, StoredCheckpoint};
 
 use std::sync::Arc;
 

@@ -290,6 +290,7 @@ const DIALECT: Dialect<MySql> = Dialect {
     event_name: "JSON_UNQUOTE(JSON_EXTRACT(body, '$.eventName'))",
     div: "DIV",
     keep_existing: |column| format!("ON DUPLICATE KEY UPDATE {column} = {column}"),
+    object_keys: false,
 };
 
 /// The type and id columns, the producer id among them, are `VARBINARY`, so they

@@ -375,6 +375,7 @@ const DIALECT: Dialect<Postgres> = Dialect {
     event_name: "(body::json ->> 'eventName')",
     div: "/",
     keep_existing: on_conflict_do_nothing,
+    object_keys: false,
 };
 
 /// Reads an id selected as text (`id::text`) back into a UUID.

@@ -64,6 +64,17 @@ pub struct EventRow {
     pub body: String,
     pub producer_id: Option<String>,
     pub producer_seq: Option<i64>,
+    /// The object key columns, on a backend that indexes by them (SQLite); `None`
+    /// on the others.
+    pub object_keys: Option<ObjectKeys>,
+}
+
+/// The `actor_key` and `target_key` columns of a row ([`crate::object_key`]), each
+/// `None` when NULL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectKeys {
+    pub actor: Option<i64>,
+    pub target: Option<i64>,
 }
 
 impl EventRow {

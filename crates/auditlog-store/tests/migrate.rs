@@ -121,6 +121,95 @@ async fn an_old_mysql_table_gains_the_producer_columns_at_open() {
     old_store_is_migrated_by_concurrent_opens(&db).await;
 }
 
+/// The SQLite table and text indexes of the releases before the object keys, with
+/// 45 000 events (more than one migration step) over 100 targets.
+const SQLITE_BEFORE_OBJECT_KEYS: &str = "
+    CREATE TABLE audit_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id BLOB NOT NULL UNIQUE,
+        action TEXT NOT NULL,
+        timestamp INTEGER NOT NULL,
+        actor_type TEXT NOT NULL,
+        actor_id TEXT NOT NULL,
+        target_type TEXT NOT NULL,
+        target_id TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        producer_id TEXT,
+        producer_seq INTEGER
+    );
+    CREATE INDEX audit_events_actor_time
+        ON audit_events (actor_type, actor_id, timestamp DESC, id DESC);
+    CREATE INDEX audit_events_target_time
+        ON audit_events (target_type, target_id, timestamp DESC, id DESC);
+    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 45000)
+    INSERT INTO audit_events
+        (id, action, timestamp, actor_type, actor_id, target_type, target_id, received_at, body)
+    SELECT randomblob(16), 'viewed', i, 'users', CAST(i % 7 AS TEXT), 'documents',
+        CAST(i % 100 AS TEXT), i, '{}'
+    FROM n;";
+
+#[tokio::test]
+async fn an_sqlite_store_of_text_indexes_is_indexed_by_object_keys_at_open() {
+    let db = testing::fresh_sqlite_url();
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(db.url())
+        .unwrap()
+        .create_if_missing(true);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    sqlx::raw_sql(SQLITE_BEFORE_OBJECT_KEYS)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    let store = auditlog_store::open(db.url()).await.unwrap();
+
+    let documents = ObjectType::parse("targetType", "documents").unwrap();
+    let on_42 = EventQuery {
+        target: Some(ObjectKey {
+            object_type: documents,
+            id: "42".into(),
+        }),
+        ..EventQuery::default()
+    };
+    assert_eq!(store.count(&on_42).await.unwrap(), 450);
+    let page = store.query(&on_42).await.unwrap();
+    assert_eq!(page.events[0].timestamp, 44_942);
+    let users = ObjectType::parse("actorType", "users").unwrap();
+    let by_3 = EventQuery {
+        actor: Some(ObjectKey {
+            object_type: users,
+            id: "3".into(),
+        }),
+        ..EventQuery::default()
+    };
+    assert_eq!(store.count(&by_3).await.unwrap(), 6_429);
+    let unkeyed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_events WHERE actor_key IS NULL OR target_key IS NULL",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(unkeyed, 0);
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_events' \
+         AND name LIKE 'audit_events_%' ORDER BY name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        indexes,
+        [
+            "audit_events_actor_key",
+            "audit_events_producer",
+            "audit_events_target_key",
+            "audit_events_time"
+        ]
+    );
+}
+
 /// Two opens race on the old table; both must succeed, the old event must still be
 /// there, and numbered events must be stored and reported. A third open, on the
 /// migrated table, must change nothing.

@@ -32,7 +32,8 @@ use super::{Dialect, STORED_IDS_CHUNK, hash_from_bytes, store_error, uuid_from_b
 use crate::legacy::ChainHead;
 use crate::{
     ActivityCount, ChainEntry, EventPage, EventQuery, EventRow, Leaf, LeafEntry, Migration,
-    ProducerProgress, SealOutcome, SignedHead, StoreError, StoredCheckpoint, StoredEvent,
+    ObjectKeys, ProducerProgress, SealOutcome, SignedHead, StoreError, StoredCheckpoint,
+    StoredEvent,
 };
 
 /// One SQL backend as the shared code sees it: a pool to run on and the backend's
@@ -556,6 +557,18 @@ where
             .ok_or_else(|| StoreError::Backend(format!("a stored {column} is NULL")))
     }
 
+    /// The object key columns, on a backend that has them (see
+    /// [`Dialect::object_keys`]).
+    fn object_keys(&self, row: &DB::Row) -> Result<Option<ObjectKeys>, StoreError> {
+        if !self.dialect.object_keys {
+            return Ok(None);
+        }
+        Ok(Some(ObjectKeys {
+            actor: row.try_get("actor_key").map_err(store_error)?,
+            target: row.try_get("target_key").map_err(store_error)?,
+        }))
+    }
+
     /// Reads an `audit_events` row selected in the tree statements' event columns.
     fn event_row(&self, row: &DB::Row) -> Result<EventRow, StoreError> {
         Ok(EventRow {
@@ -571,6 +584,7 @@ where
             body: row.try_get("body").map_err(store_error)?,
             producer_id: (self.dialect.text)(row, "producer_id")?,
             producer_seq: row.try_get("producer_seq").map_err(store_error)?,
+            object_keys: self.object_keys(row)?,
         })
     }
 

@@ -28,6 +28,7 @@ use uuid::Uuid;
 use crate::{StoreError, redact};
 
 pub(crate) use generic::GenericStore;
+pub(crate) use queries::LAST_SEQ;
 pub(crate) use rows::{EventRow, chunks, insert_values, unique_rows};
 
 /// Connections per server-backed pool: enough for concurrent queries next to the
@@ -136,6 +137,10 @@ pub(crate) struct Dialect<DB: Database> {
     /// What follows an insert so that a row whose key `column` is already stored
     /// is kept as it is, without an error.
     pub keep_existing: fn(&str) -> String,
+    /// Whether `audit_events` has `actor_key` and `target_key` ([`crate::object_key`])
+    /// and indexes actors and targets by them: queries for an object then name its
+    /// key (for the index) besides its type and id (which settle a shared key).
+    pub object_keys: bool,
 }
 
 /// [`Dialect::select_id`] of a backend that selects an id column as it is stored.

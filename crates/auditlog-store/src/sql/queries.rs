@@ -28,17 +28,17 @@ where
     fn push_filters(&self, sql: &mut QueryBuilder<DB>, query: &EventQuery) {
         if let Some(actor) = &query.actor {
             sql.push(" AND ");
-            push_object(sql, "actor", actor);
+            push_object(sql, "actor", actor, self.object_keys);
         }
         if let Some(target) = &query.target {
             sql.push(" AND ");
-            push_object(sql, "target", target);
+            push_object(sql, "target", target, self.object_keys);
         }
         if let Some(who) = &query.involving {
             sql.push(" AND ((");
-            push_object(sql, "actor", who);
+            push_object(sql, "actor", who, self.object_keys);
             sql.push(") OR (");
-            push_object(sql, "target", who);
+            push_object(sql, "target", who, self.object_keys);
             sql.push("))");
         }
         if !query.actions.is_empty() {
@@ -159,12 +159,19 @@ where
 }
 
 /// `{side}_type = ? AND {side}_id = ?`: the event's actor or target (`side`) is
-/// `object`.
-fn push_object<DB>(sql: &mut QueryBuilder<DB>, side: &str, object: &ObjectKey)
+/// `object`; preceded by `{side}_key = ? AND` where the table has `object_keys`.
+fn push_object<DB>(sql: &mut QueryBuilder<DB>, side: &str, object: &ObjectKey, object_keys: bool)
 where
     DB: Database,
     String: for<'q> Encode<'q, DB> + Type<DB>,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
 {
+    if object_keys {
+        sql.push(side)
+            .push("_key = ")
+            .push_bind(crate::object_key(object.object_type.as_str(), &object.id))
+            .push(" AND ");
+    }
     sql.push(side)
         .push("_type = ")
         .push_bind(object.object_type.as_str().to_owned())

@@ -3,7 +3,8 @@
 //! checkpoints, the migration record and the earlier releases' chain.
 
 use auditlog_store::{
-    ChainEntry, Engine, EventRow, Hash, LeafEntry, Migration, Read, SignedHead, StoredCheckpoint,
+    ChainEntry, Engine, EventRow, Hash, LeafEntry, Migration, ObjectKeys, Read, SignedHead,
+    StoredCheckpoint, object_key,
 };
 use auditlog_tlog::{EMPTY_ROOT, Plan, leaf_hash, verify_consistency, verify_inclusion};
 use sha2::{Digest, Sha256};
@@ -238,6 +239,14 @@ pub(crate) async fn leaves_and_rows_read_back_as_stored(fresh: Fresh) {
             body: event.to_json(),
             producer_id: event.producer_id.clone(),
             producer_seq: event.producer_seq.map(|seq| seq as i64),
+            // Only the SQLite store keeps (and so reads back) the object keys.
+            object_keys: row.object_keys.map(|_| ObjectKeys {
+                actor: Some(object_key(event.actor_type.as_str(), &event.actor_id.key())),
+                target: Some(object_key(
+                    event.target_type.as_str(),
+                    &event.target_id.key(),
+                )),
+            }),
         };
         assert_eq!(*row, expected);
         assert!((before..=after).contains(&row.received_at));
