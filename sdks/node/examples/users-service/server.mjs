@@ -24,7 +24,7 @@ app.use(express.json());
 app.use(requestIdMiddleware(randomUUID));
 
 const actor = (req) => ({ actorType: "users", actorId: Number(req.get("x-user-id") ?? 1) });
-const pick = (user) => Object.fromEntries(FIELDS.map((f) => [f, user[f]]));
+const pick = (user) => Object.fromEntries(FIELDS.filter((f) => user[f] !== undefined).map((f) => [f, user[f]]));
 
 app.get("/api/users/:id", (req, res) => {
   const user = users.get(Number(req.params.id));
