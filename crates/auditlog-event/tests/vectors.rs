@@ -27,7 +27,10 @@ fn expand(value: Value) -> Value {
 
 #[test]
 fn every_shared_vector_gets_its_recorded_verdict_and_field() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdks/vectors/events.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../sdks/vectors/events.json"
+    );
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let vectors = doc["vectors"].as_array().unwrap();
     assert!(vectors.len() > 50, "the vectors file looks truncated");
