@@ -47,9 +47,9 @@ url="http://127.0.0.1:$http_port"
 
 results=()
 for kind in http amqp; do
-  results+=("$(cd sdks/node && node bench/emit.mjs "$kind" "$events" "$url" "$token" "$amqp_url" "$tag-ex")")
+  results+=("$(cd sdks/node && node bench/emit.mjs "$kind" "$events" "$url" "$token" "$amqp_url" "$tag-ex" "$tag-q")")
   for flavour in sync async; do
-    results+=("$(cd sdks/python && "../../$python" bench/emit.py "$flavour" "$kind" "$events" "$url" "$token" "$amqp_url" "$tag-ex")")
+    results+=("$(cd sdks/python && "../../$python" bench/emit.py "$flavour" "$kind" "$events" "$url" "$token" "$amqp_url" "$tag-ex" "$tag-q")")
   done
 done
 rust_embedded=$("$binary" bench ingest --events "$events" --producers 1 --json)

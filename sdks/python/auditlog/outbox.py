@@ -21,6 +21,7 @@ from typing import Any, Literal
 from .context import current_request_id
 from .event import AuditValidationError, DataEvent, dumps, validate
 from .ids import uuid7
+from .topology import AmqpTopology, QueueType
 from .transport import AmqpTransport, Backoff, HttpTransport, TokenSource, Transport
 
 log = logging.getLogger("auditlog")
@@ -93,7 +94,7 @@ class Outbox:
 class OutboxRelay:
     """Publishes staged events and deletes them. ``connect`` opens a connection of
     the relay's own (psycopg or PyMySQL, autocommit off); the transport is named
-    like the emitter's (``url`` + ``token``, or ``amqp_url``). ``after_publish``
+    like the emitter's (``url`` + ``token``, or ``amqp_url`` with the same RabbitMQ names). ``after_publish``
     is called between publishing a batch and deleting its rows (for tests of a
     crash there)."""
 
@@ -106,6 +107,10 @@ class OutboxRelay:
         token: TokenSource = None,
         amqp_url: str | None = None,
         exchange: str = "api-stream",
+        queue: str = "data-mutation-audits",
+        binding_key: str = "*.data.mutated",
+        dead_letter_queue: str = "data-mutation-audits.dead-letter",
+        queue_type: QueueType = "quorum",
         transport: Transport | None = None,
         batch: int = 1000,
         poll: float = 0.25,
@@ -115,7 +120,9 @@ class OutboxRelay:
         if transport is None:
             if bool(url) == bool(amqp_url):
                 raise TypeError("auditlog: give `url` (and `token`) for HTTP ingest or `amqp_url` for RabbitMQ")
-            transport = HttpTransport(url, token) if url else AmqpTransport(amqp_url or "", outbox.source, exchange)
+            transport = HttpTransport(url, token) if url else AmqpTransport(
+                amqp_url or "", outbox.source, topology=AmqpTopology(exchange, queue, binding_key, dead_letter_queue, queue_type)
+            )
         self.outbox, self._connect, self._transport = outbox, connect, transport
         self.batch, self.poll, self.publish_timeout, self.after_publish = max(1, batch), poll, publish_timeout, after_publish
         self._conn: Any = None
