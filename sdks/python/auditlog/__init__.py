@@ -25,7 +25,7 @@ from .event import (
     validate,
 )
 from .ids import uuid7
-from .outbox import Outbox, OutboxRelay
+from .outbox import AsyncOutboxRelay, Outbox, OutboxRelay
 from .spill import SpillInUse
 from .topology import DELIVERY_LIMIT, AmqpTopology, QueueType
 from .transport import (
@@ -37,7 +37,7 @@ from .transport import (
 )
 
 __all__ = [
-    "AmqpTopology", "AmqpTransport", "AsyncAmqpTransport", "AsyncEmitter", "AsyncHttpTransport", "AuditValidationError",
+    "AmqpTopology", "AmqpTransport", "AsyncAmqpTransport", "AsyncEmitter", "AsyncHttpTransport", "AsyncOutboxRelay", "AuditValidationError",
     "Change", "DELIVERY_LIMIT", "DataEvent", "Emitter", "EmitterStats", "HttpTransport", "MAX_EVENT_BYTES", "MAX_ID_CHARS",
     "MAX_LABEL_CHARS", "MAX_TYPE_CHARS", "Outbox", "OutboxRelay", "QueueType", "SpillInUse", "TransportError", "check",
     "current_request_id", "diff", "json_equal", "request_id", "set_request_id", "uuid7", "validate",
