@@ -83,9 +83,9 @@ export class AmqpTransport implements Transport {
   private readonly topology: AmqpTopology;
   private readonly exchange: string;
 
-  /** `topology` names the exchange and the auditor's queue, binding, dead-letter queue and queue type (defaults: {@link DEFAULT_TOPOLOGY}). */
-  constructor(private readonly url: string, topology: Partial<AmqpTopology>, source: string, private readonly log: Logger) {
-    this.topology = { ...DEFAULT_TOPOLOGY, ...definedOnly(topology) };
+  /** `topology` names the exchange (a string: the exchange alone) and the auditor's queue, binding, dead-letter queue and queue type (defaults: {@link DEFAULT_TOPOLOGY}). */
+  constructor(private readonly url: string, topology: string | Partial<AmqpTopology>, source: string, private readonly log: Logger) {
+    this.topology = { ...DEFAULT_TOPOLOGY, ...definedOnly(typeof topology === "string" ? { exchange: topology } : topology) };
     if (this.topology.queueType !== "quorum" && this.topology.queueType !== "classic") {
       throw new TypeError(`auditlog: queueType is "quorum" or "classic", not ${JSON.stringify(this.topology.queueType)}`);
     }
