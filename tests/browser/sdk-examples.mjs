@@ -231,6 +231,11 @@ async function checkWebsite(webUrl, app, user) {
     `the changed row shows ${JSON.stringify(change)}, expected only name "${user.first}" → "${user.renamed}"`);
   const createdFields = rows.find((r) => r.action === 'created').changes.map((c) => c.field).sort();
   check(createdFields.includes('name') && createdFields.includes('email'), `the created row shows the fields ${createdFields.join(', ')}`);
+  // The activity chart counts the same four (and has drawn its bars before the screenshot).
+  const chart = page.locator('#view-actor').getByTestId('activity-chart');
+  const charted = await poll(async () => ((await chart.locator('rect[data-testid="chart-bar"]').count()) > 0
+    ? chart.getAttribute('data-total') : null), PAGE_WAIT_MS);
+  check(charted === String(want.length), `the activity chart counts ${charted} events, expected ${want.length}`);
   const shot = join(shotDir, `${NAME}-${app.key}.png`);
   await page.screenshot({ path: shot, fullPage: true });
   log(`${app.label}: the website lists created, viewed, changed (name) and deleted on users/${user.id}; screenshot ${shot}`);
