@@ -26,6 +26,16 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   rm -rf "$work"
+  # The run's exchange and queues, off the broker.
+  "$python" - "$amqp_url" "$tag" <<'PY' 2>/dev/null || true
+import sys, pika
+connection = pika.BlockingConnection(pika.URLParameters(sys.argv[1]))
+channel = connection.channel()
+for queue in (f"{sys.argv[2]}-q", f"{sys.argv[2]}-q.dlq"):
+    channel.queue_delete(queue)
+channel.exchange_delete(f"{sys.argv[2]}-ex")
+connection.close()
+PY
 }
 trap cleanup EXIT
 
@@ -47,9 +57,9 @@ url="http://127.0.0.1:$http_port"
 
 results=()
 for kind in http amqp; do
-  results+=("$(cd sdks/node && node bench/emit.mjs "$kind" "$events" "$url" "$token" "$amqp_url" "$tag-ex")")
+  results+=("$(cd sdks/node && node bench/emit.mjs "$kind" "$events" "$url" "$token" "$amqp_url" "$tag-ex" "$tag-q")")
   for flavour in sync async; do
-    results+=("$(cd sdks/python && "../../$python" bench/emit.py "$flavour" "$kind" "$events" "$url" "$token" "$amqp_url" "$tag-ex")")
+    results+=("$(cd sdks/python && "../../$python" bench/emit.py "$flavour" "$kind" "$events" "$url" "$token" "$amqp_url" "$tag-ex" "$tag-q")")
   done
 done
 rust_embedded=$("$binary" bench ingest --events "$events" --producers 1 --json)

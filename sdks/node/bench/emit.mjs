@@ -1,13 +1,14 @@
 // emit() cost per call (p50/p99, ns) and delivered events/s for one transport.
-// Usage: node bench/emit.mjs <http|amqp> <events> <auditor url> <token> <amqp url> <exchange>
+// Usage: node bench/emit.mjs <http|amqp> <events> <auditor url> <token> <amqp url> <exchange> <queue>
+// (the queue a classic one, as the auditor of bench.sh declares it)
 import { createEmitter } from "../dist/index.js";
 
-const [kind, count, url, token, amqpUrl, exchange] = process.argv.slice(2);
+const [kind, count, url, token, amqpUrl, exchange, queue] = process.argv.slice(2);
 const n = Number(count);
 const spillDir = `${process.env.TMPDIR ?? "/tmp"}/auditlog-bench-node-${process.pid}`;
 const audit = createEmitter(kind === "http"
   ? { url, token, source: "benchnode", spillDir, handleSignals: false }
-  : { amqpUrl, exchange, source: "benchnode", spillDir, handleSignals: false });
+  : { amqpUrl, exchange, queue, deadLetterQueue: `${queue}.dlq`, queueType: "classic", source: "benchnode", spillDir, handleSignals: false });
 const costs = new Float64Array(n);
 const start = process.hrtime.bigint();
 for (let i = 0; i < n; i++) {

@@ -23,4 +23,5 @@ export { diff, jsonEqual, type DiffOptions } from "./diff.js";
 export { uuidv7 } from "./ids.js";
 export { withRequestId, currentRequestId, requestIdMiddleware } from "./context.js";
 export { HttpTransport, AmqpTransport, type Transport, type TransportOptions, type TokenSource } from "./transport.js";
+export { DEFAULT_TOPOLOGY, DELIVERY_LIMIT, type AmqpTopology, type QueueType } from "./topology.js";
 export { createOutbox, Outbox, OutboxRelay, type OutboxOptions, type RelayOptions, type Dialect } from "./outbox.js";

@@ -8,6 +8,8 @@
  * @module
  */
 
+import { DEFAULT_TOPOLOGY, declareAuditorTopology, type AmqpTopology, type QueueType } from "./topology.js";
+
 /** What carries batches of event lines (compact JSON, numbered) to the auditor. */
 export interface Transport {
   /** Resolves once the receiver is responsible for the batch; throws otherwise. */
@@ -78,7 +80,16 @@ export class AmqpTransport implements Transport {
   private readonly userId: string | undefined;
   private serial = 0;
 
-  constructor(private readonly url: string, private readonly exchange: string, source: string, private readonly log: Logger) {
+  private readonly topology: AmqpTopology;
+  private readonly exchange: string;
+
+  /** `topology` names the exchange (a string: the exchange alone) and the auditor's queue, binding, dead-letter queue and queue type (defaults: {@link DEFAULT_TOPOLOGY}). */
+  constructor(private readonly url: string, topology: string | Partial<AmqpTopology>, source: string, private readonly log: Logger) {
+    this.topology = { ...DEFAULT_TOPOLOGY, ...definedOnly(typeof topology === "string" ? { exchange: topology } : topology) };
+    if (this.topology.queueType !== "quorum" && this.topology.queueType !== "classic") {
+      throw new TypeError(`auditlog: queueType is "quorum" or "classic", not ${JSON.stringify(this.topology.queueType)}`);
+    }
+    this.exchange = this.topology.exchange;
     this.routingKey = `${source}.data.mutated`;
     this.userId = amqpUser(url);
   }
@@ -97,17 +108,8 @@ export class AmqpTransport implements Transport {
       if (this.connection === connection) this.connection = this.channel = null;
     });
     try {
-      // Adopt an existing exchange as it was declared; declare a missing one durable.
-      const probe = await connection.createChannel();
-      probe.on("error", () => {});
-      try {
-        await probe.checkExchange(this.exchange);
-        await probe.close().catch(() => {});
-      } catch {
-        const declare = await connection.createChannel();
-        await declare.assertExchange(this.exchange, "topic", { durable: true });
-        await declare.close().catch(() => {});
-      }
+      // The exchange, and the auditor's queue and binding, as the Rust publisher declares them.
+      await declareAuditorTopology(connection, this.topology);
       const channel = await connection.createConfirmChannel();
       channel.on("error", (err: Error) => this.log("auditlog: RabbitMQ channel error", err.message));
       channel.on("close", () => {
@@ -194,12 +196,27 @@ export interface TransportOptions {
   amqpUrl?: string;
   /** Topic exchange (default `api-stream`). */
   exchange?: string;
+  /** The auditor's queue, declared (with its binding) when missing so that nothing published before the auditor's first start is lost (default `data-mutation-audits`). */
+  queue?: string;
+  /** Binding of the auditor's queue to the exchange (default `*.data.mutated`). */
+  bindingKey?: string;
+  /** The auditor's dead-letter queue (default `data-mutation-audits.dead-letter`). */
+  deadLetterQueue?: string;
+  /** Type of the queues when they do not exist yet: `quorum` (default) or `classic`. An existing queue is used as it was declared. */
+  queueType?: QueueType;
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 export function makeTransport(options: TransportOptions, source: string, log: Logger): Transport {
   if (options.url && options.amqpUrl) throw new TypeError("auditlog: give either `url` (HTTP ingest) or `amqpUrl` (RabbitMQ), not both");
   if (options.url) return new HttpTransport(options.url, options.token, log);
-  if (options.amqpUrl) return new AmqpTransport(options.amqpUrl, options.exchange ?? "api-stream", source, log);
+  if (options.amqpUrl) {
+    const { exchange, queue, bindingKey, deadLetterQueue, queueType } = options;
+    return new AmqpTransport(options.amqpUrl, { exchange, queue, bindingKey, deadLetterQueue, queueType }, source, log);
+  }
   throw new TypeError("auditlog: give `url` (and `token`) for HTTP ingest or `amqpUrl` for RabbitMQ");
 }
 

@@ -5,7 +5,7 @@ import test from "node:test";
 
 import { createEmitter } from "../dist/index.js";
 import {
-  AMQP_URL, cleanup, dropAmqp, countByActor, freePort, startAuditor, tempDir, token, unique, waitForProducer,
+  amqpOptions, cleanup, dropAmqp, countByActor, freePort, startAuditor, tempDir, token, unique, waitForProducer,
 } from "./harness.mjs";
 
 const EVENTS = 20_000;
@@ -28,7 +28,7 @@ for (const transport of ["http", "amqp"]) {
       const actorId = unique(transport);
       const options = transport === "http"
         ? { url: auditor.url, token: token(dataDir, "sdk-node", "service") }
-        : { amqpUrl: AMQP_URL, exchange: amqp.exchange };
+        : amqpOptions(amqp);
       const audit = createEmitter({ ...options, source: "sdknode", spillDir: `${dataDir}/spill`, handleSignals: false });
       await emitAll(audit, actorId);
       await audit.close();

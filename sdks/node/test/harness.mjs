@@ -37,12 +37,12 @@ export function unique(label) {
   return `${label}_${process.pid}_${Date.now().toString(36)}`;
 }
 
-/** `auditlog auditor` on `port`; with `amqp`, consuming its own exchange and queue. */
+/** `auditlog auditor` on `port`; with `amqp` (`exchange`, `queue`, optional `queueType`, default classic), consuming its own exchange and queue. */
 export async function startAuditor({ dataDir, port, amqp }) {
   const args = ["auditor", "--auditor-addr", `127.0.0.1:${port}`, "--data-dir", dataDir];
   if (amqp) {
     args.push("--amqp-url", AMQP_URL, "--amqp-exchange", amqp.exchange, "--amqp-queue", amqp.queue,
-      "--amqp-dead-letter-queue", `${amqp.queue}.dead-letter`, "--amqp-queue-type", "classic");
+      "--amqp-dead-letter-queue", `${amqp.queue}.dead-letter`, "--amqp-queue-type", amqp.queueType ?? "classic");
   }
   const child = spawn(BIN, args, {
     env: { ...process.env, AUDITLOG_LOG: "warn,lapin::channel=off", AUDITLOG_LOG_FORMAT: "human" },
@@ -113,6 +113,17 @@ export async function waitForProducer(auditorUrl, adminToken, producerId, n, tim
 
 export function cleanup(dir) {
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** Emitter options publishing to a test's own exchange and queue (`amqp` as for startAuditor). */
+export function amqpOptions(amqp) {
+  return {
+    amqpUrl: AMQP_URL,
+    exchange: amqp.exchange,
+    queue: amqp.queue,
+    deadLetterQueue: `${amqp.queue}.dead-letter`,
+    queueType: amqp.queueType ?? "classic",
+  };
 }
 
 /** Deletes a test's exchange and queues from RabbitMQ. */

@@ -25,8 +25,9 @@ from .event import (
     validate,
 )
 from .ids import uuid7
-from .outbox import Outbox, OutboxRelay
+from .outbox import AsyncOutboxRelay, Outbox, OutboxRelay
 from .spill import SpillInUse
+from .topology import DELIVERY_LIMIT, AmqpTopology, QueueType
 from .transport import (
     AmqpTransport,
     AsyncAmqpTransport,
@@ -36,9 +37,9 @@ from .transport import (
 )
 
 __all__ = [
-    "AmqpTransport", "AsyncAmqpTransport", "AsyncEmitter", "AsyncHttpTransport", "AuditValidationError",
-    "Change", "DataEvent", "Emitter", "EmitterStats", "HttpTransport", "MAX_EVENT_BYTES", "MAX_ID_CHARS",
-    "MAX_LABEL_CHARS", "MAX_TYPE_CHARS", "Outbox", "OutboxRelay", "SpillInUse", "TransportError", "check",
+    "AmqpTopology", "AmqpTransport", "AsyncAmqpTransport", "AsyncEmitter", "AsyncHttpTransport", "AsyncOutboxRelay", "AuditValidationError",
+    "Change", "DELIVERY_LIMIT", "DataEvent", "Emitter", "EmitterStats", "HttpTransport", "MAX_EVENT_BYTES", "MAX_ID_CHARS",
+    "MAX_LABEL_CHARS", "MAX_TYPE_CHARS", "Outbox", "OutboxRelay", "QueueType", "SpillInUse", "TransportError", "check",
     "current_request_id", "diff", "json_equal", "request_id", "set_request_id", "uuid7", "validate",
 ]
 __version__ = "0.1.0"

@@ -25,6 +25,7 @@ from .context import current_request_id
 from .event import AuditValidationError, DataEvent, dumps, validate
 from .ids import uuid7
 from .spill import Spill
+from .topology import AmqpTopology, QueueType
 from .transport import (
     AmqpTransport,
     AsyncAmqpTransport,
@@ -217,8 +218,14 @@ class Emitter:
     ``spill_dir`` (``.auditlog-spill/<source>`` in the working directory; ``False``
     for none; one process per directory), ``shutdown_grace`` (10 s),
     ``publish_timeout`` (30 s), ``producer_id`` (``<source>/<UUIDv7>``),
-    ``exchange`` (``api-stream``), ``handle_signals`` (True: close on SIGTERM and
-    at interpreter exit), ``transport`` (one of your own).
+    ``handle_signals`` (True: close on SIGTERM and at interpreter exit),
+    ``transport`` (one of your own). RabbitMQ names, as the Rust publisher's:
+    ``exchange`` (``api-stream``), and the auditor's ``queue``
+    (``data-mutation-audits``), ``binding_key`` (``*.data.mutated``),
+    ``dead_letter_queue`` (``data-mutation-audits.dead-letter``) and
+    ``queue_type`` of queues declared when missing (``quorum`` or ``classic``):
+    the emitter declares the queue and binding, so that events emitted before
+    any auditor ever ran wait in the queue; what exists is used as declared.
     """
 
     def __init__(
@@ -229,6 +236,10 @@ class Emitter:
         token: TokenSource = None,
         amqp_url: str | None = None,
         exchange: str = "api-stream",
+        queue: str = "data-mutation-audits",
+        binding_key: str = "*.data.mutated",
+        dead_letter_queue: str = "data-mutation-audits.dead-letter",
+        queue_type: QueueType = "quorum",
         transport: Transport | None = None,
         handle_signals: bool = True,
         **tuning: Any,
@@ -236,7 +247,9 @@ class Emitter:
         if transport is None:
             if bool(url) == bool(amqp_url):
                 raise TypeError("auditlog: give `url` (and `token`) for HTTP ingest or `amqp_url` for RabbitMQ")
-            transport = HttpTransport(url, token) if url else AmqpTransport(amqp_url or "", source, exchange)
+            transport = HttpTransport(url, token) if url else AmqpTransport(
+                amqp_url or "", source, topology=AmqpTopology(exchange, queue, binding_key, dead_letter_queue, queue_type)
+            )
         self._transport = transport
         self._core = _Core(source, **_defaults(tuning))
         self._bell = threading.Event()
@@ -397,13 +410,19 @@ class AsyncEmitter:
         token: TokenSource = None,
         amqp_url: str | None = None,
         exchange: str = "api-stream",
+        queue: str = "data-mutation-audits",
+        binding_key: str = "*.data.mutated",
+        dead_letter_queue: str = "data-mutation-audits.dead-letter",
+        queue_type: QueueType = "quorum",
         transport: AsyncTransport | None = None,
         **tuning: Any,
     ) -> None:
         if transport is None:
             if bool(url) == bool(amqp_url):
                 raise TypeError("auditlog: give `url` (and `token`) for HTTP ingest or `amqp_url` for RabbitMQ")
-            transport = AsyncHttpTransport(url, token) if url else AsyncAmqpTransport(amqp_url or "", source, exchange)
+            transport = AsyncHttpTransport(url, token) if url else AsyncAmqpTransport(
+                amqp_url or "", source, topology=AmqpTopology(exchange, queue, binding_key, dead_letter_queue, queue_type)
+            )
         self._transport = transport
         self._core = _Core(source, **_defaults(tuning))
         self._bell = asyncio.Event()

@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
+from .topology import AmqpTopology, declare_aio_pika, declare_pika
+
 log = logging.getLogger("auditlog")
 
 TokenSource = str | Callable[[], str] | None
@@ -98,14 +100,19 @@ def routing_key(source: str) -> str:
 
 
 class AmqpTransport:
-    """Publishes to RabbitMQ with ``pika`` (install ``auditlog[amqp]``)."""
+    """Publishes to RabbitMQ with ``pika`` (install ``auditlog[amqp]``). On
+    connecting it declares the exchange and the auditor's queue and binding as
+    the Rust publisher does (``topology``, default :class:`AmqpTopology`; an
+    existing exchange or queue is adopted as it was declared), so that events
+    published before any auditor ever ran wait in the queue."""
 
-    def __init__(self, url: str, source: str, exchange: str = "api-stream") -> None:
+    def __init__(self, url: str, source: str, exchange: str = "api-stream", topology: AmqpTopology | None = None) -> None:
         try:
             import pika  # noqa: F401
         except ImportError as err:  # pragma: no cover
             raise ImportError("the RabbitMQ transport needs pika: pip install 'auditlog[amqp]'") from err
-        self.url, self.exchange, self.routing_key = url, exchange, routing_key(source)
+        self.topology = topology or AmqpTopology(exchange=exchange)
+        self.url, self.exchange, self.routing_key = url, self.topology.exchange, routing_key(source)
         self.user = amqp_user(url)
         self._connection: Any = None
         self._channel: Any = None
@@ -117,13 +124,7 @@ class AmqpTransport:
         params.client_properties = {"connection_name": "auditlog python producer"}
         connection = pika.BlockingConnection(params)
         try:
-            probe = connection.channel()
-            try:
-                probe.exchange_declare(self.exchange, exchange_type="topic", passive=True)
-                probe.close()
-            except pika.exceptions.ChannelClosedByBroker:
-                # Missing: declare it durable. (An existing one is adopted as it is.)
-                connection.channel().exchange_declare(self.exchange, exchange_type="topic", durable=True)
+            declare_pika(connection, self.topology)
             channel = connection.channel()
             channel.confirm_delivery()
         except Exception:
@@ -165,14 +166,16 @@ class AmqpTransport:
 
 
 class AsyncAmqpTransport:
-    """Publishes to RabbitMQ with ``aio-pika`` (install ``auditlog[amqp]``)."""
+    """Publishes to RabbitMQ with ``aio-pika`` (install ``auditlog[amqp]``),
+    declaring what :class:`AmqpTransport` declares."""
 
-    def __init__(self, url: str, source: str, exchange: str = "api-stream") -> None:
+    def __init__(self, url: str, source: str, exchange: str = "api-stream", topology: AmqpTopology | None = None) -> None:
         try:
             import aio_pika  # noqa: F401
         except ImportError as err:  # pragma: no cover
             raise ImportError("the asyncio RabbitMQ transport needs aio-pika: pip install 'auditlog[amqp]'") from err
-        self.url, self.exchange_name, self.routing_key = url, exchange, routing_key(source)
+        self.topology = topology or AmqpTopology(exchange=exchange)
+        self.url, self.exchange_name, self.routing_key = url, self.topology.exchange, routing_key(source)
         self.user = amqp_user(url)
         self._connection: Any = None
         self._exchange: Any = None
@@ -182,12 +185,7 @@ class AsyncAmqpTransport:
 
         connection = await aio_pika.connect(self.url, client_properties={"connection_name": "auditlog python producer"})
         try:
-            probe = await connection.channel()
-            try:
-                exchange = await probe.get_exchange(self.exchange_name, ensure=True)
-            except aio_pika.exceptions.ChannelClosed:
-                declare = await connection.channel()
-                await declare.declare_exchange(self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
+            await declare_aio_pika(connection, self.topology)
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             exchange = await channel.get_exchange(self.exchange_name, ensure=False)
         except Exception:

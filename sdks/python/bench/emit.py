@@ -1,6 +1,7 @@
 """emit() cost per call (p50/p99, ns) and delivered events/s, for one emitter and transport.
 
-Usage: python bench/emit.py <sync|async> <http|amqp> <events> <auditor url> <token> <amqp url> <exchange>"""
+Usage: python bench/emit.py <sync|async> <http|amqp> <events> <auditor url> <token> <amqp url> <exchange> <queue>
+(the queue a classic one, as the auditor of bench.sh declares it)"""
 
 import asyncio
 import json
@@ -11,10 +12,11 @@ import time
 
 from auditlog import AsyncEmitter, Emitter
 
-flavour, kind, count, url, token, amqp_url, exchange = sys.argv[1:]
+flavour, kind, count, url, token, amqp_url, exchange, queue = sys.argv[1:]
 n = int(count)
 spill = os.path.join(tempfile.gettempdir(), f"auditlog-bench-py-{os.getpid()}")
-opts = {"url": url, "token": token} if kind == "http" else {"amqp_url": amqp_url, "exchange": exchange}
+opts = {"url": url, "token": token} if kind == "http" else {
+    "amqp_url": amqp_url, "exchange": exchange, "queue": queue, "dead_letter_queue": f"{queue}.dlq", "queue_type": "classic"}
 costs = [0] * n
 clock = time.perf_counter_ns
 

@@ -49,7 +49,8 @@ class Auditor:
         args = [BIN, "auditor", "--auditor-addr", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir]
         if self.amqp:
             args += ["--amqp-url", AMQP_URL, "--amqp-exchange", self.amqp["exchange"], "--amqp-queue", self.amqp["queue"],
-                     "--amqp-dead-letter-queue", self.amqp["queue"] + ".dead-letter", "--amqp-queue-type", "classic"]
+                     "--amqp-dead-letter-queue", self.amqp["queue"] + ".dead-letter",
+                     "--amqp-queue-type", self.amqp.get("queue_type", "classic")]
         env = {**os.environ, "AUDITLOG_LOG": "warn,lapin::channel=off", "AUDITLOG_LOG_FORMAT": "human"}
         self.process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL)
         deadline = time.time() + 60
@@ -106,6 +107,24 @@ class Auditor:
         return self.get(f"/api/data-events?{q}")["meta"]["total"]
 
 
+def amqp_options(names: dict) -> dict:
+    """Emitter keywords publishing to a test's own exchange and queue (the auditor's names)."""
+    return {"amqp_url": AMQP_URL, "exchange": names["exchange"], "queue": names["queue"],
+            "dead_letter_queue": names["queue"] + ".dead-letter", "queue_type": names.get("queue_type", "classic")}
+
+
+def drop_amqp(names: dict) -> None:
+    """Deletes a test's exchange and queues from RabbitMQ."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    channel = connection.channel()
+    channel.queue_delete(names["queue"])
+    channel.queue_delete(names["queue"] + ".dead-letter")
+    channel.exchange_delete(names["exchange"])
+    connection.close()
+
+
 def summary(report: dict | None) -> tuple:
     return (report or {}).get("events"), (report or {}).get("lastSeq"), (report or {}).get("missing")
 
@@ -130,11 +149,4 @@ def amqp_auditor(data_dir):
     a = Auditor(data_dir, free_port(), amqp=names).start()
     yield a
     a.stop()
-    import pika
-
-    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    channel = connection.channel()
-    channel.queue_delete(names["queue"])
-    channel.queue_delete(names["queue"] + ".dead-letter")
-    channel.exchange_delete(names["exchange"])
-    connection.close()
+    drop_amqp(names)

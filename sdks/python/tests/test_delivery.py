@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from auditlog import AsyncEmitter, Emitter
-from conftest import AMQP_URL, summary, unique
+from conftest import amqp_options, summary, unique
 
 EVENTS = 20_000
 
@@ -16,7 +16,7 @@ EVENTS = 20_000
 def options(kind, auditor, data_dir):
     if kind == "http":
         return {"url": auditor.url, "token": auditor.token("sdk-py", "service")}
-    return {"amqp_url": AMQP_URL, "exchange": auditor.amqp["exchange"]}
+    return amqp_options(auditor.amqp)
 
 
 def check_stored(auditor, producer_id, actor_id):
