@@ -213,7 +213,7 @@ async fn a_time_bounded_query_reads_only_the_partitions_of_its_range() {
     // the values the store binds.
     let page = "SELECT id::text AS id, seq, timestamp, received_at, body FROM audit_events \
          WHERE 1 = 1 AND actor_type = $1 AND actor_id = $2 AND timestamp >= $3 \
-         AND timestamp < $4 ORDER BY timestamp DESC, id DESC LIMIT $5";
+         AND timestamp < $4 ORDER BY audit_events.timestamp DESC, audit_events.id DESC LIMIT $5";
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "PREPARE page (text, text, int8, int8, int8) AS {page}"
     )))
