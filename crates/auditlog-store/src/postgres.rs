@@ -1,5 +1,9 @@
 //! PostgreSQL backend: a pooled `PgPool`, one `UNNEST` insert per batch, the same
-//! queries as every other backend.
+//! queries as every other backend, on an `audit_events` table partitioned by month
+//! of the event's `timestamp` (`partitions.rs`: which months, when they are
+//! created, the DEFAULT partition), with each id claimed in `audit_event_ids` so
+//! that it is stored once across partitions. A store of an earlier release, whose
+//! table is not partitioned, is converted in place when it is opened.
 //!
 //! Writers do not take turns: several auditors insert into one database in
 //! parallel, each drawing `seq` values from the table's sequence as it inserts.
@@ -566,8 +570,11 @@ async fn create_events_table(tx: &mut PgConnection) -> Result<(), StoreError> {
 /// stay valid; the sequence goes on from where it was. Each month of the stored
 /// events within the window gets its partition before the copy, so the rows land
 /// where queries will look for them; the indexes are built after it, in one pass
-/// per partition. The rename takes an ACCESS EXCLUSIVE lock: other auditors wait
-/// for the conversion, which takes as long as copying the table once.
+/// per partition, and the new partitions analyzed: until autovacuum gets to them,
+/// a partition without statistics makes the planner guess, and it guesses
+/// parallel scans for lookups by id. The rename takes an ACCESS EXCLUSIVE lock:
+/// other auditors wait for the conversion, which takes as long as copying the
+/// table once.
 async fn partition_in_place(
     tx: &mut PgConnection,
     partitions: &Partitions,
@@ -605,7 +612,8 @@ async fn partition_in_place(
             ON CONFLICT (id) DO NOTHING;
         DROP TABLE audit_events_unpartitioned;
         SELECT setval('audit_events_seq_seq', m) FROM (SELECT MAX(seq) AS m FROM audit_events) x
-            WHERE m > (SELECT last_value FROM audit_events_seq_seq)"
+            WHERE m > (SELECT last_value FROM audit_events_seq_seq);
+        ANALYZE audit_events, audit_event_ids"
     );
     sqlx::raw_sql(AssertSqlSafe(copy))
         .execute(&mut *tx)
