@@ -85,7 +85,7 @@ pub(crate) async fn activity(
     query.until = Some(until);
     let query = authorise(&principal, query)?;
     let counts = state
-        .store
+        .query_store
         .activity(&query, bucket)
         .await
         .map_err(ApiError::internal)?;

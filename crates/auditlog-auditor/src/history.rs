@@ -125,7 +125,7 @@ async fn readable_target(
         },
     )?;
     let known = state
-        .store
+        .query_store
         .count(&mutations_of(&target))
         .await
         .map_err(ApiError::internal)?;
@@ -175,7 +175,7 @@ pub(crate) async fn state(
 ) -> Result<Response, ApiError> {
     let at = times(&params, &["at"])?[0].unwrap_or_else(now_ms);
     let target = readable_target(&state, &principal, object_type, id).await?;
-    let object = state_at(state.store.as_ref(), &target, at).await?;
+    let object = state_at(state.query_store.as_ref(), &target, at).await?;
     record_read(&state, &principal, COLLECTION, &read).await?;
     Ok(json_api(
         StatusCode::OK,
@@ -290,8 +290,8 @@ pub(crate) async fn diff(
     let from = times[0].ok_or_else(|| ApiError::bad_request("from (ms) is required"))?;
     let to = times[1].unwrap_or_else(now_ms);
     let target = readable_target(&state, &principal, object_type, id).await?;
-    let before = state_at(state.store.as_ref(), &target, from).await?;
-    let after = state_at(state.store.as_ref(), &target, to).await?;
+    let before = state_at(state.query_store.as_ref(), &target, from).await?;
+    let after = state_at(state.query_store.as_ref(), &target, to).await?;
     record_read(&state, &principal, COLLECTION, &read).await?;
     Ok(json_api(
         StatusCode::OK,

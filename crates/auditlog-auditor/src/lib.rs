@@ -55,7 +55,15 @@ pub const MAX_INGEST_BYTES: usize = 8 * 1024 * 1024;
 /// What every auditor handler needs.
 #[derive(Clone)]
 pub struct AuditorState {
+    /// The store: ingest, the sealer's work, the log's proofs and tiles, live
+    /// tails (which read up to the settled `seq`, known only on the primary),
+    /// rights checks and the record of reads all use it.
     pub store: Arc<dyn AuditStore>,
+    /// Where the query routes read events (lists, one event, exports, activity,
+    /// object history): [`AuditorState::store`] unless `--query-store-url` names
+    /// a read-only one, such as a streaming replica, so that reads do not compete
+    /// with ingest.
+    pub query_store: Arc<dyn AuditStore>,
     pub verifier: TokenVerifier,
     /// Becomes `true` when the service is stopping: open live tails end then, so
     /// that graceful shutdown does not wait for them.
@@ -88,6 +96,7 @@ impl AuditorState {
         let rights = Arc::new(rights::StoreRights::new(store.clone()));
         let store_for_intake = store.clone();
         AuditorState {
+            query_store: store.clone(),
             store,
             verifier: verifier.with_rights(rights),
             stopping,
@@ -103,6 +112,24 @@ impl AuditorState {
     /// away from their receipt.
     pub fn with_clock_skew_tolerance(mut self, tolerance: std::time::Duration) -> Self {
         self.clock_skew_tolerance = tolerance;
+        self
+    }
+
+    /// The same state reading the query routes' events from `store` (a read-only
+    /// store, see [`AuditorState::query_store`]); `/readyz` checks it too.
+    pub fn with_query_store(mut self, store: Arc<dyn AuditStore>) -> Self {
+        self.readiness = self.readiness.with_check(
+            "query store",
+            "check that the database of --query-store-url runs and accepts connections",
+            {
+                let store = store.clone();
+                move || {
+                    let store = store.clone();
+                    async move { store.ping().await.map_err(|e| e.to_string()) }
+                }
+            },
+        );
+        self.query_store = store;
         self
     }
 

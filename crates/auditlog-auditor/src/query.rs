@@ -178,7 +178,7 @@ async fn run(
     let query = authorise(principal, query)?;
     if let Some(format) = export::format(params, headers)? {
         record_read(state, principal, COLLECTION, read).await?;
-        return Ok(export::response(state.store.clone(), query, format));
+        return Ok(export::response(state.query_store.clone(), query, format));
     }
     let count = match params.get("count").map(String::as_str) {
         None | Some("false") => false,
@@ -186,14 +186,14 @@ async fn run(
         Some(_) => return Err(ApiError::bad_request("count must be true or false")),
     };
     let page = state
-        .store
+        .query_store
         .query(&query)
         .await
         .map_err(ApiError::internal)?;
     let total = if count {
         Some(
             state
-                .store
+                .query_store
                 .count(&query)
                 .await
                 .map_err(ApiError::internal)?,
@@ -262,7 +262,7 @@ pub(crate) async fn visible_event(
     let absent = || ApiError::not_found("there is no such event");
     let id = uuid::Uuid::try_parse(id).map_err(|_| absent())?;
     let stored = state
-        .store
+        .query_store
         .get(id)
         .await
         .map_err(ApiError::internal)?

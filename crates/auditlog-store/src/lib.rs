@@ -68,6 +68,9 @@ pub enum StoreError {
     /// The URL's scheme names no backend.
     #[error("the store URL `{0}` is not supported; use sqlite://PATH, postgres://… or mysql://…")]
     UnsupportedUrl(String),
+    /// A read-only store ([`open_read_only`]) was asked of an engine that has none.
+    #[error("a read-only store URL must be postgres://… or postgresql://…, not `{0}`")]
+    ReadOnlyUnsupported(String),
     /// The database cannot be reached now (down, unreachable, out of connections);
     /// trying again later may work.
     #[error("the store is unavailable: {0}")]
@@ -343,6 +346,18 @@ pub async fn open(url: &str) -> Result<Arc<dyn AuditStore>, StoreError> {
         Some(Engine::Sqlite) => Ok(Arc::new(SqliteStore::open(url).await?)),
         Some(Engine::Postgres) => Ok(Arc::new(PostgresStore::open(url).await?)),
         Some(Engine::MySql) => Ok(Arc::new(MySqlStore::open(url).await?)),
+        None => Err(StoreError::UnsupportedUrl(redact(url))),
+    }
+}
+
+/// Opens an existing store for reading only, changing nothing in its schema: what
+/// serves the auditor's query routes from a read-only role or a streaming replica
+/// (`--query-store-url`). Only PostgreSQL is supported; its every transaction is
+/// read-only, so a write through this store fails.
+pub async fn open_read_only(url: &str) -> Result<Arc<dyn AuditStore>, StoreError> {
+    match Engine::of_url(url) {
+        Some(Engine::Postgres) => Ok(Arc::new(PostgresStore::open_read_only(url).await?)),
+        Some(_) => Err(StoreError::ReadOnlyUnsupported(redact(url))),
         None => Err(StoreError::UnsupportedUrl(redact(url))),
     }
 }

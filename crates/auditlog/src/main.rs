@@ -581,6 +581,12 @@ struct AuditorArgs {
     /// Audit store; defaults to sqlite://DATA_DIR/audit.db.
     #[arg(long, env = "AUDITLOG_STORE_URL", hide_env_values = true, value_parser = config::database_url)]
     store_url: Option<String>,
+    /// A read-only PostgreSQL URL (a streaming replica, or a role with only
+    /// SELECT) the query routes read events from, so that reads do not compete
+    /// with ingest; ingest, sealing, proofs, live tails and the record of reads
+    /// stay on --store-url. Unset: queries use --store-url too.
+    #[arg(long, env = "AUDITLOG_QUERY_STORE_URL", hide_env_values = true, value_parser = config::database_url)]
+    query_store_url: Option<String>,
     #[command(flatten)]
     tokens: TokenArgs,
     #[command(flatten)]

@@ -324,6 +324,15 @@ pub async fn auditor(args: AuditorArgs) -> Result<()> {
     let (_, verifier) = keys(data_dir, &args.tokens)?;
     let edge = edge(&args.edge, 1)?;
     let store = open_store(data_dir, args.store_url.as_deref()).await?;
+    let query_store = match args.query_store_url.as_deref() {
+        Some(url) => Some(auditlog_store::open_read_only(url).await.with_context(|| {
+            format!(
+                "while opening the query store {}",
+                auditlog_store::redact(url)
+            )
+        })?),
+        None => None,
+    };
     let listener = bind(args.auditor_addr, "auditor").await?;
     let url = url_of(&listener)?;
     let (stop, stopped) = watch::channel(false);
@@ -354,6 +363,9 @@ pub async fn auditor(args: AuditorArgs) -> Result<()> {
         .with_metrics(metrics)
         .with_log_key(log_key)
         .with_clock_skew_tolerance(args.log.clock_skew_tolerance);
+    if let Some(query_store) = query_store {
+        state = state.with_query_store(query_store);
+    }
     state.readiness = consumer_check(state.readiness, consumer_status);
     state.readiness = auditlog_auditor::log::sealer_check(state.readiness, sealer_status);
     let router = edge_of(auditlog_auditor::router(state), &edge, "auditor");

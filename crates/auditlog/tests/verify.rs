@@ -374,3 +374,139 @@ async fn execute(url: &str, sql: &str) {
         sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
     }
 }
+
+/// `audit_events` exactly as the release before partitioning created it on
+/// PostgreSQL (a plain table, unique by id, the sequence a `BIGSERIAL`'s), for
+/// [`an_unpartitioned_postgres_store_is_partitioned_in_place_and_still_verifies`].
+const UNPARTITIONED_POSTGRES: &str = "
+    CREATE TABLE audit_events (
+        seq BIGSERIAL PRIMARY KEY,
+        id UUID NOT NULL UNIQUE,
+        action VARCHAR(16) NOT NULL,
+        timestamp BIGINT NOT NULL,
+        actor_type VARCHAR(64) NOT NULL,
+        actor_id VARCHAR(128) NOT NULL,
+        target_type VARCHAR(64) NOT NULL,
+        target_id VARCHAR(128) NOT NULL,
+        received_at BIGINT NOT NULL,
+        body TEXT NOT NULL,
+        producer_id VARCHAR(128),
+        producer_seq BIGINT
+    );
+    CREATE INDEX audit_events_actor_time
+        ON audit_events (actor_type, actor_id, timestamp DESC, id DESC);
+    CREATE INDEX audit_events_target_time
+        ON audit_events (target_type, target_id, timestamp DESC, id DESC);
+    CREATE INDEX audit_events_time ON audit_events (timestamp DESC, id DESC);
+    CREATE INDEX audit_events_producer ON audit_events (producer_id, producer_seq);";
+
+/// A store sealed and signed under the unpartitioned schema (rebuilt as that
+/// release had it: its rows moved into the old table, the new table and the id
+/// table dropped), spanning several months, one event in 1970 and one with a
+/// hole in `seq` below it. Opening it with this release converts it in place:
+/// `auditlog verify` then passes with the same rows, leaves and checkpoints, the
+/// rows sit in their months' partitions, and new events continue the sequence
+/// and the tree.
+#[tokio::test]
+async fn an_unpartitioned_postgres_store_is_partitioned_in_place_and_still_verifies() {
+    let db = testing::fresh_postgres_url().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = db.url().to_owned();
+    let month = 31 * 24 * 3_600 * 1_000_i64;
+    let now = auditlog_event::now_ms();
+    {
+        let store = auditlog_store::open(&url).await.unwrap();
+        let identity = LogIdentity::open(dir.path(), Some("test.example/log"), None).unwrap();
+        let mut sealer = Sealer::new(store.clone(), identity, SealerStatus::default());
+        for n in 0..12 {
+            let timestamp = if n == 0 { 5 } else { now - (n % 4) * month };
+            store.insert_batch(&[event(n, timestamp)]).await.unwrap();
+            if n == 6 {
+                // A rolled-back insert's hole, below sealed rows.
+                let seq = store.last_seq().await.unwrap();
+                execute(&url, &format!("DELETE FROM audit_events WHERE seq = {seq}")).await;
+            } else {
+                sealer.round().await.unwrap();
+            }
+        }
+    }
+    execute(
+        &url,
+        &format!(
+            "CREATE TABLE saved AS SELECT * FROM audit_events;
+            CREATE TABLE saved_seq AS SELECT last_value FROM audit_events_seq_seq;
+            DROP TABLE audit_events;
+            DROP TABLE audit_event_ids;
+            {UNPARTITIONED_POSTGRES}
+            INSERT INTO audit_events SELECT * FROM saved;
+            SELECT setval('audit_events_seq_seq', (SELECT last_value FROM saved_seq));
+            DROP TABLE saved;
+            DROP TABLE saved_seq;"
+        ),
+    )
+    .await;
+    let args = vec![
+        "verify".to_owned(),
+        "--data-dir".to_owned(),
+        dir.path().display().to_string(),
+        "--store-url".to_owned(),
+        url.clone(),
+        "--json".to_owned(),
+    ];
+
+    // `verify` opens the store, which converts it.
+    let output = verify(&args);
+
+    assert!(output.status.success(), "{}", describe(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (report["rows"].as_u64(), report["sealed"].as_u64()),
+        (Some(11), Some(11))
+    );
+    assert_eq!(report["checkpoints"].as_array().unwrap().len(), 11);
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let kind: String = sqlx::query_scalar(
+        "SELECT relkind::text FROM pg_class WHERE oid = 'audit_events'::regclass",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(kind, "p", "audit_events is partitioned now");
+    let placed: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT tableoid::regclass::text, count(*) FROM audit_events GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        placed[0],
+        ("audit_events_default".to_owned(), 1),
+        "the 1970 event"
+    );
+    assert!(
+        placed.len() >= 4,
+        "the months each have a partition: {placed:?}"
+    );
+    let ids: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_event_ids")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(ids, 11, "every stored id is claimed");
+
+    // The store goes on: the same id again (in another month) is a duplicate; a
+    // new event follows the last seq and is sealed onto the same tree.
+    let store = auditlog_store::open(&url).await.unwrap();
+    let before = stored(&*store).await;
+    // Stored in an earlier month; now again dated in another.
+    let mut again = event(3, now + 1);
+    again.id = before[3].id;
+    assert_eq!(store.insert_batch(&[again]).await.unwrap().inserted, 0);
+    store.insert_batch(&[event(50, now)]).await.unwrap();
+    let after = stored(&*store).await;
+    assert!(after.last().unwrap().seq > before.last().unwrap().seq);
+    let identity = LogIdentity::open(dir.path(), Some("test.example/log"), None).unwrap();
+    let mut sealer = Sealer::new(store.clone(), identity, SealerStatus::default());
+    assert_eq!(sealer.round().await.unwrap(), 12);
+    let output = verify(&args);
+    assert!(output.status.success(), "{}", describe(&output));
+}

@@ -92,8 +92,10 @@ where
             sql.push("))");
         }
         let page_size = query.page_size.clamp(1, EventQuery::MAX_PAGE_SIZE) as usize;
+        // Qualified, so that `id` is the column and not an output column a dialect
+        // selects as `id` (PostgreSQL's `id::text`), whose order no index keeps.
         sql.push(format!(
-            " ORDER BY timestamp {direction}, id {direction} LIMIT "
+            " ORDER BY audit_events.timestamp {direction}, audit_events.id {direction} LIMIT "
         ))
         .push_bind(page_size as i64 + 1);
         (sql, page_size)
