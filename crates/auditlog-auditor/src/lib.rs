@@ -12,6 +12,7 @@ pub mod commit;
 pub mod consumer;
 mod export;
 pub mod filters;
+pub mod group_commit;
 mod history;
 mod ingest;
 pub mod intake;
@@ -77,6 +78,9 @@ pub struct AuditorState {
     pub log_key: Option<String>,
     /// What HTTP ingest checks each event against, and the receipt it records.
     pub intake: Arc<intake::Intake>,
+    /// The writer that commits the `audit.read` events of many reads at once;
+    /// each read is answered once the commit holding its event is durable.
+    pub read_commits: group_commit::ReadCommits,
     /// How far an event's own timestamp may be from the auditor's receipt
     /// before answers flag it (`meta.clockSkewed`): producers' clocks are
     /// trusted only this far.
@@ -95,6 +99,7 @@ impl AuditorState {
         // so that a demoted or deleted user's token stops working here too.
         let rights = Arc::new(rights::StoreRights::new(store.clone()));
         let store_for_intake = store.clone();
+        let read_commits = group_commit::ReadCommits::new(store.clone());
         AuditorState {
             query_store: store.clone(),
             store,
@@ -104,6 +109,7 @@ impl AuditorState {
             readiness,
             log_key: None,
             intake: Arc::new(intake::Intake::new(store_for_intake)),
+            read_commits,
             clock_skew_tolerance: DEFAULT_CLOCK_SKEW_TOLERANCE,
         }
     }

@@ -57,8 +57,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ReadRequest {
 /// Records that `principal` read the audit log: one `viewed` event on
 /// `data-events/<target_id>` with the path and query string in `meta` and the
 /// request's id as `requestId`, stored directly (not through a transport, so
-/// never lost on the way). It runs after the read succeeded and before its
-/// answer is sent: a read that cannot be recorded is not answered (503).
+/// never lost on the way) in a commit shared with the other reads waiting then
+/// ([`crate::group_commit::ReadCommits`]). It runs after the read succeeded and
+/// returns once that commit is durable, before the answer is sent: a read that
+/// cannot be recorded is not answered (503).
 pub(crate) async fn record_read(
     state: &AuditorState,
     principal: &Principal,
@@ -97,8 +99,11 @@ pub(crate) async fn record_read(
     }
     event.meta = Some(meta);
     let event = event.received(AUDITOR_PRINCIPAL, "auditor");
-    crate::commit::insert_measured(&*state.store, &[event], crate::commit::Via::Auditor)
+    // Committed with the events of the other reads waiting now, and answered
+    // only once that commit is durable (see `group_commit`).
+    state
+        .read_commits
+        .commit(event)
         .await
-        .map_err(|e| ApiError::unavailable(format!("the read could not be recorded: {e}")))?;
-    Ok(())
+        .map_err(|e| ApiError::unavailable(format!("the read could not be recorded: {e}")))
 }

@@ -1,6 +1,6 @@
 //! The benchmark harness behind `auditlog bench`: end-to-end ingest through the
 //! real transports and stores ([`ingest`]), query latency as the store grows
-//! ([`query`]) with the log's proofs and sealing, and the primary API's throughput with auditing on and off
+//! ([`query`]) with the log's proofs and sealing, and over HTTP ([`query_http`]), and the primary API's throughput with auditing on and off
 //! ([`api`]). Each prints a table, or one stable JSON object with `--json`.
 //!
 //! Being an operator tool at the binary's edge, it reports errors with `anyhow`.
@@ -12,6 +12,7 @@ pub mod ingest;
 mod lag;
 pub mod proxy;
 pub mod query;
+pub mod query_http;
 pub mod stats;
 mod workload;
 

@@ -7,6 +7,11 @@
 //! (the catch-up rate of a sealer behind a large backlog) and signs it; the log's
 //! proofs are then timed at that size as the auditor's routes make them from the
 //! store, and each proof is checked against the signed checkpoint.
+//!
+//! With `--http` ([`crate::query_http`]) the same shapes are then asked over HTTP,
+//! of the auditor and through the primary API's proxy, at the largest size only:
+//! every read adds its `audit.read` event, so a store measured over HTTP is no
+//! longer the size the next step would load to.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -34,6 +39,8 @@ pub struct QueryOptions {
     /// Queries per shape and size.
     pub samples: usize,
     pub progress: bool,
+    /// The shapes over HTTP too, at the largest size.
+    pub http: Option<crate::query_http::HttpOptions>,
 }
 
 /// Latency of one query shape, in milliseconds.
@@ -83,6 +90,9 @@ pub struct QueryReport {
     /// cursors; each shape's [`ShapeLatency::page`] says which page it reached.
     pub deep_page: usize,
     pub steps: Vec<QueryStep>,
+    /// The shapes over HTTP at the largest size (`--http`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<crate::query_http::HttpReport>,
 }
 
 const ACTORS: u64 = 10_000;
@@ -156,7 +166,27 @@ pub async fn run(options: QueryOptions) -> Result<QueryReport> {
             shapes,
         });
     }
+    let http = match &options.http {
+        Some(http) => {
+            // A generator of its own, so the store-only figures stay those of runs
+            // without --http.
+            let shapes = http_shapes(&*store, &mut Rng(0x6a09_e667_f3bc_c908), largest).await?;
+            Some(
+                crate::query_http::run(
+                    http,
+                    &*store,
+                    scratch.path(),
+                    &store_url,
+                    &shapes,
+                    options.progress,
+                )
+                .await?,
+            )
+        }
+        None => None,
+    };
     Ok(QueryReport {
+        http,
         store: store_url
             .split_once(':')
             .map(|(scheme, _)| scheme.to_owned())
@@ -232,14 +262,7 @@ async fn measure(
     largest: u64,
 ) -> Result<BTreeMap<String, ShapeLatency>> {
     let mut shapes = BTreeMap::new();
-    let shape_queries: [(&str, MakeQuery, bool); 5] = [
-        ("actor_first_page", |rng, _| by_actor(rng), false),
-        ("actor_deep_page", |rng, _| hot_actor(rng), true),
-        ("target_first_page", |rng, _| on_target(rng), false),
-        ("target_deep_page", |rng, _| hot_target(rng), true),
-        ("actor_range_first_page", actor_in_range, false),
-    ];
-    for (name, make, deep) in shape_queries {
+    for (name, make, deep) in SHAPES {
         let mut micros = Vec::with_capacity(samples);
         let mut page = if deep { DEEP_PAGE } else { 1 };
         for _ in 0..samples {
@@ -255,6 +278,28 @@ async fn measure(
             micros.push(started.elapsed().as_micros() as u64);
         }
         shapes.insert(name.to_owned(), latency(micros, Some(page)));
+    }
+    Ok(shapes)
+}
+
+/// The request paths of every shape, as [`measure`] makes its queries (the deep
+/// pages' cursors found by walking the store).
+async fn http_shapes(
+    store: &dyn AuditStore,
+    rng: &mut Rng,
+    largest: u64,
+) -> Result<Vec<crate::query_http::ShapePaths>> {
+    let mut shapes = Vec::new();
+    for (name, make, deep) in SHAPES {
+        let mut paths = Vec::with_capacity(crate::query_http::PATHS_PER_SHAPE);
+        for _ in 0..crate::query_http::PATHS_PER_SHAPE {
+            let mut query = make(rng, largest);
+            if deep {
+                (query, _) = walk_to(store, query, DEEP_PAGE).await?;
+            }
+            paths.push(crate::query_http::path_of(&query)?);
+        }
+        shapes.push(crate::query_http::ShapePaths { name, paths });
     }
     Ok(shapes)
 }
@@ -388,6 +433,16 @@ async fn walk_to(
 
 /// Builds one sample query of a shape.
 type MakeQuery = fn(&mut Rng, u64) -> EventQuery;
+
+/// The query shapes: name, how a sample is made, and whether it is timed at
+/// [`DEEP_PAGE`] rather than on the first page.
+const SHAPES: [(&str, MakeQuery, bool); 5] = [
+    ("actor_first_page", |rng, _| by_actor(rng), false),
+    ("actor_deep_page", |rng, _| hot_actor(rng), true),
+    ("target_first_page", |rng, _| on_target(rng), false),
+    ("target_deep_page", |rng, _| hot_target(rng), true),
+    ("actor_range_first_page", actor_in_range, false),
+];
 
 fn page() -> EventQuery {
     EventQuery {
@@ -524,6 +579,14 @@ impl QueryReport {
                 cell(PROOF_SHAPES[1])
             ));
         }
+        if let Some(http) = &self.http {
+            let last = self.steps.last();
+            out.push_str(&http.table(&|shape| {
+                last.and_then(|step| step.shapes.get(shape))
+                    .map(|s| format!("{:.2} / {:.2}", s.p50_ms, s.p99_ms))
+                    .unwrap_or_default()
+            }));
+        }
         out
     }
 }
@@ -538,6 +601,7 @@ mod tests {
             store_url: None,
             samples: 3,
             progress: false,
+            http: None,
         }
     }
 

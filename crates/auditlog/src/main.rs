@@ -158,6 +158,7 @@ enum Command {
         after_help = "Examples:
   auditlog bench ingest --events 1000000
   auditlog bench query --events 100000,1000000
+  auditlog bench query --events 1000000 --http
   auditlog bench api --duration 10 --connections 32"
     )]
     Bench(BenchCommand),
@@ -245,9 +246,11 @@ enum BenchCommand {
   auditlog bench ingest --auditors 1,2,3 --events 200000 --amqp-url amqp://guest:guest@127.0.0.1:5672/%2f --store-url postgres://postgres@127.0.0.1/bench")]
     Ingest(BenchIngestArgs),
     /// Load events over many actors and targets and measure query latency at each
-    /// of the given store sizes.
-    ///
-    /// Example: auditlog bench query --events 100000,1000000,10000000
+    /// of the given store sizes; with --http, over HTTP too (the auditor and the
+    /// primary API's proxy, at 1, 4 and 16 clients).
+    #[command(after_help = "Examples:
+  auditlog bench query --events 100000,1000000,10000000
+  auditlog bench query --events 1000000 --http --http-clients 1,4,16")]
     Query(BenchQueryArgs),
     /// Drive GET /api/users/1 with auditing off and on (and over RabbitMQ, up and
     /// down, with --amqp-url); report throughput, latency and their ratio.
@@ -307,6 +310,28 @@ struct BenchQueryArgs {
     /// Queries per shape and size.
     #[arg(long, default_value_t = 500)]
     samples: usize,
+    /// Also ask the shapes over HTTP at the largest size: of the auditor
+    /// (`auditlog auditor`) and through the primary API's proxy (`auditlog api`),
+    /// each a process of its own on the run's store, and check that every
+    /// answered read was recorded.
+    #[arg(long)]
+    http: bool,
+    /// Concurrent HTTP clients (keep-alive connections), each number measured in
+    /// turn.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,4,16",
+        requires = "http"
+    )]
+    http_clients: Vec<usize>,
+    /// Seconds measured per HTTP cell (service × shape × clients).
+    #[arg(long, default_value_t = 3, requires = "http")]
+    http_duration: u64,
+    /// The `auditlog` binary the HTTP services run as (this one by default): an
+    /// older build measured under this run's load.
+    #[arg(long, requires = "http")]
+    server_binary: Option<std::path::PathBuf>,
     #[arg(long)]
     json: bool,
 }

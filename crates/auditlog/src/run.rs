@@ -503,6 +503,11 @@ pub async fn bench(command: BenchCommand) -> Result<()> {
                 store_url: args.store_url,
                 samples: args.samples,
                 progress: !args.json,
+                http: args.http.then(|| auditlog_bench::query_http::HttpOptions {
+                    clients: args.http_clients,
+                    duration: Duration::from_secs(args.http_duration.max(1)),
+                    server_binary: args.server_binary,
+                }),
             })
             .await?;
             print(&report, args.json, report.table())?;

@@ -1,6 +1,8 @@
-//! `auditlog bench api` as a person runs it: both configurations are measured
-//! against real `auditlog up` processes, the audited one reports when the last
-//! event its load caused was stored, and each reports where its CPU time went.
+//! `auditlog bench api` and `bench query --http` as a person runs them. `bench
+//! api` measures both configurations against real `auditlog up` processes, the
+//! audited one reports when the last event its load caused was stored, and each
+//! reports where its CPU time went; `bench query --http` asks every shape of real
+//! `auditlog auditor` and `auditlog api` processes and counts the reads recorded.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -126,4 +128,49 @@ fn bench_ingest_refuses_single_event_messages_without_rabbitmq() {
         stderr.contains("--message-format single needs --amqp-url"),
         "{stderr}"
     );
+}
+
+#[test]
+fn bench_query_http_asks_every_shape_of_the_auditor_and_the_proxy_and_counts_every_read_recorded() {
+    let output = Command::new(common::binary())
+        .args([
+            "bench",
+            "query",
+            "--events",
+            "2000",
+            "--samples",
+            "5",
+            "--http",
+            "--http-clients",
+            "1,2",
+            "--http-duration",
+            "1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let http = &report["http"];
+    let cells = http["cells"].as_array().unwrap();
+
+    // 2 services × 5 shapes × 2 numbers of clients, each with answers.
+    assert_eq!(cells.len(), 20, "{http}");
+    for via in ["auditor", "proxy"] {
+        for clients in [1, 2] {
+            let shapes = cells
+                .iter()
+                .filter(|c| c["via"] == via && c["clients"] == clients)
+                .count();
+            assert_eq!(shapes, 5, "{via} at {clients} clients: {http}");
+        }
+    }
+    for cell in cells {
+        assert!(cell["requests"].as_u64().unwrap() > 0, "{cell}");
+        assert_eq!(cell["errors"], 0, "{cell}");
+    }
+    let answered = http["answered_reads"].as_u64().unwrap();
+    assert!(answered > 0);
+    assert_eq!(http["recorded_reads"].as_u64().unwrap(), answered, "{http}");
 }

@@ -3,7 +3,8 @@
 //! connections cut, the store unavailable, the primary API killed mid-burst and
 //! with a spill backlog, the broker gone for a minute under load, and RabbitMQ
 //! itself restarted (a node of the test's own), and three auditors sharing one
-//! queue and one store while their sealer is killed. Each test checks exact
+//! queue and one store while their sealer is killed; audited reads refused when
+//! their record cannot be committed, and killed mid-burst. Each test checks exact
 //! counts by event id, and is bounded in time.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
@@ -30,6 +31,7 @@ mod auditors;
 mod broker;
 mod primary_api;
 mod private_broker;
+mod reads;
 
 use private_broker::{PrivateBroker, signal};
 
