@@ -602,9 +602,10 @@ mod tests {
         );
     }
 
-    /// `EXPLAIN QUERY PLAN` of the store's own first-page query for `side` (`actor`
-    /// or `target`), its parameters bound in the order the query builder pushed them.
-    async fn plan_of_first_page(store: &SqliteStore, side: &str) -> String {
+    /// `EXPLAIN QUERY PLAN` of the store's own page query for `side` (`actor` or
+    /// `target`), after `cursor` if given, its parameters bound in the order the
+    /// query builder pushed them.
+    async fn plan_of_page(store: &SqliteStore, side: &str, cursor: Option<i64>) -> String {
         let users = auditlog_event::ObjectType::parse("actorType", "users").unwrap();
         let object = crate::ObjectKey {
             object_type: users,
@@ -616,12 +617,26 @@ mod tests {
         } else {
             query.target = Some(object.clone());
         }
+        let cursor_id = uuid::Uuid::now_v7();
+        query.after = cursor.map(|timestamp| crate::Cursor {
+            timestamp,
+            id: cursor_id,
+            order: crate::Order::NewestFirst,
+        });
         let (page, size) = DIALECT.page_query(&query);
         let explain = format!("EXPLAIN QUERY PLAN {}", page.sql().as_str());
-        let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(AssertSqlSafe(explain))
+        let mut statement = sqlx::query_as(AssertSqlSafe(explain))
             .bind(object_key("users", "7"))
             .bind("users")
-            .bind("7")
+            .bind("7");
+        if let Some(timestamp) = cursor {
+            statement = statement
+                .bind(timestamp)
+                .bind(timestamp)
+                .bind(timestamp)
+                .bind(cursor_id.as_bytes().to_vec());
+        }
+        let rows: Vec<(i64, i64, i64, String)> = statement
             .bind(size as i64 + 1)
             .fetch_all(&store.readers)
             .await
@@ -633,15 +648,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn first_pages_by_actor_and_target_are_read_from_the_object_key_indexes() {
+    async fn pages_by_actor_and_target_are_read_from_the_object_key_indexes() {
         let dir = std::env::temp_dir().join(format!("auditlog-plan-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).unwrap();
         let store = SqliteStore::open(&format!("sqlite://{}", dir.join("a.db").display()))
             .await
             .unwrap();
 
-        let by_actor = plan_of_first_page(&store, "actor").await;
-        let by_target = plan_of_first_page(&store, "target").await;
+        let by_actor = plan_of_page(&store, "actor", None).await;
+        let by_target = plan_of_page(&store, "target", None).await;
+        let deeper_by_actor = plan_of_page(&store, "actor", Some(1_700_000_000_000)).await;
+        let deeper_by_target = plan_of_page(&store, "target", Some(1_700_000_000_000)).await;
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
 
@@ -653,9 +670,19 @@ mod tests {
             by_target.contains("USING INDEX audit_events_target_key (target_key=?)"),
             "{by_target}"
         );
+        // A later page starts at the cursor's time in the index, not at the
+        // object's newest event (the index has no id to skip the newer ones by).
+        assert!(
+            deeper_by_actor.contains("(actor_key=? AND timestamp<?)"),
+            "{deeper_by_actor}"
+        );
+        assert!(
+            deeper_by_target.contains("(target_key=? AND timestamp<?)"),
+            "{deeper_by_target}"
+        );
         // Newest first straight from the index: only ties of one millisecond are
         // sorted, not the object's whole history.
-        for plan in [&by_actor, &by_target] {
+        for plan in [&by_actor, &by_target, &deeper_by_actor, &deeper_by_target] {
             assert!(plan.contains("FOR LAST TERM OF ORDER BY"), "{plan}");
             assert!(!plan.contains("FOR ORDER BY"), "{plan}");
         }

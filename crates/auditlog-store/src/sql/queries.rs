@@ -83,7 +83,12 @@ where
             // (timestamp, id) order; the id breaks ties between equal timestamps.
             // Events stored meanwhile land before the cursor (newer, newest first) or
             // after the rows already read (oldest first), never among them.
-            sql.push(format!(" AND (timestamp {beyond} "))
+            // The first bound is implied by the second and is there for the index:
+            // it lets the scan start at the cursor's time instead of walking (and,
+            // where the index lacks the id, fetching the row of) every newer entry.
+            sql.push(format!(" AND timestamp {beyond}= "))
+                .push_bind(after.timestamp)
+                .push(format!(" AND (timestamp {beyond} "))
                 .push_bind(after.timestamp)
                 .push(" OR (timestamp = ")
                 .push_bind(after.timestamp)
