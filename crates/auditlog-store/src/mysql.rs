@@ -364,7 +364,7 @@ impl AuditStore for MySqlStore {
         // One multi-row INSERT hands out `seq` in row order, and each statement after
         // the previous one: `seq` follows the batch's order.
         for chunk in chunks(&rows, ROWS_PER_STATEMENT, self.max_statement_bytes) {
-            inserted += insert_values::<MySql>(chunk, received_at)
+            inserted += insert_values::<MySql>(chunk, received_at, DIALECT.object_keys)
                 .build()
                 // Only full-size chunks repeat their SQL text; caching the prepared
                 // statement for each odd tail size would just fill the cache.

@@ -10,10 +10,10 @@ use auditlog_event::DataEvent;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite};
+use sqlx::{AssertSqlSafe, Sqlite};
 
 use crate::sql::{
-    Dialect, EventRow as RowToInsert, GenericStore, LAST_SEQ, bind_id_bytes, chunks, id_from_bytes,
+    Dialect, GenericStore, LAST_SEQ, bind_id_bytes, chunks, id_from_bytes, insert_values,
     on_conflict_do_nothing, select_id_as_stored, store_error, text_column, unique_rows,
 };
 use crate::{
@@ -376,32 +376,6 @@ fn unavailable(err: sqlx::Error) -> StoreError {
     StoreError::Unavailable(err.to_string())
 }
 
-/// One multi-row `INSERT` of `chunk`, every value bound, with the object keys the
-/// indexes use; a row whose id is stored already is left as it is.
-fn insert_with_keys(chunk: &[RowToInsert<'_>], received_at: i64) -> QueryBuilder<Sqlite> {
-    let mut insert = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO audit_events (id, action, timestamp, actor_type, actor_id, target_type, \
-         target_id, received_at, body, producer_id, producer_seq, actor_key, target_key) ",
-    );
-    insert.push_values(chunk, |mut row, event| {
-        row.push_bind(event.id.as_bytes().as_slice())
-            .push_bind(event.action)
-            .push_bind(event.timestamp)
-            .push_bind(event.actor_type)
-            .push_bind(event.actor_id.as_str())
-            .push_bind(event.target_type)
-            .push_bind(event.target_id.as_str())
-            .push_bind(received_at)
-            .push_bind(event.body.as_str())
-            .push_bind(event.producer_id)
-            .push_bind(event.producer_seq)
-            .push_bind(object_key(event.actor_type, &event.actor_id))
-            .push_bind(object_key(event.target_type, &event.target_id));
-    });
-    insert.push(" ON CONFLICT (id) DO NOTHING");
-    insert
-}
-
 /// SQLite's spelling of the shared statements.
 const DIALECT: Dialect<Sqlite> = Dialect {
     columns: "id, seq, timestamp, received_at, body",
@@ -441,7 +415,8 @@ impl AuditStore for SqliteStore {
         // Bodies are bound, not spliced into the SQL text, so only the row count
         // limits a statement.
         for chunk in chunks(&rows, ROWS_PER_STATEMENT, usize::MAX) {
-            let mut insert = insert_with_keys(chunk, received_at);
+            let mut insert = insert_values::<Sqlite>(chunk, received_at, DIALECT.object_keys);
+            insert.push(" ON CONFLICT (id) DO NOTHING");
             let done = insert
                 .build()
                 .execute(&mut *tx)

@@ -102,10 +102,15 @@ pub(crate) fn chunks<'r, 'a>(
 }
 
 /// One multi-row `INSERT` of `chunk` into `audit_events`, every value bound and the id
-/// as its 16 bytes (SQLite and MySQL/MariaDB store it so); the caller appends what
+/// as its 16 bytes (SQLite and MySQL/MariaDB store it so), with the object key
+/// columns where the table has them ([`super::Dialect::object_keys`]); the caller appends what
 /// its backend does on a conflict, if anything. Rows take their `seq` in the
 /// chunk's order.
-pub(crate) fn insert_values<DB>(chunk: &[EventRow<'_>], received_at: i64) -> QueryBuilder<DB>
+pub(crate) fn insert_values<DB>(
+    chunk: &[EventRow<'_>],
+    received_at: i64,
+    object_keys: bool,
+) -> QueryBuilder<DB>
 where
     DB: Database,
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
@@ -114,10 +119,15 @@ where
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
     Option<i64>: for<'q> Encode<'q, DB> + Type<DB>,
 {
-    let mut insert = QueryBuilder::<DB>::new(
+    let mut insert = QueryBuilder::<DB>::new(format!(
         "INSERT INTO audit_events (id, action, timestamp, actor_type, actor_id, \
-         target_type, target_id, received_at, body, producer_id, producer_seq) ",
-    );
+         target_type, target_id, received_at, body, producer_id, producer_seq{}) ",
+        if object_keys {
+            ", actor_key, target_key"
+        } else {
+            ""
+        }
+    ));
     insert.push_values(chunk, |mut row, event| {
         row.push_bind(event.id.as_bytes().as_slice())
             .push_bind(event.action)
@@ -130,6 +140,10 @@ where
             .push_bind(event.body.as_str())
             .push_bind(event.producer_id)
             .push_bind(event.producer_seq);
+        if object_keys {
+            row.push_bind(crate::object_key(event.actor_type, &event.actor_id))
+                .push_bind(crate::object_key(event.target_type, &event.target_id));
+        }
     });
     insert
 }
