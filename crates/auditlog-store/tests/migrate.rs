@@ -77,19 +77,23 @@ const MYSQL_BEFORE: &[&str] = &[
         1, '{}')",
 ];
 
-#[tokio::test]
-async fn an_old_sqlite_table_gains_the_producer_columns_at_open() {
-    let db = testing::fresh_sqlite_url();
+/// A connection to the SQLite file of `db`, created and given `script` (an earlier
+/// release's schema and rows).
+async fn sqlite_made_by(db: &TestDatabase, script: &'static str) -> sqlx::SqliteConnection {
     let options = sqlx::sqlite::SqliteConnectOptions::from_str(db.url())
         .unwrap()
         .create_if_missing(true);
     let mut conn = sqlx::SqliteConnection::connect_with(&options)
         .await
         .unwrap();
-    sqlx::raw_sql(SQLITE_BEFORE)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    sqlx::raw_sql(script).execute(&mut conn).await.unwrap();
+    conn
+}
+
+#[tokio::test]
+async fn an_old_sqlite_table_gains_the_producer_columns_at_open() {
+    let db = testing::fresh_sqlite_url();
+    let conn = sqlite_made_by(&db, SQLITE_BEFORE).await;
     conn.close().await.unwrap();
 
     old_store_is_migrated_by_concurrent_opens(&db).await;
@@ -152,16 +156,7 @@ const SQLITE_BEFORE_OBJECT_KEYS: &str = "
 #[tokio::test]
 async fn an_sqlite_store_of_text_indexes_is_indexed_by_object_keys_at_open() {
     let db = testing::fresh_sqlite_url();
-    let options = sqlx::sqlite::SqliteConnectOptions::from_str(db.url())
-        .unwrap()
-        .create_if_missing(true);
-    let mut conn = sqlx::SqliteConnection::connect_with(&options)
-        .await
-        .unwrap();
-    sqlx::raw_sql(SQLITE_BEFORE_OBJECT_KEYS)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = sqlite_made_by(&db, SQLITE_BEFORE_OBJECT_KEYS).await;
 
     let store = auditlog_store::open(db.url()).await.unwrap();
 
