@@ -81,6 +81,7 @@ async fn vet_with_retry<M: InboxMessage>(
             by: sender.principal,
             via: sender.via,
             may_publish_rights: true,
+            tenant: None,
         };
         let mut backoff = Backoff::default();
         loop {

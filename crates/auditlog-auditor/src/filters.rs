@@ -43,6 +43,11 @@ pub(crate) fn only_known(params: &QueryParams, known: &[&str]) -> Result<(), Api
 #[into_params(parameter_in = Query)]
 #[serde(default)]
 pub struct EventFilters {
+    /// Only events of this tenant (operators, who read every tenant; anyone
+    /// else reads only their own, which this may name)
+    #[serde(rename = "filter[tenantId]", skip_serializing_if = "Option::is_none")]
+    #[param(inline)]
+    pub tenant_id: Option<TenantText>,
     /// Only events by actors of this type; goes with `filter[actorId]`
     #[serde(rename = "filter[actorType]", skip_serializing_if = "Option::is_none")]
     #[param(inline)]
@@ -119,6 +124,15 @@ macro_rules! param_text {
 param_text!(
     /// An object type, e.g. `users`.
     ObjectTypeText => object_type_schema("An object type")
+);
+param_text!(
+    /// A tenant id.
+    TenantText => ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(auditlog_event::MAX_TENANT_CHARS))
+        .pattern(Some("^[A-Za-z0-9._-]+$"))
+        .into()
 );
 param_text!(
     /// An object id.
@@ -209,6 +223,12 @@ impl EventFilters {
     /// that names the first malformed one.
     pub fn to_query(&self) -> Result<EventQuery, ApiError> {
         let mut query = EventQuery::default();
+        if let Some(tenant) = &self.tenant_id {
+            query.tenant = Some(
+                auditlog_event::parse_tenant("filter[tenantId]", tenant.as_str())
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
+            );
+        }
         if let Some(actions) = &self.action {
             query.actions = actions
                 .as_str()
@@ -317,6 +337,7 @@ mod tests {
         assert_eq!(
             EventFilters::names(),
             [
+                "filter[tenantId]",
                 "filter[actorType]",
                 "filter[actorId]",
                 "filter[targetType]",

@@ -84,14 +84,14 @@ fn mutations_of(target: &ObjectKey) -> EventQuery {
 /// Replays the object's mutations with timestamp ≤ `at`, a page at a time.
 async fn state_at(
     store: &dyn AuditStore,
-    target: &ObjectKey,
+    mutations: &EventQuery,
     at: i64,
 ) -> Result<ObjectState, ApiError> {
     let mut query = EventQuery {
         until: Some(at.saturating_add(1)),
         order: Order::OldestFirst,
         page_size: EventQuery::MAX_PAGE_SIZE,
-        ..mutations_of(target)
+        ..mutations.clone()
     };
     let mut state = ObjectState::default();
     loop {
@@ -109,24 +109,19 @@ async fn state_at(
     }
 }
 
-/// The object named by the path, after the policy allowed reading its events.
+/// The object named by the path and the query of its mutations that the
+/// policy lets `principal` read (those of its tenant, unless an operator).
 async fn readable_target(
     state: &AuditorState,
     principal: &auditlog_auth::Principal,
     object_type: String,
     id: String,
-) -> Result<ObjectKey, ApiError> {
+) -> Result<(ObjectKey, EventQuery), ApiError> {
     let target = object_key("targetType", "targetId", object_type, id)?;
-    authorise(
-        principal,
-        EventQuery {
-            target: Some(target.clone()),
-            ..EventQuery::default()
-        },
-    )?;
+    let mutations = authorise(principal, mutations_of(&target))?;
     let known = state
         .query_store
-        .count(&mutations_of(&target))
+        .count(&mutations)
         .await
         .map_err(ApiError::internal)?;
     if known == 0 {
@@ -134,7 +129,7 @@ async fn readable_target(
             "this object has no created, changed or deleted events",
         ));
     }
-    Ok(target)
+    Ok((target, mutations))
 }
 
 /// Reads the millisecond parameters a route takes; anything else is refused.
@@ -174,8 +169,8 @@ pub(crate) async fn state(
     Query(params): Query<QueryParams>,
 ) -> Result<Response, ApiError> {
     let at = times(&params, &["at"])?[0].unwrap_or_else(now_ms);
-    let target = readable_target(&state, &principal, object_type, id).await?;
-    let object = state_at(state.query_store.as_ref(), &target, at).await?;
+    let (target, mutations) = readable_target(&state, &principal, object_type, id).await?;
+    let object = state_at(state.query_store.as_ref(), &mutations, at).await?;
     record_read(&state, &principal, COLLECTION, &read).await?;
     Ok(json_api(
         StatusCode::OK,
@@ -289,9 +284,9 @@ pub(crate) async fn diff(
     let times = times(&params, &["from", "to"])?;
     let from = times[0].ok_or_else(|| ApiError::bad_request("from (ms) is required"))?;
     let to = times[1].unwrap_or_else(now_ms);
-    let target = readable_target(&state, &principal, object_type, id).await?;
-    let before = state_at(state.query_store.as_ref(), &target, from).await?;
-    let after = state_at(state.query_store.as_ref(), &target, to).await?;
+    let (target, mutations) = readable_target(&state, &principal, object_type, id).await?;
+    let before = state_at(state.query_store.as_ref(), &mutations, from).await?;
+    let after = state_at(state.query_store.as_ref(), &mutations, to).await?;
     record_read(&state, &principal, COLLECTION, &read).await?;
     Ok(json_api(
         StatusCode::OK,

@@ -88,7 +88,7 @@ pub(crate) async fn ingest(
 ) -> Result<Response, ApiError> {
     if !principal.may_ingest() {
         return Err(ApiError::forbidden(
-            "only services and admins may deliver events",
+            "only services, admins and operators may deliver events",
         ));
     }
     let kind = media_type(request.headers());
@@ -119,6 +119,8 @@ pub(crate) async fn ingest(
         by: principal.name(),
         via: "http",
         may_publish_rights: principal.may_publish_rights(),
+        tenant: (!principal.is_operator() && principal.tenant != auditlog_auth::ANY_TENANT)
+            .then(|| principal.tenant.clone()),
     };
     let (events, refused) = state
         .intake

@@ -11,6 +11,9 @@
 //!   (`AuditStore::bind_producer`): another principal's events numbered under it
 //!   are refused, so nobody can fill a gap in someone else's numbering and hide
 //!   a lost event.
+//! - A sender bound to one tenant (a tenant's service or admin token) delivers
+//!   only that tenant's events; its events that name no tenant are given its
+//!   own.
 //! - The auditor's own source and event names, and the rights events the
 //!   auditor revokes tokens by, are refused from those who may not send them
 //!   (`auditlog_auth::policy::reserved_for_others`).
@@ -36,6 +39,25 @@ pub struct Delivered {
     /// Whether this sender may deliver rights events (`auth.*`): services over
     /// HTTP, and the transports services publish on.
     pub may_publish_rights: bool,
+    /// The one tenant this sender may deliver for, if it is bound to one: its
+    /// events of other tenants are refused, and its events naming none are
+    /// given this one. `None` for senders of every tenant (operators, services
+    /// whose token says so, the transports).
+    pub tenant: Option<String>,
+}
+
+impl Delivered {
+    /// `event` as it belongs to this sender's tenant: an event naming none is
+    /// given the sender's (the default tenant's events name none).
+    fn stamp_tenant(&self, mut event: DataEvent) -> DataEvent {
+        if event.tenant_id.is_none()
+            && let Some(own) = &self.tenant
+            && own != auditlog_event::DEFAULT_TENANT
+        {
+            event.tenant_id = Some(own.clone());
+        }
+        event
+    }
 }
 
 /// One refused event: its place in the batch, the event, and why.
@@ -89,7 +111,11 @@ impl Intake {
                     event,
                     reason,
                 }),
-                None => accepted.push(event.received(&delivered.by, delivered.via)),
+                None => accepted.push(
+                    delivered
+                        .stamp_tenant(event)
+                        .received(&delivered.by, delivered.via),
+                ),
             }
         }
         Ok((accepted, refused))
@@ -101,6 +127,15 @@ impl Intake {
         delivered: &Delivered,
         last: &mut Option<(&'e str, String)>,
     ) -> Result<Option<String>, StoreError> {
+        if let Some(own) = &delivered.tenant {
+            let tenant = event.tenant_id.as_deref().unwrap_or(own);
+            if tenant != own {
+                return Ok(Some(format!(
+                    "tenantId `{tenant}`: {} delivers events of tenant `{own}` only",
+                    delivered.by
+                )));
+            }
+        }
         if let Some(reason) = reserved_for_others(
             event.source.as_deref(),
             event.event_name.as_deref(),

@@ -2,7 +2,7 @@
 //! 1, 2, 3… without holes, so for each one the store can say how many numbers it
 //! holds, the highest, and which are missing; an operator uses this to prove that
 //! nothing was lost between producers and the store, or to name what was. It spans
-//! every producer's events, so only admins may read it.
+//! every producer's events, of every tenant, so only operators may read it.
 
 use auditlog_http::{ApiError, Authenticated, json_api};
 use auditlog_store::ProducerProgress;
@@ -38,9 +38,10 @@ pub(crate) async fn list(
     Authenticated(principal): Authenticated,
     read: crate::reads::ReadRequest,
 ) -> Result<Response, ApiError> {
-    if !principal.is_admin() {
+    if !principal.is_operator() {
         return Err(ApiError::forbidden(
-            "only admins may read the producers' completeness report",
+            "only operators may read the producers' completeness report: producers deliver \
+             for every tenant",
         ));
     }
     let producers = state.store.producers().await.map_err(ApiError::internal)?;

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use auditlog_auth::{EventScope, Principal};
-use auditlog_event::ObjectType;
+use auditlog_event::{DEFAULT_TENANT, ObjectType};
 use auditlog_http::{ApiError, Authenticated, PathParams, raw_json_api};
 use auditlog_store::{EventPage, EventQuery, ObjectKey, StoredEvent};
 use axum::extract::{Query, State};
@@ -269,8 +269,11 @@ pub(crate) async fn visible_event(
         .ok_or_else(absent)?;
     let parties: Parties = serde_json::from_str(&stored.body)
         .map_err(|e| ApiError::internal(format!("stored event {id}: {e}")))?;
-    let visible = principal.may_read_events_of(&parties.actor_type, &id_key(&parties.actor_id))
-        || principal.may_read_events_of(&parties.target_type, &id_key(&parties.target_id));
+    let visible = principal.event_scope().holds(
+        parties.tenant_id.as_deref().unwrap_or(DEFAULT_TENANT),
+        (&parties.actor_type, &id_key(&parties.actor_id)),
+        (&parties.target_type, &id_key(&parties.target_id)),
+    );
     if !visible {
         return Err(absent());
     }
@@ -281,6 +284,8 @@ pub(crate) async fn visible_event(
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Parties {
+    #[serde(default)]
+    tenant_id: Option<String>,
     actor_type: String,
     actor_id: serde_json::Value,
     target_type: String,
@@ -331,10 +336,23 @@ pub(crate) fn authorise(
     principal: &Principal,
     mut query: EventQuery,
 ) -> Result<EventQuery, ApiError> {
-    match principal.event_scope() {
-        EventScope::All => Ok(query),
+    let scope = principal.event_scope();
+    if let Some(own) = scope.tenant() {
+        match &query.tenant {
+            Some(asked) if asked != own => {
+                return Err(ApiError::forbidden(format!(
+                    "you may read only the events of your tenant, `{own}`"
+                )));
+            }
+            _ => query.tenant = Some(own.to_owned()),
+        }
+    }
+    match scope {
+        EventScope::All | EventScope::Tenant { .. } => Ok(query),
         EventScope::Nothing => Err(ApiError::forbidden("this principal may not read events")),
-        EventScope::Involving { object_type, id } => {
+        EventScope::Involving {
+            object_type, id, ..
+        } => {
             let is_own = |key: &Option<ObjectKey>| {
                 key.as_ref()
                     .is_some_and(|k| k.object_type.as_str() == object_type && k.id == id)
@@ -569,7 +587,13 @@ mod tests {
             }),
             ..EventQuery::default()
         };
-        assert_eq!(authorise(&member("7"), q.clone()).unwrap(), q);
+        assert_eq!(
+            authorise(&member("7"), q.clone()).unwrap(),
+            EventQuery {
+                tenant: Some(auditlog_event::DEFAULT_TENANT.into()),
+                ..q
+            }
+        );
     }
 
     #[test]

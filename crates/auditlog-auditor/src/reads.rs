@@ -81,6 +81,9 @@ pub(crate) async fn record_read(
         .map_err(|e| ApiError::internal(format!("the log as a target: {e}")))?;
     let now = auditlog_event::now_ms();
     let mut event = DataEvent::new(Action::Viewed, actor, target, now);
+    // A read belongs to the reader's tenant: its query is the reader's data,
+    // and the tenant's admins are the ones to see who of theirs read what.
+    event.tenant_id = principal.tenant_of_unnamed_events().map(str::to_owned);
     event.event_name = Some(READ_EVENT_NAME.into());
     event.source = Some(AUDITOR_SOURCE.into());
     event.request_id = Some(read.request_id.as_str().to_owned());

@@ -48,7 +48,7 @@ impl StoreRights {
     fn remembered(&self, subject: &str) -> Option<CurrentRights> {
         let known = self.known.lock().ok()?;
         let (read_at, rights) = known.get(subject)?;
-        (read_at.elapsed() < RIGHTS_FRESH_FOR).then_some(*rights)
+        (read_at.elapsed() < RIGHTS_FRESH_FOR).then(|| rights.clone())
     }
 
     fn remember(&self, subject: &str, rights: CurrentRights) {
@@ -102,7 +102,7 @@ impl RightsCheck for StoreRights {
                 Some(rights) => rights,
                 None => {
                     let rights = self.read(&principal.subject).await?;
-                    self.remember(&principal.subject, rights);
+                    self.remember(&principal.subject, rights.clone());
                     rights
                 }
             };

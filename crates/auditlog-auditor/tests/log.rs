@@ -138,7 +138,7 @@ fn hashes(value: &Value) -> Vec<Hash> {
 #[tokio::test]
 async fn checkpoints_proofs_and_tiles_verify_for_an_outside_client() {
     let log = Log::spawn().await;
-    let admin = log.token("1", Role::Admin);
+    let admin = log.token("1", Role::Operator);
     let key = Verifier::parse(&log.text("/log/key", &admin).await).unwrap();
     assert_eq!(key.name, "example.com/audit");
 
@@ -259,7 +259,7 @@ async fn checkpoints_proofs_and_tiles_verify_for_an_outside_client() {
 #[tokio::test]
 async fn proofs_answer_json_api_errors_and_follow_the_event_policy() {
     let log = Log::spawn().await;
-    let admin = log.token("1", Role::Admin);
+    let admin = log.token("1", Role::Operator);
     let member = log.token("2", Role::User);
     let service = log.token("ingest", Role::Service);
     let key = Verifier::parse(&log.text("/log/key", &admin).await).unwrap();

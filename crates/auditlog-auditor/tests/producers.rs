@@ -46,9 +46,9 @@ impl App {
         request.send().await.unwrap()
     }
 
-    /// The report as an admin reads it.
+    /// The report as an operator reads it.
     async fn report(&self) -> Value {
-        let response = self.producers(Some(self.token("1", Role::Admin))).await;
+        let response = self.producers(Some(self.token("1", Role::Operator))).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()[CONTENT_TYPE], JSON_API);
         response.json().await.unwrap()

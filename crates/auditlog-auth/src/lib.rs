@@ -10,7 +10,7 @@ pub mod rights;
 pub mod token;
 
 pub use keys::KeyPair;
-pub use policy::{EventScope, Principal, Role};
+pub use policy::{ANY_TENANT, EventScope, Principal, Role};
 pub use rights::{CurrentRights, RightsCheck};
 pub use token::{ExternalIssuer, TokenIssuer, TokenVerifier};
 

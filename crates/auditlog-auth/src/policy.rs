@@ -1,12 +1,16 @@
-//! The one authorisation policy. Admins read every event and change every user;
-//! anyone else reads the events they performed or that were done to them, and
-//! changes only themselves. Services (other auditlog processes) may ingest.
-//! Notes are read by their author, the user they are about and admins; members
-//! write notes only about themselves. Whether a token still carries its
+//! The one authorisation policy. Every principal belongs to a tenant (a
+//! customer of the deployment), and sees nothing of another: operators (the
+//! deployment's own staff) read every tenant's events; admins read every event
+//! of their tenant and change its users; anyone else reads the events they
+//! performed or that were done to them, in their tenant, and changes only
+//! themselves. Services (other auditlog processes) may ingest, for their tenant
+//! or, when their token says [`ANY_TENANT`], for any. Notes are read by their
+//! author, the user they are about and admins; members write notes only about
+//! themselves. Whether a token still carries its
 //! principal's rights (the user may have been demoted or deleted since it was
 //! issued) is the [`crate::rights`] module's question, asked before this one.
 
-use auditlog_event::{EventError, ObjectId, ObjectRef, ObjectType};
+use auditlog_event::{DEFAULT_TENANT, EventError, ObjectId, ObjectRef, ObjectType};
 use serde::{Deserialize, Serialize};
 
 /// The object type people (admins and users) are, as actors in events.
@@ -54,10 +58,17 @@ pub fn reserved_for_others(
     None
 }
 
+/// The tenant of a service token that may deliver events of every tenant
+/// (the primary API of a deployment serving many, a shared transport).
+pub const ANY_TENANT: &str = "*";
+
 /// What a principal is allowed to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// The deployment's own staff: everything an admin may, in every tenant.
+    Operator,
+    /// Everything in its tenant.
     Admin,
     User,
     /// Another auditlog process, e.g. the primary API delivering events.
@@ -67,6 +78,7 @@ pub enum Role {
 impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Operator => "operator",
             Role::Admin => "admin",
             Role::User => "user",
             Role::Service => "service",
@@ -80,29 +92,92 @@ pub struct Principal {
     /// The user id (or service name), as in the token's `sub`.
     pub subject: String,
     pub role: Role,
+    /// The tenant the principal belongs to (its token's `tenant`;
+    /// [`DEFAULT_TENANT`] when the token names none), or [`ANY_TENANT`] for a
+    /// service that delivers for every tenant.
+    pub tenant: String,
 }
 
 /// Which events a principal may read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventScope {
+    /// Every tenant's events: operators.
     All,
-    /// Only events whose actor or target is `users/<id>`.
+    /// Every event of one tenant: its admins.
+    Tenant {
+        tenant: String,
+    },
+    /// Only events of `tenant` whose actor or target is `<object_type>/<id>`.
     Involving {
+        tenant: String,
         object_type: String,
         id: String,
     },
     Nothing,
 }
 
-impl Principal {
-    /// A principal whose subject is a usable id (1 to 128 characters).
-    pub fn new(subject: String, role: Role) -> Option<Self> {
-        (!subject.is_empty() && subject.chars().count() <= 128)
-            .then_some(Principal { subject, role })
+impl EventScope {
+    /// The one tenant this scope is confined to, if it is confined to one.
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            EventScope::All | EventScope::Nothing => None,
+            EventScope::Tenant { tenant } | EventScope::Involving { tenant, .. } => Some(tenant),
+        }
     }
 
+    /// Whether an event of `tenant` by `actor` on `target` (type and the text
+    /// form of the id of each) is within this scope.
+    pub fn holds(&self, tenant: &str, actor: (&str, &str), target: (&str, &str)) -> bool {
+        match self {
+            EventScope::All => true,
+            EventScope::Tenant { tenant: own } => own == tenant,
+            EventScope::Involving {
+                tenant: own,
+                object_type,
+                id,
+            } => {
+                own == tenant
+                    && [actor, target]
+                        .iter()
+                        .any(|(t, i)| t == object_type && i == id)
+            }
+            EventScope::Nothing => false,
+        }
+    }
+}
+
+impl Principal {
+    /// A principal of the default tenant whose subject is a usable id (1 to 128
+    /// characters).
+    pub fn new(subject: String, role: Role) -> Option<Self> {
+        (!subject.is_empty() && subject.chars().count() <= 128).then_some(Principal {
+            subject,
+            role,
+            tenant: DEFAULT_TENANT.into(),
+        })
+    }
+
+    /// The same principal in `tenant` (a tenant id, or [`ANY_TENANT`] for a
+    /// service; callers have checked which).
+    pub fn in_tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = tenant.into();
+        self
+    }
+
+    /// An admin of its tenant, or an operator (an admin of every tenant).
     pub fn is_admin(&self) -> bool {
-        self.role == Role::Admin
+        matches!(self.role, Role::Admin | Role::Operator)
+    }
+
+    /// One of the deployment's own staff.
+    pub fn is_operator(&self) -> bool {
+        self.role == Role::Operator
+    }
+
+    /// Whether this principal may act on the things of `tenant` as far as its
+    /// role allows: operators in every tenant, anyone else in their own.
+    pub fn may_enter(&self, tenant: &str) -> bool {
+        self.is_operator() || self.tenant == ANY_TENANT || self.tenant == tenant
     }
 
     /// This principal as the actor of the events it causes: `users/<id>` for
@@ -111,7 +186,7 @@ impl Principal {
     /// the events of both services alike.
     pub fn actor(&self) -> Result<ObjectRef, EventError> {
         let object_type = match self.role {
-            Role::Admin | Role::User => PRINCIPAL_TYPE,
+            Role::Operator | Role::Admin | Role::User => PRINCIPAL_TYPE,
             Role::Service => SERVICE_TYPE,
         };
         let id = match self.subject.parse::<i64>() {
@@ -129,7 +204,7 @@ impl Principal {
     /// `services/<name>` for services, as their actor type.
     pub fn name(&self) -> String {
         let object_type = match self.role {
-            Role::Admin | Role::User => PRINCIPAL_TYPE,
+            Role::Operator | Role::Admin | Role::User => PRINCIPAL_TYPE,
             Role::Service => SERVICE_TYPE,
         };
         format!("{object_type}/{}", self.subject)
@@ -138,8 +213,12 @@ impl Principal {
     /// The events this principal may read.
     pub fn event_scope(&self) -> EventScope {
         match self.role {
-            Role::Admin => EventScope::All,
+            Role::Operator => EventScope::All,
+            Role::Admin => EventScope::Tenant {
+                tenant: self.tenant.clone(),
+            },
             Role::User => EventScope::Involving {
+                tenant: self.tenant.clone(),
                 object_type: PRINCIPAL_TYPE.into(),
                 id: self.subject.clone(),
             },
@@ -148,13 +227,15 @@ impl Principal {
     }
 
     /// Whether this principal may see events about `object_type`/`id`, as actor or
-    /// target: admins always, members only when it is themselves.
+    /// target, in the tenant it asks in (its own, or any for operators): admins
+    /// and operators always, members only when it is themselves.
     pub fn may_read_events_of(&self, object_type: &str, id: &str) -> bool {
         match self.event_scope() {
-            EventScope::All => true,
+            EventScope::All | EventScope::Tenant { .. } => true,
             EventScope::Involving {
                 object_type: own_type,
                 id: own_id,
+                ..
             } => own_type == object_type && own_id == id,
             EventScope::Nothing => false,
         }
@@ -162,7 +243,22 @@ impl Principal {
 
     /// Whether this principal may deliver events to the auditor.
     pub fn may_ingest(&self) -> bool {
-        matches!(self.role, Role::Admin | Role::Service)
+        matches!(self.role, Role::Operator | Role::Admin | Role::Service)
+    }
+
+    /// Whether this principal may deliver an event of `tenant`: operators and
+    /// services for [`ANY_TENANT`] for every tenant, anyone else who may ingest
+    /// for their own.
+    pub fn may_ingest_for(&self, tenant: &str) -> bool {
+        self.may_ingest() && self.may_enter(tenant)
+    }
+
+    /// The tenant an event this principal delivers belongs to when it names
+    /// none: the principal's own, unless that is every tenant (or the default
+    /// one, which an event without a tenant already belongs to).
+    pub fn tenant_of_unnamed_events(&self) -> Option<&str> {
+        (!self.is_operator() && self.tenant != ANY_TENANT && self.tenant != DEFAULT_TENANT)
+            .then_some(self.tenant.as_str())
     }
 
     /// Whether this principal may deliver events that change users' rights
@@ -177,11 +273,14 @@ impl Principal {
         self.is_admin()
     }
 
-    /// Whether this principal may change or delete the user `user_id`.
-    pub fn may_modify_user(&self, user_id: &str) -> bool {
+    /// Whether this principal may change or delete the user `user_id` of
+    /// `user_tenant`: operators any user, admins the users of their tenant,
+    /// members themselves.
+    pub fn may_modify_user(&self, user_id: &str, user_tenant: &str) -> bool {
         match self.role {
-            Role::Admin => true,
-            Role::User => self.subject == user_id,
+            Role::Operator => true,
+            Role::Admin => self.tenant == user_tenant,
+            Role::User => self.subject == user_id && self.tenant == user_tenant,
             Role::Service => false,
         }
     }
@@ -191,6 +290,15 @@ impl Principal {
         self.is_admin()
     }
 
+    /// Whether this principal may give a user `role`: only operators make
+    /// operators, and admins give the roles of their own tenant.
+    pub fn may_assign(&self, role: Role) -> bool {
+        match role {
+            Role::Operator => self.is_operator(),
+            _ => self.is_admin(),
+        }
+    }
+
     /// Whether this principal may read a note written by the user `author_id`
     /// about `target_type`/`target_id`: admins read every note; a member reads
     /// the notes they wrote and the notes about themselves, never notes by
@@ -198,7 +306,7 @@ impl Principal {
     /// events about them, which members are refused too); services read none.
     pub fn may_read_note(&self, author_id: &str, target_type: &str, target_id: &str) -> bool {
         match self.role {
-            Role::Admin => true,
+            Role::Operator | Role::Admin => true,
             Role::User => self.subject == author_id || self.is(target_type, target_id),
             Role::Service => false,
         }
@@ -212,7 +320,7 @@ impl Principal {
     /// the author's: nobody else changes it.
     pub fn may_write_note_about(&self, target_type: &str, target_id: &str) -> bool {
         match self.role {
-            Role::Admin => true,
+            Role::Operator | Role::Admin => true,
             Role::User => self.is(target_type, target_id),
             Role::Service => false,
         }
@@ -233,11 +341,67 @@ mod tests {
     }
 
     #[test]
-    fn an_admin_reads_everyones_events() {
-        let admin = Principal::new("1".into(), Role::Admin).unwrap();
-        assert_eq!(admin.event_scope(), EventScope::All);
+    fn an_admin_reads_everyones_events_in_its_tenant_and_an_operator_in_all() {
+        let admin = Principal::new("1".into(), Role::Admin)
+            .unwrap()
+            .in_tenant("acme");
+        assert_eq!(
+            admin.event_scope(),
+            EventScope::Tenant {
+                tenant: "acme".into()
+            }
+        );
         assert!(admin.may_read_events_of("users", "7"));
         assert!(admin.may_read_events_of("notes", "3"));
+        let scope = admin.event_scope();
+        assert!(scope.holds("acme", ("users", "7"), ("notes", "3")));
+        assert!(!scope.holds("globex", ("users", "7"), ("notes", "3")));
+
+        let operator = Principal::new("1".into(), Role::Operator).unwrap();
+        assert_eq!(operator.event_scope(), EventScope::All);
+        assert!(
+            operator
+                .event_scope()
+                .holds("globex", ("a", "1"), ("b", "2"))
+        );
+    }
+
+    #[test]
+    fn a_member_reads_its_own_events_only_in_its_own_tenant() {
+        let member = user("7").in_tenant("acme");
+        let scope = member.event_scope();
+        assert!(scope.holds("acme", ("users", "7"), ("notes", "3")));
+        assert!(scope.holds("acme", ("services", "api"), ("users", "7")));
+        assert!(!scope.holds("globex", ("users", "7"), ("notes", "3")));
+        assert!(!scope.holds("acme", ("users", "8"), ("notes", "3")));
+    }
+
+    #[test]
+    fn services_ingest_for_their_tenant_or_for_any() {
+        let acme = Principal::new("api".into(), Role::Service)
+            .unwrap()
+            .in_tenant("acme");
+        assert!(acme.may_ingest_for("acme"));
+        assert!(!acme.may_ingest_for("globex"));
+        assert_eq!(acme.tenant_of_unnamed_events(), Some("acme"));
+        let any = acme.clone().in_tenant(ANY_TENANT);
+        assert!(any.may_ingest_for("globex"));
+        assert_eq!(any.tenant_of_unnamed_events(), None);
+        assert!(!user("7").may_ingest_for(DEFAULT_TENANT));
+    }
+
+    #[test]
+    fn admins_manage_the_users_of_their_tenant_and_only_operators_make_operators() {
+        let admin = Principal::new("2".into(), Role::Admin)
+            .unwrap()
+            .in_tenant("acme");
+        assert!(admin.may_modify_user("9", "acme"));
+        assert!(!admin.may_modify_user("9", "globex"));
+        assert!(admin.may_assign(Role::Admin));
+        assert!(!admin.may_assign(Role::Operator));
+        let operator = Principal::new("1".into(), Role::Operator).unwrap();
+        assert!(operator.may_modify_user("9", "globex"));
+        assert!(operator.may_assign(Role::Operator));
     }
 
     #[test]
@@ -251,8 +415,8 @@ mod tests {
     #[test]
     fn a_member_changes_only_themselves_and_never_roles() {
         let member = user("7");
-        assert!(member.may_modify_user("7"));
-        assert!(!member.may_modify_user("1"));
+        assert!(member.may_modify_user("7", DEFAULT_TENANT));
+        assert!(!member.may_modify_user("1", DEFAULT_TENANT));
         assert!(!member.may_create_users());
         assert!(!member.may_assign_roles());
     }
@@ -263,7 +427,7 @@ mod tests {
         assert!(service.may_ingest());
         assert!(!user("7").may_ingest());
         assert_eq!(service.event_scope(), EventScope::Nothing);
-        assert!(!service.may_modify_user("api"));
+        assert!(!service.may_modify_user("api", DEFAULT_TENANT));
     }
 
     #[test]

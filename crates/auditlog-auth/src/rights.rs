@@ -32,13 +32,16 @@ pub const RIGHTS_CHANGED: &str = "auth.rights_changed";
 pub const RIGHTS_EVENT_PREFIX: &str = "auth.";
 
 /// What a deployment knows now of a user's rights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CurrentRights {
     /// Nothing beyond the token: a principal this check has no record of (a
     /// service, or an external issuer's subject the log never heard of).
     Unknown,
     /// The user exists with this role.
     Role(Role),
+    /// The user was moved to `tenant` (with a new role, if the same change
+    /// said one): only tokens of that tenant carry anything.
+    Moved { role: Option<Role>, tenant: String },
     /// The user was deleted: none of their tokens carries anything.
     Deleted,
 }
@@ -66,8 +69,21 @@ pub fn allows(principal: &Principal, current: CurrentRights) -> Result<(), AuthE
             "user {} no longer exists",
             principal.subject
         ))),
-        CurrentRights::Role(role) if rank(principal.role) <= rank(role) => Ok(()),
-        CurrentRights::Role(role) => Err(AuthError::Revoked(format!(
+        CurrentRights::Moved { tenant, .. } if tenant != principal.tenant => {
+            Err(AuthError::Revoked(format!(
+                "user {} belongs to tenant `{tenant}` now, not `{}`; get a new token",
+                principal.subject, principal.tenant
+            )))
+        }
+        CurrentRights::Moved { role: None, .. } => Ok(()),
+        CurrentRights::Role(role)
+        | CurrentRights::Moved {
+            role: Some(role), ..
+        } if rank(principal.role) <= rank(role) => Ok(()),
+        CurrentRights::Role(role)
+        | CurrentRights::Moved {
+            role: Some(role), ..
+        } => Err(AuthError::Revoked(format!(
             "user {} is now {}, not {}; get a new token",
             principal.subject,
             role.as_str(),
@@ -82,6 +98,7 @@ fn rank(role: Role) -> u8 {
         Role::Service => 0,
         Role::User => 1,
         Role::Admin => 2,
+        Role::Operator => 3,
     }
 }
 
@@ -95,15 +112,23 @@ pub fn rights_in_event(event: &Value) -> CurrentRights {
     match event.get("action").and_then(Value::as_str) {
         Some("deleted") => CurrentRights::Deleted,
         Some("changed") => {
+            let tenant = event
+                .pointer("/changes/tenant/next")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             let next = event
                 .pointer("/changes/role/next")
                 .and_then(Value::as_str)
                 .and_then(|role| serde_json::from_value(Value::String(role.into())).ok());
-            match next {
-                Some(role @ (Role::Admin | Role::User)) => CurrentRights::Role(role),
+            let names_a_role = event.pointer("/changes/role").is_some();
+            match (next, tenant) {
                 // A role that is not a person's role takes every right away
                 // rather than none.
-                Some(Role::Service) | None => CurrentRights::Deleted,
+                (Some(Role::Service), _) => CurrentRights::Deleted,
+                (None, _) if names_a_role => CurrentRights::Deleted,
+                (role, Some(tenant)) => CurrentRights::Moved { role, tenant },
+                (Some(role), None) => CurrentRights::Role(role),
+                (None, None) => CurrentRights::Deleted,
             }
         }
         _ => CurrentRights::Unknown,
@@ -149,5 +174,33 @@ mod tests {
         assert_eq!(rights_in_event(&deleted), CurrentRights::Deleted);
         assert_eq!(rights_in_event(&odd), CurrentRights::Deleted);
         assert_eq!(rights_in_event(&other), CurrentRights::Unknown);
+    }
+
+    #[test]
+    fn a_user_moved_to_another_tenant_keeps_no_token_of_the_old_one() {
+        let moved = json!({"eventName": RIGHTS_CHANGED, "action": "changed",
+            "changes": {"tenant": {"prev": "default", "next": "acme"}}});
+        let rights = rights_in_event(&moved);
+        assert_eq!(
+            rights,
+            CurrentRights::Moved {
+                role: None,
+                tenant: "acme".into()
+            }
+        );
+        let old = principal("2", Role::Admin);
+        let new = principal("2", Role::Admin).in_tenant("acme");
+        assert!(allows(&old, rights.clone()).is_err());
+        assert!(allows(&new, rights).is_ok());
+
+        let moved_and_demoted = json!({"eventName": RIGHTS_CHANGED, "action": "changed",
+            "changes": {"tenant": {"prev": "default", "next": "acme"},
+                "role": {"prev": "admin", "next": "user"}}});
+        assert!(allows(&new, rights_in_event(&moved_and_demoted)).is_err());
+        let operator = json!({"eventName": RIGHTS_CHANGED, "action": "changed",
+            "changes": {"role": {"prev": "admin", "next": "operator"}}});
+        let operator_token = principal("1", Role::Operator);
+        assert!(allows(&operator_token, rights_in_event(&operator)).is_ok());
+        assert!(allows(&operator_token, CurrentRights::Role(Role::Admin)).is_err());
     }
 }

@@ -10,7 +10,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::rights::RightsCheck;
-use crate::{AuthError, KeyPair, Principal, Role};
+use crate::{ANY_TENANT, AuthError, KeyPair, Principal, Role};
 
 /// The `iss` and `aud` of every token this deployment issues.
 pub const ISSUER: &str = "auditlog";
@@ -24,6 +24,7 @@ pub const CLOCK_SKEW_SECS: u64 = 30;
 struct Claims {
     sub: String,
     role: Role,
+    tenant: String,
     iss: String,
     aud: String,
     iat: u64,
@@ -75,6 +76,7 @@ impl TokenIssuer {
         let claims = Claims {
             sub: principal.subject.clone(),
             role: principal.role,
+            tenant: principal.tenant.clone(),
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
             iat: now,
@@ -97,6 +99,9 @@ struct VerifiedClaims {
     sub: String,
     #[serde(default = "default_role")]
     role: Role,
+    /// The principal's tenant; a token without one is of the default tenant.
+    #[serde(default)]
+    tenant: Option<String>,
     nbf: u64,
     exp: u64,
 }
@@ -295,6 +300,17 @@ impl TokenVerifier {
         let claims = self.verify_signature(token)?;
         let principal = Principal::new(claims.sub, claims.role)
             .ok_or_else(|| AuthError::InvalidToken("the subject is not a valid id".into()))?;
+        let principal = match claims.tenant {
+            None => principal,
+            Some(any) if any == ANY_TENANT && principal.role == Role::Service => {
+                principal.in_tenant(any)
+            }
+            Some(tenant) => {
+                let tenant = auditlog_event::parse_tenant("tenant", &tenant)
+                    .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
+                principal.in_tenant(tenant)
+            }
+        };
         if let Ok(mut verified) = self.verified.lock() {
             if verified.len() >= VERIFIED_CAPACITY {
                 verified.clear();

@@ -10,6 +10,7 @@ mod derived_id;
 mod error;
 mod fields;
 mod redact;
+mod tenant;
 
 pub use derived_id::MessageIds;
 pub use error::EventError;
@@ -18,6 +19,7 @@ pub use fields::{
     Action, Change, Changes, MAX_ID_CHARS, MAX_TYPE_CHARS, ObjectId, ObjectRef, ObjectType,
 };
 pub use redact::redact_url;
+pub use tenant::{DEFAULT_TENANT, MAX_TENANT_CHARS, parse_tenant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -99,6 +101,11 @@ pub struct DataEvent {
     /// `auditor` for its own records; set with `ingested_by`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub via: Option<String>,
+    /// The tenant (a customer of the deployment) the event belongs to; absent
+    /// in the prototype's format, whose events belong to [`DEFAULT_TENANT`].
+    /// See [`DataEvent::tenant`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
 }
 
 /// The loose shape an event arrives in. Every field is optional and untyped here so
@@ -140,6 +147,8 @@ pub struct WireEvent {
     /// Only in stored events: refused from producers.
     #[serde(default)]
     pub via: Option<Value>,
+    #[serde(default)]
+    pub tenant_id: Option<Value>,
 }
 
 /// Who wrote an event's JSON: a producer (whose word about how the event was
@@ -207,6 +216,7 @@ impl DataEvent {
             producer_seq: None,
             ingested_by: None,
             via: None,
+            tenant_id: None,
         }
     }
 
@@ -399,7 +409,17 @@ impl DataEvent {
             producer_seq,
             ingested_by: label("ingestedBy", wire.ingested_by)?,
             via: label("via", wire.via)?,
+            tenant_id: match wire.tenant_id {
+                None | Some(Value::Null) => None,
+                Some(value) => Some(tenant::parse("tenantId", value)?),
+            },
         })
+    }
+
+    /// The tenant the event belongs to: its `tenantId`, or [`DEFAULT_TENANT`]
+    /// for an event without one.
+    pub fn tenant(&self) -> &str {
+        self.tenant_id.as_deref().unwrap_or(DEFAULT_TENANT)
     }
 
     /// The actor as one reference.

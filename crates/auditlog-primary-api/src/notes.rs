@@ -2,7 +2,8 @@
 //! (`users:5`), each read `viewed` and each new one `created`. Who may read and
 //! write which note is `auditlog-auth`'s policy (`Principal::may_read_note`,
 //! `Principal::may_write_note_about`), checked here, where the note's author and
-//! target are known, so that no route can forget it.
+//! target are known, so that no route can forget it. A note belongs to its
+//! author's tenant, and nobody of another tenant reads it (operators aside).
 
 use auditlog_event::{Action, MAX_ID_CHARS, MAX_TYPE_CHARS};
 use serde_json::{Value, json};
@@ -27,6 +28,8 @@ pub struct Note {
     pub body: String,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
+    /// The author's tenant when it was written.
+    pub tenant: String,
 }
 
 /// The object a note is about, from `type:id`.
@@ -62,13 +65,13 @@ impl NoteTarget {
 const MAX_NOTE_CHARS: usize = 10_000;
 
 // The statements, written once with `?` placeholders (see `Dialect::sql`).
-const INSERT_NOTE: &str = "INSERT INTO notes (author_id, target_type, target_id, body, created_at)
-     VALUES (?, ?, ?, ?, ?)";
-const SELECT_NOTE: &str =
-    "SELECT id, author_id, target_type, target_id, body, created_at FROM notes WHERE id = ?";
-const NOTES_ABOUT: &str =
-    "SELECT id, author_id, target_type, target_id, body, created_at FROM notes
-     WHERE target_type = ? AND target_id = ? ORDER BY id LIMIT 1000";
+const INSERT_NOTE: &str =
+    "INSERT INTO notes (author_id, target_type, target_id, body, created_at, tenant)
+     VALUES (?, ?, ?, ?, ?, ?)";
+const SELECT_NOTE: &str = "SELECT id, author_id, target_type, target_id, body, created_at, tenant
+     FROM notes WHERE id = ?";
+const NOTES_ABOUT: &str = "SELECT id, author_id, target_type, target_id, body, created_at, tenant
+     FROM notes WHERE target_type = ? AND target_id = ? ORDER BY id LIMIT 1000";
 
 /// The notes repository.
 #[derive(Debug, Clone)]
@@ -119,6 +122,7 @@ impl Notes {
                 .bind(&target.id)
                 .bind(&body)
                 .bind(created_at)
+                .bind(&actor.principal.tenant)
                 .fetch_id(&mut tx)
                 .await?;
             let note = Note {
@@ -128,6 +132,7 @@ impl Notes {
                 target_id: target.id,
                 body,
                 created_at,
+                tenant: actor.principal.tenant.clone(),
             };
             let changes = all_fields(&fields(&note), true);
             self.recorder
@@ -190,11 +195,12 @@ impl Notes {
 
 /// The policy's answer for one stored note.
 fn may_read(actor: &Actor, note: &Note) -> bool {
-    actor.principal.may_read_note(
-        &note.author_id.to_string(),
-        &note.target_type,
-        &note.target_id,
-    )
+    actor.principal.may_enter(&note.tenant)
+        && actor.principal.may_read_note(
+            &note.author_id.to_string(),
+            &note.target_type,
+            &note.target_id,
+        )
 }
 
 fn fields(note: &Note) -> [(&'static str, Value); 3] {

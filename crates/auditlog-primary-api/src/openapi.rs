@@ -133,7 +133,9 @@ impl Modify for ProxiedRoutes {
 #[schema(rename_all = "lowercase")]
 #[allow(dead_code)] // only its schema is used
 pub(crate) enum RoleName {
-    /// Changes any user and assigns roles.
+    /// The deployment's staff: an admin of every tenant.
+    Operator,
+    /// Changes any user of its tenant and assigns roles.
     Admin,
     /// Changes only themselves.
     User,
@@ -198,7 +200,7 @@ mod tests {
     fn the_documented_roles_are_those_the_data_layer_reads() {
         let schema = serde_json::to_value(RoleName::schema()).unwrap();
         let roles = schema["enum"].as_array().unwrap();
-        assert_eq!(roles.len(), 2);
+        assert_eq!(roles.len(), 3);
         for role in roles {
             let role = role.as_str().unwrap();
             assert_eq!(crate::users::UserRole::parse(role).unwrap().as_str(), role);

@@ -1,6 +1,10 @@
 //! The user-aware users repository: every operation takes the acting principal
 //! (an [`Actor`], which also names the request), checks the policy, does the work
 //! and emits the matching event itself, so no handler can forget to audit.
+//!
+//! Every user belongs to a tenant: only operators see or manage the users of
+//! another tenant than their own, and a user of another tenant is answered as
+//! not found rather than forbidden, so that its existence is not told.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use auditlog_auth::rights::{CurrentRights, RIGHTS_CHANGED, RightsCheck, RightsFuture, allows};
 use auditlog_auth::{AuthError, Principal, Role};
-use auditlog_event::{Action, Change};
+use auditlog_event::{Action, Change, DEFAULT_TENANT};
 use serde_json::{Value, json};
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Transaction, Type};
 
@@ -22,27 +26,40 @@ pub const USERS: &str = "users";
 /// What a user may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserRole {
-    /// Changes any user and assigns roles.
+    /// The deployment's staff: an admin of every tenant.
+    Operator,
+    /// Changes any user of its tenant and assigns roles.
     Admin,
     /// Changes only themselves.
     User,
 }
 
 impl UserRole {
-    /// Parses `admin` or `user`.
+    /// Parses `operator`, `admin` or `user`.
     pub fn parse(text: &str) -> Result<Self, DataError> {
         match text {
+            "operator" => Ok(UserRole::Operator),
             "admin" => Ok(UserRole::Admin),
             "user" => Ok(UserRole::User),
             other => Err(DataError::Invalid(format!(
-                "role must be `admin` or `user`, not `{other}`"
+                "role must be `operator`, `admin` or `user`, not `{other}`"
             ))),
+        }
+    }
+
+    /// The policy's role of a user with this role.
+    pub fn principal_role(self) -> Role {
+        match self {
+            UserRole::Operator => Role::Operator,
+            UserRole::Admin => Role::Admin,
+            UserRole::User => Role::User,
         }
     }
 
     /// The role as written in the database and on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
+            UserRole::Operator => "operator",
             UserRole::Admin => "admin",
             UserRole::User => "user",
         }
@@ -65,21 +82,35 @@ pub struct User {
     pub name: String,
     pub email: String,
     pub agreed_tos: bool,
-    /// Stored as its text, `admin` or `user`.
+    /// Stored as its text, `operator`, `admin` or `user`.
     #[sqlx(try_from = "String")]
     pub role: UserRole,
+    /// The tenant the user belongs to.
+    pub tenant: String,
 }
 
 impl User {
     /// The audited fields, by their wire names.
-    fn fields(&self) -> [(&'static str, Value); 4] {
+    fn fields(&self) -> [(&'static str, Value); 5] {
         [
             ("name", json!(self.name)),
             ("email", json!(self.email)),
             ("agreedTos", json!(self.agreed_tos)),
             ("role", json!(self.role.as_str())),
+            ("tenant", json!(self.tenant)),
         ]
     }
+}
+
+/// Whether `actor` may see `user` at all: operators every user, anyone else
+/// the users of their tenant.
+fn visible_to(actor: &Actor, user: &User) -> bool {
+    actor.principal.is_operator() || actor.principal.tenant == user.tenant
+}
+
+/// A tenant named in a request, checked.
+fn tenant_of(text: &str) -> Result<String, DataError> {
+    auditlog_event::parse_tenant("tenant", text).map_err(|e| DataError::Invalid(e.to_string()))
 }
 
 /// The fields of a new user.
@@ -89,6 +120,8 @@ pub struct NewUser {
     pub email: String,
     pub agreed_tos: bool,
     pub role: UserRole,
+    /// The new user's tenant; `None` for the creator's own.
+    pub tenant: Option<String>,
     /// Write-only: stored as a salted hash, recorded as a masked change.
     pub password: Option<String>,
 }
@@ -100,6 +133,8 @@ pub struct UserPatch {
     pub email: Option<String>,
     pub agreed_tos: Option<bool>,
     pub role: Option<UserRole>,
+    /// Another tenant for the user: operators only.
+    pub tenant: Option<String>,
     /// Write-only: setting it always counts as a change, recorded masked.
     pub password: Option<String>,
 }
@@ -128,14 +163,16 @@ pub fn check_fields(name: Option<&str>, email: Option<&str>) -> Result<(), DataE
     Ok(())
 }
 
-/// The users the application starts with: user 1, the prototype's admin.
+/// The users the application starts with: user 1, the prototype's admin, now
+/// the deployment's operator (an admin of every tenant).
 fn seeded_users() -> [User; 1] {
     [User {
         id: 1,
         name: "James Chavo".into(),
         email: "jim.chavo@happi.com".into(),
         agreed_tos: true,
-        role: UserRole::Admin,
+        role: UserRole::Operator,
+        tenant: DEFAULT_TENANT.into(),
     }]
 }
 
@@ -155,6 +192,7 @@ where
     for<'q> String: Encode<'q, DB> + Type<DB>,
     DB::Arguments: IntoArguments<DB>,
     DB::QueryResult: RowsAffected,
+    for<'r> User: FromRow<'r, DB::Row>,
 {
     for user in seeded_users() {
         let inserted = sqlx::query(dialect.insert_or_ignore(SEED_USER))
@@ -163,6 +201,7 @@ where
             .bind(user.email.clone())
             .bind(user.agreed_tos)
             .bind(user.role.as_str().to_owned())
+            .bind(user.tenant.clone())
             .execute(&mut **tx)
             .await?
             .rows();
@@ -173,17 +212,55 @@ where
             stage_event(tx, dialect, &event).await?;
         }
     }
+    // Before tenants, user 1 was the admin of the only tenant there was; it
+    // stays the deployment's admin as its operator, recorded as a change of
+    // rights by the system.
+    // Read first, without a lock: on MySQL two first opens at once would
+    // otherwise deadlock on the row each just inserted, for a change that an
+    // upgrade makes once.
+    let user_1: Option<User> = sqlx::query_as(dialect.sql(SELECT_USER))
+        .bind(1_i64)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if !user_1.is_some_and(|user| user.role == UserRole::Admin && user.tenant == DEFAULT_TENANT) {
+        return Ok(());
+    }
+    let promoted = sqlx::query(dialect.sql(PROMOTE_SEEDED_ADMIN))
+        .execute(&mut **tx)
+        .await?
+        .rows();
+    if promoted == 1 {
+        let changes = [(
+            "role".to_owned(),
+            Change::new(
+                json!(UserRole::Admin.as_str()),
+                json!(UserRole::Operator.as_str()),
+            ),
+        )]
+        .into();
+        let mut event = seeded_event(USERS, 1, changes, RIGHTS_CHANGED)
+            .map_err(|err| sqlx::Error::Encode(Box::new(err)))?;
+        event.action = Action::Changed;
+        stage_event(tx, dialect, &event).await?;
+    }
     Ok(())
 }
 
 // The statements, written once with `?` placeholders (see `Dialect::sql`).
 /// For [`Dialect::insert_or_ignore`]: a seeded user, with its id.
-const SEED_USER: &str = "INTO users (id, name, email, agreed_tos, role) VALUES (?, ?, ?, ?, ?)";
-const SELECT_USER: &str = "SELECT id, name, email, agreed_tos, role FROM users WHERE id = ?";
-const LIST_USERS: &str = "SELECT id, name, email, agreed_tos, role FROM users ORDER BY id";
-const INSERT_USER: &str = "INSERT INTO users (name, email, agreed_tos, role) VALUES (?, ?, ?, ?)";
+const SEED_USER: &str =
+    "INTO users (id, name, email, agreed_tos, role, tenant) VALUES (?, ?, ?, ?, ?, ?)";
+const PROMOTE_SEEDED_ADMIN: &str =
+    "UPDATE users SET role = 'operator' WHERE id = 1 AND role = 'admin' AND tenant = 'default'";
+const SELECT_USER: &str =
+    "SELECT id, name, email, agreed_tos, role, tenant FROM users WHERE id = ?";
+const LIST_USERS: &str = "SELECT id, name, email, agreed_tos, role, tenant FROM users ORDER BY id";
+const LIST_TENANT_USERS: &str =
+    "SELECT id, name, email, agreed_tos, role, tenant FROM users WHERE tenant = ? ORDER BY id";
+const INSERT_USER: &str =
+    "INSERT INTO users (name, email, agreed_tos, role, tenant) VALUES (?, ?, ?, ?, ?)";
 const UPDATE_USER: &str =
-    "UPDATE users SET name = ?, email = ?, agreed_tos = ?, role = ? WHERE id = ?";
+    "UPDATE users SET name = ?, email = ?, agreed_tos = ?, role = ?, tenant = ? WHERE id = ?";
 const DELETE_USER: &str = "DELETE FROM users WHERE id = ?";
 const DELETE_SECRET: &str = "DELETE FROM user_secrets WHERE user_id = ?";
 const INSERT_SECRET: &str = "INSERT INTO user_secrets (user_id, password_hash) VALUES (?, ?)";
@@ -221,18 +298,21 @@ pub const RIGHTS_FRESH_FOR: Duration = Duration::from_millis(500);
 /// Most users whose rights are remembered; past it the memory starts over.
 const RIGHTS_CAPACITY: usize = 10_000;
 
-/// Users' rights as last read: their role, or `None` when there is no such user.
+/// A user's rights as read: role and tenant.
+type Rights = (UserRole, String);
+
+/// Users' rights as last read, or `None` when there is no such user.
 #[derive(Debug, Default)]
-struct RightsCache(Mutex<HashMap<i64, (Instant, Option<UserRole>)>>);
+struct RightsCache(Mutex<HashMap<i64, (Instant, Option<Rights>)>>);
 
 impl RightsCache {
-    fn get(&self, id: i64) -> Option<Option<UserRole>> {
+    fn get(&self, id: i64) -> Option<Option<Rights>> {
         let cache = self.0.lock().ok()?;
         let (read_at, role) = cache.get(&id)?;
-        (read_at.elapsed() < RIGHTS_FRESH_FOR).then_some(*role)
+        (read_at.elapsed() < RIGHTS_FRESH_FOR).then(|| role.clone())
     }
 
-    fn put(&self, id: i64, role: Option<UserRole>) {
+    fn put(&self, id: i64, role: Option<Rights>) {
         if let Ok(mut cache) = self.0.lock() {
             if cache.len() >= RIGHTS_CAPACITY {
                 cache.clear();
@@ -258,37 +338,54 @@ impl Users {
         }
     }
 
-    /// What the users table says now of the user a token names.
-    async fn current_rights(&self, subject: &str) -> Result<CurrentRights, AuthError> {
+    /// What the users table says now of the user a token names: its rights,
+    /// or that it is gone; a token of another tenant than the user's carries
+    /// nothing (the user was moved since it was issued).
+    async fn current_rights(&self, principal: &Principal) -> Result<CurrentRights, AuthError> {
         // A subject that is no id of this table names no user of this application.
-        let Ok(id) = subject.parse::<i64>() else {
+        let Ok(id) = principal.subject.parse::<i64>() else {
             return Ok(CurrentRights::Deleted);
         };
-        let role = match self.rights.get(id) {
-            Some(role) => role,
+        let rights = match self.rights.get(id) {
+            Some(rights) => rights,
             None => {
-                let role = self
+                let rights = self
                     .find_unaudited(id)
                     .await
                     .map_err(|e| AuthError::Unavailable(e.to_string()))?
-                    .map(|user| user.role);
-                self.rights.put(id, role);
-                role
+                    .map(|user| (user.role, user.tenant));
+                self.rights.put(id, rights.clone());
+                rights
             }
         };
-        Ok(match role {
+        Ok(match rights {
             None => CurrentRights::Deleted,
-            Some(UserRole::Admin) => CurrentRights::Role(Role::Admin),
-            Some(UserRole::User) => CurrentRights::Role(Role::User),
+            Some((_, tenant)) if tenant != principal.tenant => {
+                return Err(AuthError::Revoked(format!(
+                    "user {id} belongs to tenant `{tenant}` now, not `{}`; get a new token",
+                    principal.tenant
+                )));
+            }
+            Some((role, _)) => CurrentRights::Role(role.principal_role()),
         })
     }
 
-    /// Every user; each one returned is `viewed`.
+    /// Every user the actor may see (an operator's every user, anyone else's
+    /// own tenant's); each one returned is `viewed`.
     pub async fn list(&self, actor: &Actor) -> Result<Vec<User>, DataError> {
+        let operator = actor.principal.is_operator();
+        let tenant = actor.principal.tenant.clone();
         let users: Vec<User> = on_db!(self.db, readers, |pool, dialect| {
-            sqlx::query_as(dialect.sql(LIST_USERS))
-                .fetch_all(pool)
-                .await?
+            if operator {
+                sqlx::query_as(dialect.sql(LIST_USERS))
+                    .fetch_all(pool)
+                    .await?
+            } else {
+                sqlx::query_as(dialect.sql(LIST_TENANT_USERS))
+                    .bind(tenant.clone())
+                    .fetch_all(pool)
+                    .await?
+            }
         });
         for user in &users {
             self.recorder
@@ -299,7 +396,11 @@ impl Users {
 
     /// One user, `viewed`.
     pub async fn get(&self, actor: &Actor, id: i64) -> Result<User, DataError> {
-        let user = self.find_unaudited(id).await?.ok_or(DataError::NotFound)?;
+        let user = self
+            .find_unaudited(id)
+            .await?
+            .filter(|user| visible_to(actor, user))
+            .ok_or(DataError::NotFound)?;
         self.recorder
             .record(actor, Action::Viewed, USERS, user.id, None);
         Ok(user)
@@ -320,6 +421,18 @@ impl Users {
         if !actor.principal.may_create_users() {
             return Err(DataError::Forbidden("only admins may create users"));
         }
+        if !actor.principal.may_assign(new.role.principal_role()) {
+            return Err(DataError::Forbidden("only operators may make operators"));
+        }
+        let tenant = match &new.tenant {
+            Some(tenant) => tenant_of(tenant)?,
+            None => actor.principal.tenant.clone(),
+        };
+        if !actor.principal.may_enter(&tenant) {
+            return Err(DataError::Forbidden(
+                "admins create users in their own tenant only",
+            ));
+        }
         check_fields(Some(&new.name), Some(&new.email))?;
         let password_hash = new.password.as_deref().map(hash_password).transpose()?;
         let name = new.name.trim();
@@ -330,6 +443,7 @@ impl Users {
                 .bind(&new.email)
                 .bind(new.agreed_tos)
                 .bind(new.role.as_str())
+                .bind(&tenant)
                 .fetch_id(&mut tx)
                 .await?;
             let user = User {
@@ -338,6 +452,7 @@ impl Users {
                 email: new.email,
                 agreed_tos: new.agreed_tos,
                 role: new.role,
+                tenant,
             };
             let mut changes = all_fields(&user.fields(), true);
             if let Some(hash) = &password_hash {
@@ -376,17 +491,29 @@ impl Users {
         id: i64,
         patch: UserPatch,
     ) -> Result<User, DataError> {
-        if !actor.principal.may_modify_user(&id.to_string()) {
-            return Err(DataError::Forbidden("you may change only your own user"));
-        }
         if patch.role.is_some() && !actor.principal.may_assign_roles() {
             return Err(DataError::Forbidden("only admins may change roles"));
+        }
+        if let Some(role) = patch.role
+            && !actor.principal.may_assign(role.principal_role())
+        {
+            return Err(DataError::Forbidden("only operators may make operators"));
+        }
+        let patch = UserPatch {
+            tenant: patch.tenant.as_deref().map(tenant_of).transpose()?,
+            ..patch
+        };
+        if patch.tenant.is_some() && !actor.principal.is_operator() {
+            return Err(DataError::Forbidden(
+                "only operators may move a user to another tenant",
+            ));
         }
         check_fields(patch.name.as_deref(), patch.email.as_deref())?;
         let password_hash = patch.password.as_deref().map(hash_password).transpose()?;
         let after = on_db!(self.db, writer, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             let before = lock(&mut tx, dialect, id).await?;
+            authorise_change(actor, &before, "you may change only your own user")?;
             let after = patch.applied_to(&before);
             let mut changes = diff(&before.fields(), &after.fields());
             if let Some(hash) = &password_hash {
@@ -407,12 +534,14 @@ impl Users {
                     .bind(&after.email)
                     .bind(after.agreed_tos)
                     .bind(after.role.as_str())
+                    .bind(&after.tenant)
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                // A change of role changes what the user's tokens may do: named so
-                // that the auditor revokes what the old role allowed.
-                let event_name = changes.contains_key("role").then_some(RIGHTS_CHANGED);
+                // A change of role or tenant changes what the user's tokens may
+                // do: named so that the auditor revokes what the old one allowed.
+                let event_name = (changes.contains_key("role") || changes.contains_key("tenant"))
+                    .then_some(RIGHTS_CHANGED);
                 self.recorder
                     .stage(
                         &mut tx,
@@ -436,12 +565,10 @@ impl Users {
 
     /// Deletes a user: `deleted` with its last fields, only if it existed.
     pub async fn delete(&self, actor: &Actor, id: i64) -> Result<(), DataError> {
-        if !actor.principal.may_modify_user(&id.to_string()) {
-            return Err(DataError::Forbidden("you may delete only your own user"));
-        }
         on_db!(self.db, writer, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write()).await?;
             let before = lock(&mut tx, dialect, id).await?;
+            authorise_change(actor, &before, "you may delete only your own user")?;
             sqlx::query(dialect.sql(DELETE_USER))
                 .bind(id)
                 .execute(&mut *tx)
@@ -476,9 +603,25 @@ impl RightsCheck for Users {
             if principal.role == Role::Service {
                 return Ok(());
             }
-            allows(principal, self.current_rights(&principal.subject).await?)
+            allows(principal, self.current_rights(principal).await?)
         })
     }
+}
+
+/// Whether `actor` may change or delete `user`: a user of another tenant is
+/// not found (unless the actor is an operator), one of its own that it may not
+/// change is `refusal`.
+fn authorise_change(actor: &Actor, user: &User, refusal: &'static str) -> Result<(), DataError> {
+    if !visible_to(actor, user) {
+        return Err(DataError::NotFound);
+    }
+    if !actor
+        .principal
+        .may_modify_user(&user.id.to_string(), &user.tenant)
+    {
+        return Err(DataError::Forbidden(refusal));
+    }
+    Ok(())
 }
 
 /// The user `id`, read in `tx` and locked until it ends.
@@ -547,6 +690,7 @@ impl UserPatch {
             email: self.email.unwrap_or_else(|| before.email.clone()),
             agreed_tos: self.agreed_tos.unwrap_or(before.agreed_tos),
             role: self.role.unwrap_or(before.role),
+            tenant: self.tenant.unwrap_or_else(|| before.tenant.clone()),
         }
     }
 }

@@ -27,6 +27,18 @@ pub(crate) fn numbering(event: &DataEvent) -> Option<(&str, i64)> {
     Some((id, seq))
 }
 
+/// The `tenant_id` column of an event: its tenant, or NULL for the default
+/// tenant ([`auditlog_event::DEFAULT_TENANT`]), which every event of the
+/// prototype's format and every row stored before tenants existed belong to, so
+/// that those rows need no rewrite and queries of the default tenant read
+/// `tenant_id IS NULL`.
+pub fn tenant_column(event: &DataEvent) -> Option<&str> {
+    event
+        .tenant_id
+        .as_deref()
+        .filter(|tenant| *tenant != auditlog_event::DEFAULT_TENANT)
+}
+
 /// The 64-bit key of the object `object_type`/`id_key` (its [`auditlog_event::ObjectId::key`]
 /// form): FNV-1a over the type, a NUL and the id. The SQLite store indexes actors
 /// and targets by it, an 8-byte integer where the text pair took 20 to 300 bytes in
@@ -54,7 +66,7 @@ pub fn object_key(object_type: &str, id_key: &str) -> i64 {
 pub fn column_mismatches(row: &EventRow) -> Result<Vec<(&'static str, String, String)>, String> {
     let event = DataEvent::parse_stored(&row.body).map_err(|e| e.to_string())?;
     let (producer_id, producer_seq) = numbering(&event).unzip();
-    let derived: [(&'static str, String, String); 9] = [
+    let derived: [(&'static str, String, String); 10] = [
         ("id", row.id.to_string(), event.id.to_string()),
         (
             "action",
@@ -87,6 +99,11 @@ pub fn column_mismatches(row: &EventRow) -> Result<Vec<(&'static str, String, St
             "producer_seq",
             format!("{:?}", row.producer_seq),
             format!("{producer_seq:?}"),
+        ),
+        (
+            "tenant_id",
+            format!("{:?}", row.tenant_id),
+            format!("{:?}", tenant_column(&event).map(str::to_owned)),
         ),
     ];
     let keys = row.object_keys.iter().flat_map(|keys| {

@@ -47,7 +47,7 @@ pub mod testing;
 pub mod tree;
 
 pub use auditlog_tlog::{Hash, Read};
-pub use columns::{column_mismatches, object_key};
+pub use columns::{column_mismatches, object_key, tenant_column};
 pub use legacy::{ChainEntry, SignedHead, from_hex, to_hex};
 pub use mysql::MySqlStore;
 pub use postgres::PostgresStore;

@@ -41,9 +41,7 @@ use crate::{
 /// have): auditors of different stores on one server do not compete.
 const TAKE_SEALER_ROLE: &str = "SELECT GET_LOCK(CONCAT('auditlog-sealer-', MD5(DATABASE())), 0)";
 
-/// Binds per inserted row: id, action, timestamp, actor type and id, target type
-/// and id, received at, body, producer id and number.
-const BINDS_PER_ROW: usize = 11;
+use crate::sql::INSERT_BINDS_PER_ROW as BINDS_PER_ROW;
 
 /// Rows per INSERT statement: MySQL's prepared statements take at most 65 535
 /// parameters.
@@ -69,6 +67,7 @@ const SCHEMA: &[&str] = &[
         body LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
         producer_id VARBINARY(512) NULL,
         producer_seq BIGINT NULL,
+        tenant_id VARBINARY(64) NULL,
         UNIQUE KEY audit_events_id (id),
         KEY audit_events_actor_time (actor_type, actor_id, timestamp DESC, id DESC),
         KEY audit_events_target_time (target_type, target_id, timestamp DESC, id DESC),
@@ -156,6 +155,10 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     (
         "producer_seq",
         "ALTER TABLE audit_events ADD COLUMN producer_seq BIGINT NULL",
+    ),
+    (
+        "tenant_id",
+        "ALTER TABLE audit_events ADD COLUMN tenant_id VARBINARY(64) NULL",
     ),
 ];
 

@@ -186,7 +186,8 @@ const EVENTS_TABLE: &[&str] = &[
         -- TEXT, not JSONB: the event must come back byte for byte as it was stored.
         body TEXT NOT NULL,
         producer_id VARCHAR(128),
-        producer_seq BIGINT
+        producer_seq BIGINT,
+        tenant_id VARCHAR(64)
     ) PARTITION BY RANGE (timestamp)",
     "ALTER SEQUENCE audit_events_seq_seq OWNED BY audit_events.seq",
     "CREATE TABLE audit_events_default PARTITION OF audit_events DEFAULT",
@@ -234,11 +235,12 @@ const EVENT_INDEXES: &[(&str, &str)] = &[
 const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("producer_id", "producer_id VARCHAR(128)"),
     ("producer_seq", "producer_seq BIGINT"),
+    ("tenant_id", "tenant_id VARCHAR(64)"),
 ];
 
 /// Every column of `audit_events`, in table order: what a conversion copies.
 const EVENT_COLUMNS: &str = "seq, id, action, timestamp, actor_type, actor_id, target_type, \
-     target_id, received_at, body, producer_id, producer_seq";
+     target_id, received_at, body, producer_id, producer_seq, tenant_id";
 
 /// Clears the renamed unpartitioned table of what would clash with the new one:
 /// its constraints and indexes (their names are the new table's), and its claim
@@ -283,10 +285,10 @@ END $$";
 /// number have NULL in the producer arrays.
 const INSERT: &str = "WITH b AS (
         SELECT * FROM UNNEST($1::text[]::uuid[], $2::text[], $3::int8[], $4::text[], $5::text[],
-                $6::text[], $7::text[], $8::text[], $9::text[], $10::int8[])
+                $6::text[], $7::text[], $8::text[], $9::text[], $10::int8[], $12::text[])
             WITH ORDINALITY
             AS b (id, action, timestamp, actor_type, actor_id, target_type, target_id, body,
-                producer_id, producer_seq, ord)
+                producer_id, producer_seq, tenant_id, ord)
     ), claimed AS (
         INSERT INTO audit_event_ids (id) SELECT id FROM b ORDER BY ord
         ON CONFLICT (id) DO NOTHING
@@ -294,9 +296,9 @@ const INSERT: &str = "WITH b AS (
     )
     INSERT INTO audit_events
         (id, action, timestamp, actor_type, actor_id, target_type, target_id, received_at, body,
-            producer_id, producer_seq)
+            producer_id, producer_seq, tenant_id)
     SELECT b.id, b.action, b.timestamp, b.actor_type, b.actor_id, b.target_type, b.target_id,
-        $11, b.body, b.producer_id, b.producer_seq
+        $11, b.body, b.producer_id, b.producer_seq, b.tenant_id
     FROM b JOIN claimed ON claimed.id = b.id
     ORDER BY b.ord";
 
@@ -348,7 +350,8 @@ impl PostgresStore {
                 migrate(&mut tx).await?;
                 partition_in_place(&mut tx, &partitions).await?;
             }
-            Some("p") => {}
+            // A partitioned table of an earlier release may miss later columns.
+            Some("p") => migrate(&mut tx).await?,
             Some(other) => {
                 return Err(StoreError::Backend(format!(
                     "audit_events is not a table (relkind `{other}`)"
@@ -493,6 +496,7 @@ impl PostgresStore {
                 .bind(column(chunk, |r| r.producer_id))
                 .bind(column(chunk, |r| r.producer_seq))
                 .bind(received_at)
+                .bind(column(chunk, |r| r.tenant_id))
                 .execute(&mut *tx)
                 .await?;
             inserted += done.rows_affected();

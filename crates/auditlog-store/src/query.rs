@@ -68,6 +68,8 @@ impl Cursor {
 /// Filters and page of an event query. Every filter present must hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventQuery {
+    /// Only events of this tenant; `None` for every tenant (an operator's view).
+    pub tenant: Option<String>,
     pub actor: Option<ObjectKey>,
     pub target: Option<ObjectKey>,
     /// Events where this object is the actor or the target (a member's own view).
@@ -100,6 +102,7 @@ impl EventQuery {
 impl Default for EventQuery {
     fn default() -> Self {
         EventQuery {
+            tenant: None,
             actor: None,
             target: None,
             involving: None,

@@ -31,8 +31,10 @@ const READER_CACHE_KIB: i64 = -16_384;
 /// WAL pages written before a checkpoint (the default is 1 000).
 const WAL_CHECKPOINT_PAGES: u32 = 16_384;
 
-/// Rows per INSERT statement: 13 binds each stays far below SQLite's 32 766 limit.
+/// Rows per INSERT statement: their binds (with the two object keys) stay far
+/// below SQLite's 32 766 limit.
 const ROWS_PER_STATEMENT: usize = 500;
+const _: () = assert!(ROWS_PER_STATEMENT * (crate::sql::INSERT_BINDS_PER_ROW + 2) <= 32_766);
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS audit_events (
@@ -49,7 +51,8 @@ const SCHEMA: &[&str] = &[
         producer_id TEXT,
         producer_seq INTEGER,
         actor_key INTEGER,
-        target_key INTEGER
+        target_key INTEGER,
+        tenant_id TEXT
     )",
     // Indexes of earlier builds ordered ties by seq; the id order replaced them.
     "DROP INDEX IF EXISTS audit_events_by_actor",
@@ -123,6 +126,7 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("producer_seq", "producer_seq INTEGER"),
     ("actor_key", "actor_key INTEGER"),
     ("target_key", "target_key INTEGER"),
+    ("tenant_id", "tenant_id TEXT"),
 ];
 
 /// The indexes by actor and by target: an object's events newest first, found by

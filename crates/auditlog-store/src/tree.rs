@@ -64,6 +64,8 @@ pub struct EventRow {
     pub body: String,
     pub producer_id: Option<String>,
     pub producer_seq: Option<i64>,
+    /// The tenant column: `None` for the default tenant.
+    pub tenant_id: Option<String>,
     /// The object key columns, on a backend that indexes by them (SQLite); `None`
     /// on the others.
     pub object_keys: Option<ObjectKeys>,

@@ -339,8 +339,10 @@ fn mint_service_token(args: &EmitArgs) -> Result<String> {
                 KeyPair::path_in(dir).display()
             )
         })?;
+    // `auditlog emit` runs with the deployment's key: it delivers for any tenant.
     let principal = Principal::new(CLI_SOURCE.into(), Role::Service)
-        .context("the service principal's name is valid")?;
+        .context("the service principal's name is valid")?
+        .in_tenant(auditlog_auth::ANY_TENANT);
     Ok(TokenIssuer::new(&pair)?.issue(&principal)?)
 }
 

@@ -692,7 +692,9 @@ fn service_token(issuer: TokenIssuer) -> TokenSource {
             .as_ref()
             .is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(10 * 60));
         if !fresh {
-            let principal = Principal::new(auditlog_primary_api::SOURCE.into(), Role::Service)?;
+            // The primary API delivers the events of every tenant it serves.
+            let principal = Principal::new(auditlog_primary_api::SOURCE.into(), Role::Service)?
+                .in_tenant(auditlog_auth::ANY_TENANT);
             match issuer.issue(&principal) {
                 Ok(token) => *cached = Some((Instant::now(), token)),
                 Err(err) => {

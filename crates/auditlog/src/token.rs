@@ -30,11 +30,16 @@ pub struct TokenArgs {
     /// name for a service.
     #[arg(long, value_name = "ID")]
     subject: String,
-    /// admin (reads every event, manages users), member (reads only the events they
+    /// operator (the deployment's staff: every tenant), admin (reads every event
+    /// of its tenant, manages its users), member (reads only the events they
     /// performed or that were done to them) or service (delivers events, reads
     /// nothing).
     #[arg(long, value_enum)]
     role: TokenRole,
+    /// The tenant the principal belongs to; `*` for a service that delivers
+    /// for every tenant.
+    #[arg(long, default_value = auditlog_event::DEFAULT_TENANT)]
+    tenant: String,
     /// How long the token is valid: 90s, 20m, 8h, at most 24h.
     #[arg(long, default_value = "20m", value_parser = ttl)]
     ttl: Duration,
@@ -43,6 +48,7 @@ pub struct TokenArgs {
 /// The roles as an operator names them; `member` is the policy's ordinary user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum TokenRole {
+    Operator,
     Admin,
     #[value(alias = "user")]
     Member,
@@ -52,6 +58,7 @@ enum TokenRole {
 impl From<TokenRole> for Role {
     fn from(role: TokenRole) -> Role {
         match role {
+            TokenRole::Operator => Role::Operator,
             TokenRole::Admin => Role::Admin,
             TokenRole::Member => Role::User,
             TokenRole::Service => Role::Service,
@@ -75,6 +82,16 @@ pub fn run(args: TokenArgs) -> Result<()> {
         })?;
     let principal = Principal::new(args.subject.clone(), args.role.into())
         .context("--subject must be 1 to 128 characters")?;
+    let tenant = if args.tenant == auditlog_auth::ANY_TENANT {
+        anyhow::ensure!(
+            args.role == TokenRole::Service,
+            "--tenant '*' (every tenant) is for services; an operator reads every tenant anyway"
+        );
+        args.tenant.clone()
+    } else {
+        auditlog_event::parse_tenant("--tenant", &args.tenant).map_err(anyhow::Error::msg)?
+    };
+    let principal = principal.in_tenant(tenant);
     let token = TokenIssuer::new(&pair)?.issue_for(&principal, args.ttl)?;
     println!("{token}");
     Ok(())

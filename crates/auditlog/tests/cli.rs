@@ -323,7 +323,7 @@ async fn a_minted_token_reads_as_its_role_where_demo_tokens_are_off() {
         "--subject",
         "1",
         "--role",
-        "admin",
+        "operator",
     ]));
     let member = succeeded(&auditlog(&[
         "token",

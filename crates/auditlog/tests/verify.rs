@@ -438,7 +438,8 @@ async fn an_unpartitioned_postgres_store_is_partitioned_in_place_and_still_verif
             DROP TABLE audit_events;
             DROP TABLE audit_event_ids;
             {UNPARTITIONED_POSTGRES}
-            INSERT INTO audit_events SELECT * FROM saved;
+            INSERT INTO audit_events SELECT seq, id, action, timestamp, actor_type, actor_id,
+                target_type, target_id, received_at, body, producer_id, producer_seq FROM saved;
             SELECT setval('audit_events_seq_seq', (SELECT last_value FROM saved_seq));
             DROP TABLE saved;
             DROP TABLE saved_seq;"

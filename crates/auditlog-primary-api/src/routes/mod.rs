@@ -9,7 +9,7 @@ pub(crate) mod notes;
 pub(crate) mod proxy;
 pub(crate) mod users;
 
-use auditlog_auth::{Principal, Role};
+use auditlog_auth::Principal;
 use auditlog_http::openapi::{Forbidden, NotFound};
 use auditlog_http::request_id::ClientRequestId;
 use auditlog_http::{ApiError, Authenticated, PathParams, RequestId, not_found};
@@ -24,7 +24,6 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::audit::Actor;
-use crate::users::UserRole;
 use crate::{ApiState, DataError};
 
 /// The primary API's routes.
@@ -166,12 +165,9 @@ async fn token(
         .find_unaudited(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("there is no user {id}")))?;
-    let role = match user.role {
-        UserRole::Admin => Role::Admin,
-        UserRole::User => Role::User,
-    };
-    let principal = Principal::new(user.id.to_string(), role)
-        .ok_or_else(|| ApiError::internal("a user id is not a valid subject"))?;
+    let principal = Principal::new(user.id.to_string(), user.role.principal_role())
+        .ok_or_else(|| ApiError::internal("a user id is not a valid subject"))?
+        .in_tenant(user.tenant);
     let token = state.issuer.issue(&principal).map_err(ApiError::internal)?;
     Ok((
         StatusCode::CREATED,

@@ -33,9 +33,13 @@ pub(crate) struct UserAttributes {
     /// `true`/`false`, or the prototype's 1/0 (also as text).
     #[schema(value_type = Option<bool>)]
     agreed_tos: Option<Value>,
-    /// Only admins may set it.
+    /// Only admins may set it, and only operators to `operator`.
     #[schema(value_type = Option<crate::openapi::RoleName>)]
     role: Option<String>,
+    /// The user's tenant: on creation the creator's own when left out (an
+    /// admin creates users only there); changed by operators only.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")]
+    tenant: Option<String>,
     /// Write-only; never returned.
     password: Option<String>,
 }
@@ -74,9 +78,12 @@ struct UserFields {
     name: String,
     email: String,
     agreed_tos: bool,
-    /// `admin` or `user`.
+    /// `operator`, `admin` or `user`.
     #[schema(value_type = String, example = "user")]
     role: &'static str,
+    /// The tenant the user belongs to.
+    #[schema(example = "default")]
+    tenant: String,
 }
 
 /// The resource's own URL.
@@ -95,6 +102,7 @@ fn user_resource(user: &User) -> UserResource {
             email: user.email.clone(),
             agreed_tos: user.agreed_tos,
             role: user.role.as_str(),
+            tenant: user.tenant.clone(),
         },
         links: SelfLink {
             this: format!("/api/users/{}", user.id),
@@ -205,6 +213,7 @@ pub(crate) async fn create_user(
             Some(role) => UserRole::parse(role)?,
             None => UserRole::User,
         },
+        tenant: attributes.tenant,
         password: attributes.password,
     };
     let user = state.users.create(&actor, new).await?;
@@ -267,6 +276,7 @@ pub(crate) async fn update_user(
             .as_deref()
             .map(UserRole::parse)
             .transpose()?,
+        tenant: attributes.tenant,
         password: attributes.password,
     };
     let user = state.users.update(&actor, id, patch).await?;

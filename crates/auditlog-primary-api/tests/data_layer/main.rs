@@ -43,7 +43,7 @@ macro_rules! suite {
 }
 
 suite!(
-    the_seed_user_is_an_admin_who_agreed_to_the_terms,
+    the_seed_user_is_the_operator_who_agreed_to_the_terms,
     the_first_open_records_the_seed_user_as_created_once,
     creating_a_user_emits_created_with_every_field_then_viewed,
     an_update_emits_only_the_fields_that_really_changed,
@@ -57,6 +57,8 @@ suite!(
     outbox_events_carry_one_gapless_sequence_across_restarts,
     a_failing_transport_leaves_events_in_the_outbox,
     a_password_is_recorded_as_a_masked_change_never_its_value,
+    an_earlier_release_gets_tenants_and_its_admin_becomes_the_operator,
+    an_admin_manages_only_the_users_of_its_tenant,
 );
 
 mod scenarios;
@@ -344,6 +346,22 @@ impl Server {
     }
 }
 
+/// Runs one statement on the database at `url`, whatever its backend.
+async fn execute_on(url: &str, sql: &str) {
+    let sql = AssertSqlSafe(sql.to_owned());
+    let result = if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query(sql).execute(&mut conn).await.map(drop)
+    } else if url.starts_with("postgres") {
+        let mut conn = PgConnection::connect(url).await.unwrap();
+        sqlx::query(sql).execute(&mut conn).await.map(drop)
+    } else {
+        let mut conn = MySqlConnection::connect(url).await.unwrap();
+        sqlx::query(sql).execute(&mut conn).await.map(drop)
+    };
+    result.unwrap();
+}
+
 /// `base` with its database replaced by `name`, keeping any query string.
 fn with_database(base: &str, name: &str) -> String {
     let (url, query) = base.split_once('?').unwrap_or((base, ""));
@@ -369,6 +387,7 @@ fn new_user(email: &str) -> NewUser {
         email: email.into(),
         agreed_tos: false,
         role: UserRole::User,
+        tenant: None,
         password: None,
     }
 }

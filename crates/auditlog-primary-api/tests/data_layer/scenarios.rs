@@ -3,7 +3,7 @@
 
 use super::*;
 
-pub async fn the_seed_user_is_an_admin_who_agreed_to_the_terms(mut env: Env) {
+pub async fn the_seed_user_is_the_operator_who_agreed_to_the_terms(mut env: Env) {
     let user = env.users.get(&admin(), 1).await.unwrap();
 
     assert_eq!(
@@ -13,7 +13,8 @@ pub async fn the_seed_user_is_an_admin_who_agreed_to_the_terms(mut env: Env) {
             name: "James Chavo".into(),
             email: "jim.chavo@happi.com".into(),
             agreed_tos: true,
-            role: UserRole::Admin,
+            role: UserRole::Operator,
+            tenant: "default".into(),
         }
     );
     assert_eq!(
@@ -32,7 +33,8 @@ pub async fn the_first_open_records_the_seed_user_as_created_once(mut env: Env) 
             "name": {"prev": null, "next": "James Chavo"},
             "email": {"prev": null, "next": "jim.chavo@happi.com"},
             "agreedTos": {"prev": null, "next": true},
-            "role": {"prev": null, "next": "admin"},
+            "tenant": {"prev": null, "next": "default"},
+            "role": {"prev": null, "next": "operator"},
         })
     );
     assert_eq!(env.seeded[0].producer_seq, Some(1), "the outbox's first");
@@ -73,6 +75,7 @@ pub async fn creating_a_user_emits_created_with_every_field_then_viewed(mut env:
             "email": {"prev": null, "next": "ann@example.com"},
             "agreedTos": {"prev": null, "next": false},
             "role": {"prev": null, "next": "user"},
+            "tenant": {"prev": null, "next": "default"},
         })
     );
     assert_eq!(changes(&events[1]), Value::Null);
@@ -129,6 +132,7 @@ pub async fn a_delete_emits_deleted_only_when_the_user_existed(mut env: Env) {
             "email": {"prev": "ann@example.com", "next": null},
             "agreedTos": {"prev": false, "next": null},
             "role": {"prev": "user", "next": null},
+            "tenant": {"prev": "default", "next": null},
         })
     );
 
@@ -445,4 +449,155 @@ pub async fn concurrent_patches_of_one_user_chain_their_diffs(mut env: Env) {
     }
     let stored = env.users.find_unaudited(ann.id).await.unwrap().unwrap();
     assert_eq!(current, json!(stored.agreed_tos), "{diffs:?}");
+}
+
+pub async fn an_earlier_release_gets_tenants_and_its_admin_becomes_the_operator(mut env: Env) {
+    let ann = create(&mut env, "ann@example.com").await;
+    // The tables as a release before tenants left them, with user 1 its admin.
+    execute_on(&env.url, "ALTER TABLE users DROP COLUMN tenant").await;
+    execute_on(&env.url, "ALTER TABLE notes DROP COLUMN tenant").await;
+    execute_on(&env.url, "UPDATE users SET role = 'admin' WHERE id = 1").await;
+
+    let db = AppDb::open(&env.url).await.unwrap();
+    let users = Users::new(db, env.recorder.clone());
+
+    let one = users.find_unaudited(1).await.unwrap().unwrap();
+    assert_eq!(
+        (one.role, one.tenant.as_str()),
+        (UserRole::Operator, "default")
+    );
+    let ann = users.find_unaudited(ann.id).await.unwrap().unwrap();
+    assert_eq!((ann.role, ann.tenant.as_str()), (UserRole::User, "default"));
+    // The promotion is the system's change of user 1's rights, in the log.
+    let events = env.events.take().await;
+    assert_eq!(describe(&events), ["changed users:1 by system:seed"]);
+    assert_eq!(events[0].event_name.as_deref(), Some("auth.rights_changed"));
+    assert_eq!(
+        changes(&events[0]),
+        json!({"role": {"prev": "admin", "next": "operator"}})
+    );
+    // Only once.
+    AppDb::open(&env.url).await.unwrap();
+    assert!(env.events.take().await.is_empty());
+}
+
+pub async fn an_admin_manages_only_the_users_of_its_tenant(mut env: Env) {
+    let operator = Actor::from(Principal::new("1".into(), Role::Operator).unwrap());
+    let acme_admin = env
+        .users
+        .create(
+            &operator,
+            NewUser {
+                role: UserRole::Admin,
+                tenant: Some("acme".into()),
+                ..new_user("admin@acme.example")
+            },
+        )
+        .await
+        .unwrap();
+    let acme = Actor::from(
+        Principal::new(acme_admin.id.to_string(), Role::Admin)
+            .unwrap()
+            .in_tenant("acme"),
+    );
+    let acme_member = env
+        .users
+        .create(&acme, new_user("member@acme.example"))
+        .await
+        .unwrap();
+    assert_eq!(acme_member.tenant, "acme", "created in the admin's tenant");
+    let ann = create(&mut env, "ann@example.com").await;
+    env.events.take().await;
+
+    // Another tenant's user is not there for acme's admin.
+    let listed: Vec<i64> = env
+        .users
+        .list(&acme)
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(listed, [acme_admin.id, acme_member.id]);
+    for result in [
+        env.users.get(&acme, ann.id).await.map(drop),
+        env.users
+            .update(
+                &acme,
+                ann.id,
+                UserPatch {
+                    name: Some("Taken".into()),
+                    ..UserPatch::default()
+                },
+            )
+            .await
+            .map(drop),
+        env.users.delete(&acme, ann.id).await,
+    ] {
+        assert!(matches!(result, Err(DataError::NotFound)), "{result:?}");
+    }
+    // Nor may it create users elsewhere, make operators or move users.
+    let elsewhere = env
+        .users
+        .create(
+            &acme,
+            NewUser {
+                tenant: Some("default".into()),
+                ..new_user("x@example.com")
+            },
+        )
+        .await;
+    assert!(
+        matches!(elsewhere, Err(DataError::Forbidden(_))),
+        "{elsewhere:?}"
+    );
+    let operator_made = env
+        .users
+        .update(
+            &acme,
+            acme_member.id,
+            UserPatch {
+                role: Some(UserRole::Operator),
+                ..UserPatch::default()
+            },
+        )
+        .await;
+    assert!(matches!(operator_made, Err(DataError::Forbidden(_))));
+    let moved = env
+        .users
+        .update(
+            &acme,
+            acme_member.id,
+            UserPatch {
+                tenant: Some("default".into()),
+                ..UserPatch::default()
+            },
+        )
+        .await;
+    assert!(matches!(moved, Err(DataError::Forbidden(_))));
+    // What acme's admin does is acme's: its events carry the tenant.
+    env.users.get(&acme, acme_member.id).await.unwrap();
+    let events = env.events.take().await;
+    assert!(!events.is_empty());
+    for event in &events {
+        assert_eq!(event.tenant_id.as_deref(), Some("acme"), "{event:?}");
+    }
+    // The operator moves a user, recorded as a change of rights.
+    env.users
+        .update(
+            &operator,
+            acme_member.id,
+            UserPatch {
+                tenant: Some("globex".into()),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    let events = env.events.take().await;
+    assert_eq!(events[0].event_name.as_deref(), Some("auth.rights_changed"));
+    assert_eq!(
+        changes(&events[0]),
+        json!({"tenant": {"prev": "acme", "next": "globex"}})
+    );
 }

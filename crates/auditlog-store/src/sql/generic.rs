@@ -584,6 +584,7 @@ where
             body: row.try_get("body").map_err(store_error)?,
             producer_id: (self.dialect.text)(row, "producer_id")?,
             producer_seq: row.try_get("producer_seq").map_err(store_error)?,
+            tenant_id: (self.dialect.text)(row, "tenant_id")?,
             object_keys: self.object_keys(row)?,
         })
     }

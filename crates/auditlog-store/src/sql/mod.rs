@@ -29,7 +29,7 @@ use crate::{StoreError, redact};
 
 pub(crate) use generic::GenericStore;
 pub(crate) use queries::LAST_SEQ;
-pub(crate) use rows::{EventRow, chunks, insert_values, unique_rows};
+pub(crate) use rows::{EventRow, INSERT_BINDS_PER_ROW, chunks, insert_values, unique_rows};
 
 /// Connections per server-backed pool: enough for concurrent queries next to the
 /// (serialised) writer, few enough that several auditors fit a default

@@ -26,6 +26,14 @@ where
 {
     /// Appends ` AND …` for every filter of `query` (not its cursor), each value bound.
     fn push_filters(&self, sql: &mut QueryBuilder<DB>, query: &EventQuery) {
+        if let Some(tenant) = &query.tenant {
+            // The default tenant's rows hold NULL (see `tenant_column`).
+            if tenant == auditlog_event::DEFAULT_TENANT {
+                sql.push(" AND tenant_id IS NULL");
+            } else {
+                sql.push(" AND tenant_id = ").push_bind(tenant.clone());
+            }
+        }
         if let Some(actor) = &query.actor {
             sql.push(" AND ");
             push_object(sql, "actor", actor, self.object_keys);

@@ -29,6 +29,8 @@ pub(crate) struct EventRow<'a> {
     pub producer_id: Option<&'a str>,
     /// The event's number in its producer's output, 1 or more.
     pub producer_seq: Option<i64>,
+    /// The event's tenant, `None` for the default one ([`crate::tenant_column`]).
+    pub tenant_id: Option<&'a str>,
 }
 
 impl EventRow<'_> {
@@ -40,6 +42,7 @@ impl EventRow<'_> {
             + self.producer_id.map_or(0, str::len)
             + self.target_type.len()
             + self.target_id.len()
+            + self.tenant_id.map_or(0, str::len)
             + self.body.len()
     }
 }
@@ -67,6 +70,7 @@ pub(crate) fn unique_rows(events: &[DataEvent]) -> Vec<EventRow<'_>> {
                 body: event.to_json(),
                 producer_id,
                 producer_seq,
+                tenant_id: crate::tenant_column(event),
             }
         })
         .collect()
@@ -101,6 +105,11 @@ pub(crate) fn chunks<'r, 'a>(
     })
 }
 
+/// Binds per row of [`insert_values`] without the object keys: id, action,
+/// timestamp, actor type and id, target type and id, received at, body,
+/// producer id and number, tenant.
+pub(crate) const INSERT_BINDS_PER_ROW: usize = 12;
+
 /// One multi-row `INSERT` of `chunk` into `audit_events`, every value bound and the id
 /// as its 16 bytes (SQLite and MySQL/MariaDB store it so), with the object key
 /// columns where the table has them ([`super::Dialect::object_keys`]); the caller appends what
@@ -121,7 +130,7 @@ where
 {
     let mut insert = QueryBuilder::<DB>::new(format!(
         "INSERT INTO audit_events (id, action, timestamp, actor_type, actor_id, \
-         target_type, target_id, received_at, body, producer_id, producer_seq{}) ",
+         target_type, target_id, received_at, body, producer_id, producer_seq, tenant_id{}) ",
         if object_keys {
             ", actor_key, target_key"
         } else {
@@ -139,7 +148,8 @@ where
             .push_bind(received_at)
             .push_bind(event.body.as_str())
             .push_bind(event.producer_id)
-            .push_bind(event.producer_seq);
+            .push_bind(event.producer_seq)
+            .push_bind(event.tenant_id);
         if object_keys {
             row.push_bind(crate::object_key(event.actor_type, &event.actor_id))
                 .push_bind(crate::object_key(event.target_type, &event.target_id));
@@ -194,6 +204,17 @@ mod tests {
         let mut alone = numbered("api", 1);
         alone.producer_id = None;
         assert_eq!(numbering(&alone), None);
+    }
+
+    #[test]
+    fn an_insert_binds_as_many_values_per_row_as_the_statement_limits_count() {
+        let batch = [event(1), event(2)];
+        let rows = unique_rows(&batch);
+        for (keys, extra) in [(false, 0), (true, 2)] {
+            let insert = insert_values::<sqlx::MySql>(&rows, 0, keys);
+            let placeholders = insert.sql().as_str().matches('?').count();
+            assert_eq!(placeholders, 2 * (INSERT_BINDS_PER_ROW + extra));
+        }
     }
 
     #[test]

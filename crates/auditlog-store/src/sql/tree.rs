@@ -141,7 +141,7 @@ where
 fn row_columns<DB: Database>(dialect: &Dialect<DB>) -> String {
     format!(
         "e.seq, {} AS id, e.action, e.timestamp, e.actor_type, e.actor_id, e.target_type, \
-         e.target_id, e.received_at, e.body, e.producer_id, e.producer_seq{}",
+         e.target_id, e.received_at, e.body, e.producer_id, e.producer_seq, e.tenant_id{}",
         (dialect.select_id)("e.id"),
         if dialect.object_keys {
             ", e.actor_key, e.target_key"

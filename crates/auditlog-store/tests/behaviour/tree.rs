@@ -239,6 +239,7 @@ pub(crate) async fn leaves_and_rows_read_back_as_stored(fresh: Fresh) {
             body: event.to_json(),
             producer_id: event.producer_id.clone(),
             producer_seq: event.producer_seq.map(|seq| seq as i64),
+            tenant_id: auditlog_store::tenant_column(event).map(str::to_owned),
             // Only the SQLite store keeps (and so reads back) the object keys.
             object_keys: row.object_keys.map(|_| ObjectKeys {
                 actor: Some(object_key(event.actor_type.as_str(), &event.actor_id.key())),
