@@ -186,6 +186,14 @@ impl Principal {
         }
     }
 
+    /// Whether this principal may erase a data subject's personal data from
+    /// the log (`POST /api/erasures`): admins. With tenants, an admin of the
+    /// subject's tenant and the deployment's operators: this is the one place
+    /// that rule goes.
+    pub fn may_erase_personal_data(&self) -> bool {
+        self.is_admin()
+    }
+
     /// Whether this principal may change roles.
     pub fn may_assign_roles(&self) -> bool {
         self.is_admin()
@@ -238,6 +246,15 @@ mod tests {
         assert_eq!(admin.event_scope(), EventScope::All);
         assert!(admin.may_read_events_of("users", "7"));
         assert!(admin.may_read_events_of("notes", "3"));
+    }
+
+    #[test]
+    fn only_an_admin_may_erase_personal_data() {
+        let admin = Principal::new("1".into(), Role::Admin).unwrap();
+        let service = Principal::new("api".into(), Role::Service).unwrap();
+        assert!(admin.may_erase_personal_data());
+        assert!(!user("7").may_erase_personal_data());
+        assert!(!service.may_erase_personal_data());
     }
 
     #[test]

@@ -1,0 +1,261 @@
+//! [`ShreddingStore`]: the audit store as the auditor uses it when personal
+//! fields are declared. Every event is written with its personal values
+//! encrypted (so the plaintext never reaches the store's files), and every
+//! event read back comes with them decrypted, or shown erased once the
+//! subject's key is gone — for every answer alike, since queries, one event,
+//! exports, the live stream, state and diff all read through it. What the log's
+//! integrity rests on (leaves, rows for `verify`, tiles, proofs) is passed
+//! through untouched: it is the ciphertext that the leaves hold.
+//!
+//! Keys are not cached: each batch written asks the store for its subjects'
+//! keys and each page read for the keys it needs, so that an erasure by any
+//! auditor sharing the store takes effect on the next answer of every one.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use auditlog_event::{DataEvent, MAX_STORED_EVENT_BYTES};
+use auditlog_store::{
+    ActivityCount, AuditStore, ChainEntry, EventPage, EventQuery, EventRow, Hash, InsertOutcome,
+    Leaf, LeafEntry, Migration, ObjectKey, ProducerProgress, Read, SealOutcome, SealerRole,
+    SignedHead, StoreError, StoredCheckpoint, StoredEvent, SubjectKey,
+};
+
+use super::{KeyRing, PersonalFields, StoredBody, forged_encryption, new_key};
+
+/// The store, encrypting personal values on the way in and decrypting them on
+/// the way out (see the module).
+pub struct ShreddingStore {
+    inner: Arc<dyn AuditStore>,
+    fields: PersonalFields,
+}
+
+impl ShreddingStore {
+    /// `inner` with the values of `fields` encrypted.
+    pub fn new(inner: Arc<dyn AuditStore>, fields: PersonalFields) -> Self {
+        ShreddingStore { inner, fields }
+    }
+
+    /// The events with their personal values encrypted, creating the keys of
+    /// subjects that have none yet.
+    async fn encrypt(&self, events: &[DataEvent]) -> Result<Vec<DataEvent>, StoreError> {
+        let mut candidates: Vec<SubjectKey> = Vec::new();
+        for event in events {
+            for subject in self.fields.subjects_of(event) {
+                if candidates.iter().all(|c| c.subject != subject) {
+                    let key = new_key().map_err(|e| StoreError::Backend(e.to_string()))?;
+                    candidates.push(SubjectKey { subject, key });
+                }
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(events.to_vec());
+        }
+        let keys = KeyRing::new(self.inner.ensure_subject_keys(&candidates).await?);
+        events
+            .iter()
+            .map(|event| {
+                self.fields.encrypt(event.clone(), &keys).map_err(|e| {
+                    // A key erased between its creation and this batch: the
+                    // batch is tried again and gets a new one.
+                    StoreError::Unavailable(format!("encrypting event {}: {e}", event.id))
+                })
+            })
+            .collect()
+    }
+
+    /// The events with their encrypted values decrypted (or shown erased).
+    async fn decrypt(&self, events: Vec<StoredEvent>) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut parsed: Vec<(StoredEvent, Option<StoredBody>)> = events
+            .into_iter()
+            .map(|e| {
+                let body = StoredBody::parse(&e.body);
+                (e, body)
+            })
+            .collect();
+        let mut subjects: Vec<ObjectKey> = Vec::new();
+        for subject in parsed
+            .iter()
+            .flat_map(|(_, b)| b.iter().flat_map(StoredBody::subjects))
+        {
+            if !subjects.contains(&subject) {
+                subjects.push(subject);
+            }
+        }
+        if subjects.is_empty() {
+            return Ok(parsed.into_iter().map(|(e, _)| e).collect());
+        }
+        let keys = KeyRing::new(self.inner.subject_keys(&subjects).await?);
+        for (event, body) in &mut parsed {
+            if let Some(body) = body.take() {
+                event.body = body.decrypt(&keys);
+            }
+        }
+        Ok(parsed.into_iter().map(|(e, _)| e).collect())
+    }
+}
+
+#[async_trait]
+impl AuditStore for ShreddingStore {
+    async fn insert_batch(&self, events: &[DataEvent]) -> Result<InsertOutcome, StoreError> {
+        let encrypted = self.encrypt(events).await?;
+        self.inner.insert_batch(&encrypted).await
+    }
+
+    fn refusal(&self, event: &DataEvent) -> Option<String> {
+        if let Some(reason) = forged_encryption(event) {
+            return Some(reason);
+        }
+        let len = self.fields.encrypted_len(event);
+        (len > MAX_STORED_EVENT_BYTES).then(|| {
+            format!(
+                "the event is {len} bytes once its personal fields are encrypted, more than \
+                 the {MAX_STORED_EVENT_BYTES} an event may be"
+            )
+        })
+    }
+
+    async fn query(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
+        let page = self.inner.query(query).await?;
+        Ok(EventPage {
+            events: self.decrypt(page.events).await?,
+            next: page.next,
+        })
+    }
+
+    async fn count(&self, query: &EventQuery) -> Result<u64, StoreError> {
+        self.inner.count(query).await
+    }
+
+    async fn get(&self, id: uuid::Uuid) -> Result<Option<StoredEvent>, StoreError> {
+        match self.inner.get(id).await? {
+            Some(event) => Ok(self.decrypt(vec![event]).await?.pop()),
+            None => Ok(None),
+        }
+    }
+
+    async fn stored_after(
+        &self,
+        query: &EventQuery,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let events = self.inner.stored_after(query, after_seq, limit).await?;
+        self.decrypt(events).await
+    }
+
+    async fn last_seq(&self) -> Result<i64, StoreError> {
+        self.inner.last_seq().await
+    }
+
+    async fn activity(
+        &self,
+        query: &EventQuery,
+        bucket_ms: i64,
+    ) -> Result<Vec<ActivityCount>, StoreError> {
+        self.inner.activity(query, bucket_ms).await
+    }
+
+    async fn producers(&self) -> Result<Vec<ProducerProgress>, StoreError> {
+        self.inner.producers().await
+    }
+
+    async fn bind_producer(
+        &self,
+        producer_id: &str,
+        principal: &str,
+    ) -> Result<String, StoreError> {
+        self.inner.bind_producer(producer_id, principal).await
+    }
+
+    async fn stored_ids(&self, ids: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError> {
+        self.inner.stored_ids(ids).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+
+    async fn ensure_subject_keys(
+        &self,
+        candidates: &[SubjectKey],
+    ) -> Result<Vec<SubjectKey>, StoreError> {
+        self.inner.ensure_subject_keys(candidates).await
+    }
+
+    async fn subject_keys(&self, subjects: &[ObjectKey]) -> Result<Vec<SubjectKey>, StoreError> {
+        self.inner.subject_keys(subjects).await
+    }
+
+    async fn erase_subject_key(&self, subject: &ObjectKey) -> Result<bool, StoreError> {
+        self.inner.erase_subject_key(subject).await
+    }
+
+    async fn seal(&self, max: u32) -> Result<SealOutcome, StoreError> {
+        self.inner.seal(max).await
+    }
+
+    async fn sealer_role(&self) -> Result<Option<Box<dyn SealerRole>>, StoreError> {
+        self.inner.sealer_role().await
+    }
+
+    async fn tree_size(&self) -> Result<u64, StoreError> {
+        self.inner.tree_size().await
+    }
+
+    async fn tree_hashes(&self, reads: &[Read]) -> Result<Vec<(Read, Vec<Hash>)>, StoreError> {
+        self.inner.tree_hashes(reads).await
+    }
+
+    async fn leaf_of(&self, id: uuid::Uuid) -> Result<Option<Leaf>, StoreError> {
+        self.inner.leaf_of(id).await
+    }
+
+    async fn leaves(&self, start: u64, end: u64) -> Result<Vec<Leaf>, StoreError> {
+        self.inner.leaves(start, end).await
+    }
+
+    async fn leaf_entries(&self, from: u64, limit: u32) -> Result<Vec<LeafEntry>, StoreError> {
+        self.inner.leaf_entries(from, limit).await
+    }
+
+    async fn rows_after(&self, after_seq: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
+        self.inner.rows_after(after_seq, limit).await
+    }
+
+    async fn save_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {
+        self.inner.save_checkpoint(checkpoint).await
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.inner.latest_checkpoint().await
+    }
+
+    async fn checkpoints_after(
+        &self,
+        after_size: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        self.inner.checkpoints_after(after_size, limit).await
+    }
+
+    async fn legacy_chain_after(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<ChainEntry>, StoreError> {
+        self.inner.legacy_chain_after(after_seq, limit).await
+    }
+
+    async fn legacy_head(&self) -> Result<Option<SignedHead>, StoreError> {
+        self.inner.legacy_head().await
+    }
+
+    async fn save_migration(&self, migration: &Migration) -> Result<(), StoreError> {
+        self.inner.save_migration(migration).await
+    }
+
+    async fn migration(&self) -> Result<Option<Migration>, StoreError> {
+        self.inner.migration().await
+    }
+}
