@@ -21,12 +21,11 @@ use utoipa::ToSchema;
 
 use crate::AuditorState;
 use crate::commit::{Via, insert_measured};
+use crate::reads::AUDITOR_PRINCIPAL;
 use auditlog_http::openapi::{BadRequest, Forbidden, Unauthorized, Unavailable};
 
 /// The `eventName` of an erasure's record (under the reserved `audit.`).
 pub(crate) const ERASED_EVENT_NAME: &str = "audit.erased";
-/// Who delivers the auditor's own records, as their `ingestedBy`.
-const AUDITOR_PRINCIPAL: &str = "services/auditor";
 /// The JSON:API type of an erasure.
 const ERASURES: &str = "erasures";
 /// Largest request body: one small document.

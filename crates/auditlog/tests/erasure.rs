@@ -4,17 +4,20 @@
 //! erase` deletes the user's key and records the erasure; from then on every
 //! answer (queries, one event, exports, the live stream, state and diff) shows
 //! the values as erased, another user's stay readable, the plaintext is in none
-//! of the SQLite files, and `auditlog verify` still passes.
+//! of the store's files (SQLite: the main file, WAL and shared memory; PostgreSQL
+//! and MariaDB: a `pg_dump`/`mysqldump` of the audit database), and `auditlog
+//! verify` still passes. Run on each of the three stores.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Client, Running, all_events, binary, data_dir, user_doc};
+use auditlog_store::testing::{self, TestDatabase};
+use common::{Client, Running, all_events, binary, data_dir, describe, user_doc};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
@@ -46,23 +49,36 @@ async fn wait_for(client: &Client, path: &str, count: usize) -> Vec<Value> {
     }
 }
 
-/// Every file of the SQLite audit store (main file, WAL, shared memory).
-fn audit_store_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    ["audit.db", "audit.db-wal", "audit.db-shm"]
-        .iter()
-        .filter_map(|name| {
-            std::fs::read(dir.join(name))
-                .ok()
-                .map(|b| (name.to_string(), b))
-        })
-        .collect()
+/// What the audit store holds, as bytes: on SQLite every file (main file, WAL,
+/// shared memory), on a server a dump of the database.
+fn audit_store_bytes(dir: &Path, store: &Store) -> Vec<(String, Vec<u8>)> {
+    let dump = |program: &str, args: &[&str]| {
+        let output = Command::new(program).args(args).output().unwrap();
+        assert!(output.status.success(), "{program}: {}", describe(&output));
+        vec![(program.to_owned(), output.stdout)]
+    };
+    match store {
+        Store::Sqlite => ["audit.db", "audit.db-wal", "audit.db-shm"]
+            .iter()
+            .filter_map(|name| {
+                std::fs::read(dir.join(name))
+                    .ok()
+                    .map(|b| (name.to_string(), b))
+            })
+            .collect(),
+        Store::Server(db) if db.url().starts_with("postgres") => dump("pg_dump", &[db.url()]),
+        Store::Server(db) => {
+            let name = db.url().rsplit('/').next().unwrap();
+            dump("mysqldump", &["-h", "127.0.0.1", "-u", "root", name])
+        }
+    }
 }
 
-fn assert_no_plaintext_in_files(dir: &Path, when: &str) {
-    let files = audit_store_files(dir);
+fn assert_no_plaintext_in_store(dir: &Path, store: &Store, when: &str) {
+    let files = audit_store_bytes(dir, store);
     assert!(
-        files.iter().any(|(name, _)| name == "audit.db"),
-        "{files:?}"
+        files.iter().all(|(_, bytes)| bytes.len() > 1000),
+        "{when}: nothing read"
     );
     for (name, bytes) in files {
         for plain in PLAINTEXTS {
@@ -121,25 +137,48 @@ fn export(api: &str, id: &str, format: &str) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-fn describe(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 fn assert_none_of(text: &str, plaintexts: &[&str], what: &str) {
     for plain in plaintexts {
         assert!(!text.contains(plain), "{what} shows `{plain}`: {text}");
     }
 }
 
+/// Where the audit store is.
+enum Store {
+    /// `audit.db` in the data directory, the default.
+    Sqlite,
+    /// A private PostgreSQL or MariaDB database.
+    Server(TestDatabase),
+}
+
+impl Store {
+    fn url(&self, dir: &Path) -> String {
+        match self {
+            Store::Sqlite => format!("sqlite://{}", dir.join("audit.db").display()),
+            Store::Server(db) => db.url().to_owned(),
+        }
+    }
+}
+
 #[tokio::test]
-async fn an_erased_users_name_and_email_are_gone_from_every_answer_and_file_and_the_log_verifies() {
+async fn on_sqlite_an_erased_users_personal_data_is_gone_and_the_log_verifies() {
+    scenario(Store::Sqlite).await;
+}
+
+#[tokio::test]
+async fn on_postgres_an_erased_users_personal_data_is_gone_and_the_log_verifies() {
+    scenario(Store::Server(testing::fresh_postgres_url().await)).await;
+}
+
+#[tokio::test]
+async fn on_mariadb_an_erased_users_personal_data_is_gone_and_the_log_verifies() {
+    scenario(Store::Server(testing::fresh_mysql_url().await)).await;
+}
+
+async fn scenario(store: Store) {
     let (_tmp, dir) = data_dir();
-    let system = Running::up(&dir);
+    let url = store.url(&dir);
+    let system = Running::up_with(&dir, &["--store-url", &url]);
     let admin = Client::new(&system.urls.api).login(1).await;
     let (id, _) = admin.new_member(NAME, EMAIL).await;
     let (other, member) = admin.new_member(OTHER_NAME, OTHER_EMAIL).await;
@@ -187,7 +226,7 @@ async fn an_erased_users_name_and_email_are_gone_from_every_answer_and_file_and_
     assert!(export(&system.urls.api, &id, "csv").contains(EMAIL));
     assert!(streamed(&admin, &id, 2).await.contains(NAME));
     // ... while the store's files hold only ciphertext.
-    assert_no_plaintext_in_files(&dir, "before the erasure");
+    assert_no_plaintext_in_store(&dir, &store, "before the erasure");
 
     // Only admins may erase: a member is refused with a JSON:API error.
     let auditor = |client: &Client| Client {
@@ -315,24 +354,28 @@ async fn an_erased_users_name_and_email_are_gone_from_every_answer_and_file_and_
     // The files hold neither the plaintext nor anything that opens the
     // ciphertext, and the log, whose leaves hold the ciphertext, still verifies.
     assert!(system.terminate().success());
-    assert_no_plaintext_in_files(&dir, "after the erasure");
-    let store = auditlog_store::open(&format!("sqlite://{}", dir.join("audit.db").display()))
-        .await
-        .unwrap();
+    assert_no_plaintext_in_store(&dir, &store, "after the erasure");
+    let raw_store = auditlog_store::open(&url).await.unwrap();
     let subject = auditlog_store::ObjectKey {
         object_type: auditlog_event::ObjectType::parse("t", "users").unwrap(),
         id: id.clone(),
     };
-    assert!(store.subject_keys(&[subject]).await.unwrap().is_empty());
-    let raw = store
+    assert!(raw_store.subject_keys(&[subject]).await.unwrap().is_empty());
+    let raw = raw_store
         .get(created["id"].as_str().unwrap().parse().unwrap())
         .await
         .unwrap()
         .unwrap();
     assert!(raw.body.contains(r#"{"$enc":"v1:"#), "{}", raw.body);
-    drop(store);
+    drop(raw_store);
     let verified = Command::new(binary())
-        .args(["verify", "--data-dir", dir.to_str().unwrap()])
+        .args([
+            "verify",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--store-url",
+            &url,
+        ])
         .env_remove("AUDITLOG_STORE_URL")
         .output()
         .unwrap();

@@ -163,8 +163,10 @@ impl PersonalFields {
     }
 
     /// The length of `event`'s JSON once its personal values are encrypted:
-    /// exact, since the ciphertext's length depends only on the value's.
-    pub fn encrypted_len(&self, event: &DataEvent) -> usize {
+    /// exact, since the ciphertext's length depends only on the value's;
+    /// `None` when it holds none (its length does not change, and is not
+    /// measured: this runs for every event received).
+    pub fn encrypted_len(&self, event: &DataEvent) -> Option<usize> {
         let growth = |value: &Value| {
             if value.is_null() {
                 return 0;
@@ -177,7 +179,7 @@ impl PersonalFields {
             .map(|(_, c)| growth(&c.prev) + growth(&c.next))
             .sum();
         let meta: usize = self.declared_meta(event).map(|(_, v)| growth(v)).sum();
-        event.to_json().len() + changes + meta
+        (changes + meta > 0).then(|| event.to_json().len() + changes + meta)
     }
 
     /// `event` with each declared value encrypted under its subject's key from

@@ -37,8 +37,9 @@ impl ShreddingStore {
     }
 
     /// The events with their personal values encrypted, creating the keys of
-    /// subjects that have none yet.
-    async fn encrypt(&self, events: &[DataEvent]) -> Result<Vec<DataEvent>, StoreError> {
+    /// subjects that have none yet; `None` when no event holds one (the batch
+    /// is then stored as it is, not copied).
+    async fn encrypt(&self, events: &[DataEvent]) -> Result<Option<Vec<DataEvent>>, StoreError> {
         let mut candidates: Vec<SubjectKey> = Vec::new();
         for event in events {
             for subject in self.fields.subjects_of(event) {
@@ -49,7 +50,7 @@ impl ShreddingStore {
             }
         }
         if candidates.is_empty() {
-            return Ok(events.to_vec());
+            return Ok(None);
         }
         let keys = KeyRing::new(self.inner.ensure_subject_keys(&candidates).await?);
         events
@@ -61,7 +62,8 @@ impl ShreddingStore {
                     StoreError::Unavailable(format!("encrypting event {}: {e}", event.id))
                 })
             })
-            .collect()
+            .collect::<Result<_, _>>()
+            .map(Some)
     }
 
     /// The events with their encrypted values decrypted (or shown erased).
@@ -98,15 +100,18 @@ impl ShreddingStore {
 #[async_trait]
 impl AuditStore for ShreddingStore {
     async fn insert_batch(&self, events: &[DataEvent]) -> Result<InsertOutcome, StoreError> {
-        let encrypted = self.encrypt(events).await?;
-        self.inner.insert_batch(&encrypted).await
+        match self.encrypt(events).await? {
+            Some(encrypted) => self.inner.insert_batch(&encrypted).await,
+            None => self.inner.insert_batch(events).await,
+        }
     }
 
     fn refusal(&self, event: &DataEvent) -> Option<String> {
         if let Some(reason) = forged_encryption(event) {
             return Some(reason);
         }
-        let len = self.fields.encrypted_len(event);
+        // An event without personal values fits: the contract checked its size.
+        let len = self.fields.encrypted_len(event)?;
         (len > MAX_STORED_EVENT_BYTES).then(|| {
             format!(
                 "the event is {len} bytes once its personal fields are encrypted, more than \

@@ -119,7 +119,7 @@ fn declared_values_are_stored_encrypted_and_read_back_decrypted() {
     );
     assert!(stored.contains(r#""userAgent":"curl""#));
     assert_eq!(
-        stored.len(),
+        Some(stored.len()),
         fields.encrypted_len(&event),
         "the size is known before encrypting"
     );
@@ -216,6 +216,7 @@ fn an_event_without_personal_values_needs_no_key_and_is_served_as_stored() {
     event.meta = None;
 
     assert!(demo_fields().subjects_of(&event).is_empty());
+    assert_eq!(demo_fields().encrypted_len(&event), None);
     let stored = demo_fields()
         .encrypt(event.clone(), &KeyRing::default())
         .unwrap();
@@ -238,4 +239,19 @@ fn a_producers_value_shaped_like_a_ciphertext_is_refused() {
 
     assert!(reason.starts_with("changes.title"), "{reason}");
     assert!(forged_encryption(&renaming()).is_none());
+}
+
+#[test]
+fn an_event_that_outgrows_the_size_limit_once_encrypted_is_known_before() {
+    let mut event = renaming();
+    let long = "x".repeat(auditlog_event::MAX_STORED_EVENT_BYTES - 1_000);
+    event.changes = Some([("name".to_owned(), Change::new(Value::Null, json!(long)))].into());
+
+    let encrypted = demo_fields().encrypted_len(&event).unwrap();
+
+    assert!(event.to_json().len() < auditlog_event::MAX_STORED_EVENT_BYTES);
+    assert!(
+        encrypted > auditlog_event::MAX_STORED_EVENT_BYTES,
+        "{encrypted}"
+    );
 }
