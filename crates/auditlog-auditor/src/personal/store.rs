@@ -11,6 +11,7 @@
 //! keys and each page read for the keys it needs, so that an erasure by any
 //! auditor sharing the store takes effect on the next answer of every one.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -40,15 +41,19 @@ impl ShreddingStore {
     /// subjects that have none yet; `None` when no event holds one (the batch
     /// is then stored as it is, not copied).
     async fn encrypt(&self, events: &[DataEvent]) -> Result<Option<Vec<DataEvent>>, StoreError> {
-        let mut candidates: Vec<SubjectKey> = Vec::new();
-        for event in events {
-            for subject in self.fields.subjects_of(event) {
-                if candidates.iter().all(|c| c.subject != subject) {
-                    let key = new_key().map_err(|e| StoreError::Backend(e.to_string()))?;
-                    candidates.push(SubjectKey { subject, key });
-                }
-            }
-        }
+        // A batch holds up to tens of thousands of events: subjects are
+        // gathered in a set, each once.
+        let subjects: HashSet<ObjectKey> = events
+            .iter()
+            .flat_map(|event| self.fields.subjects_of(event))
+            .collect();
+        let candidates = subjects
+            .into_iter()
+            .map(|subject| {
+                let key = new_key().map_err(|e| StoreError::Backend(e.to_string()))?;
+                Ok(SubjectKey { subject, key })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         if candidates.is_empty() {
             return Ok(None);
         }
@@ -75,15 +80,12 @@ impl ShreddingStore {
                 (e, body)
             })
             .collect();
-        let mut subjects: Vec<ObjectKey> = Vec::new();
-        for subject in parsed
+        let subjects: Vec<ObjectKey> = parsed
             .iter()
             .flat_map(|(_, b)| b.iter().flat_map(StoredBody::subjects))
-        {
-            if !subjects.contains(&subject) {
-                subjects.push(subject);
-            }
-        }
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
         if subjects.is_empty() {
             return Ok(parsed.into_iter().map(|(e, _)| e).collect());
         }
