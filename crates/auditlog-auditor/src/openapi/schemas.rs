@@ -117,7 +117,15 @@ fn event_object(input: bool) -> ObjectBuilder {
         ));
     let meta = ObjectBuilder::new()
         .schema_type(Type::Object)
-        .description(Some("Free metadata, e.g. the client's ip or user agent"));
+        .description(Some(if input {
+            "Free metadata, e.g. the client's ip or user agent. Personal fields (e.g. \
+             `ip`) are stored encrypted under the actor's key; a value shaped like \
+             `{\"$enc\":…}` is refused."
+        } else {
+            "Free metadata, e.g. the client's ip or user agent. Personal fields (e.g. \
+             `ip`) are stored encrypted under the actor's key and answered decrypted, \
+             or as `{\"erased\":true}` once the actor's personal data is erased."
+        }));
     let timestamp = millis_schema(if input {
         "Milliseconds since the Unix epoch; the time of arrival when absent"
     } else {

@@ -285,9 +285,11 @@ fn actor_key(event: &DataEvent) -> ObjectKey {
     }
 }
 
-/// The associated data of a value: the format, its subject and its place, each
-/// ended by a NUL (which no type or id holds unescaped in a way that matters:
-/// the parts are length-bounded strings from the event).
+/// The associated data of a value: the format, its subject and its place,
+/// NUL-separated. What keeps one subject's values from opening under another's
+/// is that each subject has a key of its own; the subject in here also ties a
+/// value to it should keys ever be shared, and the place keeps a ciphertext
+/// from being moved to another field (or from `prev` to `next`) unnoticed.
 fn aad(subject: &ObjectKey, place: &str) -> Vec<u8> {
     format!(
         "auditlog-personal-v1\0{}\0{}\0{place}",
