@@ -266,3 +266,112 @@ impl AuditStore for ShreddingStore {
         self.inner.migration().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use auditlog_event::{Action, Change, ObjectRef, ObjectType};
+    use serde_json::json;
+
+    use super::*;
+    use crate::personal::DEFAULT_PERSONAL_FIELDS;
+
+    /// A SQLite store in `dir`, and the same store seen through the wrapper.
+    async fn stores(dir: &std::path::Path) -> (Arc<dyn AuditStore>, ShreddingStore) {
+        let raw = auditlog_store::open(&format!("sqlite://{}", dir.join("audit.db").display()))
+            .await
+            .unwrap();
+        let fields = PersonalFields::parse(DEFAULT_PERSONAL_FIELDS).unwrap();
+        (raw.clone(), ShreddingStore::new(raw, fields))
+    }
+
+    fn created(id: i64, name: &str) -> DataEvent {
+        let users = ObjectType::parse("targetType", "users").unwrap();
+        let mut event = DataEvent::new(
+            Action::Created,
+            ObjectRef::new(users.clone(), 1),
+            ObjectRef::new(users, id),
+            1_000,
+        );
+        event.changes = Some([("name".to_owned(), Change::new(json!(null), json!(name)))].into());
+        event
+    }
+
+    #[tokio::test]
+    async fn the_leaf_keeps_the_ciphertext_while_readers_get_the_value_until_the_key_is_erased() {
+        let dir = tempfile::tempdir().unwrap();
+        let (raw, store) = stores(dir.path()).await;
+        let (ada, bob) = (created(42, "Ada Lovelace"), created(43, "Bob Byte"));
+        store
+            .insert_batch(&[ada.clone(), bob.clone()])
+            .await
+            .unwrap();
+        store.seal(10).await.unwrap();
+        let leaf_before = store.leaf_of(ada.id).await.unwrap().unwrap();
+
+        let read = store.get(ada.id).await.unwrap().unwrap();
+        let stored = raw.get(ada.id).await.unwrap().unwrap();
+        assert!(
+            read.body.contains(r#""next":"Ada Lovelace""#),
+            "{}",
+            read.body
+        );
+        assert!(!stored.body.contains("Ada Lovelace"), "{}", stored.body);
+        assert!(!leaf_before.bytes.contains("Ada Lovelace"));
+        assert!(leaf_before.bytes.contains(r#"{"$enc":"v1:"#));
+
+        let users = ObjectType::parse("targetType", "users").unwrap();
+        let subject = ObjectKey {
+            object_type: users,
+            id: "42".into(),
+        };
+        assert!(store.erase_subject_key(&subject).await.unwrap());
+
+        let page = store.query(&EventQuery::default()).await.unwrap();
+        let bodies: Vec<&str> = page.events.iter().map(|e| e.body.as_str()).collect();
+        assert_eq!(bodies.len(), 2);
+        let erased = bodies
+            .iter()
+            .find(|b| b.contains("\"targetId\":42"))
+            .unwrap();
+        assert!(erased.contains(r#""next":{"erased":true}"#), "{erased}");
+        assert!(!erased.contains("Ada Lovelace"));
+        assert!(
+            bodies.iter().any(|b| b.contains("Bob Byte")),
+            "another subject stays readable"
+        );
+        let tail = store
+            .stored_after(&EventQuery::default(), 0, 10)
+            .await
+            .unwrap();
+        assert!(tail.iter().all(|e| !e.body.contains("Ada Lovelace")));
+        assert_eq!(
+            store.leaf_of(ada.id).await.unwrap().unwrap(),
+            leaf_before,
+            "the leaf, and so every proof, is unchanged"
+        );
+    }
+
+    #[tokio::test]
+    async fn intake_is_told_what_would_not_fit_once_encrypted_or_forges_a_ciphertext() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, store) = stores(dir.path()).await;
+        let huge = created(42, &"x".repeat(MAX_STORED_EVENT_BYTES - 1_000));
+        let mut forged = created(42, "Ada");
+        forged.changes = Some(
+            [(
+                "title".to_owned(),
+                Change::new(json!(null), json!({"$enc": "v1:AAAA"})),
+            )]
+            .into(),
+        );
+
+        assert!(store.refusal(&created(42, "Ada")).is_none());
+        assert!(
+            store
+                .refusal(&huge)
+                .unwrap()
+                .contains("once its personal fields are encrypted")
+        );
+        assert!(store.refusal(&forged).unwrap().contains("$enc"));
+    }
+}
