@@ -1,5 +1,6 @@
 // Headless browser test of the auditlog website, driven as a person would use it:
-// add a user, rename it, open its history and see the change with its diff.
+// add a user, rename it, open its history and see the change with its diff; with
+// AUDITLOG_AUDITOR_URL, erase its personal data and see the values shown as erased.
 //
 //   AUDITLOG_WEB_URL=http://127.0.0.1:3002 node tests/browser/website.mjs
 //
@@ -18,8 +19,11 @@ const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const shotDir = join(repoRoot, 'target', 'screenshots');
 const successShot = join(shotDir, 'website-user-history.png');
 const failureShot = join(shotDir, 'website-failure.png');
+const erasedShot = join(shotDir, 'website-user-erased.png');
 
 const baseUrl = process.env.AUDITLOG_WEB_URL;
+// The auditor, for the erasure step (skipped without it).
+const auditorUrl = process.env.AUDITLOG_AUDITOR_URL;
 const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 
 let browser = null;
@@ -196,6 +200,31 @@ async function run() {
   await page.getByTestId('events-on').scrollIntoViewIfNeeded();
   await page.screenshot({ path: successShot, fullPage: true });
   log(`screenshot: ${successShot}`);
+
+  // 5b. Erase the user's personal data at the auditor (when the test names it): the same
+  // history then shows its name and email as erased in every change, and neither value.
+  if (auditorUrl) {
+    const token = await (await fetch(`${baseUrl}/tokens/1`)).text();
+    const erased = await fetch(`${auditorUrl}/api/erasures`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/vnd.api+json' },
+      body: JSON.stringify({ data: { type: 'erasures', attributes: { subjectType: 'users', subjectId: userId } } }),
+    });
+    check(erased.status === 201, `POST /api/erasures answered ${erased.status}: ${await erased.text()}`);
+    const shown = await poll(async () => {
+      await page.getByTestId('refresh-history').click();
+      events = await readEvents('events-on');
+      const changed = events.find((e) => e.action === 'changed');
+      // The values the events recorded; the page still labels the user by its name
+      // now, which is the primary API's own data, not the log's.
+      const values = events.flatMap((e) => e.diffs.flatMap((d) => [d.prev, d.next]));
+      return changed && changed.diffs.some((d) => d.field === 'name' && d.prev === '[erased]' && d.next === '[erased]')
+        && ![firstName, newName, email].some((v) => values.includes(v));
+    }, HISTORY_WAIT_MS, 500);
+    check(shown, `after the erasure the "Done to" list still shows personal values: ${JSON.stringify(events.map((e) => e.diffs))}`);
+    await page.screenshot({ path: erasedShot, fullPage: true });
+    log(`after the erasure the history shows the name and email as [erased]; screenshot: ${erasedShot}`);
+  }
 
   // 6. Clean up: delete the user; its row goes away.
   await row.getByTestId('delete').click();

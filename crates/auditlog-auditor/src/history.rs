@@ -1,7 +1,9 @@
 //! Object history for any target type: the object's fields as they were at a time,
 //! rebuilt from its `created` / `changed` / `deleted` events (oldest first), and what
 //! changed between two times. Readable by whoever may read the events on that
-//! target.
+//! target. Values of personal fields come decrypted, or as `{"erased":true}`
+//! after an erasure, as in every answer (`personal`); an erasure's own
+//! `audit.erased` event is not a deletion of the object.
 
 use auditlog_event::{Action, now_ms};
 use auditlog_http::{ApiError, Authenticated, PathParams, json_api};
@@ -38,6 +40,8 @@ struct Mutation {
     timestamp: i64,
     #[serde(default)]
     changes: Option<Map<String, Value>>,
+    #[serde(default, rename = "eventName")]
+    event_name: Option<String>,
 }
 
 impl ObjectState {
@@ -45,6 +49,11 @@ impl ObjectState {
     /// changes' `next`; `changed` sets each changed field to `next`; `deleted`
     /// leaves nothing (a later `created` revives the object).
     fn apply(&mut self, event: Mutation) {
+        // An erasure deletes the subject's key, not the object: its earlier
+        // values read as erased, and the object lives on.
+        if event.event_name.as_deref() == Some(crate::erasure::ERASED_EVENT_NAME) {
+            return;
+        }
         let nexts = event.changes.into_iter().flatten().map(|(field, change)| {
             let next = match change {
                 Value::Object(mut change) => change.remove("next").unwrap_or(Value::Null),
@@ -332,6 +341,7 @@ mod tests {
 
     fn mutation(action: &str, timestamp: i64, changes: Value) -> Mutation {
         Mutation {
+            event_name: None,
             action: action.into(),
             timestamp,
             changes: changes.as_object().cloned(),

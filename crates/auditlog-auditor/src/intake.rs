@@ -17,6 +17,9 @@
 //! - The auditor's own source and event names, and the rights events the
 //!   auditor revokes tokens by, are refused from those who may not send them
 //!   (`auditlog_auth::policy::reserved_for_others`).
+//! - What the store would not keep is refused too (`AuditStore::refusal`): with
+//!   personal fields declared, an event too large once they are encrypted, or
+//!   one that sends a value shaped like the auditor's ciphertext.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -141,6 +144,12 @@ impl Intake {
             event.event_name.as_deref(),
             delivered.may_publish_rights,
         ) {
+            return Ok(Some(reason));
+        }
+        // What the store would not keep once it rewrote the event (personal
+        // values encrypted: a value shaped like a ciphertext, or an event grown
+        // too large), refused here rather than failing the whole batch.
+        if let Some(reason) = self.store.refusal(event) {
             return Ok(Some(reason));
         }
         let Some(producer_id) = event.producer_id.as_deref() else {

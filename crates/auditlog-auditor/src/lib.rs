@@ -3,13 +3,16 @@
 //! answers the JSON:API query routes (`query`, with exports in `export`), the live
 //! tail (`stream`), object history (`history`), the activity histogram
 //! (`activity`) and the admins' completeness report per producer (`producers`)
-//! under the shared authorisation policy, and it keeps the log verifiable
+//! under the shared authorisation policy, encrypts personal values per data
+//! subject and erases them by deleting the subject's key ([`personal`],
+//! `erasure`), and it keeps the log verifiable
 //! ([`log`]: the Merkle tree's sealer, signed checkpoints, tiles and proofs), so calling it directly gives no more than
 //! going through the primary API.
 
 mod activity;
 pub mod commit;
 pub mod consumer;
+mod erasure;
 mod export;
 pub mod filters;
 pub mod group_commit;
@@ -18,6 +21,7 @@ mod ingest;
 pub mod intake;
 pub mod log;
 pub mod openapi;
+pub mod personal;
 mod producers;
 mod query;
 mod reads;
@@ -44,7 +48,7 @@ use auditlog_http::not_found;
 use auditlog_store::AuditStore;
 use axum::Router;
 use axum::extract::FromRef;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 /// How far an event's timestamp may be from its receipt before it is flagged,
 /// unless configured (`--clock-skew-tolerance`).
@@ -198,6 +202,7 @@ pub fn router(state: AuditorState) -> Router {
         .route("/api/{target_type}/{target_id}/state", get(history::state))
         .route("/api/{target_type}/{target_id}/diff", get(history::diff))
         .route("/api/producers", get(producers::list))
+        .route("/api/erasures", post(erasure::erase))
         .route("/openapi.json", get(openapi::serve_document))
         .merge(auditlog_http::service_routes(
             state.readiness.clone(),

@@ -285,6 +285,14 @@ impl Principal {
         }
     }
 
+    /// Whether this principal may erase a data subject's personal data from
+    /// the log (`POST /api/erasures`): admins. With tenants, an admin of the
+    /// subject's tenant and the deployment's operators: this is the one place
+    /// that rule goes.
+    pub fn may_erase_personal_data(&self) -> bool {
+        self.is_admin()
+    }
+
     /// Whether this principal may change roles.
     pub fn may_assign_roles(&self) -> bool {
         self.is_admin()
@@ -402,6 +410,15 @@ mod tests {
         let operator = Principal::new("1".into(), Role::Operator).unwrap();
         assert!(operator.may_modify_user("9", "globex"));
         assert!(operator.may_assign(Role::Operator));
+    }
+
+    #[test]
+    fn only_an_admin_may_erase_personal_data() {
+        let admin = Principal::new("1".into(), Role::Admin).unwrap();
+        let service = Principal::new("api".into(), Role::Service).unwrap();
+        assert!(admin.may_erase_personal_data());
+        assert!(!user("7").may_erase_personal_data());
+        assert!(!service.may_erase_personal_data());
     }
 
     #[test]

@@ -42,6 +42,7 @@ mod postgres;
 mod query;
 mod sql;
 mod sqlite;
+pub mod subject_keys;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tree;
@@ -55,6 +56,7 @@ pub use query::{
     ActivityCount, Cursor, EventPage, EventQuery, ObjectKey, Order, ProducerProgress, StoredEvent,
 };
 pub use sqlite::SqliteStore;
+pub use subject_keys::{SUBJECT_KEY_BYTES, SubjectKey};
 pub use tree::{EventRow, Leaf, LeafEntry, Migration, ObjectKeys, SealOutcome, StoredCheckpoint};
 
 use std::sync::Arc;
@@ -162,6 +164,46 @@ pub trait AuditStore: Send + Sync + 'static {
 
     /// Whether the store answers at all.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Why this store will not keep `event`, if it will not: a store that
+    /// rewrites events before it writes them (the auditor's, which encrypts
+    /// personal values) refuses what would no longer fit a leaf once rewritten.
+    /// Asked by the auditor's intake before an event is accepted, so that such
+    /// an event is refused to its producer rather than failing its whole batch.
+    fn refusal(&self, event: &DataEvent) -> Option<String> {
+        let _ = event;
+        None
+    }
+
+    /// The keys of the data subjects `candidates` name, creating each missing
+    /// one from its candidate (insert if absent, so that auditors sharing the
+    /// store agree on one key per subject), as stored after this call: one entry
+    /// per subject, in no particular order. A subject whose key another process
+    /// erased between the insert and the read is missing from the answer.
+    async fn ensure_subject_keys(
+        &self,
+        candidates: &[SubjectKey],
+    ) -> Result<Vec<SubjectKey>, StoreError> {
+        let _ = candidates;
+        Err(no_subject_keys())
+    }
+
+    /// The stored keys of `subjects` (those without one, never given one or
+    /// erased, are missing from the answer), in no particular order.
+    async fn subject_keys(&self, subjects: &[ObjectKey]) -> Result<Vec<SubjectKey>, StoreError> {
+        let _ = subjects;
+        Err(no_subject_keys())
+    }
+
+    /// Deletes `subject`'s key, making its encrypted values unreadable for
+    /// ever (crypto-shredding); `true` if there was one. Idempotent. On SQLite
+    /// the deleted bytes are overwritten (`secure_delete`) and the WAL is
+    /// checkpointed and truncated before this returns, so the key is in neither
+    /// file afterwards.
+    async fn erase_subject_key(&self, subject: &ObjectKey) -> Result<bool, StoreError> {
+        let _ = subject;
+        Err(no_subject_keys())
+    }
 
     /// Appends up to `max` stored events after the tree's last leaf and up to the
     /// settled `seq` to the log's Merkle tree (see [`tree`]), in `seq` order, in one
@@ -304,6 +346,11 @@ impl SealerRole for SoleSealer {
 /// What the integrity methods of a store without a tree (a test double) answer.
 fn unsupported() -> StoreError {
     StoreError::Backend("this store keeps no Merkle tree".into())
+}
+
+/// What the subject-key methods of a store without keys (a test double) answer.
+fn no_subject_keys() -> StoreError {
+    StoreError::Backend("this store keeps no subject keys".into())
 }
 
 /// The database engines a store URL can name.

@@ -34,6 +34,7 @@ use crate::{
     Leaf, LeafEntry, Migration, ProducerProgress, Read, SealOutcome, SealerRole, SignedHead,
     StoreError, StoredCheckpoint, StoredEvent, redact,
 };
+use crate::{ObjectKey, SubjectKey};
 
 /// Takes the sealer role's named lock without waiting: 1 when taken, 0 when another
 /// session holds it. Named locks are per server, not per database, so the name
@@ -143,6 +144,16 @@ const SCHEMA: &[&str] = &[
         id TINYINT NOT NULL PRIMARY KEY
     ) ENGINE = InnoDB",
     "INSERT INTO audit_chain_sealer (id) VALUES (1) ON DUPLICATE KEY UPDATE id = id",
+    // One encryption key per data subject (see `AuditStore::subject_keys`):
+    // what makes the personal values in events readable. Never part of a leaf;
+    // deleting a row erases that subject's values (crypto-shredding).
+    "CREATE TABLE IF NOT EXISTS audit_subject_keys (
+        subject_type VARBINARY(256) NOT NULL,
+        subject_id VARBINARY(512) NOT NULL,
+        subject_key VARBINARY(64) NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (subject_type, subject_id)
+    ) ENGINE = InnoDB",
 ];
 
 /// Columns added after the first release: name, and the `ALTER TABLE` that adds it
@@ -493,6 +504,23 @@ impl AuditStore for MySqlStore {
         principal: &str,
     ) -> Result<String, StoreError> {
         self.sql().bind_producer(producer_id, principal).await
+    }
+
+    async fn ensure_subject_keys(
+        &self,
+        candidates: &[SubjectKey],
+    ) -> Result<Vec<SubjectKey>, StoreError> {
+        self.sql().ensure_subject_keys(candidates).await
+    }
+
+    async fn subject_keys(&self, subjects: &[ObjectKey]) -> Result<Vec<SubjectKey>, StoreError> {
+        self.sql().subject_keys(subjects).await
+    }
+
+    /// The row is deleted; the server's own copies (dead row versions until
+    /// vacuum or purge, its write-ahead log, backups) are the operator's to age out.
+    async fn erase_subject_key(&self, subject: &ObjectKey) -> Result<bool, StoreError> {
+        self.sql().erase_subject_key(subject).await
     }
 
     async fn save_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {

@@ -45,6 +45,7 @@ use crate::{
     Leaf, LeafEntry, Migration, ProducerProgress, Read, SealOutcome, SealerRole, SignedHead,
     StoreError, StoredCheckpoint, StoredEvent, redact,
 };
+use crate::{ObjectKey, SubjectKey};
 
 /// Keys of the advisory locks this store takes. Advisory locks are per database, so
 /// stores in different databases never wait on each other. The schema and seal
@@ -161,6 +162,16 @@ const SCHEMA: &[&str] = &[
         key_id TEXT NOT NULL,
         public_key TEXT NOT NULL,
         signature BYTEA NOT NULL
+    )",
+    // One encryption key per data subject (see `AuditStore::subject_keys`):
+    // what makes the personal values in events readable. Never part of a leaf;
+    // deleting a row erases that subject's values (crypto-shredding).
+    "CREATE TABLE IF NOT EXISTS audit_subject_keys (
+        subject_type VARCHAR(64) NOT NULL,
+        subject_id VARCHAR(128) NOT NULL,
+        subject_key BYTEA NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (subject_type, subject_id)
     )",
 ];
 
@@ -853,6 +864,23 @@ impl AuditStore for PostgresStore {
         principal: &str,
     ) -> Result<String, StoreError> {
         self.sql().bind_producer(producer_id, principal).await
+    }
+
+    async fn ensure_subject_keys(
+        &self,
+        candidates: &[SubjectKey],
+    ) -> Result<Vec<SubjectKey>, StoreError> {
+        self.sql().ensure_subject_keys(candidates).await
+    }
+
+    async fn subject_keys(&self, subjects: &[ObjectKey]) -> Result<Vec<SubjectKey>, StoreError> {
+        self.sql().subject_keys(subjects).await
+    }
+
+    /// The row is deleted; the server's own copies (dead row versions until
+    /// vacuum or purge, its write-ahead log, backups) are the operator's to age out.
+    async fn erase_subject_key(&self, subject: &ObjectKey) -> Result<bool, StoreError> {
+        self.sql().erase_subject_key(subject).await
     }
 
     async fn save_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {

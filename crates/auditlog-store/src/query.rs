@@ -4,7 +4,7 @@ use auditlog_event::{Action, ObjectType};
 
 /// An object named in a query: its type and the text form of its id (the number 1
 /// and the string "1" name the same object).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ObjectKey {
     /// The object's type, e.g. `users`.
     pub object_type: ObjectType,

@@ -21,6 +21,7 @@ use crate::{
     Leaf, LeafEntry, Migration, ProducerProgress, Read, SealOutcome, SignedHead, StoreError,
     StoredCheckpoint, StoredEvent, object_key,
 };
+use crate::{ObjectKey, SubjectKey};
 
 /// The writer connection's page cache: negative means KiB, here 64 MiB.
 const WRITER_CACHE_KIB: i64 = -65_536;
@@ -117,6 +118,16 @@ const SCHEMA: &[&str] = &[
         public_key TEXT NOT NULL,
         signature BLOB NOT NULL
     )",
+    // One encryption key per data subject (see `AuditStore::subject_keys`):
+    // what makes the personal values in events readable. Never part of a leaf;
+    // deleting a row erases that subject's values (crypto-shredding).
+    "CREATE TABLE IF NOT EXISTS audit_subject_keys (
+        subject_type TEXT NOT NULL,
+        subject_id TEXT NOT NULL,
+        subject_key BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (subject_type, subject_id)
+    )",
 ];
 
 /// Columns added after the first release, with their definitions: tables created
@@ -199,7 +210,10 @@ impl SqliteStore {
                     // A multi-row INSERT inside a transaction keeps a statement
                     // journal (to undo just that statement); in a temporary file
                     // it cost a fifth of the writer's time in pwrite calls.
-                    .pragma("temp_store", "memory"),
+                    .pragma("temp_store", "memory")
+                    // Deleted rows (erased subject keys) are overwritten with
+                    // zeros, not left in free space; the store deletes nothing else.
+                    .pragma("secure_delete", "on"),
             )
             .await
             .map_err(unavailable)?;
@@ -225,6 +239,33 @@ impl SqliteStore {
             .map_err(unavailable)?;
         Ok(SqliteStore { writer, readers })
     }
+}
+
+/// Tries of a truncating checkpoint, and the wait between them, while readers
+/// still use older WAL frames.
+const SCRUB_TRIES: u32 = 50;
+const SCRUB_WAIT: Duration = Duration::from_millis(20);
+
+/// Copies the WAL into the database file and truncates it to nothing, so that
+/// the frames holding a deleted key's page from before the delete are gone. A
+/// reader on an older snapshot keeps the checkpoint from completing: it is
+/// tried again until it completes, and reported as unavailable if it never does
+/// (erasing again then finishes the work).
+async fn scrub_wal(writer: &SqlitePool) -> Result<(), StoreError> {
+    for _ in 0..SCRUB_TRIES {
+        // (busy, frames in the WAL, frames checkpointed); busy = 0 when done.
+        let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(writer)
+            .await
+            .map_err(store_error)?;
+        if busy == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(SCRUB_WAIT).await;
+    }
+    Err(StoreError::Unavailable(
+        "the key is deleted, but readers kept the WAL from being truncated; erase again".into(),
+    ))
 }
 
 /// Adds the columns and indexes of [`ADDED_COLUMNS`] and [`ADDED_INDEXES`] that are
@@ -523,6 +564,26 @@ impl AuditStore for SqliteStore {
         principal: &str,
     ) -> Result<String, StoreError> {
         self.write().bind_producer(producer_id, principal).await
+    }
+
+    async fn ensure_subject_keys(
+        &self,
+        candidates: &[SubjectKey],
+    ) -> Result<Vec<SubjectKey>, StoreError> {
+        self.write().ensure_subject_keys(candidates).await
+    }
+
+    async fn subject_keys(&self, subjects: &[ObjectKey]) -> Result<Vec<SubjectKey>, StoreError> {
+        self.read().subject_keys(subjects).await
+    }
+
+    /// The writer connection runs with `secure_delete`, so the deleted row's
+    /// bytes are overwritten with zeros in the page; the page's older copies in
+    /// the WAL are then removed by a checkpoint that truncates it.
+    async fn erase_subject_key(&self, subject: &ObjectKey) -> Result<bool, StoreError> {
+        let existed = self.write().erase_subject_key(subject).await?;
+        scrub_wal(&self.writer).await?;
+        Ok(existed)
     }
 
     async fn save_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {

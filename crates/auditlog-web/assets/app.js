@@ -582,8 +582,15 @@ const seg = (v) => encodeURIComponent(String(v));
 const objectHref = (type, id) => `#/objects/${seg(type)}/${seg(id)}`;
 const actorHref = (type, id) => `#/actors/${seg(type)}/${seg(id)}`;
 
+/** Whether `v` is exactly `{[key]: true}`: how the auditor answers a personal value it cannot show. */
+const isMarker = (v, key) => !!v && typeof v === 'object' && !Array.isArray(v)
+  && Object.keys(v).length === 1 && v[key] === true;
+
 function formatValue(v) {
   if (v === null || v === undefined) return 'empty';
+  // A personal value whose subject's key was deleted (`POST /api/erasures`), or altered.
+  if (isMarker(v, 'erased')) return '[erased]';
+  if (isMarker(v, 'undecryptable')) return '[undecryptable]';
   if (typeof v === 'string') return v === '' ? '“”' : v;
   if (typeof v === 'boolean') return v ? 'yes' : 'no';
   return JSON.stringify(v);
@@ -1419,7 +1426,7 @@ const CHECKS = [
   { id: 'proof', label: 'The audit path leads from the leaf to the checkpoint’s root (RFC 9162)',
     failure: 'The proof does not lead to the signed root',
     means: 'The record served for this event is not the one the log’s signed root commits to: the log or the answer was altered.' },
-  { id: 'leaf', label: 'The leaf is this event: id, action, actor, target, time and changes',
+  { id: 'leaf', label: 'The leaf is this event: id, action, actor, target, time and changes (personal values as ciphertext)',
     failure: 'The leaf does not match the event',
     means: 'The log holds another record than the one this page shows: the event was altered after it was logged, or another one was served.' },
 ];
@@ -1681,6 +1688,35 @@ function canonicalJson(v) {
   return JSON.stringify(v);
 }
 
+/** A personal value as the log stores it: `{"$enc":"v1:…"}`, a ciphertext this page cannot open. */
+const isEncrypted = (v) => !!v && typeof v === 'object' && !Array.isArray(v)
+  && Object.keys(v).length === 1 && typeof v.$enc === 'string';
+
+/**
+ * The leaf's `changes` with each encrypted value replaced by the value shown in its place.
+ * The key stays with the auditor (and is deleted on erasure), so for a personal value the
+ * page checks that the leaf holds a ciphertext there, not which value it encrypts.
+ */
+function withShownPersonalValues(leafChanges, shownChanges) {
+  if (!leafChanges || typeof leafChanges !== 'object' || !shownChanges || typeof shownChanges !== 'object') {
+    return leafChanges;
+  }
+  const out = {};
+  for (const [field, change] of Object.entries(leafChanges)) {
+    const shownChange = shownChanges[field];
+    if (!change || typeof change !== 'object' || !shownChange || typeof shownChange !== 'object') {
+      out[field] = change;
+      continue;
+    }
+    const copy = { ...change };
+    for (const side of ['prev', 'next']) {
+      if (isEncrypted(change[side]) && side in shownChange) copy[side] = shownChange[side];
+    }
+    out[field] = copy;
+  }
+  return out;
+}
+
 /** Fails unless the leaf's JSON is the event shown: same id, and every shown field the same. */
 function checkLeafIsEvent(leafBytes, shown) {
   let leaf;
@@ -1690,10 +1726,13 @@ function checkLeafIsEvent(leafBytes, shown) {
     throw new IntegrityFailure('leaf', 'The leaf is not UTF-8 JSON.');
   }
   if (!leaf || typeof leaf !== 'object' || Array.isArray(leaf)) throw new IntegrityFailure('leaf', 'The leaf is not a JSON object.');
-  const differ = SHOWN_FIELDS.filter((f) => canonicalJson(leaf[f]) !== canonicalJson(shown[f]));
+  const compared = 'changes' in leaf
+    ? { ...leaf, changes: withShownPersonalValues(leaf.changes, shown.changes) }
+    : leaf;
+  const differ = SHOWN_FIELDS.filter((f) => canonicalJson(compared[f]) !== canonicalJson(shown[f]));
   if (differ.length) {
     const [f] = differ;
-    throw new IntegrityFailure('leaf', `The log’s leaf has ${f} ${canonicalJson(leaf[f])}, this page shows ${canonicalJson(shown[f])}`
+    throw new IntegrityFailure('leaf', `The log’s leaf has ${f} ${canonicalJson(compared[f])}, this page shows ${canonicalJson(shown[f])}`
       + (differ.length > 1 ? ` (and ${differ.slice(1).join(', ')} differ too).` : '.'));
   }
   return leaf;

@@ -5,6 +5,7 @@
 
 mod config;
 mod emit;
+mod erase;
 mod export;
 mod hardening;
 mod logging;
@@ -119,6 +120,17 @@ enum Command {
   auditlog query --token \"$TOKEN\" --since 2026-11-28T00:00:00Z --until 1764374400000 \\
     --limit 5000 --format json > events.ndjson")]
     Query(query::QueryArgs),
+    /// Erase a data subject's personal data from the log (crypto-shredding).
+    ///
+    /// The auditor deletes the subject's key: the personal values of its events
+    /// (declared with --personal-fields), encrypted under that key, read as
+    /// erased in every answer from then on, while the events and the log's
+    /// proofs stay. The erasure is recorded as an `audit.erased` event.
+    /// Idempotent. Needs an admin's token.
+    #[command(after_help = "Examples:
+  auditlog erase --subject users:42 --token \"$TOKEN\"
+  auditlog erase --subject users:42 --as-user 1 --auditor-url http://127.0.0.1:3001")]
+    Erase(erase::EraseArgs),
     /// Print a token signed with the data directory's key, for `auditlog query`,
     /// `auditlog export` or curl when the demo tokens are off.
     ///
@@ -391,6 +403,24 @@ struct LogArgs {
         value_parser = clock_skew_tolerance
     )]
     clock_skew_tolerance: std::time::Duration,
+    /// The fields that hold personal data, comma-separated: `TYPE.FIELD` for a
+    /// field of `changes` in events on targets of that type (encrypted under the
+    /// target's key), `meta.FIELD` for a metadata field of any event (under the
+    /// actor's key). Their values are encrypted before they are stored, and
+    /// erased with `auditlog erase`. An empty list encrypts nothing (values
+    /// stored encrypted before are still decrypted).
+    #[arg(
+        long,
+        env = "AUDITLOG_PERSONAL_FIELDS",
+        default_value = auditlog_auditor::personal::DEFAULT_PERSONAL_FIELDS,
+        value_parser = personal_fields
+    )]
+    personal_fields: auditlog_auditor::personal::PersonalFields,
+}
+
+/// A `--personal-fields` list.
+fn personal_fields(text: &str) -> Result<auditlog_auditor::personal::PersonalFields, String> {
+    auditlog_auditor::personal::PersonalFields::parse(text).map_err(|e| e.to_string())
 }
 
 /// A `--clock-skew-tolerance`: a span such as `30s` or `5m`.
@@ -665,6 +695,7 @@ fn main() -> std::process::ExitCode {
             Command::Export(args) => export::run(args).await,
             Command::Emit(args) => emit::run(args).await,
             Command::Query(args) => query::run(args).await,
+            Command::Erase(args) => erase::run(args).await,
             Command::Token(args) => token::run(args),
             Command::Verify(args) => verify::run(args).await,
             Command::Prove(args) => prove::run(args).await,

@@ -44,6 +44,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
             .await
             .context("the auditor's runtime failed")??
     };
+    let store = shredding(store, &args.log);
     let app_db = open_app_db(data_dir, args.app_db_url.as_deref()).await?;
 
     let (consumer_stop, consumer_stopped) = watch::channel(false);
@@ -323,14 +324,20 @@ pub async fn auditor(args: AuditorArgs) -> Result<()> {
     let metrics = install_metrics()?;
     let (_, verifier) = keys(data_dir, &args.tokens)?;
     let edge = edge(&args.edge, 1)?;
-    let store = open_store(data_dir, args.store_url.as_deref()).await?;
+    let store = shredding(
+        open_store(data_dir, args.store_url.as_deref()).await?,
+        &args.log,
+    );
     let query_store = match args.query_store_url.as_deref() {
-        Some(url) => Some(auditlog_store::open_read_only(url).await.with_context(|| {
-            format!(
-                "while opening the query store {}",
-                auditlog_store::redact(url)
-            )
-        })?),
+        Some(url) => Some(shredding(
+            auditlog_store::open_read_only(url).await.with_context(|| {
+                format!(
+                    "while opening the query store {}",
+                    auditlog_store::redact(url)
+                )
+            })?,
+            &args.log,
+        )),
         None => None,
     };
     let listener = bind(args.auditor_addr, "auditor").await?;
@@ -651,6 +658,19 @@ async fn open_store(
             auditlog_store::redact(&url)
         )
     })
+}
+
+/// `store` as the auditor uses it: the personal values of `log`'s
+/// `--personal-fields` encrypted on the way in, decrypted (or erased) on the way
+/// out.
+fn shredding(
+    store: Arc<dyn auditlog_store::AuditStore>,
+    log: &crate::LogArgs,
+) -> Arc<dyn auditlog_store::AuditStore> {
+    Arc::new(auditlog_auditor::personal::store::ShreddingStore::new(
+        store,
+        log.personal_fields.clone(),
+    ))
 }
 
 async fn open_app_db(data_dir: &Path, url: Option<&str>) -> Result<AppDb> {

@@ -1,6 +1,6 @@
 //! The website in a real browser: headless Chromium, driven by playwright-core from
 //! `tests/browser`. `website.mjs` adds a user, renames it and finds the change in
-//! its history; `pages.mjs` drives the event explorer, an object's timeline, an
+//! its history, then erases the user's personal data and finds it shown erased; `pages.mjs` drives the event explorer, an object's timeline, an
 //! actor's page and the live view; `integrity.mjs` has the event page verify an
 //! event against the signed log, then stands in for a lying server (playwright's
 //! request interception alters the leaf, the checkpoint's signature or the key)
@@ -28,6 +28,7 @@ fn run_browser_script(script: &str) -> String {
     let output = Command::new("node")
         .arg(repo.join("tests/browser").join(script))
         .env("AUDITLOG_WEB_URL", &system.urls.web)
+        .env("AUDITLOG_AUDITOR_URL", &system.urls.auditor)
         .output()
         .expect("node runs (install Node.js 20 or newer)");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();

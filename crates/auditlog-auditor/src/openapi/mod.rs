@@ -31,7 +31,7 @@ use axum::response::Response;
 use utoipa::OpenApi;
 
 use crate::log::routes as log;
-use crate::{activity, history, ingest, producers, query, stream};
+use crate::{activity, erasure, history, ingest, producers, query, stream};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -56,6 +56,7 @@ use crate::{activity, history, ingest, producers, query, stream};
         history::state,
         history::diff,
         producers::list,
+        erasure::erase,
         log::consistency,
         log::checkpoint,
         log::key,
@@ -70,6 +71,7 @@ use crate::{activity, history, ingest, producers, query, stream};
         (name = "events", description = "Querying, exporting and tailing the audit log"),
         (name = "ingest", description = "Delivering events over HTTP"),
         (name = "history", description = "An object's state and changes over time"),
+        (name = "erasure", description = "Erasing a data subject's personal data by deleting its key (crypto-shredding)"),
         (name = "log", description = "The verifiable log: RFC 9162 Merkle tree, C2SP checkpoints, tiles and proofs"),
         (name = "service", description = "Health and this document; no token needed"),
     )

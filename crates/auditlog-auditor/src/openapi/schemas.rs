@@ -64,7 +64,13 @@ fn change_schema() -> Schema {
         .schema_type(Type::Object)
         .description(Some(
             "One field's change. A masked change (a secret) has `masked: true` and null \
-             `prev` and `next`: the log says the field changed, never its value.",
+             `prev` and `next`: the log says the field changed, never its value. \
+             Values of personal fields (declared per target type, e.g. `users.email`) \
+             are stored encrypted under the target's key and answered decrypted; once \
+             the target's personal data is erased (`POST /api/erasures`) they read as \
+             `{\"erased\":true}` (and as `{\"undecryptable\":true}` if a stored \
+             ciphertext was altered). The same holds for personal `meta` fields (e.g. \
+             `meta.ip`), under the actor's key.",
         ))
         .property(
             "prev",
@@ -111,7 +117,15 @@ fn event_object(input: bool) -> ObjectBuilder {
         ));
     let meta = ObjectBuilder::new()
         .schema_type(Type::Object)
-        .description(Some("Free metadata, e.g. the client's ip or user agent"));
+        .description(Some(if input {
+            "Free metadata, e.g. the client's ip or user agent. Personal fields (e.g. \
+             `ip`) are stored encrypted under the actor's key; a value shaped like \
+             `{\"$enc\":…}` is refused."
+        } else {
+            "Free metadata, e.g. the client's ip or user agent. Personal fields (e.g. \
+             `ip`) are stored encrypted under the actor's key and answered decrypted, \
+             or as `{\"erased\":true}` once the actor's personal data is erased."
+        }));
     let timestamp = millis_schema(if input {
         "Milliseconds since the Unix epoch; the time of arrival when absent"
     } else {

@@ -28,11 +28,14 @@ use super::tree::{
     leaf_entries_query, leaf_insert, leaf_of_query, leaves_query, node_insert, rows_after_query,
     save_checkpoint_query, save_migration_query, to_seal_query, unsigned,
 };
-use super::{Dialect, STORED_IDS_CHUNK, hash_from_bytes, store_error, uuid_from_bytes};
+use super::{
+    Dialect, STORED_IDS_CHUNK, SUBJECT_KEYS_CHUNK, hash_from_bytes, store_error, uuid_from_bytes,
+};
 use crate::legacy::ChainHead;
+use crate::subject_keys::{SUBJECT_KEY_BYTES, SubjectKey};
 use crate::{
     ActivityCount, ChainEntry, EventPage, EventQuery, EventRow, Leaf, LeafEntry, Migration,
-    ObjectKeys, ProducerProgress, SealOutcome, SignedHead, StoreError, StoredCheckpoint,
+    ObjectKey, ObjectKeys, ProducerProgress, SealOutcome, SignedHead, StoreError, StoredCheckpoint,
     StoredEvent,
 };
 
@@ -453,6 +456,117 @@ where
             .map_err(store_error)?;
         (self.dialect.text)(&row, "principal")?
             .ok_or_else(|| StoreError::Backend("a producer's principal is NULL".into()))
+    }
+
+    /// [`crate::AuditStore::ensure_subject_keys`]: insert-if-absent, then read
+    /// back the keys that are stored (the candidates' or those of whoever was
+    /// first).
+    pub(crate) async fn ensure_subject_keys(
+        &self,
+        candidates: &[SubjectKey],
+    ) -> Result<Vec<SubjectKey>, StoreError> {
+        let now = auditlog_event::now_ms();
+        for chunk in candidates.chunks(SUBJECT_KEYS_CHUNK) {
+            let mut insert = QueryBuilder::<DB>::new(
+                "INSERT INTO audit_subject_keys (subject_type, subject_id, subject_key, created_at) ",
+            );
+            insert.push_values(chunk, |mut row, candidate| {
+                row.push_bind(candidate.subject.object_type.as_str().to_owned())
+                    .push_bind(candidate.subject.id.clone())
+                    .push_bind(candidate.key.to_vec())
+                    .push_bind(now);
+            });
+            insert
+                .push(" ")
+                .push((self.dialect.keep_existing)("subject_type"));
+            insert
+                .build()
+                .execute(self.pool)
+                .await
+                .map_err(store_error)?;
+        }
+        let subjects: Vec<ObjectKey> = candidates.iter().map(|c| c.subject.clone()).collect();
+        self.subject_keys(&subjects).await
+    }
+
+    /// [`crate::AuditStore::subject_keys`].
+    pub(crate) async fn subject_keys(
+        &self,
+        subjects: &[ObjectKey],
+    ) -> Result<Vec<SubjectKey>, StoreError> {
+        let mut keys = Vec::with_capacity(subjects.len());
+        for chunk in subjects.chunks(SUBJECT_KEYS_CHUNK) {
+            let mut select = QueryBuilder::<DB>::new(
+                "SELECT subject_type, subject_id, subject_key FROM audit_subject_keys WHERE ",
+            );
+            for (i, subject) in chunk.iter().enumerate() {
+                if i > 0 {
+                    select.push(" OR ");
+                }
+                select
+                    .push("(subject_type = ")
+                    .push_bind(subject.object_type.as_str().to_owned())
+                    .push(" AND subject_id = ")
+                    .push_bind(subject.id.clone())
+                    .push(")");
+            }
+            let rows = select
+                .build()
+                .fetch_all(self.pool)
+                .await
+                .map_err(store_error)?;
+            for row in rows {
+                keys.push(self.subject_key_of(&row)?);
+            }
+        }
+        Ok(keys)
+    }
+
+    fn subject_key_of(&self, row: &DB::Row) -> Result<SubjectKey, StoreError> {
+        let text = |column: &str| {
+            (self.dialect.text)(row, column)?
+                .ok_or_else(|| StoreError::Backend(format!("a subject key's {column} is NULL")))
+        };
+        let object_type =
+            auditlog_event::ObjectType::parse("subjectType", text("subject_type")?)
+                .map_err(|e| StoreError::Backend(format!("a stored subject type: {e}")))?;
+        let bytes: Vec<u8> = row.try_get("subject_key").map_err(store_error)?;
+        let key = bytes.try_into().map_err(|bytes: Vec<u8>| {
+            StoreError::Backend(format!(
+                "a stored subject key has {} bytes, not {SUBJECT_KEY_BYTES}",
+                bytes.len()
+            ))
+        })?;
+        Ok(SubjectKey {
+            subject: ObjectKey {
+                object_type,
+                id: text("subject_id")?,
+            },
+            key,
+        })
+    }
+
+    /// [`crate::AuditStore::erase_subject_key`]: the delete only (SQLite then
+    /// scrubs its WAL, see `sqlite.rs`).
+    pub(crate) async fn erase_subject_key(&self, subject: &ObjectKey) -> Result<bool, StoreError> {
+        // sqlx has no backend-independent affected-row count: ask first (a key
+        // erased by someone else in between was there all the same).
+        let existed = !self
+            .subject_keys(std::slice::from_ref(subject))
+            .await?
+            .is_empty();
+        let mut delete =
+            QueryBuilder::<DB>::new("DELETE FROM audit_subject_keys WHERE subject_type = ");
+        delete
+            .push_bind(subject.object_type.as_str().to_owned())
+            .push(" AND subject_id = ")
+            .push_bind(subject.id.clone());
+        delete
+            .build()
+            .execute(self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(existed)
     }
 
     /// [`crate::AuditStore::save_checkpoint`].

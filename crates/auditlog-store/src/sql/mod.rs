@@ -90,6 +90,10 @@ pub(crate) async fn role_connection<C>(
 /// Ids asked about per `stored_ids` statement: far below every backend's bind limit.
 pub(crate) const STORED_IDS_CHUNK: usize = 5_000;
 
+/// Subjects per statement of the subject-key methods: four binds each (the
+/// insert's), far below every backend's bind limit.
+pub(crate) const SUBJECT_KEYS_CHUNK: usize = 1_000;
+
 /// Opens the first connection of a server store, within [`CONNECT_TIMEOUT`]. Done by
 /// hand rather than through the pool because a pool retries a refused connection
 /// until its timeout and then reports only "pool timed out", where an operator needs

@@ -16,11 +16,13 @@ use serde_json::json;
 mod ingest;
 mod queries;
 mod settled;
+mod subject_keys;
 mod tree;
 
 use ingest::*;
 use queries::*;
 use settled::*;
+use subject_keys::*;
 use tree::*;
 
 /// A fresh store of one backend, and the private database behind it (removed when
@@ -116,6 +118,8 @@ for_every_store!(
     checkpoints_keep_the_first_of_each_size_and_list_by_size,
     the_migration_record_is_kept_once,
     the_earlier_chain_is_read_as_stored,
+    a_subjects_first_key_is_kept_and_later_candidates_are_ignored,
+    an_erased_key_is_gone_and_erasing_again_changes_nothing,
 );
 
 /// Scenarios of server stores that several auditor processes share: the sealer
