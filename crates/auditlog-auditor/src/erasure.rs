@@ -12,7 +12,7 @@
 use auditlog_auth::policy::AUDITOR_SOURCE;
 use auditlog_event::{Action, DataEvent, ObjectId, ObjectRef, ObjectType};
 use auditlog_http::{ApiError, Authenticated, RequestId, json_api, read_body};
-use auditlog_store::ObjectKey;
+use auditlog_store::DataSubject;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -62,6 +62,12 @@ pub(crate) struct ErasureSubject {
     /// name the same subject).
     #[schema(example = "42")]
     subject_id: String,
+    /// The subject's tenant: the same type and id in two tenants are two
+    /// subjects. An admin erases in its own tenant (the default when left
+    /// out); an operator in the one named here, or the default tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "acme")]
+    tenant_id: Option<String>,
 }
 
 /// The answer: the erasure, as recorded.
@@ -87,6 +93,8 @@ struct ErasureResource {
 struct ErasureAttributes {
     subject_type: String,
     subject_id: String,
+    /// The subject's tenant.
+    tenant_id: String,
     /// Whether the subject had a key until now: `false` when it was erased
     /// before or never had personal values recorded.
     key_existed: bool,
@@ -101,8 +109,8 @@ struct ErasureAttributes {
     tag = "erasure",
     operation_id = "eraseSubject",
     summary = "Erase a data subject's personal data (crypto-shredding)",
-    description = "Admins only. Deletes the key of the data subject \
-        (`subjectType`/`subjectId`) under which the auditor encrypted its personal \
+    description = "Admins of the subject's tenant and operators. Deletes the key of \
+        the data subject (`subjectType`/`subjectId` in `tenantId`) under which the auditor encrypted its personal \
         values (the declared fields of `changes` of events on it, and declared `meta` \
         fields of events it acted in). From then on every answer shows those values as \
         `{\"erased\":true}`; the events, and the proofs of the log, are unchanged. The \
@@ -127,7 +135,7 @@ pub(crate) async fn erase(
 ) -> Result<Response, ApiError> {
     if !principal.may_erase_personal_data() {
         return Err(ApiError::forbidden(
-            "only admins may erase a data subject's personal data",
+            "only admins and operators may erase a data subject's personal data",
         ));
     }
     let body = read_body(request, MAX_BODY_BYTES).await?;
@@ -144,6 +152,18 @@ pub(crate) async fn erase(
         )));
     }
     let subject = asked.data.attributes;
+    let tenant = match &subject.tenant_id {
+        Some(tenant) => auditlog_event::parse_tenant("tenantId", tenant)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        None if principal.is_operator() => auditlog_event::DEFAULT_TENANT.to_owned(),
+        None => principal.tenant.clone(),
+    };
+    if !principal.may_enter(&tenant) {
+        return Err(ApiError::forbidden(format!(
+            "you may erase personal data in your tenant, `{}`, only",
+            principal.tenant
+        )));
+    }
     let target = ObjectType::parse("subjectType", subject.subject_type.clone())
         .and_then(|t| {
             Ok(ObjectRef::new(
@@ -157,13 +177,18 @@ pub(crate) async fn erase(
         .map_err(|e| ApiError::internal(format!("the eraser as an actor: {e}")))?;
     let key_existed = state
         .store
-        .erase_subject_key(&ObjectKey {
+        .erase_subject_key(&DataSubject {
+            tenant: tenant.clone(),
             object_type: target.object_type.clone(),
             id: target.id.key(),
         })
         .await
         .map_err(|e| ApiError::unavailable(format!("the key could not be erased: {e}")))?;
-    let event = erased_event(actor, target, key_existed, request_id.as_str());
+    let mut event = erased_event(actor, target, key_existed, request_id.as_str());
+    // Recorded in the subject's tenant, whose admins answer for its erasures.
+    if tenant != auditlog_event::DEFAULT_TENANT {
+        event.tenant_id = Some(tenant.clone());
+    }
     insert_measured(&*state.store, std::slice::from_ref(&event), Via::Auditor)
         .await
         .map_err(|e| {
@@ -174,6 +199,7 @@ pub(crate) async fn erase(
     tracing::info!(
         subject_type = %subject.subject_type,
         subject_id = %subject.subject_id,
+        tenant = %tenant,
         key_existed,
         by = %principal.name(),
         "erased a data subject's personal data"
@@ -187,6 +213,7 @@ pub(crate) async fn erase(
                 attributes: ErasureAttributes {
                     subject_type: subject.subject_type,
                     subject_id: subject.subject_id,
+                    tenant_id: tenant,
                     key_existed,
                     erased_at: event.timestamp,
                 },

@@ -286,9 +286,8 @@ impl Principal {
     }
 
     /// Whether this principal may erase a data subject's personal data from
-    /// the log (`POST /api/erasures`): admins. With tenants, an admin of the
-    /// subject's tenant and the deployment's operators: this is the one place
-    /// that rule goes.
+    /// the log (`POST /api/erasures`): admins, in their tenant ([`Principal::may_enter`]
+    /// says which), and operators, in any.
     pub fn may_erase_personal_data(&self) -> bool {
         self.is_admin()
     }

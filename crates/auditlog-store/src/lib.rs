@@ -56,7 +56,7 @@ pub use query::{
     ActivityCount, Cursor, EventPage, EventQuery, ObjectKey, Order, ProducerProgress, StoredEvent,
 };
 pub use sqlite::SqliteStore;
-pub use subject_keys::{SUBJECT_KEY_BYTES, SubjectKey};
+pub use subject_keys::{DataSubject, SUBJECT_KEY_BYTES, SubjectKey};
 pub use tree::{EventRow, Leaf, LeafEntry, Migration, ObjectKeys, SealOutcome, StoredCheckpoint};
 
 use std::sync::Arc;
@@ -190,7 +190,7 @@ pub trait AuditStore: Send + Sync + 'static {
 
     /// The stored keys of `subjects` (those without one, never given one or
     /// erased, are missing from the answer), in no particular order.
-    async fn subject_keys(&self, subjects: &[ObjectKey]) -> Result<Vec<SubjectKey>, StoreError> {
+    async fn subject_keys(&self, subjects: &[DataSubject]) -> Result<Vec<SubjectKey>, StoreError> {
         let _ = subjects;
         Err(no_subject_keys())
     }
@@ -200,7 +200,7 @@ pub trait AuditStore: Send + Sync + 'static {
     /// the deleted bytes are overwritten (`secure_delete`) and the WAL is
     /// checkpointed and truncated before this returns, so the key is in neither
     /// file afterwards.
-    async fn erase_subject_key(&self, subject: &ObjectKey) -> Result<bool, StoreError> {
+    async fn erase_subject_key(&self, subject: &DataSubject) -> Result<bool, StoreError> {
         let _ = subject;
         Err(no_subject_keys())
     }

@@ -34,7 +34,7 @@ use crate::{
     Leaf, LeafEntry, Migration, ProducerProgress, Read, SealOutcome, SealerRole, SignedHead,
     StoreError, StoredCheckpoint, StoredEvent, redact,
 };
-use crate::{ObjectKey, SubjectKey};
+use crate::{DataSubject, SubjectKey};
 
 /// Takes the sealer role's named lock without waiting: 1 when taken, 0 when another
 /// session holds it. Named locks are per server, not per database, so the name
@@ -148,11 +148,12 @@ const SCHEMA: &[&str] = &[
     // what makes the personal values in events readable. Never part of a leaf;
     // deleting a row erases that subject's values (crypto-shredding).
     "CREATE TABLE IF NOT EXISTS audit_subject_keys (
+        tenant_id VARBINARY(64) NOT NULL,
         subject_type VARBINARY(256) NOT NULL,
         subject_id VARBINARY(512) NOT NULL,
         subject_key VARBINARY(64) NOT NULL,
         created_at BIGINT NOT NULL,
-        PRIMARY KEY (subject_type, subject_id)
+        PRIMARY KEY (tenant_id, subject_type, subject_id)
     ) ENGINE = InnoDB",
 ];
 
@@ -513,13 +514,13 @@ impl AuditStore for MySqlStore {
         self.sql().ensure_subject_keys(candidates).await
     }
 
-    async fn subject_keys(&self, subjects: &[ObjectKey]) -> Result<Vec<SubjectKey>, StoreError> {
+    async fn subject_keys(&self, subjects: &[DataSubject]) -> Result<Vec<SubjectKey>, StoreError> {
         self.sql().subject_keys(subjects).await
     }
 
     /// The row is deleted; the server's own copies (dead row versions until
     /// vacuum or purge, its write-ahead log, backups) are the operator's to age out.
-    async fn erase_subject_key(&self, subject: &ObjectKey) -> Result<bool, StoreError> {
+    async fn erase_subject_key(&self, subject: &DataSubject) -> Result<bool, StoreError> {
         self.sql().erase_subject_key(subject).await
     }
 

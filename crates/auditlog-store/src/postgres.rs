@@ -45,7 +45,7 @@ use crate::{
     Leaf, LeafEntry, Migration, ProducerProgress, Read, SealOutcome, SealerRole, SignedHead,
     StoreError, StoredCheckpoint, StoredEvent, redact,
 };
-use crate::{ObjectKey, SubjectKey};
+use crate::{DataSubject, SubjectKey};
 
 /// Keys of the advisory locks this store takes. Advisory locks are per database, so
 /// stores in different databases never wait on each other. The schema and seal
@@ -167,11 +167,12 @@ const SCHEMA: &[&str] = &[
     // what makes the personal values in events readable. Never part of a leaf;
     // deleting a row erases that subject's values (crypto-shredding).
     "CREATE TABLE IF NOT EXISTS audit_subject_keys (
+        tenant_id VARCHAR(64) NOT NULL,
         subject_type VARCHAR(64) NOT NULL,
         subject_id VARCHAR(128) NOT NULL,
         subject_key BYTEA NOT NULL,
         created_at BIGINT NOT NULL,
-        PRIMARY KEY (subject_type, subject_id)
+        PRIMARY KEY (tenant_id, subject_type, subject_id)
     )",
 ];
 
@@ -873,13 +874,13 @@ impl AuditStore for PostgresStore {
         self.sql().ensure_subject_keys(candidates).await
     }
 
-    async fn subject_keys(&self, subjects: &[ObjectKey]) -> Result<Vec<SubjectKey>, StoreError> {
+    async fn subject_keys(&self, subjects: &[DataSubject]) -> Result<Vec<SubjectKey>, StoreError> {
         self.sql().subject_keys(subjects).await
     }
 
     /// The row is deleted; the server's own copies (dead row versions until
     /// vacuum or purge, its write-ahead log, backups) are the operator's to age out.
-    async fn erase_subject_key(&self, subject: &ObjectKey) -> Result<bool, StoreError> {
+    async fn erase_subject_key(&self, subject: &DataSubject) -> Result<bool, StoreError> {
         self.sql().erase_subject_key(subject).await
     }
 

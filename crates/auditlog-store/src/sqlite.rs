@@ -21,7 +21,7 @@ use crate::{
     Leaf, LeafEntry, Migration, ProducerProgress, Read, SealOutcome, SignedHead, StoreError,
     StoredCheckpoint, StoredEvent, object_key,
 };
-use crate::{ObjectKey, SubjectKey};
+use crate::{DataSubject, SubjectKey};
 
 /// The writer connection's page cache: negative means KiB, here 64 MiB.
 const WRITER_CACHE_KIB: i64 = -65_536;
@@ -122,11 +122,12 @@ const SCHEMA: &[&str] = &[
     // what makes the personal values in events readable. Never part of a leaf;
     // deleting a row erases that subject's values (crypto-shredding).
     "CREATE TABLE IF NOT EXISTS audit_subject_keys (
+        tenant_id TEXT NOT NULL,
         subject_type TEXT NOT NULL,
         subject_id TEXT NOT NULL,
         subject_key BLOB NOT NULL,
         created_at INTEGER NOT NULL,
-        PRIMARY KEY (subject_type, subject_id)
+        PRIMARY KEY (tenant_id, subject_type, subject_id)
     )",
 ];
 
@@ -573,14 +574,14 @@ impl AuditStore for SqliteStore {
         self.write().ensure_subject_keys(candidates).await
     }
 
-    async fn subject_keys(&self, subjects: &[ObjectKey]) -> Result<Vec<SubjectKey>, StoreError> {
+    async fn subject_keys(&self, subjects: &[DataSubject]) -> Result<Vec<SubjectKey>, StoreError> {
         self.read().subject_keys(subjects).await
     }
 
     /// The writer connection runs with `secure_delete`, so the deleted row's
     /// bytes are overwritten with zeros in the page; the page's older copies in
     /// the WAL are then removed by a checkpoint that truncates it.
-    async fn erase_subject_key(&self, subject: &ObjectKey) -> Result<bool, StoreError> {
+    async fn erase_subject_key(&self, subject: &DataSubject) -> Result<bool, StoreError> {
         let existed = self.write().erase_subject_key(subject).await?;
         scrub_wal(&self.writer).await?;
         Ok(existed)

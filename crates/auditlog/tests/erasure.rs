@@ -356,7 +356,8 @@ async fn scenario(store: Store) {
     assert!(system.terminate().success());
     assert_no_plaintext_in_store(&dir, &store, "after the erasure");
     let raw_store = auditlog_store::open(&url).await.unwrap();
-    let subject = auditlog_store::ObjectKey {
+    let subject = auditlog_store::DataSubject {
+        tenant: auditlog_event::DEFAULT_TENANT.into(),
         object_type: auditlog_event::ObjectType::parse("t", "users").unwrap(),
         id: id.clone(),
     };

@@ -160,6 +160,23 @@ async fn no_route_of_either_api_answers_or_counts_another_tenants_data() {
             assert!(user.body.to_string().contains(&t.marker));
         }
     }
+    // Nor any erasure: each member's name still reads in its tenant's log.
+    for t in [&acme, &globex] {
+        let created = common::all_events(
+            &operator_at_auditor,
+            &format!(
+                "/api/data-events?filter[tenantId]={}&filter[targetType]=users\
+                 &filter[targetId]={}&filter[action]=created",
+                t.name, t.member_id
+            ),
+        )
+        .await;
+        assert_eq!(
+            created[0]["attributes"]["changes"]["name"]["next"],
+            format!("Member {}", t.marker),
+            "{created:?}"
+        );
+    }
     for (t, other) in [(&acme, &globex), (&globex, &acme)] {
         let events = common::all_events(
             &operator_at_auditor,
@@ -513,6 +530,16 @@ fn requests(method: &str, template: &str, other: &Tenant) -> Vec<Request> {
             names_the_other_tenant: false,
             harmless_write: true,
         }],
+        // Naming the other tenant is refused (naming none would erase the
+        // caller's own tenant's `users/<id>`, another subject).
+        ("POST", "/api/erasures") => vec![Request {
+            path: template.to_owned(),
+            body: Some(json!({"data": {"type": "erasures", "attributes": {
+                "subjectType": "users", "subjectId": member, "tenantId": other.name,
+            }}})),
+            names_the_other_tenant: true,
+            harmless_write: false,
+        }],
         ("GET", "/api/notes/{id}") => vec![aimed(format!("/api/notes/{}", other.note_id))],
         (method, path) => panic!(
             "{method} {path} is a route this test does not know: say in `requests` how to \
@@ -656,4 +683,65 @@ async fn read_until(stream: &mut reqwest::Response, needle: &str) -> String {
         }
     }
     text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_erases_personal_data_in_its_own_tenant_only() {
+    let (_tmp, dir) = data_dir();
+    let running = Running::up(&dir);
+    let urls = running.urls.clone();
+    let operator = Client::new(&urls.api).login(1).await;
+    let operator_at_auditor = at(&urls.auditor, &operator);
+    let mut acme = tenant("acme", &operator, &urls, &dir).await;
+    let mut globex = tenant("globex", &operator, &urls, &dir).await;
+    for t in [&mut acme, &mut globex] {
+        t.event_ids = stored_ids(&operator_at_auditor, t.name, &t.invoice()).await;
+    }
+    let erase = |subject_id: i64, tenant: Option<&str>| {
+        json!({"data": {"type": "erasures", "attributes": {
+            "subjectType": "users", "subjectId": subject_id.to_string(), "tenantId": tenant,
+        }}})
+    };
+
+    let refused = acme
+        .admin
+        .1
+        .post("/api/erasures", erase(globex.member_id, Some(globex.name)))
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let erased = acme
+        .admin
+        .1
+        .post("/api/erasures", erase(acme.member_id, None))
+        .await;
+    assert_eq!(erased.status, 201, "{}", erased.body);
+    assert_eq!(erased.body["data"]["attributes"]["tenantId"], "acme");
+    assert_eq!(erased.body["data"]["attributes"]["keyExisted"], true);
+
+    let name_of = |t: &Tenant| {
+        format!(
+            "/api/data-events?filter[tenantId]={}&filter[targetType]=users&filter[targetId]={}\
+             &filter[action]=created",
+            t.name, t.member_id
+        )
+    };
+    let acme_created = common::all_events(&operator_at_auditor, &name_of(&acme)).await;
+    assert_eq!(
+        acme_created[0]["attributes"]["changes"]["name"]["next"],
+        json!({"erased": true})
+    );
+    let globex_created = common::all_events(&operator_at_auditor, &name_of(&globex)).await;
+    assert_eq!(
+        globex_created[0]["attributes"]["changes"]["name"]["next"],
+        format!("Member {}", globex.marker)
+    );
+    // The erasure is recorded in acme's log, for acme's admins to see.
+    let records = common::all_events(
+        &acme.admin.1,
+        "/api/data-events?filter[eventName]=audit.erased",
+    )
+    .await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["attributes"]["tenantId"], "acme");
+    running.terminate();
 }

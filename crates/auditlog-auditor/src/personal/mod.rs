@@ -36,7 +36,7 @@ pub mod store;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use auditlog_event::{DataEvent, ObjectType};
-use auditlog_store::{ObjectKey, SUBJECT_KEY_BYTES};
+use auditlog_store::{DataSubject, SUBJECT_KEY_BYTES};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use serde_json::{Map, Value};
@@ -123,7 +123,7 @@ impl PersonalFields {
 
     /// The subjects whose keys encrypting `event` needs: its target if a
     /// declared change has a value, its actor if a declared `meta` field does.
-    pub fn subjects_of(&self, event: &DataEvent) -> Vec<ObjectKey> {
+    pub fn subjects_of(&self, event: &DataEvent) -> Vec<DataSubject> {
         let mut subjects = Vec::new();
         if self
             .declared_changes(event)
@@ -231,26 +231,16 @@ pub enum EncryptError {
 
 /// Subjects' keys, by subject.
 #[derive(Default)]
-pub struct KeyRing(HashMap<(String, String), [u8; SUBJECT_KEY_BYTES]>);
+pub struct KeyRing(HashMap<DataSubject, [u8; SUBJECT_KEY_BYTES]>);
 
 impl KeyRing {
     /// A ring of these keys.
     pub fn new(keys: impl IntoIterator<Item = auditlog_store::SubjectKey>) -> Self {
-        KeyRing(
-            keys.into_iter()
-                .map(|k| {
-                    (
-                        (k.subject.object_type.as_str().to_owned(), k.subject.id),
-                        k.key,
-                    )
-                })
-                .collect(),
-        )
+        KeyRing(keys.into_iter().map(|k| (k.subject, k.key)).collect())
     }
 
-    fn get(&self, subject: &ObjectKey) -> Option<&[u8; SUBJECT_KEY_BYTES]> {
-        self.0
-            .get(&(subject.object_type.as_str().to_owned(), subject.id.clone()))
+    fn get(&self, subject: &DataSubject) -> Option<&[u8; SUBJECT_KEY_BYTES]> {
+        self.0.get(subject)
     }
 }
 
@@ -271,15 +261,19 @@ pub fn undecryptable_value() -> Value {
     serde_json::json!({"undecryptable": true})
 }
 
-fn target_key(event: &DataEvent) -> ObjectKey {
-    ObjectKey {
+/// The event's target as a data subject of the event's tenant.
+fn target_key(event: &DataEvent) -> DataSubject {
+    DataSubject {
+        tenant: event.tenant().to_owned(),
         object_type: event.target_type.clone(),
         id: event.target_id.key(),
     }
 }
 
-fn actor_key(event: &DataEvent) -> ObjectKey {
-    ObjectKey {
+/// The event's actor as a data subject of the event's tenant.
+fn actor_key(event: &DataEvent) -> DataSubject {
+    DataSubject {
+        tenant: event.tenant().to_owned(),
         object_type: event.actor_type.clone(),
         id: event.actor_id.key(),
     }
@@ -290,9 +284,10 @@ fn actor_key(event: &DataEvent) -> ObjectKey {
 /// is that each subject has a key of its own; the subject in here also ties a
 /// value to it should keys ever be shared, and the place keeps a ciphertext
 /// from being moved to another field (or from `prev` to `next`) unnoticed.
-fn aad(subject: &ObjectKey, place: &str) -> Vec<u8> {
+fn aad(subject: &DataSubject, place: &str) -> Vec<u8> {
     format!(
-        "auditlog-personal-v1\0{}\0{}\0{place}",
+        "auditlog-personal-v1\0{}\0{}\0{}\0{place}",
+        subject.tenant,
         subject.object_type.as_str(),
         subject.id
     )
@@ -390,21 +385,36 @@ struct Place {
     path: String,
 }
 
-fn object_key_of(body: &Map<String, Value>, type_field: &str, id_field: &str) -> Option<ObjectKey> {
+/// The actor or the target of a stored event's JSON as a data subject of the
+/// event's tenant.
+fn object_key_of(
+    body: &Map<String, Value>,
+    type_field: &str,
+    id_field: &str,
+) -> Option<DataSubject> {
     let object_type = ObjectType::parse("type", body.get(type_field)?.as_str()?).ok()?;
     let id = match body.get(id_field)? {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
         _ => return None,
     };
-    Some(ObjectKey { object_type, id })
+    let tenant = body
+        .get("tenantId")
+        .and_then(Value::as_str)
+        .unwrap_or(auditlog_event::DEFAULT_TENANT)
+        .to_owned();
+    Some(DataSubject {
+        tenant,
+        object_type,
+        id,
+    })
 }
 
 /// A stored event's JSON, as readers get it.
 pub struct StoredBody {
     body: Map<String, Value>,
-    target: Option<ObjectKey>,
-    actor: Option<ObjectKey>,
+    target: Option<DataSubject>,
+    actor: Option<DataSubject>,
     /// Every encrypted value, found where readers decrypt (every `changes`
     /// value, every `meta` field), whatever is declared now: values encrypted
     /// under an earlier declaration still decrypt.
@@ -457,7 +467,7 @@ impl StoredBody {
     }
 
     /// The subjects whose keys decrypting this body needs.
-    pub fn subjects(&self) -> Vec<ObjectKey> {
+    pub fn subjects(&self) -> Vec<DataSubject> {
         let mut subjects = Vec::new();
         if self.places.iter().any(|p| p.of_target) {
             subjects.extend(self.target.clone());

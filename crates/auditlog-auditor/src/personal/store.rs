@@ -17,8 +17,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use auditlog_event::{DataEvent, MAX_STORED_EVENT_BYTES};
 use auditlog_store::{
-    ActivityCount, AuditStore, ChainEntry, EventPage, EventQuery, EventRow, Hash, InsertOutcome,
-    Leaf, LeafEntry, Migration, ObjectKey, ProducerProgress, Read, SealOutcome, SealerRole,
+    ActivityCount, AuditStore, ChainEntry, DataSubject, EventPage, EventQuery, EventRow, Hash,
+    InsertOutcome, Leaf, LeafEntry, Migration, ProducerProgress, Read, SealOutcome, SealerRole,
     SignedHead, StoreError, StoredCheckpoint, StoredEvent, SubjectKey,
 };
 
@@ -43,7 +43,7 @@ impl ShreddingStore {
     async fn encrypt(&self, events: &[DataEvent]) -> Result<Option<Vec<DataEvent>>, StoreError> {
         // A batch holds up to tens of thousands of events: subjects are
         // gathered in a set, each once.
-        let subjects: HashSet<ObjectKey> = events
+        let subjects: HashSet<DataSubject> = events
             .iter()
             .flat_map(|event| self.fields.subjects_of(event))
             .collect();
@@ -80,7 +80,7 @@ impl ShreddingStore {
                 (e, body)
             })
             .collect();
-        let subjects: Vec<ObjectKey> = parsed
+        let subjects: Vec<DataSubject> = parsed
             .iter()
             .flat_map(|(_, b)| b.iter().flat_map(StoredBody::subjects))
             .collect::<HashSet<_>>()
@@ -190,11 +190,11 @@ impl AuditStore for ShreddingStore {
         self.inner.ensure_subject_keys(candidates).await
     }
 
-    async fn subject_keys(&self, subjects: &[ObjectKey]) -> Result<Vec<SubjectKey>, StoreError> {
+    async fn subject_keys(&self, subjects: &[DataSubject]) -> Result<Vec<SubjectKey>, StoreError> {
         self.inner.subject_keys(subjects).await
     }
 
-    async fn erase_subject_key(&self, subject: &ObjectKey) -> Result<bool, StoreError> {
+    async fn erase_subject_key(&self, subject: &DataSubject) -> Result<bool, StoreError> {
         self.inner.erase_subject_key(subject).await
     }
 
@@ -320,7 +320,8 @@ mod tests {
         assert!(leaf_before.bytes.contains(r#"{"$enc":"v1:"#));
 
         let users = ObjectType::parse("targetType", "users").unwrap();
-        let subject = ObjectKey {
+        let subject = DataSubject {
+            tenant: auditlog_event::DEFAULT_TENANT.into(),
             object_type: users,
             id: "42".into(),
         };

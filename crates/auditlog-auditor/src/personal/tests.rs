@@ -40,7 +40,8 @@ fn renaming() -> DataEvent {
 
 fn key_of(object_type: &str, id: &str, byte: u8) -> SubjectKey {
     SubjectKey {
-        subject: ObjectKey {
+        subject: DataSubject {
+            tenant: auditlog_event::DEFAULT_TENANT.into(),
             object_type: ObjectType::parse("t", object_type).unwrap(),
             id: id.into(),
         },
@@ -143,6 +144,36 @@ fn without_the_key_values_read_as_erased_and_another_subjects_stay_readable() {
     assert_eq!(read["changes"]["name"]["next"], json!({"erased": true}));
     assert_eq!(read["meta"]["ip"], json!("10.0.0.1"));
     assert_eq!(read["changes"]["agreedTos"]["next"], json!(true));
+}
+
+#[test]
+fn the_same_object_in_two_tenants_is_two_subjects_with_keys_of_their_own() {
+    let mut acme = renaming();
+    acme.tenant_id = Some("acme".into());
+    let subjects = demo_fields().subjects_of(&acme);
+    assert!(subjects.iter().all(|s| s.tenant == "acme"), "{subjects:?}");
+    let acme_key = |id: &str, byte| SubjectKey {
+        subject: DataSubject {
+            tenant: "acme".into(),
+            ..key_of("users", id, byte).subject
+        },
+        key: [byte; 32],
+    };
+    let stored = demo_fields()
+        .encrypt(acme, &KeyRing::new([acme_key("42", 7), acme_key("1", 9)]))
+        .unwrap()
+        .to_json();
+
+    // The default tenant's users/42 and users/1 are not acme's: with their
+    // keys (the very same bytes, even) acme's values read as erased.
+    let read = body(&StoredBody::parse(&stored).unwrap().decrypt(&both_keys()));
+    assert_eq!(read["changes"]["name"]["prev"], json!({"erased": true}));
+    let read = body(
+        &StoredBody::parse(&stored)
+            .unwrap()
+            .decrypt(&KeyRing::new([acme_key("42", 7), acme_key("1", 9)])),
+    );
+    assert_eq!(read["changes"]["name"]["prev"], json!("Ada"));
 }
 
 #[test]

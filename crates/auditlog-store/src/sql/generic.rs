@@ -32,10 +32,10 @@ use super::{
     Dialect, STORED_IDS_CHUNK, SUBJECT_KEYS_CHUNK, hash_from_bytes, store_error, uuid_from_bytes,
 };
 use crate::legacy::ChainHead;
-use crate::subject_keys::{SUBJECT_KEY_BYTES, SubjectKey};
+use crate::subject_keys::{DataSubject, SUBJECT_KEY_BYTES, SubjectKey};
 use crate::{
     ActivityCount, ChainEntry, EventPage, EventQuery, EventRow, Leaf, LeafEntry, Migration,
-    ObjectKey, ObjectKeys, ProducerProgress, SealOutcome, SignedHead, StoreError, StoredCheckpoint,
+    ObjectKeys, ProducerProgress, SealOutcome, SignedHead, StoreError, StoredCheckpoint,
     StoredEvent,
 };
 
@@ -468,10 +468,12 @@ where
         let now = auditlog_event::now_ms();
         for chunk in candidates.chunks(SUBJECT_KEYS_CHUNK) {
             let mut insert = QueryBuilder::<DB>::new(
-                "INSERT INTO audit_subject_keys (subject_type, subject_id, subject_key, created_at) ",
+                "INSERT INTO audit_subject_keys \
+                 (tenant_id, subject_type, subject_id, subject_key, created_at) ",
             );
             insert.push_values(chunk, |mut row, candidate| {
-                row.push_bind(candidate.subject.object_type.as_str().to_owned())
+                row.push_bind(candidate.subject.tenant.clone())
+                    .push_bind(candidate.subject.object_type.as_str().to_owned())
                     .push_bind(candidate.subject.id.clone())
                     .push_bind(candidate.key.to_vec())
                     .push_bind(now);
@@ -485,26 +487,29 @@ where
                 .await
                 .map_err(store_error)?;
         }
-        let subjects: Vec<ObjectKey> = candidates.iter().map(|c| c.subject.clone()).collect();
+        let subjects: Vec<DataSubject> = candidates.iter().map(|c| c.subject.clone()).collect();
         self.subject_keys(&subjects).await
     }
 
     /// [`crate::AuditStore::subject_keys`].
     pub(crate) async fn subject_keys(
         &self,
-        subjects: &[ObjectKey],
+        subjects: &[DataSubject],
     ) -> Result<Vec<SubjectKey>, StoreError> {
         let mut keys = Vec::with_capacity(subjects.len());
         for chunk in subjects.chunks(SUBJECT_KEYS_CHUNK) {
             let mut select = QueryBuilder::<DB>::new(
-                "SELECT subject_type, subject_id, subject_key FROM audit_subject_keys WHERE ",
+                "SELECT tenant_id, subject_type, subject_id, subject_key \
+                 FROM audit_subject_keys WHERE ",
             );
             for (i, subject) in chunk.iter().enumerate() {
                 if i > 0 {
                     select.push(" OR ");
                 }
                 select
-                    .push("(subject_type = ")
+                    .push("(tenant_id = ")
+                    .push_bind(subject.tenant.clone())
+                    .push(" AND subject_type = ")
                     .push_bind(subject.object_type.as_str().to_owned())
                     .push(" AND subject_id = ")
                     .push_bind(subject.id.clone())
@@ -538,7 +543,8 @@ where
             ))
         })?;
         Ok(SubjectKey {
-            subject: ObjectKey {
+            subject: DataSubject {
+                tenant: text("tenant_id")?,
                 object_type,
                 id: text("subject_id")?,
             },
@@ -548,7 +554,10 @@ where
 
     /// [`crate::AuditStore::erase_subject_key`]: the delete only (SQLite then
     /// scrubs its WAL, see `sqlite.rs`).
-    pub(crate) async fn erase_subject_key(&self, subject: &ObjectKey) -> Result<bool, StoreError> {
+    pub(crate) async fn erase_subject_key(
+        &self,
+        subject: &DataSubject,
+    ) -> Result<bool, StoreError> {
         // sqlx has no backend-independent affected-row count: ask first (a key
         // erased by someone else in between was there all the same).
         let existed = !self
@@ -556,8 +565,10 @@ where
             .await?
             .is_empty();
         let mut delete =
-            QueryBuilder::<DB>::new("DELETE FROM audit_subject_keys WHERE subject_type = ");
+            QueryBuilder::<DB>::new("DELETE FROM audit_subject_keys WHERE tenant_id = ");
         delete
+            .push_bind(subject.tenant.clone())
+            .push(" AND subject_type = ")
             .push_bind(subject.object_type.as_str().to_owned())
             .push(" AND subject_id = ")
             .push_bind(subject.id.clone());

@@ -2,11 +2,25 @@
 //! subject, read back, deleted for good; and on SQLite, gone from the files.
 
 use super::*;
-use auditlog_store::SubjectKey;
+use auditlog_store::{DataSubject, SubjectKey};
+
+/// `users/<id>` of `tenant`.
+fn user_of(tenant: &str, id: &str) -> DataSubject {
+    DataSubject {
+        tenant: tenant.into(),
+        object_type: auditlog_event::ObjectType::parse("subjectType", "users").unwrap(),
+        id: id.into(),
+    }
+}
+
+/// `users/<id>` of the default tenant.
+fn user(id: &str) -> DataSubject {
+    user_of(auditlog_event::DEFAULT_TENANT, id)
+}
 
 fn candidate(id: &str, byte: u8) -> SubjectKey {
     SubjectKey {
-        subject: key("users", id),
+        subject: user(id),
         key: [byte; 32],
     }
 }
@@ -41,7 +55,7 @@ pub(crate) async fn a_subjects_first_key_is_kept_and_later_candidates_are_ignore
     );
     let read = fresh
         .store
-        .subject_keys(&[key("users", "42"), key("users", "43"), key("users", "7")])
+        .subject_keys(&[user("42"), user("43"), user("7")])
         .await
         .unwrap();
     assert_eq!(sorted(read), vec![candidate("42", 1), candidate("43", 2)]);
@@ -54,27 +68,37 @@ pub(crate) async fn an_erased_key_is_gone_and_erasing_again_changes_nothing(fres
         .await
         .unwrap();
 
-    let erased = fresh
-        .store
-        .erase_subject_key(&key("users", "42"))
-        .await
-        .unwrap();
-    let again = fresh
-        .store
-        .erase_subject_key(&key("users", "42"))
-        .await
-        .unwrap();
-    let unknown = fresh
-        .store
-        .erase_subject_key(&key("users", "never"))
-        .await
-        .unwrap();
+    let erased = fresh.store.erase_subject_key(&user("42")).await.unwrap();
+    let again = fresh.store.erase_subject_key(&user("42")).await.unwrap();
+    let unknown = fresh.store.erase_subject_key(&user("never")).await.unwrap();
 
     assert!(erased, "the key existed");
+    let acme = SubjectKey {
+        subject: user_of("acme", "44"),
+        key: [5; 32],
+    };
+    fresh
+        .store
+        .ensure_subject_keys(&[acme.clone(), candidate("44", 6)])
+        .await
+        .unwrap();
+    assert!(
+        fresh.store.erase_subject_key(&user("44")).await.unwrap(),
+        "the default tenant's users/44"
+    );
+    assert_eq!(
+        fresh
+            .store
+            .subject_keys(&[user_of("acme", "44")])
+            .await
+            .unwrap(),
+        [acme],
+        "another tenant's users/44 is another subject, whose key stays"
+    );
     assert!(!again && !unknown, "nothing left to erase");
     let read = fresh
         .store
-        .subject_keys(&[key("users", "42"), key("users", "43")])
+        .subject_keys(&[user("42"), user("43")])
         .await
         .unwrap();
     assert_eq!(
@@ -121,7 +145,7 @@ async fn on_sqlite_an_erased_key_is_in_neither_the_database_file_nor_the_wal() {
     for (i, b) in secret.iter_mut().enumerate() {
         *b = 0xA5 ^ (i as u8).wrapping_mul(37);
     }
-    let subject = key("users", "42");
+    let subject = user("42");
     fresh
         .store
         .ensure_subject_keys(&[SubjectKey {
