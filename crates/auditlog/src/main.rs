@@ -13,6 +13,7 @@ mod query;
 mod remote;
 mod run;
 mod scheduling;
+mod sinks;
 mod token;
 mod verify;
 
@@ -119,6 +120,17 @@ enum Command {
   auditlog query --token \"$TOKEN\" --since 2026-11-28T00:00:00Z --until 1764374400000 \\
     --limit 5000 --format json > events.ndjson")]
     Query(query::QueryArgs),
+    /// Manage the log streams on the auditor: list, add, remove, test.
+    ///
+    /// Sinks deliver every event, in log order and at least once, to a webhook
+    /// (signed per Standard Webhooks), syslog (RFC 5424 over TCP), Splunk HEC,
+    /// Datadog or rotated NDJSON files. Needs an admin's token.
+    #[command(after_help = "Examples:
+  auditlog sinks list --token \"$TOKEN\"
+  auditlog sinks add siem --token \"$TOKEN\" --definition '{\"kind\":\"webhook\",\"url\":\"http://siem:8080/hook\"}'
+  auditlog sinks test siem --token \"$TOKEN\"
+  auditlog sinks remove siem --token \"$TOKEN\"")]
+    Sinks(sinks::SinksArgs),
     /// Print a token signed with the data directory's key, for `auditlog query`,
     /// `auditlog export` or curl when the demo tokens are off.
     ///
@@ -665,6 +677,7 @@ fn main() -> std::process::ExitCode {
             Command::Export(args) => export::run(args).await,
             Command::Emit(args) => emit::run(args).await,
             Command::Query(args) => query::run(args).await,
+            Command::Sinks(args) => sinks::run(args).await,
             Command::Token(args) => token::run(args),
             Command::Verify(args) => verify::run(args).await,
             Command::Prove(args) => prove::run(args).await,

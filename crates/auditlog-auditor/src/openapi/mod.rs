@@ -31,7 +31,7 @@ use axum::response::Response;
 use utoipa::OpenApi;
 
 use crate::log::routes as log;
-use crate::{activity, history, ingest, producers, query, stream};
+use crate::{activity, history, ingest, producers, query, sinks, stream};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -56,6 +56,12 @@ use crate::{activity, history, ingest, producers, query, stream};
         history::state,
         history::diff,
         producers::list,
+        sinks::list,
+        sinks::create,
+        sinks::get_one,
+        sinks::update,
+        sinks::delete,
+        sinks::test,
         log::consistency,
         log::checkpoint,
         log::key,
@@ -71,6 +77,7 @@ use crate::{activity, history, ingest, producers, query, stream};
         (name = "ingest", description = "Delivering events over HTTP"),
         (name = "history", description = "An object's state and changes over time"),
         (name = "log", description = "The verifiable log: RFC 9162 Merkle tree, C2SP checkpoints, tiles and proofs"),
+        (name = "sinks", description = "Log streams: every event delivered in log order to webhooks, syslog, Splunk, Datadog or files"),
         (name = "service", description = "Health and this document; no token needed"),
     )
 )]
