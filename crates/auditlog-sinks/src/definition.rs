@@ -56,8 +56,10 @@ impl std::fmt::Display for SinkName {
 }
 
 /// A sink's definition, as given to `POST /api/sinks` and kept in the store.
+/// Unknown members are refused by the kind's own struct (serde cannot refuse
+/// them here, beside a flattened member).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct SinkDefinition {
     /// Where and how events go.
     #[serde(flatten)]
@@ -414,6 +416,14 @@ impl SinkDefinition {
     /// replace, `null` removes (back to the default), objects merge. The kind
     /// cannot change; a secret given as [`HIDDEN`] is kept as it was.
     pub fn patched(&self, patch: &Value) -> Result<SinkDefinition, SinkError> {
+        if patch
+            .get("kind")
+            .is_some_and(|kind| kind.as_str() != Some(self.kind.name()))
+        {
+            return Err(SinkError::Invalid(
+                "a sink's kind cannot change: remove it and add a new one".into(),
+            ));
+        }
         let mut json = self.to_json();
         merge_patch(&mut json, patch);
         for secret in ["secret", "token", "apiKey"] {
@@ -423,13 +433,7 @@ impl SinkDefinition {
                 json[secret] = old.clone();
             }
         }
-        let patched = SinkDefinition::parse(&json)?;
-        if patched.kind.name() != self.kind.name() {
-            return Err(SinkError::Invalid(
-                "a sink's kind cannot change: remove it and add a new one".into(),
-            ));
-        }
-        Ok(patched)
+        SinkDefinition::parse(&json)
     }
 
     /// [`SinkDefinition::failing_after_secs`] as a duration.
@@ -581,6 +585,7 @@ mod tests {
                 "ate",
             ),
             (json!({"kind": "carrier-pigeon"}), "not a sink definition"),
+            (json!({"kind": "files", "directory": "/x", "maxBytez": 1}), "maxBytez"),
         ] {
             let error = SinkDefinition::parse(&json).unwrap_err().to_string();
             assert!(error.contains(says), "{json}: {error}");
