@@ -585,7 +585,10 @@ mod tests {
                 "ate",
             ),
             (json!({"kind": "carrier-pigeon"}), "not a sink definition"),
-            (json!({"kind": "files", "directory": "/x", "maxBytez": 1}), "maxBytez"),
+            (
+                json!({"kind": "files", "directory": "/x", "maxBytez": 1}),
+                "maxBytez",
+            ),
         ] {
             let error = SinkDefinition::parse(&json).unwrap_err().to_string();
             assert!(error.contains(says), "{json}: {error}");

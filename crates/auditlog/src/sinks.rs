@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use crate::remote::{self, ReaderArgs};
+use crate::remote;
 
 #[derive(Debug, Args)]
 pub struct SinksArgs {
@@ -21,8 +21,21 @@ pub struct SinksArgs {
         default_value = "http://127.0.0.1:3001"
     )]
     auditor_url: String,
-    #[command(flatten)]
-    reader: ReaderArgs,
+    /// An admin's bearer token.
+    #[arg(long, global = true, env = "AUDITLOG_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// On a demo deployment: get a token for this user from the primary API's
+    /// /tokens/ID instead.
+    #[arg(long, global = true, value_name = "ID")]
+    as_user: Option<i64>,
+    /// The primary API, asked for the demo token of --as-user.
+    #[arg(
+        long,
+        global = true,
+        env = "AUDITLOG_API_URL",
+        default_value = "http://127.0.0.1:3000"
+    )]
+    api_url: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,9 +73,9 @@ pub async fn run(args: SinksArgs) -> Result<()> {
     let client = reqwest::Client::new();
     let token = remote::reader_token(
         &client,
-        &args.reader.base(),
-        args.reader.token.as_deref(),
-        args.reader.as_user,
+        args.api_url.trim_end_matches('/'),
+        args.token.as_deref(),
+        args.as_user,
     )
     .await?;
     let base = args.auditor_url.trim_end_matches('/').to_owned();

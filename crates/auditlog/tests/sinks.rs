@@ -434,13 +434,15 @@ async fn local_receiver(delay: Duration) -> (String, Arc<Recorder>) {
 }
 
 /// Runs `auditlog sinks ARGS…` against `running` as the admin; answers stdout.
-fn sinks_command(running: &Running, admin: &Client, args: &[&str]) -> String {
-    let output = Command::new(common::binary())
+/// Asynchronously: the receivers answering it run on this test's runtime.
+async fn sinks_command(running: &Running, admin: &Client, args: &[&str]) -> String {
+    let output = tokio::process::Command::new(common::binary())
         .arg("sinks")
         .args(args)
         .args(["--auditor-url", &running.urls.auditor])
         .args(["--token", admin.token.as_deref().unwrap()])
         .output()
+        .await
         .unwrap();
     assert!(
         output.status.success(),
@@ -536,7 +538,7 @@ async fn splunk_hec_and_datadog_receivers_get_their_documented_shapes() {
     }
 
     // The commands: list shows both, test sends one event and reports the answer.
-    let listed = sinks_command(&running, &admin, &["list"]);
+    let listed = sinks_command(&running, &admin, &["list"]).await;
     assert!(
         listed.contains("hec") && listed.contains("splunk"),
         "{listed}"
@@ -546,7 +548,7 @@ async fn splunk_hec_and_datadog_receivers_get_their_documented_shapes() {
         "{listed}"
     );
     let before = splunk.requests.lock().unwrap().len();
-    let tested = sinks_command(&running, &admin, &["test", "hec"]);
+    let tested = sinks_command(&running, &admin, &["test", "hec"]).await;
     assert!(
         tested.contains("delivered") && tested.contains("200"),
         "{tested}"
@@ -555,8 +557,8 @@ async fn splunk_hec_and_datadog_receivers_get_their_documented_shapes() {
     let test_event = hec_events(&requests[before].2);
     assert_eq!(test_event[0]["eventName"], "auditlog.sink_test");
     drop(requests);
-    sinks_command(&running, &admin, &["remove", "dd"]);
-    let listed = sinks_command(&running, &admin, &["list"]);
+    sinks_command(&running, &admin, &["remove", "dd"]).await;
+    let listed = sinks_command(&running, &admin, &["list"]).await;
     assert!(!listed.contains("datadog"), "{listed}");
 }
 
