@@ -3,7 +3,7 @@
 //!
 //! - [`definition`]: what a sink is (kind, receiver, filter, batching), parsed
 //!   and checked from JSON;
-//! - [`format`]: the bytes each kind sends (Standard Webhooks signatures, Splunk
+//! - [`mod@format`]: the bytes each kind sends (Standard Webhooks signatures, Splunk
 //!   HEC, Datadog, RFC 5424 syslog in octet-counted frames, NDJSON);
 //! - [`destination`]: sending one batch to a receiver;
 //! - [`files`]: the files sink's rotated NDJSON files;

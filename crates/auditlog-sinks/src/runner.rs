@@ -36,11 +36,11 @@ pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
 pub const POLL_EVERY: Duration = Duration::from_millis(200);
 
 /// How long a sink's lease lasts unless renewed. A holder renews it at least
-/// every [`RENEW_AFTER`] while it waits, and between attempts, so the longest
+/// every 5 s while it waits, and between attempts, so the longest
 /// gap (a delivery timing out after a backoff pause) stays well inside it.
 pub const LEASE: Duration = Duration::from_secs(45);
 
-/// A held lease is renewed once it is this old.
+/// A held lease is renewed once it is this old (see [`LEASE`]).
 const RENEW_AFTER: Duration = Duration::from_secs(5);
 
 /// The first and the longest pause between attempts to deliver one batch.
