@@ -7,7 +7,9 @@
 //!
 //! Tenants: every admin manages every sink (there are no tenants yet).
 
-use auditlog_http::openapi::{BadRequest, Forbidden, NotFound, Unauthorized, Unavailable};
+use auditlog_http::openapi::{
+    BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unavailable,
+};
 use auditlog_http::{ApiError, Authenticated, JsonBody, PathParams, json_api};
 use auditlog_sinks::{SinkDefinition, SinkName, SinkStatus};
 use auditlog_store::SinkRecord;
@@ -189,7 +191,7 @@ pub(crate) async fn get_one(
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
-        (status = 409, description = "A sink of that name exists"),
+        (status = 409, response = Conflict),
         (status = 503, response = Unavailable),
     )
 )]

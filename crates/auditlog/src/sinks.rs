@@ -41,6 +41,9 @@ pub struct SinksArgs {
 #[derive(Debug, Subcommand)]
 enum SinksCommand {
     /// Every sink with its cursor, lag and delivery status.
+    #[command(after_help = "Examples:
+  auditlog sinks list --token \"$TOKEN\"
+  auditlog sinks list --auditor-url http://auditor:3001 --token \"$TOKEN\"")]
     List,
     /// Add a sink from its JSON definition (see the README's sinks section).
     #[command(after_help = "Examples:
@@ -58,11 +61,15 @@ enum SinksCommand {
         from: String,
     },
     /// Remove a sink and its cursor.
+    #[command(after_help = "Example:
+  auditlog sinks remove siem --token \"$TOKEN\"")]
     Remove {
         /// The sink's name.
         name: String,
     },
     /// Send one test event (not in the log) to a sink's receiver and print its answer.
+    #[command(after_help = "Example:
+  auditlog sinks test siem --token \"$TOKEN\"")]
     Test {
         /// The sink's name.
         name: String,
