@@ -892,3 +892,144 @@ async fn a_sink_behind_when_the_auditor_is_killed_resumes_from_its_cursor_skippi
         "{sink}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Throughput (a measurement, not a check): run with
+// `cargo nextest run -p auditlog --test sinks --run-ignored only --no-capture throughput`.
+
+/// Events each kind delivers in the measurement.
+const MEASURED_EVENTS: usize = 20_000;
+
+#[tokio::test]
+#[ignore = "a measurement: prints events/s per sink kind"]
+async fn throughput_per_sink_kind() {
+    let (dir, data) = data_dir();
+    let running = Running::up(&data);
+    let admin = admin_of(&running).await;
+    let events = new_events(MEASURED_EVENTS);
+    ingest(&admin, &events).await;
+    let only_these = json!({"eventNames": ["note.viewed"]});
+
+    let (url, receiver) = local_receiver(Duration::ZERO).await;
+    let count = |recorder: &Recorder, parse: fn(&Bytes) -> usize| -> usize {
+        recorder
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, _, b)| parse(b))
+            .sum()
+    };
+    let kinds: [(&str, Value, fn(&Bytes) -> usize); 4] = [
+        (
+            "webhook",
+            json!({"kind": "webhook", "url": format!("{url}/hook")}),
+            |b| webhook_events(b).len(),
+        ),
+        (
+            "webhook-ndjson",
+            json!({"kind": "webhook", "url": format!("{url}/hook"), "format": "ndjson"}),
+            |b| b.iter().filter(|c| **c == b'\n').count(),
+        ),
+        (
+            "splunk",
+            json!({"kind": "splunk", "url": url, "token": "t"}),
+            |b| b.iter().filter(|c| **c == b'\n').count(),
+        ),
+        (
+            "datadog",
+            json!({"kind": "datadog", "url": format!("{url}/logs"), "apiKey": "k"}),
+            |b| serde_json::from_slice::<Vec<Value>>(b).unwrap().len(),
+        ),
+    ];
+    for (name, mut definition, parse) in kinds {
+        receiver.requests.lock().unwrap().clear();
+        definition["filter"] = only_these.clone();
+        let started = Instant::now();
+        add_sink(&admin, name, definition).await;
+        wait_until(Duration::from_secs(300), name, async || {
+            count(&receiver, parse) >= MEASURED_EVENTS
+        })
+        .await;
+        report(name, started.elapsed());
+        admin.delete(&format!("/api/sinks/{name}")).await;
+    }
+
+    let directory = dir.path().join("files");
+    let started = Instant::now();
+    add_sink(
+        &admin,
+        "files",
+        json!({"kind": "files", "directory": directory, "filter": only_these}),
+    )
+    .await;
+    wait_until(Duration::from_secs(300), "files", async || {
+        files_in(&directory)
+            .values()
+            .map(|c| c.iter().filter(|b| **b == b'\n').count())
+            .sum::<usize>()
+            >= MEASURED_EVENTS
+    })
+    .await;
+    report("files", started.elapsed());
+
+    if Path::new("/usr/sbin/rsyslogd").exists() {
+        let port = free_port();
+        let out = dir.path().join("syslog.out");
+        let config = dir.path().join("rsyslog.conf");
+        let work = dir.path().join("rsyslog-work");
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::write(
+            &config,
+            format!(
+                r#"global(workDirectory="{}" maxMessageSize="64k")
+module(load="imtcp")
+ruleset(name="audit") {{ action(type="omfile" file="{}") }}
+input(type="imtcp" port="{port}" address="127.0.0.1" ruleset="audit")
+"#,
+                work.display(),
+                out.display()
+            ),
+        )
+        .unwrap();
+        let _rsyslog = Killed(
+            Command::new("/usr/sbin/rsyslogd")
+                .args(["-n", "-f"])
+                .arg(&config)
+                .arg("-i")
+                .arg(dir.path().join("rsyslog.pid"))
+                .spawn()
+                .unwrap(),
+        );
+        wait_until(Duration::from_secs(20), "rsyslog", async || {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        let started = Instant::now();
+        add_sink(
+            &admin,
+            "syslog",
+            json!({"kind": "syslog", "address": format!("127.0.0.1:{port}"), "filter": only_these}),
+        )
+        .await;
+        wait_until(Duration::from_secs(300), "syslog", async || {
+            std::fs::read(&out)
+                .map(|c| c.iter().filter(|b| **b == b'\n').count())
+                .unwrap_or(0)
+                >= MEASURED_EVENTS
+        })
+        .await;
+        report("syslog", started.elapsed());
+    }
+}
+
+/// Prints one kind's rate.
+fn report(kind: &str, elapsed: Duration) {
+    println!(
+        "throughput {kind}: {MEASURED_EVENTS} events in {:.2} s = {:.0} events/s",
+        elapsed.as_secs_f64(),
+        MEASURED_EVENTS as f64 / elapsed.as_secs_f64()
+    );
+}
