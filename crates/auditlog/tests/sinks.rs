@@ -897,6 +897,9 @@ async fn a_sink_behind_when_the_auditor_is_killed_resumes_from_its_cursor_skippi
 // Throughput (a measurement, not a check): run with
 // `cargo nextest run -p auditlog --test sinks --run-ignored only --no-capture throughput`.
 
+/// How many events a receiver's request body holds.
+type EventsIn = fn(&Bytes) -> usize;
+
 /// Events each kind delivers in the measurement.
 const MEASURED_EVENTS: usize = 20_000;
 
@@ -920,7 +923,7 @@ async fn throughput_per_sink_kind() {
             .map(|(_, _, b)| parse(b))
             .sum()
     };
-    let kinds: [(&str, Value, fn(&Bytes) -> usize); 4] = [
+    let kinds: [(&str, Value, EventsIn); 4] = [
         (
             "webhook",
             json!({"kind": "webhook", "url": format!("{url}/hook")}),
