@@ -89,18 +89,10 @@ pub async fn run(args: SinksArgs) -> Result<()> {
     let sinks = format!("{base}/api/sinks");
     match args.command {
         SinksCommand::List => {
-            let answer: Value = remote::checked(
-                client
-                    .get(&sinks)
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .with_context(|| format!("while asking {base} for its sinks"))?,
-            )
-            .await?
-            .json()
-            .await
-            .context("the auditor's answer is not JSON")?;
+            let answer: Value = json_answer(client.get(&sinks).bearer_auth(&token), || {
+                format!("while asking {base} for its sinks")
+            })
+            .await?;
             print!("{}", table(&answer));
         }
         SinksCommand::Add {
@@ -115,20 +107,15 @@ pub async fn run(args: SinksArgs) -> Result<()> {
             };
             map.insert("from".into(), json!(from));
             let body = json!({"data": {"type": "sinks", "id": name, "attributes": attributes}});
-            let answer: Value = remote::checked(
+            let answer: Value = json_answer(
                 client
                     .post(&sinks)
                     .bearer_auth(&token)
                     .header("content-type", "application/vnd.api+json")
-                    .body(body.to_string())
-                    .send()
-                    .await
-                    .with_context(|| format!("while adding the sink to {base}"))?,
+                    .body(body.to_string()),
+                || format!("while adding the sink to {base}"),
             )
-            .await?
-            .json()
-            .await
-            .context("the auditor's answer is not JSON")?;
+            .await?;
             // The answer shows the secrets once (a webhook's made-up secret).
             println!(
                 "{}",
@@ -148,18 +135,13 @@ pub async fn run(args: SinksArgs) -> Result<()> {
             println!("removed {name}");
         }
         SinksCommand::Test { name } => {
-            let answer: Value = remote::checked(
+            let answer: Value = json_answer(
                 client
                     .post(format!("{sinks}/{name}/test"))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .with_context(|| format!("while asking {base} to test the sink"))?,
+                    .bearer_auth(&token),
+                || format!("while asking {base} to test the sink"),
             )
-            .await?
-            .json()
-            .await
-            .context("the auditor's answer is not JSON")?;
+            .await?;
             let meta = &answer["meta"];
             if meta["delivered"] == json!(true) {
                 let status = meta["status"]
@@ -178,6 +160,19 @@ pub async fn run(args: SinksArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Sends `request` and reads the auditor's JSON answer, or says why it failed
+/// (`doing` names what was being done).
+async fn json_answer(
+    request: reqwest::RequestBuilder,
+    doing: impl Fn() -> String,
+) -> Result<Value> {
+    remote::checked(request.send().await.with_context(doing)?)
+        .await?
+        .json()
+        .await
+        .context("the auditor's answer is not JSON")
 }
 
 /// The definition argument's text: itself, a file's (`@FILE`) or standard

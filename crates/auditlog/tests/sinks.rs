@@ -97,6 +97,17 @@ async fn wait_until(limit: Duration, what: &str, mut done: impl AsyncFnMut() -> 
     }
 }
 
+/// Whether every event of `expected` is among the `arrived` ids.
+fn all_arrived(
+    expected: &[(uuid::Uuid, Value)],
+    arrived: impl IntoIterator<Item = String>,
+) -> bool {
+    let arrived: HashSet<String> = arrived.into_iter().collect();
+    expected
+        .iter()
+        .all(|(id, _)| arrived.contains(&id.to_string()))
+}
+
 /// Checks that `received` (event id and seq, in arrival order) holds every id
 /// of `expected`, and that, each event counted at its first arrival, seqs only
 /// grow (log order; a batch delivered again comes after the first time).
@@ -361,11 +372,10 @@ async fn a_webhook_receiver_verifying_every_request_gets_every_event_in_order_de
     // It comes back: everything arrives.
     std::fs::remove_file(&fail_flag).unwrap();
     wait_until(Duration::from_secs(120), "every event", async || {
-        let got: HashSet<String> = received_lines(&received)
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
-        events.iter().all(|(id, _)| got.contains(&id.to_string()))
+        all_arrived(
+            &events,
+            received_lines(&received).into_iter().map(|(id, _)| id),
+        )
     })
     .await;
     let elapsed = started.elapsed();
@@ -489,7 +499,7 @@ async fn splunk_hec_and_datadog_receivers_get_their_documented_shapes() {
             .iter()
             .flat_map(|(_, _, body)| parse(body))
             .filter_map(|event| event["id"].as_str().map(str::to_owned))
-            .collect::<HashSet<_>>()
+            .collect::<Vec<_>>()
     };
     let hec_events = |body: &Bytes| -> Vec<Value> {
         serde_json::Deserializer::from_slice(body)
@@ -504,11 +514,13 @@ async fn splunk_hec_and_datadog_receivers_get_their_documented_shapes() {
             .map(|log| serde_json::from_str(log["message"].as_str().unwrap()).unwrap())
             .collect()
     };
-    let all_in = |got: &HashSet<String>| events.iter().all(|(id, _)| got.contains(&id.to_string()));
     wait_until(
         Duration::from_secs(60),
         "both receivers to get every event",
-        async || all_in(&ids_of(&splunk, hec_events)) && all_in(&ids_of(&datadog, dd_events)),
+        async || {
+            all_arrived(&events, ids_of(&splunk, hec_events))
+                && all_arrived(&events, ids_of(&datadog, dd_events))
+        },
     )
     .await;
 
@@ -622,11 +634,12 @@ async fn a_files_sink_rotates_and_never_rewrites_a_closed_file() {
         Duration::from_secs(60),
         "the first events in files",
         async || {
-            let got: HashSet<String> = events_in_files(&files_in(&directory))
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect();
-            first.iter().all(|(id, _)| got.contains(&id.to_string()))
+            all_arrived(
+                &first,
+                events_in_files(&files_in(&directory))
+                    .into_iter()
+                    .map(|(id, _)| id),
+            )
         },
     )
     .await;
@@ -646,11 +659,12 @@ async fn a_files_sink_rotates_and_never_rewrites_a_closed_file() {
         Duration::from_secs(60),
         "the second events in files",
         async || {
-            let got: HashSet<String> = events_in_files(&files_in(&directory))
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect();
-            second.iter().all(|(id, _)| got.contains(&id.to_string()))
+            all_arrived(
+                &second,
+                events_in_files(&files_in(&directory))
+                    .into_iter()
+                    .map(|(id, _)| id),
+            )
         },
     )
     .await;
@@ -697,15 +711,16 @@ fn rsyslogd() -> PathBuf {
     path
 }
 
-#[tokio::test]
-async fn rsyslog_receives_every_event_as_an_rfc5424_message_with_the_event_json() {
+/// rsyslog on a free port with octet-counted TCP input, writing what it
+/// receives to a file with the action options `options` (e.g. a template):
+/// the port, the file, and the process.
+async fn start_rsyslog(dir: &Path, options: &str) -> (u16, PathBuf, Killed) {
     let rsyslogd = rsyslogd();
-    let (dir, data) = data_dir();
     let port = free_port();
-    let out = dir.path().join("syslog.out");
-    let work = dir.path().join("rsyslog-work");
+    let out = dir.join("syslog.out");
+    let work = dir.join("rsyslog-work");
     std::fs::create_dir_all(&work).unwrap();
-    let config = dir.path().join("rsyslog.conf");
+    let config = dir.join("rsyslog.conf");
     std::fs::write(
         &config,
         format!(
@@ -713,7 +728,7 @@ async fn rsyslog_receives_every_event_as_an_rfc5424_message_with_the_event_json(
 module(load="imtcp")
 template(name="raw" type="string" string="%rawmsg%\n")
 ruleset(name="audit") {{
-    action(type="omfile" file="{out}" template="raw")
+    action(type="omfile" file="{out}" {options})
 }}
 input(type="imtcp" port="{port}" address="127.0.0.1" ruleset="audit")
 "#,
@@ -722,12 +737,12 @@ input(type="imtcp" port="{port}" address="127.0.0.1" ruleset="audit")
         ),
     )
     .unwrap();
-    let _rsyslog = Killed(
+    let rsyslog = Killed(
         Command::new(&rsyslogd)
             .args(["-n", "-f"])
             .arg(&config)
             .arg("-i")
-            .arg(dir.path().join("rsyslog.pid"))
+            .arg(dir.join("rsyslog.pid"))
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
@@ -738,6 +753,13 @@ input(type="imtcp" port="{port}" address="127.0.0.1" ruleset="audit")
             .is_ok()
     })
     .await;
+    (port, out, rsyslog)
+}
+
+#[tokio::test]
+async fn rsyslog_receives_every_event_as_an_rfc5424_message_with_the_event_json() {
+    let (dir, data) = data_dir();
+    let (port, out, _rsyslog) = start_rsyslog(dir.path(), r#"template="raw""#).await;
     let running = Running::up(&data);
     let admin = admin_of(&running).await;
     let events = new_events(3_000);
@@ -872,10 +894,7 @@ async fn a_sink_behind_when_the_auditor_is_killed_resumes_from_its_cursor_skippi
     wait_until(
         Duration::from_secs(120),
         "every event after the restart",
-        async || {
-            let got: HashSet<String> = arrived().into_iter().map(|(id, _)| id).collect();
-            events.iter().all(|(id, _)| got.contains(&id.to_string()))
-        },
+        async || all_arrived(&events, arrived().into_iter().map(|(id, _)| id)),
     )
     .await;
     let repeats = check_complete_and_in_order(&arrived(), &events);
@@ -977,39 +996,7 @@ async fn throughput_per_sink_kind() {
     report("files", started.elapsed());
 
     if Path::new("/usr/sbin/rsyslogd").exists() {
-        let port = free_port();
-        let out = dir.path().join("syslog.out");
-        let config = dir.path().join("rsyslog.conf");
-        let work = dir.path().join("rsyslog-work");
-        std::fs::create_dir_all(&work).unwrap();
-        std::fs::write(
-            &config,
-            format!(
-                r#"global(workDirectory="{}" maxMessageSize="64k")
-module(load="imtcp")
-ruleset(name="audit") {{ action(type="omfile" file="{}") }}
-input(type="imtcp" port="{port}" address="127.0.0.1" ruleset="audit")
-"#,
-                work.display(),
-                out.display()
-            ),
-        )
-        .unwrap();
-        let _rsyslog = Killed(
-            Command::new("/usr/sbin/rsyslogd")
-                .args(["-n", "-f"])
-                .arg(&config)
-                .arg("-i")
-                .arg(dir.path().join("rsyslog.pid"))
-                .spawn()
-                .unwrap(),
-        );
-        wait_until(Duration::from_secs(20), "rsyslog", async || {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-        })
-        .await;
+        let (port, out, _rsyslog) = start_rsyslog(dir.path(), "").await;
         let started = Instant::now();
         add_sink(
             &admin,
