@@ -1023,3 +1023,57 @@ fn report(kind: &str, elapsed: Duration) {
         MEASURED_EVENTS as f64 / elapsed.as_secs_f64()
     );
 }
+
+/// The steady load of the lag measurement, events per second.
+const STEADY_RATE: usize = 5_000;
+
+/// How long the steady load lasts.
+const STEADY_FOR: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+#[ignore = "a measurement: prints a webhook sink's lag under a steady 5 000 events/s"]
+async fn lag_under_a_steady_load() {
+    let (_dir, data) = data_dir();
+    let (url, receiver) = local_receiver(Duration::ZERO).await;
+    let running = Running::up(&data);
+    let admin = admin_of(&running).await;
+    add_sink(
+        &admin,
+        "steady",
+        json!({"kind": "webhook", "url": format!("{url}/hook")}),
+    )
+    .await;
+    // 500 events every 100 ms, each tick's ingest awaited: the load is at most
+    // 5 000 events/s, less if ingest falls behind (said below).
+    let tick = Duration::from_millis(100);
+    let per_tick = STEADY_RATE / 10;
+    let started = Instant::now();
+    let mut sent = 0;
+    let mut lags = Vec::new();
+    let mut next = Instant::now();
+    while started.elapsed() < STEADY_FOR {
+        ingest(&admin, &new_events(per_tick)).await;
+        sent += per_tick;
+        if sent % STEADY_RATE == 0 {
+            let sink = admin.get("/api/sinks/steady").await.body;
+            let status = &sink["data"]["attributes"]["status"];
+            lags.push(status["lagSeconds"].as_f64().unwrap_or(f64::NAN));
+        }
+        next += tick;
+        tokio::time::sleep_until(next.into()).await;
+    }
+    let offered = sent as f64 / started.elapsed().as_secs_f64();
+    let delivered_by_end = receiver
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, _, body)| webhook_events(body).len())
+        .sum::<usize>();
+    lags.sort_by(f64::total_cmp);
+    println!(
+        "steady load: {sent} events offered at {offered:.0} events/s for {:.0} s; \
+         lag samples (s, one per second, sorted): {lags:?}; delivered by the end: {delivered_by_end}",
+        STEADY_FOR.as_secs_f64()
+    );
+}
