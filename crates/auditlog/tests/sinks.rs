@@ -9,7 +9,10 @@
 //! - Splunk HEC and Datadog: local receivers checking the documented shape, and
 //!   the `auditlog sinks` commands;
 //! - files: rotation, and closed files never rewritten;
-//! - fault: the auditor SIGKILLed while a sink is behind.
+//! - fault: the auditor SIGKILLed while a sink is behind;
+//! - two auditors on one PostgreSQL store: one at a time delivers a sink, and the
+//!   survivor takes it over when the holder dies (after the 45 s lease);
+//! - ignored measurements: throughput per kind, lag under a steady load.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -1076,4 +1079,113 @@ async fn lag_under_a_steady_load() {
          lag samples (s, one per second, sorted): {lags:?}; delivered by the end: {delivered_by_end}",
         STEADY_FOR.as_secs_f64()
     );
+}
+
+// ---------------------------------------------------------------------------
+// Several auditors on one store.
+
+/// `auditlog auditor` on a free port on the store `store_url`.
+fn auditor_on(store_url: &str, data_dir: &Path) -> Running {
+    Running::start(
+        &[
+            "auditor",
+            "--auditor-addr",
+            "127.0.0.1:0",
+            "--store-url",
+            store_url,
+        ],
+        data_dir,
+        1,
+    )
+}
+
+/// An admin's token signed with `data_dir`'s key, as `auditlog token` makes one.
+fn admin_token(data_dir: &Path) -> String {
+    use auditlog_auth::{KeyPair, Principal, Role, TokenIssuer};
+    let pair = KeyPair::load(data_dir).unwrap().unwrap();
+    TokenIssuer::new(&pair)
+        .unwrap()
+        .issue(&Principal::new("1".into(), Role::Admin).unwrap())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_auditors_on_one_postgres_store_deliver_a_sink_one_at_a_time_and_the_survivor_takes_it_over()
+ {
+    let store = auditlog_store::testing::fresh_postgres_url().await;
+    let (_tmp_a, dir_a) = data_dir();
+    let (_tmp_b, dir_b) = data_dir();
+    let first = auditor_on(store.url(), &dir_a);
+    // The second auditor verifies the first one's tokens: the same signing key.
+    std::fs::create_dir_all(&dir_b).unwrap();
+    std::fs::copy(dir_a.join("jwt-ed25519.pem"), dir_b.join("jwt-ed25519.pem")).unwrap();
+    let second = auditor_on(store.url(), &dir_b);
+    let token = Some(admin_token(&dir_a));
+    let client_a = Client {
+        token: token.clone(),
+        ..Client::new(&first.urls.auditor)
+    };
+    let client_b = Client {
+        token,
+        ..Client::new(&second.urls.auditor)
+    };
+    let (url, receiver) = local_receiver(Duration::from_millis(200)).await;
+    let events = new_events(3_000);
+    ingest(&client_a, &events).await;
+    add_sink(
+        &client_a,
+        "shared",
+        json!({"kind": "webhook", "url": format!("{url}/hook"), "batchSize": 50}),
+    )
+    .await;
+    let arrived = || -> Vec<(String, i64)> {
+        receiver
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, _, body)| webhook_events(body))
+            .collect()
+    };
+    wait_until(Duration::from_secs(30), "some deliveries", async || {
+        arrived().len() >= 500
+    })
+    .await;
+    // Both have looked at the sink by now (every 2 s); one delivers it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let delivering = async |client: &Client| {
+        let sink = client.get("/api/sinks/shared").await.body;
+        sink["data"]["attributes"]["status"]["delivering"] == json!(true)
+    };
+    let (a_delivers, b_delivers) = (delivering(&client_a).await, delivering(&client_b).await);
+    assert!(
+        a_delivers != b_delivers,
+        "exactly one auditor delivers: {a_delivers} {b_delivers}"
+    );
+
+    // The holder dies; the other takes the sink over once the lease runs out.
+    let (survivor, killed) = if a_delivers {
+        (&client_b, first)
+    } else {
+        (&client_a, second)
+    };
+    killed.kill();
+    let at_kill = arrived().len();
+    assert!(
+        at_kill < events.len(),
+        "the sink was behind when its auditor died"
+    );
+    wait_until(
+        Duration::from_secs(90),
+        "every event via the survivor",
+        async || all_arrived(&events, arrived().into_iter().map(|(id, _)| id)),
+    )
+    .await;
+    let repeats = check_complete_and_in_order(&arrived(), &events);
+    assert!(
+        repeats <= 50,
+        "at most the batch in flight is delivered twice"
+    );
+    assert!(delivering(survivor).await, "the survivor delivers it now");
+    eprintln!("two auditors: {at_kill} delivered before the holder died, {repeats} repeated");
 }
