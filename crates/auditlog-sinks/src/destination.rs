@@ -113,7 +113,8 @@ impl Destination {
                     _ => "msg_empty".to_owned(),
                 };
                 let timestamp = auditlog_event::now_ms() / 1000;
-                let signature = webhook_signature(&key, &id, timestamp, &body);
+                let signature = webhook_signature(&key, &id, timestamp, &body)
+                    .map_err(|e| DeliveryError::Encode(e.to_string()))?;
                 let request = self
                     .http
                     .post(&webhook.url)

@@ -305,7 +305,7 @@ async fn a_webhook_receiver_verifying_every_request_gets_every_event_in_order_de
     let key = auditlog_sinks::definition::webhook_key(secret).unwrap();
     let now = auditlog_event::now_ms() / 1000;
     let signature =
-        auditlog_sinks::format::webhook_signature(&key, "msg_1", now, br#"{"data":[]}"#);
+        auditlog_sinks::format::webhook_signature(&key, "msg_1", now, br#"{"data":[]}"#).unwrap();
     let altered = http
         .post(&receiver_url)
         .header("webhook-id", "msg_1")
