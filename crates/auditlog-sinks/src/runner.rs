@@ -397,17 +397,8 @@ impl Delivery {
                 return self.sleep(RENEW_AFTER).await.map(|()| None);
             }
         };
-        let now = auditlog_event::now_ms();
-        let lag_seconds = batch.first().map_or(0.0, |first| {
-            (now - first.received_at).max(0) as f64 / 1000.0
-        });
-        self.shared.update(&self.name, |status| {
-            status.cursor = cursor;
-            status.last_seq = last_seq;
-            status.lag_events = (last_seq - cursor).max(0);
-            status.lag_seconds = lag_seconds;
-        });
-        self.gauges(last_seq - cursor, lag_seconds);
+        let oldest = batch.first().map(|first| first.received_at);
+        self.show_lag(cursor, last_seq, oldest);
         let Some(read_up_to) = batch.last().map(|e| e.seq) else {
             return Ok(None);
         };
@@ -417,7 +408,8 @@ impl Delivery {
             .map(Outgoing::from_stored)
             .collect();
         if !matching.is_empty() {
-            self.deliver_until_accepted(destination, &matching).await?;
+            self.deliver_until_accepted(destination, &matching, cursor, oldest)
+                .await?;
         }
         match store
             .advance_sink(&self.name, &self.shared.holder, read_up_to)
@@ -438,12 +430,34 @@ impl Delivery {
         }
     }
 
-    /// Sends `events` until the receiver accepts them, backing off between
-    /// attempts and renewing the lease.
+    /// Shows how far behind the sink is: the log positions between `cursor` and
+    /// `last_seq`, and the age of `oldest`, the oldest event not delivered (`None`
+    /// when caught up).
+    fn show_lag(&self, cursor: i64, last_seq: i64, oldest: Option<i64>) {
+        let lag_events = (last_seq - cursor).max(0);
+        let lag_seconds = oldest.map_or(0.0, |received_at| {
+            (auditlog_event::now_ms() - received_at).max(0) as f64 / 1000.0
+        });
+        self.shared.update(&self.name, |status| {
+            status.cursor = cursor;
+            status.last_seq = last_seq;
+            status.lag_events = lag_events;
+            status.lag_seconds = lag_seconds;
+        });
+        metrics::gauge!("auditlog_sink_lag_events", "sink" => self.name.clone())
+            .set(lag_events as f64);
+        metrics::gauge!("auditlog_sink_lag_seconds", "sink" => self.name.clone()).set(lag_seconds);
+    }
+
+    /// Sends `events` (read after `cursor`, the oldest stored at `oldest`) until
+    /// the receiver accepts them, backing off between attempts, renewing the
+    /// lease, and keeping the lag shown current while it fails.
     async fn deliver_until_accepted(
         &mut self,
         destination: &mut Destination,
         events: &[Outgoing],
+        cursor: i64,
+        oldest: Option<i64>,
     ) -> Result<(), Interrupted> {
         let mut backoff = Backoff::new(FIRST_RETRY, MAX_RETRY);
         loop {
@@ -464,6 +478,9 @@ impl Delivery {
                 Err(error) => {
                     tracing::warn!(sink = %self.name, %error, "delivery failed; retrying");
                     self.failed(&error);
+                    if let Ok(last_seq) = self.shared.store.last_seq().await {
+                        self.show_lag(cursor, last_seq, oldest);
+                    }
                     self.sleep(jittered(backoff.next_pause())).await?;
                     match self.renew_lease().await {
                         Ok(true) => {}
@@ -541,12 +558,6 @@ impl Delivery {
         } else {
             0.0
         });
-    }
-
-    fn gauges(&self, lag_events: i64, lag_seconds: f64) {
-        metrics::gauge!("auditlog_sink_lag_events", "sink" => self.name.clone())
-            .set(lag_events.max(0) as f64);
-        metrics::gauge!("auditlog_sink_lag_seconds", "sink" => self.name.clone()).set(lag_seconds);
     }
 
     /// Waits `pause`, or less if the task is told to stop (then `Err`).
