@@ -23,7 +23,7 @@ pub(crate) const COLLECTION: &str = "collection";
 /// The `eventName` of a read of the audit log (under the reserved `audit.`).
 pub(crate) const READ_EVENT_NAME: &str = "audit.read";
 /// Who delivers the auditor's own records, as their `ingestedBy`.
-const AUDITOR_PRINCIPAL: &str = "services/auditor";
+pub(crate) const AUDITOR_PRINCIPAL: &str = "services/auditor";
 /// Longest query string kept in an `audit.read` event.
 const MAX_RECORDED_QUERY_CHARS: usize = 2048;
 

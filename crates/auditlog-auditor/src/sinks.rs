@@ -5,8 +5,15 @@
 //! `POST /api/sinks/{name}/test` sends one test event, not in the log, and
 //! answers what the receiver said.
 //!
+//! Where the log's events go is itself audited: each creation, change and
+//! removal of a sink is recorded as an event by the admin on `sinks/<name>`
+//! (`audit.sink_created`, `audit.sink_changed`, `audit.sink_removed`), with the
+//! changed members of the definition (secrets masked), before the answer.
+//!
 //! Tenants: every admin manages every sink (there are no tenants yet).
 
+use auditlog_auth::policy::AUDITOR_SOURCE;
+use auditlog_event::{Action, Change, Changes, DataEvent, ObjectId, ObjectRef, ObjectType};
 use auditlog_http::openapi::{
     BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unavailable,
 };
@@ -67,6 +74,84 @@ fn admins_only(principal: &auditlog_auth::Principal) -> Result<(), ApiError> {
     } else {
         Err(ApiError::forbidden("only admins may manage sinks"))
     }
+}
+
+/// Records that `principal` did `action` to sink `name`, whose definition was
+/// `before` and is `after`: the members that differ, secrets masked. Returns
+/// once the event is committed; a change that cannot be recorded is answered 503
+/// (the sink's row is changed by then: the error says so).
+async fn record_change(
+    state: &AuditorState,
+    principal: &auditlog_auth::Principal,
+    name: &str,
+    action: Action,
+    before: Option<&SinkDefinition>,
+    after: Option<&SinkDefinition>,
+) -> Result<(), ApiError> {
+    // Compared as stored (a changed secret is a change), recorded as shown
+    // (a secret only as masked).
+    let members = |definition: Option<&SinkDefinition>, hidden: bool| match definition.map(|d| {
+        if hidden {
+            d.to_json_hidden()
+        } else {
+            d.to_json()
+        }
+    }) {
+        Some(Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    let (stored_before, stored_after) = (members(before, false), members(after, false));
+    let (shown_before, shown_after) = (members(before, true), members(after, true));
+    let mut changes = Changes::new();
+    for field in stored_before.keys().chain(stored_after.keys()) {
+        if stored_before.get(field) == stored_after.get(field) || changes.contains_key(field) {
+            continue;
+        }
+        let (prev, next) = (shown_before.get(field), shown_after.get(field));
+        let secret = [prev, next]
+            .iter()
+            .any(|value| value.and_then(Value::as_str) == Some(auditlog_sinks::definition::HIDDEN));
+        let change = if secret {
+            Change::masked()
+        } else {
+            Change::new(
+                prev.cloned().unwrap_or(Value::Null),
+                next.cloned().unwrap_or(Value::Null),
+            )
+        };
+        changes.insert(field.clone(), change);
+    }
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let actor = principal
+        .actor()
+        .map_err(|e| ApiError::internal(format!("the admin as an actor: {e}")))?;
+    let target = ObjectType::parse("targetType", SINKS)
+        .and_then(|sinks| {
+            Ok(ObjectRef::new(
+                sinks,
+                ObjectId::parse_text("targetId", name)?,
+            ))
+        })
+        .map_err(|e| ApiError::internal(format!("the sink as a target: {e}")))?;
+    let mut event = DataEvent::new(action, actor, target, auditlog_event::now_ms());
+    event.event_name = Some(
+        match action {
+            Action::Created => "audit.sink_created",
+            Action::Deleted => "audit.sink_removed",
+            Action::Changed | Action::Viewed => "audit.sink_changed",
+        }
+        .into(),
+    );
+    event.source = Some(AUDITOR_SOURCE.into());
+    event.changes = Some(changes);
+    let event = event.received(crate::reads::AUDITOR_PRINCIPAL, "auditor");
+    state.read_commits.commit(event).await.map_err(|e| {
+        ApiError::unavailable(format!(
+            "the sink was changed, but the change could not be recorded in the log: {e}"
+        ))
+    })
 }
 
 /// The sink called `name`, or 404.
@@ -230,6 +315,15 @@ pub(crate) async fn create(
             "a sink `{name}` exists already"
         )));
     }
+    record_change(
+        &state,
+        &principal,
+        name.as_str(),
+        Action::Created,
+        None,
+        Some(&definition),
+    )
+    .await?;
     if let Some(sinks) = &state.sinks {
         sinks.changed();
     }
@@ -272,7 +366,8 @@ pub(crate) async fn update(
     admins_only(&principal)?;
     let (_, patch) = document.attributes(Some(&name))?;
     let record = find(&state, &name).await?;
-    let patched = definition_of(&record)?
+    let before = definition_of(&record)?;
+    let patched = before
         .patched(&patch)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let updated = state
@@ -283,6 +378,15 @@ pub(crate) async fn update(
     if !updated {
         return Err(ApiError::not_found(format!("there is no sink `{name}`")));
     }
+    record_change(
+        &state,
+        &principal,
+        &name,
+        Action::Changed,
+        Some(&before),
+        Some(&patched),
+    )
+    .await?;
     if let Some(sinks) = &state.sinks {
         sinks.changed();
     }
@@ -315,6 +419,7 @@ pub(crate) async fn delete(
     PathParams(name): PathParams<String>,
 ) -> Result<Response, ApiError> {
     admins_only(&principal)?;
+    let before = definition_of(&find(&state, &name).await?)?;
     let deleted = state
         .store
         .delete_sink(&name)
@@ -323,6 +428,15 @@ pub(crate) async fn delete(
     if !deleted {
         return Err(ApiError::not_found(format!("there is no sink `{name}`")));
     }
+    record_change(
+        &state,
+        &principal,
+        &name,
+        Action::Deleted,
+        Some(&before),
+        None,
+    )
+    .await?;
     if let Some(sinks) = &state.sinks {
         sinks.changed();
     }

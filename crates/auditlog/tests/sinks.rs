@@ -574,9 +574,72 @@ async fn splunk_hec_and_datadog_receivers_get_their_documented_shapes() {
     );
     let test_event = hec_events(&splunk.requests.lock().unwrap()[before].2);
     assert_eq!(test_event[0]["eventName"], "auditlog.sink_test");
+    let patched = admin
+        .patch(
+            "/api/sinks/hec",
+            json!({"data": {"type": "sinks", "id": "hec",
+                            "attributes": {"sourcetype": "audit:v2", "token": "hec-token-2"}}}),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert_eq!(patched.body["data"]["attributes"]["sourcetype"], "audit:v2");
+    assert_eq!(patched.body["data"]["attributes"]["token"], "***");
+    let to_syslog = admin
+        .patch(
+            "/api/sinks/hec",
+            json!({"data": {"type": "sinks", "attributes": {"kind": "syslog"}}}),
+        )
+        .await;
+    assert_eq!(
+        to_syslog.status, 400,
+        "a kind cannot change: {}",
+        to_syslog.body
+    );
     sinks_command(&running, &admin, &["remove", "dd"]).await;
     let listed = sinks_command(&running, &admin, &["list"]).await;
     assert!(!listed.contains("datadog"), "{listed}");
+
+    // Each change to the sinks is in the log, by the admin, secrets masked.
+    let recorded = admin
+        .get("/api/data-events?filter%5BeventName%5D=audit.sink_created,audit.sink_changed,audit.sink_removed&page%5Bsize%5D=50")
+        .await;
+    assert_eq!(recorded.status, 200, "{}", recorded.body);
+    let recorded: Vec<&Value> = recorded.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|resource| &resource["attributes"])
+        .collect();
+    let find = |name: &str, sink: &str| {
+        recorded
+            .iter()
+            .find(|e| e["eventName"] == name && e["targetId"] == sink)
+            .unwrap_or_else(|| panic!("no {name} for {sink}: {recorded:?}"))
+    };
+    let hec_created = find("audit.sink_created", "hec");
+    assert_eq!(hec_created["actorType"], "users");
+    assert_eq!(hec_created["changes"]["kind"]["next"], "splunk");
+    assert_eq!(hec_created["changes"]["token"]["masked"], true);
+    assert!(
+        !hec_created.to_string().contains("hec-token"),
+        "{hec_created}"
+    );
+    let hec_changed = find("audit.sink_changed", "hec");
+    assert_eq!(
+        hec_changed["changes"]["sourcetype"]["prev"],
+        "auditlog:event"
+    );
+    assert_eq!(hec_changed["changes"]["sourcetype"]["next"], "audit:v2");
+    assert_eq!(
+        hec_changed["changes"]["token"]["masked"], true,
+        "{hec_changed}"
+    );
+    assert!(
+        !hec_changed.to_string().contains("hec-token"),
+        "{hec_changed}"
+    );
+    find("audit.sink_created", "dd");
+    assert_eq!(find("audit.sink_removed", "dd")["action"], "deleted");
 }
 
 // ---------------------------------------------------------------------------
