@@ -418,6 +418,19 @@ struct Recorder {
     delay: Duration,
 }
 
+impl Recorder {
+    /// The events of the JSON:API webhook requests received, as (id, seq), in
+    /// arrival order.
+    fn webhook_arrivals(&self) -> Vec<(String, i64)> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, _, body)| webhook_events(body))
+            .collect()
+    }
+}
+
 /// A receiver on a free port, answering `ok` with 200.
 async fn local_receiver(delay: Duration) -> (String, Arc<Recorder>) {
     let recorder = Arc::new(Recorder {
@@ -934,15 +947,7 @@ async fn a_sink_behind_when_the_auditor_is_killed_resumes_from_its_cursor_skippi
         json!({"kind": "webhook", "url": format!("{url}/hook"), "batchSize": 50}),
     )
     .await;
-    let arrived = || -> Vec<(String, i64)> {
-        receiver
-            .requests
-            .lock()
-            .unwrap()
-            .iter()
-            .flat_map(|(_, _, body)| webhook_events(body))
-            .collect()
-    };
+    let arrived = || receiver.webhook_arrivals();
     wait_until(Duration::from_secs(60), "some deliveries", async || {
         arrived().len() >= 1_000
     })
@@ -1129,13 +1134,7 @@ async fn lag_under_a_steady_load() {
         tokio::time::sleep_until(next.into()).await;
     }
     let offered = sent as f64 / started.elapsed().as_secs_f64();
-    let delivered_by_end = receiver
-        .requests
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, _, body)| webhook_events(body).len())
-        .sum::<usize>();
+    let delivered_by_end = receiver.webhook_arrivals().len();
     lags.sort_by(f64::total_cmp);
     println!(
         "steady load: {sent} events offered at {offered:.0} events/s for {:.0} s; \
@@ -1201,15 +1200,7 @@ async fn two_auditors_on_one_postgres_store_deliver_a_sink_one_at_a_time_and_the
         json!({"kind": "webhook", "url": format!("{url}/hook"), "batchSize": 50}),
     )
     .await;
-    let arrived = || -> Vec<(String, i64)> {
-        receiver
-            .requests
-            .lock()
-            .unwrap()
-            .iter()
-            .flat_map(|(_, _, body)| webhook_events(body))
-            .collect()
-    };
+    let arrived = || receiver.webhook_arrivals();
     wait_until(Duration::from_secs(30), "some deliveries", async || {
         arrived().len() >= 500
     })
