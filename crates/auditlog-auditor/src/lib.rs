@@ -2,7 +2,8 @@
 //! over HTTP (`ingest`), commits them to the [`AuditStore`] ([`commit`]), and
 //! answers the JSON:API query routes (`query`, with exports in `export`), the live
 //! tail (`stream`), object history (`history`), the activity histogram
-//! (`activity`) and the admins' completeness report per producer (`producers`)
+//! (`activity`), the operators' completeness report per producer (`producers`)
+//! and log streams (`sinks`: `/api/sinks`, delivered by `auditlog-sinks`)
 //! under the shared authorisation policy, encrypts personal values per data
 //! subject and erases them by deleting the subject's key ([`personal`],
 //! `erasure`), and it keeps the log verifiable
@@ -26,6 +27,7 @@ mod producers;
 mod query;
 mod reads;
 pub mod rights;
+pub mod sinks;
 mod stream;
 
 pub use filters::{EventFilters, QueryParams};
@@ -37,6 +39,7 @@ pub use query::parse_query_string;
 pub fn describe_metrics() {
     commit::describe_metrics();
     log::sealer::describe_metrics();
+    auditlog_sinks::describe_metrics();
 }
 
 use std::sync::Arc;
@@ -89,6 +92,9 @@ pub struct AuditorState {
     /// before answers flag it (`meta.clockSkewed`): producers' clocks are
     /// trusted only this far.
     pub clock_skew_tolerance: std::time::Duration,
+    /// The log streams this auditor delivers (`/api/sinks` shows their status
+    /// and sends test events through it); `None` where none run (tests).
+    pub sinks: Option<auditlog_sinks::Sinks>,
 }
 
 impl AuditorState {
@@ -115,6 +121,7 @@ impl AuditorState {
             intake: Arc::new(intake::Intake::new(store_for_intake)),
             read_commits,
             clock_skew_tolerance: DEFAULT_CLOCK_SKEW_TOLERANCE,
+            sinks: None,
         }
     }
 
@@ -146,6 +153,13 @@ impl AuditorState {
     /// The same state serving `key` (a note verifier key) on `GET /log/key`.
     pub fn with_log_key(mut self, key: String) -> Self {
         self.log_key = Some(key);
+        self
+    }
+
+    /// The same state delivering `sinks`, whose failures `/readyz` details.
+    pub fn with_sinks(mut self, sinks: auditlog_sinks::Sinks) -> Self {
+        self.readiness = sinks::sinks_check(self.readiness, sinks.clone());
+        self.sinks = Some(sinks);
         self
     }
 
@@ -203,6 +217,14 @@ pub fn router(state: AuditorState) -> Router {
         .route("/api/{target_type}/{target_id}/diff", get(history::diff))
         .route("/api/producers", get(producers::list))
         .route("/api/erasures", post(erasure::erase))
+        .route("/api/sinks", get(sinks::list).post(sinks::create))
+        .route(
+            "/api/sinks/{name}",
+            get(sinks::get_one)
+                .patch(sinks::update)
+                .delete(sinks::delete),
+        )
+        .route("/api/sinks/{name}/test", post(sinks::test))
         .route("/openapi.json", get(openapi::serve_document))
         .merge(auditlog_http::service_routes(
             state.readiness.clone(),

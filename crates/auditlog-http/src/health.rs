@@ -23,6 +23,7 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 type ProbeFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 type Probe = Arc<dyn Fn() -> ProbeFuture + Send + Sync>;
+type Detail = Arc<dyn Fn() -> Value + Send + Sync>;
 
 /// One named check.
 #[derive(Clone)]
@@ -39,6 +40,10 @@ struct Check {
 #[derive(Clone)]
 pub struct Readiness {
     checks: Vec<Check>,
+    /// Named details shown under `meta.details` whatever they say: what an
+    /// operator should see that must not make the service unready (a sink whose
+    /// receiver is down).
+    details: Vec<(&'static str, Detail)>,
     /// See [`CHECK_TIMEOUT`].
     timeout: Duration,
 }
@@ -47,6 +52,7 @@ impl Default for Readiness {
     fn default() -> Self {
         Readiness {
             checks: Vec::new(),
+            details: Vec::new(),
             timeout: CHECK_TIMEOUT,
         }
     }
@@ -94,6 +100,24 @@ impl Readiness {
         self
     }
 
+    /// Adds a detail called `name`, shown in every answer under `meta.details`
+    /// and never failing the service.
+    pub fn with_detail<F>(mut self, name: &'static str, detail: F) -> Self
+    where
+        F: Fn() -> Value + Send + Sync + 'static,
+    {
+        self.details.push((name, Arc::new(detail)));
+        self
+    }
+
+    /// The details' current values, by name.
+    fn details(&self) -> Map<String, Value> {
+        self.details
+            .iter()
+            .map(|(name, detail)| ((*name).to_owned(), detail()))
+            .collect()
+    }
+
     /// Runs every check at once, each bounded by the timeout.
     pub async fn run(&self) -> Vec<Outcome> {
         let timeout = self.timeout;
@@ -133,14 +157,17 @@ impl Readiness {
                 }
             }
         }
+        let mut meta = Map::new();
+        meta.insert("checks".into(), Value::Object(checks));
+        if !self.details.is_empty() {
+            meta.insert("details".into(), Value::Object(self.details()));
+        }
         if errors.is_empty() {
-            let body = json!({"meta": {"status": "ready", "checks": Value::Object(checks)}});
-            json_api(StatusCode::OK, &body)
+            meta.insert("status".into(), json!("ready"));
+            json_api(StatusCode::OK, &json!({ "meta": meta }))
         } else {
-            let body = json!({
-                "errors": errors,
-                "meta": {"status": "not ready", "checks": Value::Object(checks)},
-            });
+            meta.insert("status".into(), json!("not ready"));
+            let body = json!({ "errors": errors, "meta": meta });
             json_api(StatusCode::SERVICE_UNAVAILABLE, &body)
         }
     }
@@ -194,6 +221,16 @@ mod tests {
         assert!(detail.contains("connection refused"), "{detail}");
         assert!(detail.contains("check that the database runs"), "{detail}");
         assert_eq!(body["meta"]["checks"]["transport"], "ok");
+    }
+
+    #[tokio::test]
+    async fn details_are_shown_without_making_the_service_unready() {
+        let readiness = Readiness::new()
+            .with_check("store", "start it", || async { Ok(()) })
+            .with_detail("sinks", || json!({"failing": ["siem"]}));
+        let (status, body) = body(readiness.answer().await).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["meta"]["details"]["sinks"]["failing"][0], "siem");
     }
 
     #[tokio::test]

@@ -26,7 +26,7 @@ use crate::routes::users::{self, UserResource};
 /// The auditor's routes that the primary API answers by proxying them (`GET` only),
 /// with the caller's token, to the auditor: the audit queries, and the verifiable
 /// log's key, checkpoint and proofs, which the website checks in the browser.
-pub const PROXIED: [&str; 13] = [
+pub const PROXIED: [&str; 14] = [
     "/events/by/{actor_type}/{actor_id}",
     "/events/on/{target_type}/{target_id}",
     "/api/data-events",
@@ -40,6 +40,7 @@ pub const PROXIED: [&str; 13] = [
     "/api/{target_type}/{target_id}/data-events",
     "/api/{target_type}/{target_id}/state",
     "/api/{target_type}/{target_id}/diff",
+    "/api/sinks",
 ];
 
 #[derive(OpenApi)]

@@ -21,6 +21,10 @@
 //! releases ([`legacy`]) is only read, so that a store they wrote can be checked
 //! and migrated.
 //!
+//! The store also keeps the log streams' definitions, cursors and delivery
+//! leases ([`SinkRecord`], [`AuditStore::sinks`]): configuration that does change,
+//! beside events that never do.
+//!
 //! Backends, chosen by [`open`] from the URL's scheme, all with the same behaviour
 //! (one suite, `tests/behaviour/`, runs against each):
 //!
@@ -40,6 +44,7 @@ pub mod legacy;
 mod mysql;
 mod postgres;
 mod query;
+mod sinks;
 mod sql;
 mod sqlite;
 pub mod subject_keys;
@@ -55,6 +60,7 @@ pub use postgres::PostgresStore;
 pub use query::{
     ActivityCount, Cursor, EventPage, EventQuery, ObjectKey, Order, ProducerProgress, StoredEvent,
 };
+pub use sinks::SinkRecord;
 pub use sqlite::SqliteStore;
 pub use subject_keys::{DataSubject, SUBJECT_KEY_BYTES, SubjectKey};
 pub use tree::{EventRow, Leaf, LeafEntry, Migration, ObjectKeys, SealOutcome, StoredCheckpoint};
@@ -219,6 +225,71 @@ pub trait AuditStore: Send + Sync + 'static {
         Err(unsupported())
     }
 
+    /// Every sink, by name. A store without sinks (a test double) has none.
+    async fn sinks(&self) -> Result<Vec<SinkRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Adds a sink whose cursor starts at `cursor`; `Ok(false)` when the name is
+    /// taken (nothing changed then).
+    async fn create_sink(
+        &self,
+        name: &str,
+        definition: &str,
+        cursor: i64,
+    ) -> Result<bool, StoreError> {
+        let _ = (name, definition, cursor);
+        Err(no_sinks())
+    }
+
+    /// Replaces a sink's definition, keeping its cursor and lease; `Ok(false)`
+    /// when there is no such sink.
+    async fn update_sink(&self, name: &str, definition: &str) -> Result<bool, StoreError> {
+        let _ = (name, definition);
+        Err(no_sinks())
+    }
+
+    /// Removes a sink with its cursor; `Ok(false)` when there was no such sink.
+    async fn delete_sink(&self, name: &str) -> Result<bool, StoreError> {
+        let _ = name;
+        Err(no_sinks())
+    }
+
+    /// Takes or renews the delivery lease of sink `name` for `holder` until
+    /// `now_ms + lease_ms`: granted when the lease is free, expired or already
+    /// `holder`'s. `Ok(true)` while `holder` holds it; `Ok(false)` when another
+    /// holder does or the sink is gone.
+    async fn lease_sink(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let _ = (name, holder, now_ms, lease_ms);
+        Err(no_sinks())
+    }
+
+    /// Gives up `holder`'s lease on sink `name` (if it holds it), so that another
+    /// auditor may take it at once.
+    async fn release_sink(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let _ = (name, holder);
+        Err(no_sinks())
+    }
+
+    /// Moves sink `name`'s cursor forward to `cursor` if `holder` holds its lease;
+    /// a cursor never moves back. `Ok(false)` when `holder` does not hold the lease
+    /// (it must stop delivering) or the sink is gone.
+    async fn advance_sink(
+        &self,
+        name: &str,
+        holder: &str,
+        cursor: i64,
+    ) -> Result<bool, StoreError> {
+        let _ = (name, holder, cursor);
+        Err(no_sinks())
+    }
+
     /// Tries to become the one sealer of this store among the auditors that share
     /// it: `Ok(Some(role))` while this process holds the role, `Ok(None)` while
     /// another does. The role lasts as long as the returned [`SealerRole`] lives
@@ -351,6 +422,11 @@ fn unsupported() -> StoreError {
 /// What the subject-key methods of a store without keys (a test double) answer.
 fn no_subject_keys() -> StoreError {
     StoreError::Backend("this store keeps no subject keys".into())
+}
+
+/// What the sink methods of a store without sinks (a test double) answer.
+fn no_sinks() -> StoreError {
+    StoreError::Backend("this store keeps no sinks".into())
 }
 
 /// The database engines a store URL can name.

@@ -43,7 +43,7 @@ use crate::sql::{
 use crate::{
     ActivityCount, AuditStore, ChainEntry, EventPage, EventQuery, EventRow, Hash, InsertOutcome,
     Leaf, LeafEntry, Migration, ProducerProgress, Read, SealOutcome, SealerRole, SignedHead,
-    StoreError, StoredCheckpoint, StoredEvent, redact,
+    SinkRecord, StoreError, StoredCheckpoint, StoredEvent, redact,
 };
 use crate::{DataSubject, SubjectKey};
 
@@ -112,6 +112,17 @@ const SCHEMA: &[&str] = &[
         producer_id VARCHAR(128) PRIMARY KEY,
         principal TEXT NOT NULL,
         bound_at BIGINT NOT NULL
+    )",
+    // Log streams (see `sinks.rs`): one row per sink, its definition as JSON
+    // (the store does not read it), its cursor (the `seq` of the last event it
+    // has delivered) and the lease naming the one auditor delivering it now.
+    "CREATE TABLE IF NOT EXISTS audit_sinks (
+        name VARCHAR(128) PRIMARY KEY,
+        definition TEXT NOT NULL,
+        cursor_seq BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        lease_holder TEXT,
+        lease_until BIGINT NOT NULL
     )",
     // The log's Merkle tree (see `tree.rs`): one leaf per sealed event, numbered
     // in `seq` order.
@@ -857,6 +868,50 @@ impl AuditStore for PostgresStore {
 
     async fn rows_after(&self, after_seq: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
         self.sql().rows_after(after_seq, limit).await
+    }
+
+    async fn sinks(&self) -> Result<Vec<SinkRecord>, StoreError> {
+        self.sql().sinks().await
+    }
+
+    async fn create_sink(
+        &self,
+        name: &str,
+        definition: &str,
+        cursor: i64,
+    ) -> Result<bool, StoreError> {
+        self.sql().create_sink(name, definition, cursor).await
+    }
+
+    async fn update_sink(&self, name: &str, definition: &str) -> Result<bool, StoreError> {
+        self.sql().update_sink(name, definition).await
+    }
+
+    async fn delete_sink(&self, name: &str) -> Result<bool, StoreError> {
+        self.sql().delete_sink(name).await
+    }
+
+    async fn lease_sink(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.sql().lease_sink(name, holder, now_ms, lease_ms).await
+    }
+
+    async fn release_sink(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.sql().release_sink(name, holder).await
+    }
+
+    async fn advance_sink(
+        &self,
+        name: &str,
+        holder: &str,
+        cursor: i64,
+    ) -> Result<bool, StoreError> {
+        self.sql().advance_sink(name, holder, cursor).await
     }
 
     async fn bind_producer(

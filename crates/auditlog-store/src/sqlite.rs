@@ -18,8 +18,8 @@ use crate::sql::{
 };
 use crate::{
     ActivityCount, AuditStore, ChainEntry, EventPage, EventQuery, EventRow, Hash, InsertOutcome,
-    Leaf, LeafEntry, Migration, ProducerProgress, Read, SealOutcome, SignedHead, StoreError,
-    StoredCheckpoint, StoredEvent, object_key,
+    Leaf, LeafEntry, Migration, ProducerProgress, Read, SealOutcome, SignedHead, SinkRecord,
+    StoreError, StoredCheckpoint, StoredEvent, object_key,
 };
 use crate::{DataSubject, SubjectKey};
 
@@ -98,6 +98,17 @@ const SCHEMA: &[&str] = &[
         producer_id TEXT PRIMARY KEY,
         principal TEXT NOT NULL,
         bound_at INTEGER NOT NULL
+    )",
+    // Log streams (see `sinks.rs`): one row per sink, its definition as JSON
+    // (the store does not read it), its cursor (the `seq` of the last event it
+    // has delivered) and the lease naming the one auditor delivering it now.
+    "CREATE TABLE IF NOT EXISTS audit_sinks (
+        name TEXT PRIMARY KEY,
+        definition TEXT NOT NULL,
+        cursor_seq INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        lease_holder TEXT,
+        lease_until INTEGER NOT NULL
     )",
     // The hash chain of earlier releases (see `legacy.rs`), one entry per event
     // they sealed; only read, to migrate such a store into the tree.
@@ -557,6 +568,52 @@ impl AuditStore for SqliteStore {
 
     async fn rows_after(&self, after_seq: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
         self.read().rows_after(after_seq, limit).await
+    }
+
+    async fn sinks(&self) -> Result<Vec<SinkRecord>, StoreError> {
+        self.write().sinks().await
+    }
+
+    async fn create_sink(
+        &self,
+        name: &str,
+        definition: &str,
+        cursor: i64,
+    ) -> Result<bool, StoreError> {
+        self.write().create_sink(name, definition, cursor).await
+    }
+
+    async fn update_sink(&self, name: &str, definition: &str) -> Result<bool, StoreError> {
+        self.write().update_sink(name, definition).await
+    }
+
+    async fn delete_sink(&self, name: &str) -> Result<bool, StoreError> {
+        self.write().delete_sink(name).await
+    }
+
+    async fn lease_sink(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.write()
+            .lease_sink(name, holder, now_ms, lease_ms)
+            .await
+    }
+
+    async fn release_sink(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.write().release_sink(name, holder).await
+    }
+
+    async fn advance_sink(
+        &self,
+        name: &str,
+        holder: &str,
+        cursor: i64,
+    ) -> Result<bool, StoreError> {
+        self.write().advance_sink(name, holder, cursor).await
     }
 
     async fn bind_producer(

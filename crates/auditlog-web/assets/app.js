@@ -2056,8 +2056,8 @@ function openLive(params) {
 // ---------------------------------------------------------------------------
 // Router
 
-const VIEW_TITLES = { users: 'auditlog', events: 'Events · auditlog', object: 'Timeline · auditlog', actor: 'Activity · auditlog', live: 'Live · auditlog', event: 'Event · auditlog' };
-const NAV_OF_VIEW = { users: 'users', events: 'events', event: 'events', object: 'events', actor: 'events', live: 'live' };
+const VIEW_TITLES = { users: 'auditlog', events: 'Events · auditlog', object: 'Timeline · auditlog', actor: 'Activity · auditlog', live: 'Live · auditlog', event: 'Event · auditlog', sinks: 'Sinks · auditlog' };
+const NAV_OF_VIEW = { users: 'users', events: 'events', event: 'events', object: 'events', actor: 'events', live: 'live', sinks: 'sinks' };
 let currentView = null;
 
 function parseRoute() {
@@ -2073,7 +2073,59 @@ function parseRoute() {
   if (head === 'objects' && a && b) return { view: 'object', type: a, id: b, params };
   if (head === 'actors' && a && b) return { view: 'actor', type: a, id: b, params };
   if (head === 'live') return { view: 'live', params };
+  if (head === 'sinks') return { view: 'sinks', params };
   return { view: 'unknown', params };
+}
+
+// ---------------------------------------------------------------------------
+// Sinks (log streams): a read-only view of GET /api/sinks, refreshed while shown.
+
+let sinksTimer = 0;
+
+/** Shows each sink's state, lag and counts; refreshes every 2 s while the page is open. */
+async function loadSinks() {
+  clearTimeout(sinksTimer);
+  const doc = await api('GET', '/api/sinks');
+  const sinks = doc?.data ?? [];
+  const body = $('#sinks-body');
+  body.replaceChildren(...sinks.map(sinkRow));
+  $('#sinks-empty').hidden = sinks.length > 0;
+  $('#sinks-count').textContent = `(${sinks.length})`;
+  if (currentView === 'sinks') sinksTimer = setTimeout(() => loadSinks().catch(showError), 2000);
+}
+
+function sinkRow(sink) {
+  const a = sink.attributes ?? {};
+  const s = a.status ?? {};
+  const state = a.paused ? 'paused' : s.failing ? 'failing' : s.delivering ? 'delivering' : 'elsewhere';
+  const title = {
+    paused: 'Paused: the cursor stays where it is',
+    failing: 'Failing for longer than its failingAfterSecs; it keeps retrying from the same place',
+    delivering: 'Delivered by this auditor',
+    elsewhere: 'Delivered by another auditor sharing the store, or starting',
+  }[state];
+  const tr = document.createElement('tr');
+  tr.dataset.testid = `sink-${sink.id}`;
+  const cell = (text, cls) => {
+    const td = document.createElement('td');
+    if (cls) td.className = cls;
+    td.textContent = text;
+    return td;
+  };
+  const badge = document.createElement('span');
+  badge.className = `sink-state sink-${state}`;
+  badge.textContent = state;
+  badge.title = title;
+  const stateCell = document.createElement('td');
+  stateCell.append(badge);
+  const lag = typeof s.lagSeconds === 'number' ? s.lagSeconds.toFixed(1) : '–';
+  tr.append(
+    cell(sink.id), cell(a.kind ?? ''), stateCell,
+    cell(String(s.lagEvents ?? '–'), 'num'), cell(lag, 'num'),
+    cell(String(s.delivered ?? 0), 'num'), cell(String(s.failedAttempts ?? 0), 'num'),
+    cell(s.lastError ?? '', 'sink-error'),
+  );
+  return tr;
 }
 
 function route() {
@@ -2100,6 +2152,7 @@ function route() {
   else if (view === 'actor') openActor(r.type, r.id);
   else if (view === 'event') openEvent(r.id);
   else if (view === 'live') openLive(r.params);
+  else if (view === 'sinks') loadSinks().catch(showError);
   if (changed && route.started) {
     const heading = document.querySelector(`.view[data-view="${view}"] h2`);
     heading?.setAttribute('tabindex', '-1');
@@ -2120,6 +2173,7 @@ function go(hash) {
 function start() {
   $('#add-form').addEventListener('submit', addUser);
   $('#refresh-users').addEventListener('click', () => { clearError(); loadUsers().catch(showError); });
+  $('#refresh-sinks').addEventListener('click', () => { clearError(); loadSinks().catch(showError); });
   $('#refresh-history').addEventListener('click', () => { clearError(); loadHistory(); });
   $('#close-history').addEventListener('click', closeHistory);
   $('#show-viewed').addEventListener('change', (ev) => {

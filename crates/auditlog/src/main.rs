@@ -14,6 +14,7 @@ mod query;
 mod remote;
 mod run;
 mod scheduling;
+mod sinks;
 mod token;
 mod verify;
 
@@ -131,6 +132,17 @@ enum Command {
   auditlog erase --subject users:42 --token \"$TOKEN\"
   auditlog erase --subject users:42 --as-user 1 --auditor-url http://127.0.0.1:3001")]
     Erase(erase::EraseArgs),
+    /// Manage the log streams on the auditor: list, add, remove, test.
+    ///
+    /// Sinks deliver every event, in log order and at least once, to a webhook
+    /// (signed per Standard Webhooks), syslog (RFC 5424 over TCP), Splunk HEC,
+    /// Datadog or rotated NDJSON files. Needs an admin's token.
+    #[command(after_help = "Examples:
+  auditlog sinks list --token \"$TOKEN\"
+  auditlog sinks add siem --token \"$TOKEN\" --definition '{\"kind\":\"webhook\",\"url\":\"http://siem:8080/hook\"}'
+  auditlog sinks test siem --token \"$TOKEN\"
+  auditlog sinks remove siem --token \"$TOKEN\"")]
+    Sinks(sinks::SinksArgs),
     /// Print a token signed with the data directory's key, for `auditlog query`,
     /// `auditlog export` or curl when the demo tokens are off.
     ///
@@ -696,6 +708,7 @@ fn main() -> std::process::ExitCode {
             Command::Emit(args) => emit::run(args).await,
             Command::Query(args) => query::run(args).await,
             Command::Erase(args) => erase::run(args).await,
+            Command::Sinks(args) => sinks::run(args).await,
             Command::Token(args) => token::run(args),
             Command::Verify(args) => verify::run(args).await,
             Command::Prove(args) => prove::run(args).await,

@@ -114,9 +114,12 @@ pub async fn up(args: UpArgs) -> Result<()> {
         auditlog_auditor::log::SEAL_EVERY,
         wait(stopped.clone()),
     ));
+    let sinks = start_sinks(&store, data_dir)?;
+    let sinks_task = background.spawn(sinks.clone().run(wait(stopped.clone())));
     let mut auditor_state = AuditorState::new(store, verifier.clone(), stopped.clone())
         .with_metrics(metrics.clone())
         .with_log_key(log_key)
+        .with_sinks(sinks)
         .with_clock_skew_tolerance(args.log.clock_skew_tolerance);
     auditor_state.readiness = consumer_check(auditor_state.readiness, consumer_status);
     auditor_state.readiness =
@@ -189,6 +192,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     }
     relay.await.context("the outbox relay failed")?;
     sealer.await.context("the sealer failed")?;
+    sinks_task.await.context("the sinks' supervisor failed")?;
     finish_emitter(emitter_task).await;
     let _ = consumer_stop.send(true);
     consumer.await.context("the consumer task failed")?;
@@ -366,9 +370,12 @@ pub async fn auditor(args: AuditorArgs) -> Result<()> {
         auditlog_auditor::log::SEAL_EVERY,
         wait(stopped.clone()),
     ));
+    let sinks = start_sinks(&store, data_dir)?;
+    let sinks_task = tokio::spawn(sinks.clone().run(wait(stopped.clone())));
     let mut state = AuditorState::new(store, verifier, stopped.clone())
         .with_metrics(metrics)
         .with_log_key(log_key)
+        .with_sinks(sinks)
         .with_clock_skew_tolerance(args.log.clock_skew_tolerance);
     if let Some(query_store) = query_store {
         state = state.with_query_store(query_store);
@@ -388,10 +395,38 @@ pub async fn auditor(args: AuditorArgs) -> Result<()> {
     let _ = stop.send(true);
     server.await.context("the server task failed")??;
     sealer.await.context("the sealer failed")?;
+    sinks_task.await.context("the sinks' supervisor failed")?;
     if let Some(consumer) = consumer {
         consumer.await.context("the consumer task failed")?;
     }
     Ok(())
+}
+
+/// The sinks this auditor delivers. Their leases name this auditor by an id kept
+/// in the data directory (`auditor-id`, made at first start), so that an auditor
+/// restarted after a crash takes its sinks back at once instead of waiting for
+/// their leases to run out.
+fn start_sinks(
+    store: &Arc<dyn auditlog_store::AuditStore>,
+    data_dir: &Path,
+) -> Result<auditlog_sinks::Sinks> {
+    let path = data_dir.join("auditor-id");
+    let id = match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),
+        Ok(_) => write_auditor_id(&path)?,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => write_auditor_id(&path)?,
+        Err(err) => {
+            return Err(err).with_context(|| format!("while reading {}", path.display()));
+        }
+    };
+    auditlog_sinks::Sinks::new(store.clone(), id).context("while starting the sinks")
+}
+
+/// A new auditor id, written to `path`.
+fn write_auditor_id(path: &Path) -> Result<String> {
+    let id = format!("auditor-{}", uuid::Uuid::now_v7());
+    std::fs::write(path, &id).with_context(|| format!("while writing {}", path.display()))?;
+    Ok(id)
 }
 
 /// A sealer ready to run, with what the auditor's routes and `/readyz` need of it.

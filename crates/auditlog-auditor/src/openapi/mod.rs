@@ -31,7 +31,7 @@ use axum::response::Response;
 use utoipa::OpenApi;
 
 use crate::log::routes as log;
-use crate::{activity, erasure, history, ingest, producers, query, stream};
+use crate::{activity, erasure, history, ingest, producers, query, sinks, stream};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -57,6 +57,12 @@ use crate::{activity, erasure, history, ingest, producers, query, stream};
         history::diff,
         producers::list,
         erasure::erase,
+        sinks::list,
+        sinks::create,
+        sinks::get_one,
+        sinks::update,
+        sinks::delete,
+        sinks::test,
         log::consistency,
         log::checkpoint,
         log::key,
@@ -73,6 +79,7 @@ use crate::{activity, erasure, history, ingest, producers, query, stream};
         (name = "history", description = "An object's state and changes over time"),
         (name = "erasure", description = "Erasing a data subject's personal data by deleting its key (crypto-shredding)"),
         (name = "log", description = "The verifiable log: RFC 9162 Merkle tree, C2SP checkpoints, tiles and proofs"),
+        (name = "sinks", description = "Log streams: every event delivered in log order to webhooks, syslog, Splunk, Datadog or files"),
         (name = "service", description = "Health and this document; no token needed"),
     )
 )]

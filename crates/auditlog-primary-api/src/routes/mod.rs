@@ -51,6 +51,7 @@ pub fn router(state: ApiState) -> Router {
             get(proxy::to_auditor),
         )
         .route("/api/data-events", get(proxy::to_auditor))
+        .route("/api/sinks", get(proxy::to_auditor))
         // Fixed segments win over `{id}` in the router, whatever the order here.
         .route("/api/data-events/stream", get(proxy::to_auditor))
         .route("/api/data-events/activity", get(proxy::to_auditor))

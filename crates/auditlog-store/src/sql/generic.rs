@@ -35,8 +35,8 @@ use crate::legacy::ChainHead;
 use crate::subject_keys::{DataSubject, SUBJECT_KEY_BYTES, SubjectKey};
 use crate::{
     ActivityCount, ChainEntry, EventPage, EventQuery, EventRow, Leaf, LeafEntry, Migration,
-    ObjectKeys, ProducerProgress, SealOutcome, SignedHead, StoreError, StoredCheckpoint,
-    StoredEvent,
+    ObjectKeys, ProducerProgress, SealOutcome, SignedHead, SinkRecord, StoreError,
+    StoredCheckpoint, StoredEvent,
 };
 
 /// One SQL backend as the shared code sees it: a pool to run on and the backend's
@@ -578,6 +578,193 @@ where
             .await
             .map_err(store_error)?;
         Ok(existed)
+    }
+
+    /// [`crate::AuditStore::sinks`].
+    pub(crate) async fn sinks(&self) -> Result<Vec<SinkRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, definition, cursor_seq, updated_at, lease_holder, lease_until \
+             FROM audit_sinks ORDER BY name",
+        )
+        .fetch_all(self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.iter()
+            .map(|row| {
+                let text = |column: &str| -> Result<String, StoreError> {
+                    (self.dialect.text)(row, column)?
+                        .ok_or_else(|| StoreError::Backend(format!("a sink's {column} is NULL")))
+                };
+                Ok(SinkRecord {
+                    name: text("name")?,
+                    definition: text("definition")?,
+                    cursor: row.try_get("cursor_seq").map_err(store_error)?,
+                    updated_at: row.try_get("updated_at").map_err(store_error)?,
+                    lease_holder: (self.dialect.text)(row, "lease_holder")?,
+                    lease_until: row.try_get("lease_until").map_err(store_error)?,
+                })
+            })
+            .collect()
+    }
+
+    /// One sink's lease holder and cursor, if the sink exists.
+    async fn sink_state(&self, name: &str) -> Result<Option<(Option<String>, i64)>, StoreError> {
+        let mut select = QueryBuilder::<DB>::new(
+            "SELECT lease_holder, cursor_seq FROM audit_sinks WHERE name = ",
+        );
+        select.push_bind(name.to_owned());
+        let Some(row) = select
+            .build()
+            .fetch_optional(self.pool)
+            .await
+            .map_err(store_error)?
+        else {
+            return Ok(None);
+        };
+        let holder = (self.dialect.text)(&row, "lease_holder")?;
+        let cursor: i64 = row.try_get("cursor_seq").map_err(store_error)?;
+        Ok(Some((holder, cursor)))
+    }
+
+    /// [`crate::AuditStore::create_sink`]: insert-if-absent after a look-up (the
+    /// generic driver API has no row count; two creations of one name racing each
+    /// other may both be told `true`, and the first one's definition is kept).
+    pub(crate) async fn create_sink(
+        &self,
+        name: &str,
+        definition: &str,
+        cursor: i64,
+    ) -> Result<bool, StoreError> {
+        if self.sink_state(name).await?.is_some() {
+            return Ok(false);
+        }
+        let now = auditlog_event::now_ms();
+        let mut insert = QueryBuilder::<DB>::new(
+            "INSERT INTO audit_sinks \
+             (name, definition, cursor_seq, updated_at, lease_holder, lease_until) VALUES (",
+        );
+        insert
+            .separated(", ")
+            .push_bind(name.to_owned())
+            .push_bind(definition.to_owned())
+            .push_bind(cursor)
+            .push_bind(now)
+            .push_bind(None::<String>)
+            .push_bind(0_i64);
+        insert.push(") ").push((self.dialect.keep_existing)("name"));
+        insert
+            .build()
+            .execute(self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(true)
+    }
+
+    /// [`crate::AuditStore::update_sink`].
+    pub(crate) async fn update_sink(
+        &self,
+        name: &str,
+        definition: &str,
+    ) -> Result<bool, StoreError> {
+        let mut update = QueryBuilder::<DB>::new("UPDATE audit_sinks SET definition = ");
+        update
+            .push_bind(definition.to_owned())
+            .push(", updated_at = ")
+            .push_bind(auditlog_event::now_ms())
+            .push(" WHERE name = ")
+            .push_bind(name.to_owned());
+        update
+            .build()
+            .execute(self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(self.sink_state(name).await?.is_some())
+    }
+
+    /// [`crate::AuditStore::delete_sink`].
+    pub(crate) async fn delete_sink(&self, name: &str) -> Result<bool, StoreError> {
+        if self.sink_state(name).await?.is_none() {
+            return Ok(false);
+        }
+        let mut delete = QueryBuilder::<DB>::new("DELETE FROM audit_sinks WHERE name = ");
+        delete.push_bind(name.to_owned());
+        delete
+            .build()
+            .execute(self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(true)
+    }
+
+    /// [`crate::AuditStore::lease_sink`]: one conditional update, then a read of
+    /// who holds it (MySQL counts only rows whose values changed, so the update's
+    /// row count cannot say).
+    pub(crate) async fn lease_sink(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut update = QueryBuilder::<DB>::new("UPDATE audit_sinks SET lease_holder = ");
+        update
+            .push_bind(holder.to_owned())
+            .push(", lease_until = ")
+            .push_bind(now_ms.saturating_add(lease_ms))
+            .push(" WHERE name = ")
+            .push_bind(name.to_owned())
+            .push(" AND (lease_holder IS NULL OR lease_holder = ")
+            .push_bind(holder.to_owned())
+            .push(" OR lease_until < ")
+            .push_bind(now_ms)
+            .push(")");
+        update
+            .build()
+            .execute(self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(matches!(self.sink_state(name).await?, Some((Some(h), _)) if h == holder))
+    }
+
+    /// [`crate::AuditStore::release_sink`].
+    pub(crate) async fn release_sink(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let mut update =
+            QueryBuilder::<DB>::new("UPDATE audit_sinks SET lease_holder = NULL, lease_until = 0");
+        update
+            .push(" WHERE name = ")
+            .push_bind(name.to_owned())
+            .push(" AND lease_holder = ")
+            .push_bind(holder.to_owned());
+        update
+            .build()
+            .execute(self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// [`crate::AuditStore::advance_sink`].
+    pub(crate) async fn advance_sink(
+        &self,
+        name: &str,
+        holder: &str,
+        cursor: i64,
+    ) -> Result<bool, StoreError> {
+        let mut update = QueryBuilder::<DB>::new("UPDATE audit_sinks SET cursor_seq = ");
+        update
+            .push_bind(cursor)
+            .push(" WHERE name = ")
+            .push_bind(name.to_owned())
+            .push(" AND lease_holder = ")
+            .push_bind(holder.to_owned())
+            .push(" AND cursor_seq < ")
+            .push_bind(cursor);
+        update
+            .build()
+            .execute(self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(matches!(self.sink_state(name).await?, Some((Some(h), _)) if h == holder))
     }
 
     /// [`crate::AuditStore::save_checkpoint`].

@@ -1,6 +1,6 @@
 //! One behavioural suite for every store backend. Each backend contributes a way to
 //! open a fresh, private store; every scenario (storing in `ingest`, reading in
-//! `queries`, the Merkle tree in `tree`) runs against each of them. What only a
+//! `queries`, the Merkle tree in `tree`, the log streams' rows in `sinks`) runs against each of them. What only a
 //! server store shared by several auditors does (`settled`) runs against those.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
@@ -17,12 +17,14 @@ mod ingest;
 mod queries;
 mod settled;
 mod subject_keys;
+mod sinks;
 mod tree;
 
 use ingest::*;
 use queries::*;
 use settled::*;
 use subject_keys::*;
+use sinks::*;
 use tree::*;
 
 /// A fresh store of one backend, and the private database behind it (removed when
@@ -120,6 +122,8 @@ for_every_store!(
     the_earlier_chain_is_read_as_stored,
     a_subjects_first_key_is_kept_and_later_candidates_are_ignored,
     an_erased_key_is_gone_and_erasing_again_changes_nothing,
+    sinks_are_created_once_updated_and_deleted,
+    one_holder_at_a_time_leases_a_sink_and_only_it_moves_the_cursor,
 );
 
 /// Scenarios of server stores that several auditor processes share: the sealer
