@@ -67,13 +67,62 @@ impl SinkDocument {
     }
 }
 
-/// Only admins manage sinks: a sink reads every event.
+/// Only admins manage sinks, each those of its tenant, and operators every
+/// sink: a sink reads every event its filter lets through.
 fn admins_only(principal: &auditlog_auth::Principal) -> Result<(), ApiError> {
     if principal.is_admin() {
         Ok(())
     } else {
         Err(ApiError::forbidden("only admins may manage sinks"))
     }
+}
+
+/// Whether `principal` may see and manage a sink defined as `definition`:
+/// operators every sink, an admin those bound to its tenant.
+fn visible_to(principal: &auditlog_auth::Principal, definition: &SinkDefinition) -> bool {
+    principal.is_operator() || definition.filter.tenant_id.as_deref() == Some(&principal.tenant)
+}
+
+/// `definition` as `principal` may store it: an admin's sink is bound to its
+/// tenant (named, or left out and then filled in); an operator's may name any
+/// tenant, or none for every tenant's events.
+fn bound_to_tenant(
+    principal: &auditlog_auth::Principal,
+    mut definition: SinkDefinition,
+) -> Result<SinkDefinition, ApiError> {
+    if let Some(tenant) = &definition.filter.tenant_id {
+        auditlog_event::parse_tenant("filter.tenantId", tenant)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    if principal.is_operator() {
+        return Ok(definition);
+    }
+    match &definition.filter.tenant_id {
+        None => definition.filter.tenant_id = Some(principal.tenant.clone()),
+        Some(tenant) if *tenant == principal.tenant => {}
+        Some(_) => {
+            return Err(ApiError::forbidden(format!(
+                "you may stream the events of your tenant, `{}`, only",
+                principal.tenant
+            )));
+        }
+    }
+    Ok(definition)
+}
+
+/// The sink called `name` as `principal` may see it, with its definition, or
+/// 404 (another tenant's sink is not told apart from none).
+async fn find_visible(
+    state: &AuditorState,
+    principal: &auditlog_auth::Principal,
+    name: &str,
+) -> Result<(SinkRecord, SinkDefinition), ApiError> {
+    let record = find(state, name).await?;
+    let definition = definition_of(&record)?;
+    if !visible_to(principal, &definition) {
+        return Err(ApiError::not_found(format!("there is no sink `{name}`")));
+    }
+    Ok((record, definition))
 }
 
 /// Records that `principal` did `action` to sink `name`, whose definition was
@@ -146,6 +195,11 @@ async fn record_change(
     );
     event.source = Some(AUDITOR_SOURCE.into());
     event.changes = Some(changes);
+    // Recorded in the tenant whose events the sink streams.
+    event.tenant_id = after
+        .or(before)
+        .and_then(|d| d.filter.tenant_id.clone())
+        .filter(|tenant| tenant != auditlog_event::DEFAULT_TENANT);
     let event = event.received(crate::reads::AUDITOR_PRINCIPAL, "auditor");
     state.read_commits.commit(event).await.map_err(|e| {
         ApiError::unavailable(format!(
@@ -198,7 +252,7 @@ fn resource(state: &AuditorState, record: &SinkRecord, attributes: Value) -> Val
     tag = "sinks",
     operation_id = "listSinks",
     summary = "The log streams, with their cursors and delivery status",
-    description = "Admins only. Secrets are shown as `***`. `status` is this auditor's \
+    description = "Admins (the sinks of their tenant) and operators (every sink). Secrets are shown as `***`. `status` is this auditor's \
         view: `delivering` says whether it holds the sink's lease (with several auditors \
         on one store, one at a time delivers each sink).",
     responses(
@@ -217,8 +271,10 @@ pub(crate) async fn list(
     let records = state.store.sinks().await.map_err(ApiError::internal)?;
     let mut data = Vec::with_capacity(records.len());
     for record in &records {
-        let shown = definition_of(record)?.to_json_hidden();
-        data.push(resource(&state, record, shown));
+        let definition = definition_of(record)?;
+        if visible_to(&principal, &definition) {
+            data.push(resource(&state, record, definition.to_json_hidden()));
+        }
     }
     Ok(json_api(StatusCode::OK, &json!({ "data": data })))
 }
@@ -246,8 +302,8 @@ pub(crate) async fn get_one(
     PathParams(name): PathParams<String>,
 ) -> Result<Response, ApiError> {
     admins_only(&principal)?;
-    let record = find(&state, &name).await?;
-    let shown = definition_of(&record)?.to_json_hidden();
+    let (record, definition) = find_visible(&state, &principal, &name).await?;
+    let shown = definition.to_json_hidden();
     Ok(json_api(
         StatusCode::OK,
         &json!({ "data": resource(&state, &record, shown) }),
@@ -261,7 +317,7 @@ pub(crate) async fn get_one(
     tag = "sinks",
     operation_id = "createSink",
     summary = "Add a log stream",
-    description = "Admins only. The body is `{\"data\": {\"type\": \"sinks\", \"id\": NAME, \
+    description = "Admins (a sink of their tenant: `filter.tenantId` is theirs, or filled in) and operators (any tenant, or none for every tenant). The body is `{\"data\": {\"type\": \"sinks\", \"id\": NAME, \
         \"attributes\": DEFINITION}}`; the definition has `kind` (`webhook`, `syslog`, \
         `splunk`, `datadog`, `files`) and that kind's fields, and optionally `filter` \
         (`actions`, `targetTypes`, `eventNames`), `batchSize`, `failingAfterSecs` and \
@@ -304,6 +360,7 @@ pub(crate) async fn create(
     };
     let definition =
         SinkDefinition::parse(&attributes).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let definition = bound_to_tenant(&principal, definition)?;
     let stored = definition.to_json();
     let created = state
         .store
@@ -341,7 +398,7 @@ pub(crate) async fn create(
     tag = "sinks",
     operation_id = "updateSink",
     summary = "Change a log stream",
-    description = "Admins only. The attributes are a JSON merge patch (RFC 7396) of the \
+    description = "Admins (the sinks of their tenant) and operators. The attributes are a JSON merge patch (RFC 7396) of the \
         definition: members given replace, `null` resets to the default. The kind cannot \
         change; a secret given as `***` stays as it is. The cursor is kept.",
     params(("name" = String, Path, description = "The sink's name")),
@@ -365,11 +422,11 @@ pub(crate) async fn update(
 ) -> Result<Response, ApiError> {
     admins_only(&principal)?;
     let (_, patch) = document.attributes(Some(&name))?;
-    let record = find(&state, &name).await?;
-    let before = definition_of(&record)?;
+    let (_, before) = find_visible(&state, &principal, &name).await?;
     let patched = before
         .patched(&patch)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let patched = bound_to_tenant(&principal, patched)?;
     let updated = state
         .store
         .update_sink(&name, &patched.to_json().to_string())
@@ -419,7 +476,7 @@ pub(crate) async fn delete(
     PathParams(name): PathParams<String>,
 ) -> Result<Response, ApiError> {
     admins_only(&principal)?;
-    let before = definition_of(&find(&state, &name).await?)?;
+    let (_, before) = find_visible(&state, &principal, &name).await?;
     let deleted = state
         .store
         .delete_sink(&name)
@@ -450,7 +507,7 @@ pub(crate) async fn delete(
     tag = "sinks",
     operation_id = "testSink",
     summary = "Send one test event to a sink's receiver",
-    description = "Admins only. The test event (`eventName: auditlog.sink_test`, `seq` 0) \
+    description = "Admins (the sinks of their tenant) and operators. The test event (`eventName: auditlog.sink_test`, `seq` 0) \
         is not in the log and moves no cursor. The answer's `meta` says whether the \
         receiver took it and what it answered.",
     params(("name" = String, Path, description = "The sink's name")),
@@ -469,7 +526,7 @@ pub(crate) async fn test(
     PathParams(name): PathParams<String>,
 ) -> Result<Response, ApiError> {
     admins_only(&principal)?;
-    let record = find(&state, &name).await?;
+    let (record, _) = find_visible(&state, &principal, &name).await?;
     let sinks = state
         .sinks
         .as_ref()

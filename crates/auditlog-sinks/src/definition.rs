@@ -102,6 +102,10 @@ pub struct SinkFilter {
     /// matches a non-empty list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub event_names: Vec<String>,
+    /// The one tenant whose events the sink takes (events naming none are the
+    /// default tenant's); `None` takes every tenant's, which only operators set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
 }
 
 /// The fields of an event a filter looks at.
@@ -114,13 +118,19 @@ struct Filtered<'a> {
     target_type: std::borrow::Cow<'a, str>,
     #[serde(borrow, default)]
     event_name: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tenant_id: Option<std::borrow::Cow<'a, str>>,
 }
 
 impl SinkFilter {
     /// Whether the event whose stored JSON is `body` passes. A body that is not
     /// an event (the store never holds one) does not.
     pub fn matches(&self, body: &str) -> bool {
-        if self.actions.is_empty() && self.target_types.is_empty() && self.event_names.is_empty() {
+        if self.actions.is_empty()
+            && self.target_types.is_empty()
+            && self.event_names.is_empty()
+            && self.tenant_id.is_none()
+        {
             return true;
         }
         let Ok(event) = serde_json::from_str::<Filtered<'_>>(body) else {
@@ -128,7 +138,12 @@ impl SinkFilter {
         };
         let listed =
             |list: &[String], value: &str| list.is_empty() || list.iter().any(|v| v == value);
-        listed(&self.actions, &event.action)
+        let tenant = event
+            .tenant_id
+            .as_deref()
+            .unwrap_or(auditlog_event::DEFAULT_TENANT);
+        self.tenant_id.as_deref().is_none_or(|own| own == tenant)
+            && listed(&self.actions, &event.action)
             && listed(&self.target_types, &event.target_type)
             && (self.event_names.is_empty()
                 || event
@@ -618,6 +633,24 @@ mod tests {
         assert!(!by_type.matches(event));
         assert!(by_name.matches(event));
         assert!(!by_name.matches(unnamed));
+    }
+
+    #[test]
+    fn a_tenants_sink_takes_only_that_tenants_events() {
+        let acme = r#"{"action":"viewed","targetType":"users","tenantId":"acme"}"#;
+        let default = r#"{"action":"viewed","targetType":"users"}"#;
+        let for_tenant = |tenant: &str| SinkFilter {
+            tenant_id: Some(tenant.into()),
+            ..SinkFilter::default()
+        };
+        assert!(for_tenant("acme").matches(acme));
+        assert!(!for_tenant("acme").matches(default));
+        assert!(for_tenant(auditlog_event::DEFAULT_TENANT).matches(default));
+        assert!(!for_tenant(auditlog_event::DEFAULT_TENANT).matches(acme));
+        assert!(
+            SinkFilter::default().matches(acme),
+            "an operator's sink takes all"
+        );
     }
 
     #[test]

@@ -30,6 +30,8 @@ struct Tenant {
     /// Its service, at the auditor only (services read nothing).
     service: Client,
     note_id: String,
+    /// A log stream its admin made (bound to the tenant).
+    sink: String,
     /// Every stored event of the tenant, by id.
     event_ids: BTreeSet<String>,
 }
@@ -315,6 +317,9 @@ async fn tenant(
         member_id,
         service,
         note_id: note.body["data"]["id"].as_str().unwrap().to_owned(),
+        // Named without the marker: `/metrics`, the deployment's own monitoring,
+        // labels sinks by name; the other tenant's sink is found out by its URL.
+        sink: format!("sink-{name}-{}", std::process::id()),
         marker,
         event_ids: BTreeSet::new(),
     };
@@ -326,6 +331,20 @@ async fn tenant(
     )
     .await;
     assert_eq!(delivered.status, 200, "{}", delivered.body);
+    let sink = tenant
+        .admin
+        .1
+        .post(
+            "/api/sinks",
+            json!({"data": {"type": "sinks", "id": tenant.sink, "attributes": {
+                "kind": "webhook",
+                "url": format!("http://127.0.0.1:9/{}", tenant.marker),
+                "from": "now",
+            }}}),
+        )
+        .await;
+    assert_eq!(sink.status, 201, "{}", sink.body);
+    assert_eq!(sink.body["data"]["attributes"]["filter"]["tenantId"], name);
     tenant
 }
 
@@ -537,6 +556,34 @@ fn requests(method: &str, template: &str, other: &Tenant) -> Vec<Request> {
             body: Some(json!({"data": {"type": "erasures", "attributes": {
                 "subjectType": "users", "subjectId": member, "tenantId": other.name,
             }}})),
+            names_the_other_tenant: true,
+            harmless_write: false,
+        }],
+        ("GET", "/api/sinks") => vec![plain(template)],
+        ("POST", "/api/sinks") => vec![Request {
+            path: template.to_owned(),
+            body: Some(
+                json!({"data": {"type": "sinks", "id": "intruder", "attributes": {
+                    "kind": "webhook", "url": "http://127.0.0.1:9/intruder",
+                    "filter": {"tenantId": other.name},
+                }}}),
+            ),
+            names_the_other_tenant: true,
+            harmless_write: false,
+        }],
+        ("GET" | "DELETE", "/api/sinks/{name}") => {
+            vec![aimed(format!("/api/sinks/{}", other.sink))]
+        }
+        ("PATCH", "/api/sinks/{name}") => vec![Request {
+            path: format!("/api/sinks/{}", other.sink),
+            body: Some(json!({"data": {"type": "sinks", "id": other.sink,
+                "attributes": {"paused": true}}})),
+            names_the_other_tenant: true,
+            harmless_write: false,
+        }],
+        ("POST", "/api/sinks/{name}/test") => vec![Request {
+            path: format!("/api/sinks/{}/test", other.sink),
+            body: Some(json!({})),
             names_the_other_tenant: true,
             harmless_write: false,
         }],

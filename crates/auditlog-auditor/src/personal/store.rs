@@ -19,7 +19,7 @@ use auditlog_event::{DataEvent, MAX_STORED_EVENT_BYTES};
 use auditlog_store::{
     ActivityCount, AuditStore, ChainEntry, DataSubject, EventPage, EventQuery, EventRow, Hash,
     InsertOutcome, Leaf, LeafEntry, Migration, ProducerProgress, Read, SealOutcome, SealerRole,
-    SignedHead, StoreError, StoredCheckpoint, StoredEvent, SubjectKey,
+    SignedHead, SinkRecord, StoreError, StoredCheckpoint, StoredEvent, SubjectKey,
 };
 
 use super::{KeyRing, PersonalFields, StoredBody, forged_encryption, new_key};
@@ -196,6 +196,50 @@ impl AuditStore for ShreddingStore {
 
     async fn erase_subject_key(&self, subject: &DataSubject) -> Result<bool, StoreError> {
         self.inner.erase_subject_key(subject).await
+    }
+
+    async fn sinks(&self) -> Result<Vec<SinkRecord>, StoreError> {
+        self.inner.sinks().await
+    }
+
+    async fn create_sink(
+        &self,
+        name: &str,
+        definition: &str,
+        cursor: i64,
+    ) -> Result<bool, StoreError> {
+        self.inner.create_sink(name, definition, cursor).await
+    }
+
+    async fn update_sink(&self, name: &str, definition: &str) -> Result<bool, StoreError> {
+        self.inner.update_sink(name, definition).await
+    }
+
+    async fn delete_sink(&self, name: &str) -> Result<bool, StoreError> {
+        self.inner.delete_sink(name).await
+    }
+
+    async fn lease_sink(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.inner.lease_sink(name, holder, now_ms, lease_ms).await
+    }
+
+    async fn release_sink(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.inner.release_sink(name, holder).await
+    }
+
+    async fn advance_sink(
+        &self,
+        name: &str,
+        holder: &str,
+        cursor: i64,
+    ) -> Result<bool, StoreError> {
+        self.inner.advance_sink(name, holder, cursor).await
     }
 
     async fn seal(&self, max: u32) -> Result<SealOutcome, StoreError> {

@@ -16,15 +16,15 @@ use serde_json::json;
 mod ingest;
 mod queries;
 mod settled;
-mod subject_keys;
 mod sinks;
+mod subject_keys;
 mod tree;
 
 use ingest::*;
 use queries::*;
 use settled::*;
-use subject_keys::*;
 use sinks::*;
+use subject_keys::*;
 use tree::*;
 
 /// A fresh store of one backend, and the private database behind it (removed when
