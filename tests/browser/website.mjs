@@ -236,6 +236,44 @@ async function run() {
   }
   log(`deleted user ${userId}`);
 
+  // 7. Tenants: the operator (user 1) adds an admin of another tenant, whose row
+  // shows the tenant; what that admin does is in its tenant, and the explorer's
+  // tenant filter shows exactly those events.
+  const tenant = `acme${stamp}`;
+  const operatorToken = await (await fetch(`${baseUrl}/tokens/1`)).text();
+  const made = await fetch(`${baseUrl}/api/users`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${operatorToken}`, 'content-type': 'application/vnd.api+json' },
+    body: JSON.stringify({ data: { type: 'users', attributes: {
+      name: `Tenant Admin ${stamp}`, email: `tenant.${stamp}@example.com`, role: 'admin', tenant,
+    } } }),
+  });
+  const madeText = await made.text();
+  check(made.status === 201, `creating a user in tenant ${tenant} answered ${made.status}: ${madeText}`);
+  const tenantAdminId = JSON.parse(madeText).data.id;
+  const adminToken = await (await fetch(`${baseUrl}/tokens/${tenantAdminId}`)).text();
+  const viewed = await fetch(`${baseUrl}/api/users/${tenantAdminId}`, { headers: { authorization: `Bearer ${adminToken}` } });
+  check(viewed.status === 200, `the tenant's admin could not read itself: ${viewed.status}`);
+  await page.goto(`${baseUrl}/#/users`, { waitUntil: 'domcontentloaded' });
+  await page.reload({ waitUntil: 'domcontentloaded' });
+  const tenantRow = page.getByTestId(`user-row-${tenantAdminId}`);
+  await tenantRow.waitFor({ state: 'visible' });
+  const tag = (await tenantRow.getByTestId('tenant').textContent()).trim();
+  check(tag === tenant, `the row of the tenant's admin shows tenant "${tag}", expected "${tenant}"`);
+  await page.goto(`${baseUrl}/#/events?tenantId=${tenant}`, { waitUntil: 'domcontentloaded' });
+  const tenants = await poll(async () => {
+    const rows = await page.getByTestId('result-row').evaluateAll((rs) => rs.map((r) => r.dataset.tenant));
+    if (!rows.length) {
+      await page.getByTestId('filter-form').evaluate((f) => f.requestSubmit());
+      return null;
+    }
+    return rows;
+  }, HISTORY_WAIT_MS, 500);
+  check(tenants, `the explorer filtered to tenant ${tenant} never showed its admin's events`);
+  check(tenants.every((t) => t === tenant), `the explorer filtered to tenant ${tenant} showed events of ${[...new Set(tenants)]}`);
+  check((await page.getByTestId('filter-tenant').inputValue()) === tenant, 'the tenant filter does not show the tenant');
+  log(`tenant ${tenant}: its admin's row shows the tenant, and the explorer shows its ${tenants.length} event(s) only`);
+
   const jsErrors = pageProblems.filter((p) => p.startsWith('page error'));
   check(jsErrors.length === 0, `the page threw: ${jsErrors.join('; ')}`);
 }

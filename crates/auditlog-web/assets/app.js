@@ -189,7 +189,7 @@ async function loadUsers() {
   renderUsers(list);
   const who = state.users.get(String(ACTOR_ID));
   $('[data-testid="whoami"]').textContent = who
-    ? `Acting as ${who.attributes.name} (${who.attributes.role || 'user'})`
+    ? `Acting as ${who.attributes.name} (${who.attributes.role || 'user'}${who.attributes.tenant && who.attributes.tenant !== 'default' ? ` of ${who.attributes.tenant}` : ''})`
     : `Acting as users ${ACTOR_ID}`;
 }
 
@@ -239,13 +239,14 @@ function buildRow(id) {
   const del = el('button', { type: 'button', class: 'btn btn-danger btn-sm', 'data-testid': 'delete', text: 'Delete' });
   const hist = el('button', { type: 'button', class: 'btn btn-ghost btn-sm', 'data-testid': 'history', text: 'History', 'aria-pressed': 'false' });
   const role = el('span', { class: 'role-badge', 'data-testid': 'role' });
+  const tenant = el('span', { class: 'tenant-tag', 'data-testid': 'tenant' });
 
   const row = el('tr', { 'data-testid': `user-row-${id}`, 'data-id': id },
     el('td', { class: 'col-id', 'data-label': 'ID' }, el('span', { class: 'id-chip', text: id })),
     el('td', { 'data-label': 'Name' }, name),
     el('td', { 'data-label': 'Email' }, email),
     el('td', { class: 'col-tos', 'data-label': 'Agreed TOS' }, tos),
-    el('td', { class: 'col-role', 'data-label': 'Role' }, role),
+    el('td', { class: 'col-role', 'data-label': 'Role' }, role, tenant),
     el('td', { class: 'col-actions' }, el('div', { class: 'row-actions' }, save, hist, del)),
   );
 
@@ -300,6 +301,12 @@ function fillRow(row, user) {
   const badge = $('[data-testid="role"]', row);
   badge.textContent = role;
   badge.dataset.role = role;
+  // The tenant, where there are several: the default one goes without saying.
+  const tenant = a.tenant && a.tenant !== 'default' ? a.tenant : '';
+  const tag = $('[data-testid="tenant"]', row);
+  tag.textContent = tenant;
+  tag.title = tenant ? `Tenant ${tenant}` : '';
+  tag.hidden = !tenant;
   updateDirty(row);
 }
 
@@ -673,14 +680,16 @@ function renderEvent(resource) {
 // in the forms, and in API queries (filter[actorType]=users&filter[action]=changed,deleted…).
 
 const ACTIONS = ['viewed', 'created', 'changed', 'deleted'];
-const FILTER_KEYS = ['actorType', 'actorId', 'targetType', 'targetId', 'action', 'eventName', 'since', 'until'];
+const FILTER_KEYS = ['tenantId', 'actorType', 'actorId', 'targetType', 'targetId', 'action', 'eventName', 'since', 'until'];
+/** The filters that are plain text, as the forms and the hash carry them. */
+const TEXT_FILTER_KEYS = ['tenantId', 'actorType', 'actorId', 'targetType', 'targetId', 'eventName'];
 const PAGE_SIZES = [10, 25, 50, 100];
 const DEFAULT_PAGE_SIZE = 50;
 
 /** Filters read from hash parameters; unknown or malformed values are dropped. */
 function filtersFromParams(params) {
   const f = {};
-  for (const key of ['actorType', 'actorId', 'targetType', 'targetId', 'eventName']) {
+  for (const key of TEXT_FILTER_KEYS) {
     const v = (params.get(key) || '').trim();
     if (v) f[key] = v;
   }
@@ -744,7 +753,7 @@ function fromLocalInput(v) {
 
 /** Fills a filter form (explorer or live) from filters. */
 function fillFilterForm(form, f) {
-  for (const key of ['actorType', 'actorId', 'targetType', 'targetId', 'eventName']) {
+  for (const key of TEXT_FILTER_KEYS) {
     if (form.elements[key]) form.elements[key].value = f[key] || '';
   }
   for (const box of form.querySelectorAll('input[name="action"]')) box.checked = (f.action || []).includes(box.value);
@@ -761,7 +770,7 @@ function fillFilterForm(form, f) {
 /** Reads a filter form; an id without a type means a user. Returns null (after saying why) when invalid. */
 function readFilterForm(form) {
   const f = {};
-  for (const key of ['actorType', 'actorId', 'targetType', 'targetId', 'eventName']) {
+  for (const key of TEXT_FILTER_KEYS) {
     const input = form.elements[key];
     if (!input) continue;
     input.value = input.value.trim();
@@ -794,6 +803,7 @@ function readFilterForm(form) {
 
 function describeFilters(f) {
   const bits = [];
+  if (f.tenantId) bits.push(`in tenant ${f.tenantId}`);
   if (f.actorType) bits.push(`by ${f.actorType}${f.actorId ? ` ${f.actorId}` : ''}`);
   if (f.targetType) bits.push(`on ${f.targetType}${f.targetId ? ` ${f.targetId}` : ''}`);
   if (f.action) bits.push(f.action.join('/'));
@@ -841,6 +851,7 @@ function renderResultRow(resource) {
   return el('tr', {
     'data-testid': 'result-row', 'data-action': action, 'data-event-id': id,
     'data-actor': `${a.actorType}/${a.actorId}`, 'data-target': `${a.targetType}/${a.targetId}`,
+    'data-tenant': a.tenantId || 'default',
   },
   el('td', { class: 'col-time', 'data-label': 'Time' }, timeLink, skewFlag(resource)),
   el('td', { class: 'col-action', 'data-label': 'Action' },
