@@ -24,7 +24,7 @@ for (const transport of ["http", "amqp"]) {
     const amqp = transport === "amqp" ? { exchange: unique("sdk-node-ex"), queue: unique("sdk-node-q") } : undefined;
     const auditor = await startAuditor({ dataDir, port: await freePort(), amqp });
     try {
-      const admin = token(dataDir, "1", "admin");
+      const operator = token(dataDir, "1", "operator");
       const actorId = unique(transport);
       const options = transport === "http"
         ? { url: auditor.url, token: token(dataDir, "sdk-node", "service") }
@@ -36,12 +36,12 @@ for (const transport of ["http", "amqp"]) {
       assert.equal(stats.emitted, EVENTS);
       assert.equal(stats.delivered, EVENTS);
       assert.equal(stats.dropped, 0);
-      const report = await waitForProducer(auditor.url, admin, audit.producerId, EVENTS);
+      const report = await waitForProducer(auditor.url, operator, audit.producerId, EVENTS);
       assert.deepEqual(
         { events: report.events, lastSeq: report.lastSeq, missing: report.missing },
         { events: EVENTS, lastSeq: EVENTS, missing: 0 },
       );
-      assert.equal(await countByActor(auditor.url, admin, "sdk-tests", actorId), EVENTS);
+      assert.equal(await countByActor(auditor.url, operator, "sdk-tests", actorId), EVENTS);
     } finally {
       await auditor.stop();
       if (amqp) await dropAmqp(amqp);

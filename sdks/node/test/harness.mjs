@@ -80,31 +80,31 @@ export function token(dataDir, subject, role) {
   }).trim();
 }
 
-async function getJson(url, adminToken) {
-  const r = await fetch(url, { headers: { authorization: `Bearer ${adminToken}` } });
+async function getJson(url, operatorToken) {
+  const r = await fetch(url, { headers: { authorization: `Bearer ${operatorToken}` } });
   if (!r.ok) throw new Error(`${url}: ${r.status} ${await r.text()}`);
   return r.json();
 }
 
-/** The auditor's completeness report for one producer id. */
-export async function producer(auditorUrl, adminToken, producerId) {
-  const doc = await getJson(`${auditorUrl}/api/producers`, adminToken);
+/** The auditor's completeness report for one producer id (operators only: producers deliver for every tenant). */
+export async function producer(auditorUrl, operatorToken, producerId) {
+  const doc = await getJson(`${auditorUrl}/api/producers`, operatorToken);
   return doc.data.find((p) => p.id === producerId)?.attributes ?? null;
 }
 
 /** Stored events by one actor. */
-export async function countByActor(auditorUrl, adminToken, actorType, actorId) {
+export async function countByActor(auditorUrl, operatorToken, actorType, actorId) {
   const q = `filter[actorType]=${encodeURIComponent(actorType)}&filter[actorId]=${encodeURIComponent(actorId)}&count=true&page[size]=1`;
-  const doc = await getJson(`${auditorUrl}/api/data-events?${q}`, adminToken);
+  const doc = await getJson(`${auditorUrl}/api/data-events?${q}`, operatorToken);
   return doc.meta.total;
 }
 
 /** Waits until the producer's report shows `n` events (or the deadline), and returns it. */
-export async function waitForProducer(auditorUrl, adminToken, producerId, n, timeoutMs = 60_000) {
+export async function waitForProducer(auditorUrl, operatorToken, producerId, n, timeoutMs = 60_000) {
   const deadline = Date.now() + timeoutMs;
   let report = null;
   while (Date.now() < deadline) {
-    report = await producer(auditorUrl, adminToken, producerId);
+    report = await producer(auditorUrl, operatorToken, producerId);
     if (report && report.events >= n) return report;
     await sleep(200);
   }

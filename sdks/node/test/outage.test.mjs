@@ -13,7 +13,7 @@ test("the auditor away for 30 s mid-run: events spill, then arrive, none lost", 
   const port = await freePort();
   let auditor = await startAuditor({ dataDir, port });
   try {
-    const admin = token(dataDir, "1", "admin");
+    const operator = token(dataDir, "1", "operator");
     const audit = createEmitter({
       url: auditor.url,
       token: token(dataDir, "sdk-node", "service"),
@@ -49,12 +49,12 @@ test("the auditor away for 30 s mid-run: events spill, then arrive, none lost", 
     assert.ok(duringOutage.failedAttempts > 0);
     assert.equal(stats.dropped, 0);
     assert.equal(stats.delivered, emitted);
-    const report = await waitForProducer(auditor.url, admin, audit.producerId, emitted);
+    const report = await waitForProducer(auditor.url, operator, audit.producerId, emitted);
     assert.deepEqual(
       { events: report.events, lastSeq: report.lastSeq, missing: report.missing },
       { events: emitted, lastSeq: emitted, missing: 0 },
     );
-    assert.equal(await countByActor(auditor.url, admin, "sdk-tests", actorId), emitted);
+    assert.equal(await countByActor(auditor.url, operator, "sdk-tests", actorId), emitted);
   } finally {
     await auditor.stop();
     cleanup(dataDir);

@@ -15,7 +15,7 @@ for (const dialect of ["postgres", "mysql"]) {
     const auditor = await startAuditor({ dataDir, port: await freePort() });
     const db = await freshDatabase(dialect, unique(`sdk_node_${dialect}`).toLowerCase());
     try {
-      const admin = token(dataDir, "1", "admin");
+      const operator = token(dataDir, "1", "operator");
       const service = token(dataDir, "sdk-node", "service");
       const outbox = createOutbox({ dialect, source: "sdknode" });
       await outbox.migrate(db.pool);
@@ -46,17 +46,17 @@ for (const dialect of ["postgres", "mysql"]) {
       const { signal } = await new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
       assert.equal(signal, "SIGKILL");
       assert.equal(await outbox.staged(db.pool), committed, "the killed relay deleted nothing");
-      assert.equal(await countByActor(auditor.url, admin, "sdk-tests", actorId), 50, "its batch was delivered");
+      assert.equal(await countByActor(auditor.url, operator, "sdk-tests", actorId), 50, "its batch was delivered");
 
       // A new relay publishes everything, the first 50 again with the same ids and numbers.
       const relay = outbox.relay({ pool: db.pool, url: auditor.url, token: service, batch: 50 });
       while ((await relay.relayOnce()) > 0);
       assert.equal(await outbox.staged(db.pool), 0);
-      assert.equal(await countByActor(auditor.url, admin, "sdk-tests", actorId), committed, "each committed change once, the rolled-back one never");
+      assert.equal(await countByActor(auditor.url, operator, "sdk-tests", actorId), committed, "each committed change once, the rolled-back one never");
       const [state] = dialect === "postgres"
         ? (await db.pool.query("SELECT producer_id FROM auditlog_outbox_state")).rows
         : (await db.pool.query("SELECT producer_id FROM auditlog_outbox_state"))[0];
-      const report = await producer(auditor.url, admin, state.producer_id);
+      const report = await producer(auditor.url, operator, state.producer_id);
       assert.deepEqual(
         { events: report.events, lastSeq: report.lastSeq, missing: report.missing },
         { events: committed, lastSeq: committed, missing: 0 },

@@ -10,7 +10,7 @@ test("SIGTERM right after emitting: close() delivers every event before the proc
   const dataDir = tempDir("sigterm");
   const auditor = await startAuditor({ dataDir, port: await freePort() });
   try {
-    const admin = token(dataDir, "1", "admin");
+    const operator = token(dataDir, "1", "operator");
     const actorId = unique("sigterm");
     const count = 30_000;
     const child = spawn(process.execPath, [
@@ -28,12 +28,12 @@ test("SIGTERM right after emitting: close() delivers every event before the proc
     child.kill("SIGTERM");
     const { signal } = await exited;
     assert.equal(signal, "SIGTERM", "the process ends as SIGTERM would end it");
-    const report = await waitForProducer(auditor.url, admin, producerId, count, 10_000);
+    const report = await waitForProducer(auditor.url, operator, producerId, count, 10_000);
     assert.deepEqual(
       { events: report?.events, lastSeq: report?.lastSeq, missing: report?.missing },
       { events: count, lastSeq: count, missing: 0 },
     );
-    assert.equal(await countByActor(auditor.url, admin, "sdk-tests", actorId), count);
+    assert.equal(await countByActor(auditor.url, operator, "sdk-tests", actorId), count);
   } finally {
     await auditor.stop();
     cleanup(dataDir);

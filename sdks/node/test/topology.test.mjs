@@ -55,13 +55,13 @@ async function auditorReceivesAll(names, audit, actorId) {
   const dataDir = tempDir("topology-auditor");
   const auditor = await startAuditor({ dataDir, port: await freePort(), amqp: names });
   try {
-    const admin = token(dataDir, "1", "admin");
-    const report = await waitForProducer(auditor.url, admin, audit.producerId, EVENTS);
+    const operator = token(dataDir, "1", "operator");
+    const report = await waitForProducer(auditor.url, operator, audit.producerId, EVENTS);
     assert.deepEqual(
       { events: report?.events, lastSeq: report?.lastSeq, missing: report?.missing },
       { events: EVENTS, lastSeq: EVENTS, missing: 0 },
     );
-    assert.equal(await countByActor(auditor.url, admin, "sdk-tests", actorId), EVENTS);
+    assert.equal(await countByActor(auditor.url, operator, "sdk-tests", actorId), EVENTS);
   } finally {
     await auditor.stop();
     cleanup(dataDir);

@@ -75,3 +75,26 @@ test("emit throws naming the field for an invalid event, and fills id, timestamp
   assert.ok(Math.abs(event.timestamp - Date.now()) < 5000);
   assert.deepEqual(audit.stats().emitted, 1);
 });
+
+test("emit carries tenantId to the wire as given, leaves it out when absent, and refuses an invalid one", async () => {
+  const sent = [];
+  const audit = createEmitter({
+    source: "unit",
+    spillDir: false,
+    handleSignals: false,
+    lingerMs: 0,
+    transport: { publish: async (lines) => void sent.push(...lines), close: async () => {} },
+  });
+  const event = { action: "viewed", actorType: "users", actorId: 1, targetType: "users", targetId: 2 };
+  for (const bad of ["", "acme eu", "acme/eu", "acmé", "t".repeat(65), 7, "acme\n"]) {
+    assert.throws(() => audit.emit({ ...event, tenantId: bad }),
+      (err) => err instanceof AuditValidationError && err.field === "tenantId", JSON.stringify(bad));
+  }
+  audit.emit({ ...event, tenantId: "acme-1.eu_west" });
+  audit.emit(event);
+  await audit.close();
+  assert.equal(sent.length, 2);
+  assert.equal(JSON.parse(sent[0]).tenantId, "acme-1.eu_west");
+  assert.equal("tenantId" in JSON.parse(sent[1]), false);
+  assert.equal(audit.stats().emitted, 2);
+});

@@ -14,9 +14,11 @@ from .context import current_request_id, request_id, set_request_id
 from .diff import diff, json_equal
 from .emitter import AsyncEmitter, Emitter, EmitterStats
 from .event import (
+    DEFAULT_TENANT,
     MAX_EVENT_BYTES,
     MAX_ID_CHARS,
     MAX_LABEL_CHARS,
+    MAX_TENANT_CHARS,
     MAX_TYPE_CHARS,
     AuditValidationError,
     Change,
@@ -38,8 +40,8 @@ from .transport import (
 
 __all__ = [
     "AmqpTopology", "AmqpTransport", "AsyncAmqpTransport", "AsyncEmitter", "AsyncHttpTransport", "AsyncOutboxRelay", "AuditValidationError",
-    "Change", "DELIVERY_LIMIT", "DataEvent", "Emitter", "EmitterStats", "HttpTransport", "MAX_EVENT_BYTES", "MAX_ID_CHARS",
-    "MAX_LABEL_CHARS", "MAX_TYPE_CHARS", "Outbox", "OutboxRelay", "QueueType", "SpillInUse", "TransportError", "check",
+    "Change", "DEFAULT_TENANT", "DELIVERY_LIMIT", "DataEvent", "Emitter", "EmitterStats", "HttpTransport", "MAX_EVENT_BYTES", "MAX_ID_CHARS",
+    "MAX_LABEL_CHARS", "MAX_TENANT_CHARS", "MAX_TYPE_CHARS", "Outbox", "OutboxRelay", "QueueType", "SpillInUse", "TransportError", "check",
     "current_request_id", "diff", "json_equal", "request_id", "set_request_id", "uuid7", "validate",
 ]
 __version__ = "0.1.0"

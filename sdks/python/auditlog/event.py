@@ -14,14 +14,20 @@ MAX_EVENT_BYTES = 64_000
 MAX_TYPE_CHARS = 64
 MAX_ID_CHARS = 128
 MAX_LABEL_CHARS = 128
+MAX_TENANT_CHARS = 64
+"""Longest ``tenantId``, in characters."""
+DEFAULT_TENANT = "default"
+"""The tenant of an event that names none, as the auditor stores it when the
+delivering token is bound to no tenant."""
 
 _FIELDS = frozenset(
     "id action timestamp actorType actorId targetType targetId changes eventName source "
-    "requestId meta producerId producerSeq ingestedBy via".split()
+    "requestId meta producerId producerSeq ingestedBy via tenantId".split()
 )
 _ACTIONS = frozenset(("viewed", "created", "changed", "deleted"))
 _HYPHENATED = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _SIMPLE = re.compile(r"[0-9a-fA-F]{32}")
+_TENANT_CHARS = re.compile(r"[A-Za-z0-9._-]*")
 _I64_MIN, _I64_MAX, _U64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 
 
@@ -47,6 +53,12 @@ class DataEvent(TypedDict, total=False):
     source: str | None
     requestId: str | None
     meta: dict[str, Any] | None
+    tenantId: str | None
+    """The tenant (a customer of the deployment) the event belongs to: 1 to 64
+    ASCII letters, digits, ``.``, ``_`` or ``-``. Without one it belongs to the
+    default tenant, ``default``, unless it is delivered over HTTP with a token
+    bound to a tenant, which gives it that tenant; such a token may deliver only
+    its tenant's events."""
 
 
 class AuditValidationError(ValueError):
@@ -111,6 +123,19 @@ def _label(field: str, value: Any) -> None:
         raise AuditValidationError(field, "must be a string")
     if len(value) > MAX_LABEL_CHARS:
         raise AuditValidationError(field, "must be at most 128 characters")
+
+
+def _tenant(field: str, value: Any) -> None:
+    """Checks a tenant id as the auditor's ``parse_tenant`` does."""
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise AuditValidationError(field, "must be a string")
+    # Only ASCII is allowed, so characters and bytes agree once the characters are checked.
+    if not _TENANT_CHARS.fullmatch(value):
+        raise AuditValidationError(field, "may hold only letters, digits, `.`, `_` and `-`")
+    if not 0 < len(value) <= MAX_TENANT_CHARS:
+        raise AuditValidationError(field, "must be 1 to 64 characters")
 
 
 def _check_changes(value: Any) -> int:
@@ -188,6 +213,7 @@ def validate(event: Any) -> str:
     _label("eventName", e("eventName"))
     _label("source", e("source"))
     _label("requestId", e("requestId"))
+    _tenant("tenantId", e("tenantId"))
     text = dumps(event)
     if len(text) * 4 > MAX_EVENT_BYTES:
         size = len(text.encode("utf-8"))

@@ -76,15 +76,16 @@ class Auditor:
         ).strip()
 
     def get(self, path: str) -> dict:
-        request = urllib.request.Request(self.url + path, headers={"authorization": f"Bearer {self.admin}"})
+        request = urllib.request.Request(self.url + path, headers={"authorization": f"Bearer {self.operator}"})
         with urllib.request.urlopen(request, timeout=30) as r:
             return json.loads(r.read())
 
     @property
-    def admin(self) -> str:
-        if not hasattr(self, "_admin"):
-            self._admin = self.token("1", "admin")
-        return self._admin
+    def operator(self) -> str:
+        """An operator's token: the producers' report is for operators only (producers deliver for every tenant)."""
+        if not hasattr(self, "_operator"):
+            self._operator = self.token("1", "operator")
+        return self._operator
 
     def producer(self, producer_id: str) -> dict | None:
         for p in self.get("/api/producers")["data"]:

@@ -82,3 +82,20 @@ def test_emit_raises_naming_the_field_and_fills_id_timestamp_source_and_request_
     assert (event["source"], event["requestId"], event["producerSeq"]) == ("unit", "req-7", 1)
     assert event["producerId"] == audit.producer_id
     assert abs(event["timestamp"] - time.time() * 1000) < 5000
+
+
+def test_emit_carries_tenant_id_as_given_leaves_it_out_when_absent_and_refuses_an_invalid_one():
+    kept = Kept()
+    audit = Emitter(source="unit", transport=kept, spill_dir=False, handle_signals=False, linger=0)
+    event = {"action": "viewed", "actorType": "users", "actorId": 1, "targetType": "users", "targetId": 2}
+    for bad in ["", "acme eu", "acme/eu", "acm\u00e9", "t" * 65, 7, "acme\n"]:
+        with pytest.raises(AuditValidationError) as err:
+            audit.emit({**event, "tenantId": bad})
+        assert err.value.field == "tenantId", bad
+    audit.emit({**event, "tenantId": "acme-1.eu_west"})
+    audit.emit(event)
+    audit.close()
+    assert len(kept.lines) == 2
+    assert json.loads(kept.lines[0])["tenantId"] == "acme-1.eu_west"
+    assert "tenantId" not in json.loads(kept.lines[1])
+    assert audit.stats.emitted == 2
