@@ -151,11 +151,11 @@ enum Command {
     /// TOKEN=$(auditlog token …) captures it. Tokens cannot be revoked short of
     /// replacing the key: keep --ttl short.
     #[command(after_help = "Examples:
-  TOKEN=$(auditlog token --data-dir /var/lib/auditlog --subject 1 --role admin)
+  TOKEN=$(auditlog token --data-dir /var/lib/auditlog --subject 1 --role operator)
   auditlog query --token \"$TOKEN\" --since 1h
   curl -s -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:3001/api/producers
   auditlog token --data-dir /var/lib/auditlog --subject 42 --role member --ttl 2h
-  auditlog token --data-dir /var/lib/auditlog --subject billing --role service --ttl 8h")]
+  auditlog token --data-dir /var/lib/auditlog --subject billing --role service --tenant acme --ttl 8h")]
     Token(token::TokenArgs),
     /// Check the verifiable log. With a store: recompute every leaf from its row and
     /// the tree, name every event altered, removed, reordered or inserted behind the

@@ -1,6 +1,6 @@
 //! `auditlog token`: mints a token signed with the data directory's key, for an
 //! operator or a script on the services' host, who holds that key anyway. With the
-//! demo tokens off (`--dev-tokens=false`) it is the way to an admin token for
+//! demo tokens off (`--dev-tokens=false`) it is the way to an operator's token for
 //! `auditlog query`, `/api/producers` and the rest without an external issuer.
 //!
 //! It never creates a key: one it made up would be trusted by no service, so a
