@@ -9,10 +9,11 @@
 
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const TOTAL_TIMEOUT_MS = 60_000;
+const TOTAL_TIMEOUT_MS = 90_000;
 const HISTORY_WAIT_MS = 5_000;
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -273,6 +274,54 @@ async function run() {
   check(tenants.every((t) => t === tenant), `the explorer filtered to tenant ${tenant} showed events of ${[...new Set(tenants)]}`);
   check((await page.getByTestId('filter-tenant').inputValue()) === tenant, 'the tenant filter does not show the tenant');
   log(`tenant ${tenant}: its admin's row shows the tenant, and the explorer shows its ${tenants.length} event(s) only`);
+
+  // 8. The embeddable viewer: the tenant's admin mints a viewer token for its own
+  // user; another site frames /viewer with it, themed dark with an accent, and it
+  // shows that user's events (in the tenant) and its timeline.
+  if (auditorUrl) {
+    const minted = await fetch(`${auditorUrl}/api/viewer-tokens`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/vnd.api+json' },
+      body: JSON.stringify({ data: { type: 'viewer-tokens', attributes: { objectType: 'users', objectId: String(tenantAdminId) } } }),
+    });
+    const mintedText = await minted.text();
+    check(minted.status === 201, `minting a viewer token answered ${minted.status}: ${mintedText}`);
+    const viewerPath = JSON.parse(mintedText).data.attributes.viewerPath;
+    const src = `${baseUrl}${viewerPath}&dark=1&accent=%23d81b60`;
+    // A page of another origin (a server of its own; Chromium refuses a page it
+    // deems public framing a local address) that frames the viewer.
+    const embedder = createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(`<!doctype html><title>embedder</title><iframe title="audit" src="${src}" width="1000" height="700"></iframe>`);
+    });
+    await new Promise((done) => embedder.listen(0, '127.0.0.1', done));
+    const host = await context.newPage();
+    host.on('pageerror', (err) => pageProblems.push(`page error: ${err.message}`));
+    await host.goto(`http://127.0.0.1:${embedder.address().port}/`);
+    const frame = host.frameLocator('iframe');
+    const rows = frame.getByTestId('viewer-event');
+    try {
+      await rows.first().waitFor({ state: 'visible' });
+    } catch {
+      const msg = await frame.getByTestId('viewer-message').textContent().catch(() => '(no page)');
+      throw new Error(`the framed viewer showed no events: ${msg}`);
+    }
+    const shown = await rows.evaluateAll((rs) => rs.map((r) => r.dataset.tenant));
+    check(shown.every((t) => t === tenant), `the viewer showed events of ${[...new Set(shown)]}, expected ${tenant} only`);
+    const look = await frame.locator('html').evaluate((html) => ({
+      dark: html.classList.contains('dark'),
+      accent: getComputedStyle(html).getPropertyValue('--accent').trim(),
+    }));
+    check(look.dark && look.accent === '#d81b60', `the viewer's theme is ${JSON.stringify(look)}`);
+    await frame.getByTestId('viewer-object').filter({ hasText: `users ${tenantAdminId}` }).first().click();
+    await frame.getByTestId('viewer-timeline-title').filter({ hasText: `users ${tenantAdminId}` }).waitFor();
+    await rows.first().waitFor({ state: 'visible' });
+    check(await frame.getByTestId('viewer-more').isHidden(), 'the viewer offers more events than there are');
+    await host.screenshot({ path: join(shotDir, 'website-viewer.png') });
+    await host.close();
+    embedder.close();
+    log(`viewer: framed by another page, dark with an accent, ${shown.length} event(s) of ${tenant} and the user's timeline`);
+  }
 
   const jsErrors = pageProblems.filter((p) => p.startsWith('page error'));
   check(jsErrors.length === 0, `the page threw: ${jsErrors.join('; ')}`);

@@ -29,6 +29,7 @@ mod reads;
 pub mod rights;
 pub mod sinks;
 mod stream;
+mod viewer_tokens;
 
 pub use filters::{EventFilters, QueryParams};
 pub use query::parse_query_string;
@@ -95,6 +96,9 @@ pub struct AuditorState {
     /// The log streams this auditor delivers (`/api/sinks` shows their status
     /// and sends test events through it); `None` where none run (tests).
     pub sinks: Option<auditlog_sinks::Sinks>,
+    /// Signs the viewer tokens `POST /api/viewer-tokens` mints (the data
+    /// directory's token key); `None` where the auditor holds no key (tests).
+    pub token_issuer: Option<auditlog_auth::TokenIssuer>,
 }
 
 impl AuditorState {
@@ -122,7 +126,14 @@ impl AuditorState {
             read_commits,
             clock_skew_tolerance: DEFAULT_CLOCK_SKEW_TOLERANCE,
             sinks: None,
+            token_issuer: None,
         }
+    }
+
+    /// The same state minting viewer tokens with `issuer`.
+    pub fn with_token_issuer(mut self, issuer: auditlog_auth::TokenIssuer) -> Self {
+        self.token_issuer = Some(issuer);
+        self
     }
 
     /// The same state flagging events whose timestamp is more than `tolerance`
@@ -217,6 +228,7 @@ pub fn router(state: AuditorState) -> Router {
         .route("/api/{target_type}/{target_id}/diff", get(history::diff))
         .route("/api/producers", get(producers::list))
         .route("/api/erasures", post(erasure::erase))
+        .route("/api/viewer-tokens", post(viewer_tokens::mint))
         .route("/api/sinks", get(sinks::list).post(sinks::create))
         .route(
             "/api/sinks/{name}",

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use auditlog_auth::rights::{CurrentRights, RIGHTS_CHANGED, RightsCheck, RightsFuture, allows};
-use auditlog_auth::{AuthError, Principal, Role};
+use auditlog_auth::{AuthError, Principal};
 use auditlog_event::ObjectType;
 use auditlog_store::{AuditStore, EventQuery, ObjectKey, Order};
 
@@ -95,7 +95,9 @@ impl StoreRights {
 impl RightsCheck for StoreRights {
     fn check<'a>(&'a self, principal: &'a Principal) -> RightsFuture<'a> {
         Box::pin(async move {
-            if principal.role == Role::Service {
+            // Services and viewer tokens are not users: nothing of theirs is
+            // in the log's rights events.
+            if !principal.is_a_user() {
                 return Ok(());
             }
             let rights = match self.remembered(&principal.subject) {

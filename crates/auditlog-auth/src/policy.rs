@@ -19,6 +19,9 @@ pub const PRINCIPAL_TYPE: &str = "users";
 /// The object type services are, as actors in events.
 pub const SERVICE_TYPE: &str = "services";
 
+/// The object type viewer tokens are, as actors in the events of their reads.
+pub const VIEWER_TYPE: &str = "viewers";
+
 /// The `source` of the events the auditor records itself (its `audit.read`
 /// records of reads): reserved, so that no producer can pass its events off as
 /// the auditor's.
@@ -73,6 +76,9 @@ pub enum Role {
     User,
     /// Another auditlog process, e.g. the primary API delivering events.
     Service,
+    /// A short-lived, read-only token an application hands its customer for the
+    /// embeddable viewer: the events of one tenant, or of one object in it.
+    Viewer,
 }
 
 impl Role {
@@ -82,6 +88,7 @@ impl Role {
             Role::Admin => "admin",
             Role::User => "user",
             Role::Service => "service",
+            Role::Viewer => "viewer",
         }
     }
 }
@@ -96,6 +103,10 @@ pub struct Principal {
     /// [`DEFAULT_TENANT`] when the token names none), or [`ANY_TENANT`] for a
     /// service that delivers for every tenant.
     pub tenant: String,
+    /// The one object (type, and the text form of its id) a viewer token is
+    /// confined to, as actor or target; `None` for the whole tenant, and for
+    /// every other role.
+    pub object: Option<(String, String)>,
 }
 
 /// Which events a principal may read.
@@ -154,6 +165,7 @@ impl Principal {
             subject,
             role,
             tenant: DEFAULT_TENANT.into(),
+            object: None,
         })
     }
 
@@ -162,6 +174,19 @@ impl Principal {
     pub fn in_tenant(mut self, tenant: impl Into<String>) -> Self {
         self.tenant = tenant.into();
         self
+    }
+
+    /// The same principal confined to one object (a viewer token's scope).
+    pub fn confined_to(mut self, object_type: impl Into<String>, id: impl Into<String>) -> Self {
+        self.object = Some((object_type.into(), id.into()));
+        self
+    }
+
+    /// Whether this principal is a person of the deployment's user base (not a
+    /// service, not a viewer token), whose rights the [`crate::rights`] checks
+    /// compare with the user's own.
+    pub fn is_a_user(&self) -> bool {
+        matches!(self.role, Role::Operator | Role::Admin | Role::User)
     }
 
     /// An admin of its tenant, or an operator (an admin of every tenant).
@@ -188,6 +213,7 @@ impl Principal {
         let object_type = match self.role {
             Role::Operator | Role::Admin | Role::User => PRINCIPAL_TYPE,
             Role::Service => SERVICE_TYPE,
+            Role::Viewer => VIEWER_TYPE,
         };
         let id = match self.subject.parse::<i64>() {
             Ok(n) => ObjectId::from(n),
@@ -206,6 +232,7 @@ impl Principal {
         let object_type = match self.role {
             Role::Operator | Role::Admin | Role::User => PRINCIPAL_TYPE,
             Role::Service => SERVICE_TYPE,
+            Role::Viewer => VIEWER_TYPE,
         };
         format!("{object_type}/{}", self.subject)
     }
@@ -223,6 +250,16 @@ impl Principal {
                 id: self.subject.clone(),
             },
             Role::Service => EventScope::Nothing,
+            Role::Viewer => match &self.object {
+                Some((object_type, id)) => EventScope::Involving {
+                    tenant: self.tenant.clone(),
+                    object_type: object_type.clone(),
+                    id: id.clone(),
+                },
+                None => EventScope::Tenant {
+                    tenant: self.tenant.clone(),
+                },
+            },
         }
     }
 
@@ -268,6 +305,12 @@ impl Principal {
         self.role == Role::Service
     }
 
+    /// Whether this principal may read the users of its tenant: anyone but a
+    /// viewer token, which shows audit events and nothing else.
+    pub fn may_read_users(&self) -> bool {
+        self.role != Role::Viewer
+    }
+
     /// Whether this principal may create users.
     pub fn may_create_users(&self) -> bool {
         self.is_admin()
@@ -281,7 +324,7 @@ impl Principal {
             Role::Operator => true,
             Role::Admin => self.tenant == user_tenant,
             Role::User => self.subject == user_id && self.tenant == user_tenant,
-            Role::Service => false,
+            Role::Service | Role::Viewer => false,
         }
     }
 
@@ -315,7 +358,7 @@ impl Principal {
         match self.role {
             Role::Operator | Role::Admin => true,
             Role::User => self.subject == author_id || self.is(target_type, target_id),
-            Role::Service => false,
+            Role::Service | Role::Viewer => false,
         }
     }
 
@@ -329,13 +372,13 @@ impl Principal {
         match self.role {
             Role::Operator | Role::Admin => true,
             Role::User => self.is(target_type, target_id),
-            Role::Service => false,
+            Role::Service | Role::Viewer => false,
         }
     }
 
     /// Whether `object_type`/`id` names this principal as a user.
     fn is(&self, object_type: &str, id: &str) -> bool {
-        self.role != Role::Service && object_type == PRINCIPAL_TYPE && id == self.subject
+        self.is_a_user() && object_type == PRINCIPAL_TYPE && id == self.subject
     }
 }
 

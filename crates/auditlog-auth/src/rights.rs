@@ -60,7 +60,7 @@ pub trait RightsCheck: Send + Sync + 'static {
 /// The one rule: `principal` may act when its token's role is no more than the
 /// user's current one. Services are not users and are not checked here.
 pub fn allows(principal: &Principal, current: CurrentRights) -> Result<(), AuthError> {
-    if principal.role == Role::Service {
+    if !principal.is_a_user() {
         return Ok(());
     }
     match current {
@@ -95,7 +95,7 @@ pub fn allows(principal: &Principal, current: CurrentRights) -> Result<(), AuthE
 /// How much a role may do, for comparing a token's with a user's.
 fn rank(role: Role) -> u8 {
     match role {
-        Role::Service => 0,
+        Role::Service | Role::Viewer => 0,
         Role::User => 1,
         Role::Admin => 2,
         Role::Operator => 3,
@@ -124,7 +124,7 @@ pub fn rights_in_event(event: &Value) -> CurrentRights {
             match (next, tenant) {
                 // A role that is not a person's role takes every right away
                 // rather than none.
-                (Some(Role::Service), _) => CurrentRights::Deleted,
+                (Some(Role::Service | Role::Viewer), _) => CurrentRights::Deleted,
                 (None, _) if names_a_role => CurrentRights::Deleted,
                 (role, Some(tenant)) => CurrentRights::Moved { role, tenant },
                 (Some(role), None) => CurrentRights::Role(role),

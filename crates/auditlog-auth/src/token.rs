@@ -25,6 +25,9 @@ struct Claims {
     sub: String,
     role: Role,
     tenant: String,
+    /// A viewer token's object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<ClaimedObject>,
     iss: String,
     aud: String,
     iat: u64,
@@ -77,6 +80,10 @@ impl TokenIssuer {
             sub: principal.subject.clone(),
             role: principal.role,
             tenant: principal.tenant.clone(),
+            scope: principal
+                .object
+                .clone()
+                .map(|(object_type, id)| ClaimedObject { object_type, id }),
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
             iat: now,
@@ -102,12 +109,23 @@ struct VerifiedClaims {
     /// The principal's tenant; a token without one is of the default tenant.
     #[serde(default)]
     tenant: Option<String>,
+    /// The one object a viewer token is confined to.
+    #[serde(default)]
+    scope: Option<ClaimedObject>,
     nbf: u64,
     exp: u64,
 }
 
 fn default_role() -> Role {
     Role::User
+}
+
+/// An object named in a token (a viewer token's scope).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ClaimedObject {
+    #[serde(rename = "type")]
+    object_type: String,
+    id: String,
 }
 
 /// One key tokens may be signed with, and the `iss`/`aud` its tokens must carry.
@@ -309,6 +327,17 @@ impl TokenVerifier {
                 let tenant = auditlog_event::parse_tenant("tenant", &tenant)
                     .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
                 principal.in_tenant(tenant)
+            }
+        };
+        let principal = match claims.scope {
+            None => principal,
+            Some(object) if principal.role == Role::Viewer => {
+                principal.confined_to(object.object_type, object.id)
+            }
+            Some(_) => {
+                return Err(AuthError::InvalidToken(
+                    "only a viewer token is confined to an object".into(),
+                ));
             }
         };
         if let Ok(mut verified) = self.verified.lock() {

@@ -373,6 +373,11 @@ impl Users {
     /// Every user the actor may see (an operator's every user, anyone else's
     /// own tenant's); each one returned is `viewed`.
     pub async fn list(&self, actor: &Actor) -> Result<Vec<User>, DataError> {
+        if !actor.principal.may_read_users() {
+            return Err(DataError::Forbidden(
+                "a viewer token reads audit events only",
+            ));
+        }
         let operator = actor.principal.is_operator();
         let tenant = actor.principal.tenant.clone();
         let users: Vec<User> = on_db!(self.db, readers, |pool, dialect| {
@@ -396,6 +401,11 @@ impl Users {
 
     /// One user, `viewed`.
     pub async fn get(&self, actor: &Actor, id: i64) -> Result<User, DataError> {
+        if !actor.principal.may_read_users() {
+            return Err(DataError::Forbidden(
+                "a viewer token reads audit events only",
+            ));
+        }
         let user = self
             .find_unaudited(id)
             .await?
@@ -600,7 +610,8 @@ impl Users {
 impl RightsCheck for Users {
     fn check<'a>(&'a self, principal: &'a Principal) -> RightsFuture<'a> {
         Box::pin(async move {
-            if principal.role == Role::Service {
+            // Services and viewer tokens are not rows of the users table.
+            if !principal.is_a_user() {
                 return Ok(());
             }
             allows(principal, self.current_rights(principal).await?)

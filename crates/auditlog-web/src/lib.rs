@@ -17,6 +17,9 @@ use axum::routing::{any, get};
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
 const STYLE_CSS: &str = include_str!("../assets/style.css");
+const VIEWER_HTML: &str = include_str!("../assets/viewer.html");
+const VIEWER_JS: &str = include_str!("../assets/viewer.js");
+const VIEWER_CSS: &str = include_str!("../assets/viewer.css");
 
 /// Request headers passed through to the primary API. `X-Request-Id` is not among
 /// them: the website sends its own id for the request (which the primary API
@@ -116,6 +119,17 @@ pub fn router(state: WebState) -> Router {
             "/style.css",
             get(|| asset(STYLE_CSS, "text/css; charset=utf-8")),
         )
+        // The embeddable viewer: its page may be framed by any site (the token
+        // in its URL is what it shows; nothing on it acts).
+        .route("/viewer", get(viewer_page))
+        .route(
+            "/viewer.js",
+            get(|| asset(VIEWER_JS, "text/javascript; charset=utf-8")),
+        )
+        .route(
+            "/viewer.css",
+            get(|| asset(VIEWER_CSS, "text/css; charset=utf-8")),
+        )
         .merge(auditlog_http::service_routes(
             state.readiness.clone(),
             state.metrics.clone(),
@@ -143,18 +157,52 @@ async fn asset(body: &'static str, content_type: &'static str) -> Response {
 
 /// The page's security policy: scripts, styles and connections from this origin
 /// only (no inline script, no `eval`), images from here or `data:` (the empty
-/// icon), never framed. The embeddable viewer will set its own `frame-ancestors`.
+/// icon), never framed. The embeddable viewer sets its own
+/// ([`VIEWER_SECURITY_POLICY`]).
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
     style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; \
     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
+/// The viewer's policy: the page's, except that any site may frame it, which is
+/// what it is for. A viewer token is read-only and short-lived, and the page
+/// has nothing to click that changes anything, so framing it cannot trick its
+/// reader into an action.
+pub const VIEWER_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+    style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; \
+    base-uri 'none'; form-action 'self'; frame-ancestors *";
+
 /// Sets [`CONTENT_SECURITY_POLICY`] on every answer of the website (proxied ones
-/// too: they are read by the page, never shown as pages).
+/// too: they are read by the page, never shown as pages) that has not set its
+/// own (the viewer).
 async fn page_policy(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
-    response.headers_mut().insert(
+    if !response
+        .headers()
+        .contains_key(header::CONTENT_SECURITY_POLICY)
+    {
+        response.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        );
+    }
+    response
+}
+
+/// `GET /viewer`: the embeddable viewer's page, frameable by any site (its
+/// `frame-ancestors *` stands in for `X-Frame-Options`, which browsers ignore
+/// beside it, and which is therefore left out).
+async fn viewer_page() -> Response {
+    let mut response = asset(VIEWER_HTML, "text/html; charset=utf-8").await;
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        HeaderValue::from_static(VIEWER_SECURITY_POLICY),
+    );
+    // Set, so that the edge's `DENY` is not; `frame-ancestors` is what browsers
+    // follow, and `ALLOWALL` is no value any of them blocks on.
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("ALLOWALL"),
     );
     response
 }

@@ -120,6 +120,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         .with_metrics(metrics.clone())
         .with_log_key(log_key)
         .with_sinks(sinks)
+        .with_token_issuer(issuer.clone())
         .with_clock_skew_tolerance(args.log.clock_skew_tolerance);
     auditor_state.readiness = consumer_check(auditor_state.readiness, consumer_status);
     auditor_state.readiness =
@@ -326,7 +327,7 @@ pub async fn auditor(args: AuditorArgs) -> Result<()> {
     let data_dir = &args.data.data_dir;
     crate::hardening::private_data_dir(data_dir)?;
     let metrics = install_metrics()?;
-    let (_, verifier) = keys(data_dir, &args.tokens)?;
+    let (issuer, verifier) = keys(data_dir, &args.tokens)?;
     let edge = edge(&args.edge, 1)?;
     let store = shredding(
         open_store(data_dir, args.store_url.as_deref()).await?,
@@ -376,6 +377,7 @@ pub async fn auditor(args: AuditorArgs) -> Result<()> {
         .with_metrics(metrics)
         .with_log_key(log_key)
         .with_sinks(sinks)
+        .with_token_issuer(issuer)
         .with_clock_skew_tolerance(args.log.clock_skew_tolerance);
     if let Some(query_store) = query_store {
         state = state.with_query_store(query_store);

@@ -29,6 +29,9 @@ struct Tenant {
     member_id: i64,
     /// Its service, at the auditor only (services read nothing).
     service: Client,
+    /// A viewer token its admin minted for its member, at the primary API and
+    /// at the auditor.
+    viewer: (Client, Client),
     note_id: String,
     /// A log stream its admin made (bound to the tenant).
     sink: String,
@@ -120,6 +123,7 @@ async fn no_route_of_either_api_answers_or_counts_another_tenants_data() {
             ("admin", &me.admin.0, &me.admin.1),
             ("member", &me.member.0, &me.member.1),
             ("service", &me.service, &me.service),
+            ("viewer", &me.viewer.0, &me.viewer.1),
         ];
         for (role, at_api, at_auditor) in principals {
             for (base, document) in &documents {
@@ -309,6 +313,9 @@ async fn tenant(
     let token = mint_service_token(dir, &format!("svc-{name}-{}", std::process::id()), name);
     let mut service = Client::new(&urls.auditor);
     service.token = Some(token);
+    let viewer_token = mint_viewer_token(&at(&urls.auditor, &admin), "users", member_id).await;
+    let mut viewer = Client::new(&urls.api);
+    viewer.token = Some(viewer_token);
     let tenant = Tenant {
         name,
         admin: (admin.clone(), at(&urls.auditor, &admin)),
@@ -316,6 +323,7 @@ async fn tenant(
         member: (member.clone(), at(&urls.auditor, &member)),
         member_id,
         service,
+        viewer: (viewer.clone(), at(&urls.auditor, &viewer)),
         note_id: note.body["data"]["id"].as_str().unwrap().to_owned(),
         // Named without the marker: `/metrics`, the deployment's own monitoring,
         // labels sinks by name; the other tenant's sink is found out by its URL.
@@ -587,6 +595,14 @@ fn requests(method: &str, template: &str, other: &Tenant) -> Vec<Request> {
             names_the_other_tenant: true,
             harmless_write: false,
         }],
+        ("POST", "/api/viewer-tokens") => vec![Request {
+            path: template.to_owned(),
+            body: Some(json!({"data": {"type": "viewer-tokens", "attributes": {
+                "tenantId": other.name,
+            }}})),
+            names_the_other_tenant: true,
+            harmless_write: false,
+        }],
         ("GET", "/api/notes/{id}") => vec![aimed(format!("/api/notes/{}", other.note_id))],
         (method, path) => panic!(
             "{method} {path} is a route this test does not know: say in `requests` how to \
@@ -682,6 +698,23 @@ fn at(base: &str, client: &Client) -> Client {
     let mut other = Client::new(base);
     other.token = client.token.clone();
     other
+}
+
+/// A viewer token `admin` (a client at the auditor) mints for one object.
+async fn mint_viewer_token(admin: &Client, object_type: &str, object_id: i64) -> String {
+    let minted = admin
+        .post(
+            "/api/viewer-tokens",
+            json!({"data": {"type": "viewer-tokens", "attributes": {
+                "objectType": object_type, "objectId": object_id.to_string(),
+            }}}),
+        )
+        .await;
+    assert_eq!(minted.status, 201, "{}", minted.body);
+    minted.body["data"]["attributes"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 fn mint_service_token(dir: &std::path::Path, subject: &str, tenant: &str) -> String {
@@ -790,5 +823,97 @@ async fn an_admin_erases_personal_data_in_its_own_tenant_only() {
     .await;
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0]["attributes"]["tenantId"], "acme");
+    running.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_token_reads_its_objects_events_and_nothing_else() {
+    let (_tmp, dir) = data_dir();
+    let running = Running::up(&dir);
+    let urls = running.urls.clone();
+    let operator = Client::new(&urls.api).login(1).await;
+    let operator_at_auditor = at(&urls.auditor, &operator);
+    let mut acme = tenant("acme", &operator, &urls, &dir).await;
+    acme.event_ids = stored_ids(&operator_at_auditor, acme.name, &acme.invoice()).await;
+    let (viewer, viewer_at_auditor) = (&acme.viewer.0, &acme.viewer.1);
+
+    // Its object's events, through the primary API as the embedded page reads them.
+    let on_member =
+        common::all_events(viewer, &format!("/events/on/users/{}", acme.member_id)).await;
+    assert!(!on_member.is_empty());
+    let everything = common::all_events(viewer, "/api/data-events").await;
+    for event in &everything {
+        let a = &event["attributes"];
+        let involved = [("actorType", "actorId"), ("targetType", "targetId")]
+            .iter()
+            .any(|(t, i)| a[*t] == "users" && a[*i] == json!(acme.member_id));
+        assert!(
+            involved,
+            "a viewer of users/{} read {event}",
+            acme.member_id
+        );
+        assert_eq!(a["tenantId"], "acme");
+    }
+    // Another object of its own tenant, the users, notes, any write: refused.
+    for path in [
+        format!("/events/on/users/{}", acme.admin_id),
+        format!("/events/on/invoices/{}", acme.invoice()),
+        "/api/users".to_owned(),
+        format!("/api/users/{}", acme.member_id),
+        format!("/api/notes/{}", acme.note_id),
+    ] {
+        let answer = viewer.get(&path).await;
+        assert!(
+            [403, 404].contains(&answer.status),
+            "a viewer read {path}: {} {}",
+            answer.status,
+            answer.body
+        );
+    }
+    for (path, body) in [
+        (
+            "/api/viewer-tokens",
+            json!({"data": {"type": "viewer-tokens"}}),
+        ),
+        (
+            "/api/erasures",
+            json!({"data": {"type": "erasures", "attributes": {
+                "subjectType": "users", "subjectId": acme.member_id.to_string()}}}),
+        ),
+        (
+            "/api/sinks",
+            json!({"data": {"type": "sinks", "id": "v", "attributes": {
+                "kind": "webhook", "url": "http://127.0.0.1:9/"}}}),
+        ),
+    ] {
+        let answer = viewer_at_auditor.post(path, body).await;
+        assert_eq!(
+            answer.status, 403,
+            "a viewer posted to {path}: {}",
+            answer.body
+        );
+    }
+    let ingest_refused = ingest(viewer_at_auditor, "", "viewer", "inv-viewer").await;
+    assert_eq!(ingest_refused.status, 403, "{}", ingest_refused.body);
+    // Minting was recorded in acme, and so were the viewer's reads, as `viewers/<id>`.
+    let minted = common::all_events(
+        &operator_at_auditor,
+        "/api/data-events?filter[tenantId]=acme&filter[eventName]=audit.viewer_token_minted",
+    )
+    .await;
+    assert_eq!(minted.len(), 1, "{minted:?}");
+    assert_eq!(
+        minted[0]["attributes"]["changes"]["scope"]["next"],
+        format!("users/{}", acme.member_id)
+    );
+    let reads = common::all_events(
+        &operator_at_auditor,
+        &format!(
+            "/api/data-events?filter[tenantId]=acme&filter[actorType]=viewers&filter[actorId]={}",
+            minted[0]["attributes"]["targetId"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert!(!reads.is_empty(), "the viewer's reads are recorded");
     running.terminate();
 }

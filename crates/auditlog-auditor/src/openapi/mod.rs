@@ -31,7 +31,7 @@ use axum::response::Response;
 use utoipa::OpenApi;
 
 use crate::log::routes as log;
-use crate::{activity, erasure, history, ingest, producers, query, sinks, stream};
+use crate::{activity, erasure, history, ingest, producers, query, sinks, stream, viewer_tokens};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -63,6 +63,7 @@ use crate::{activity, erasure, history, ingest, producers, query, sinks, stream}
         sinks::update,
         sinks::delete,
         sinks::test,
+        viewer_tokens::mint,
         log::consistency,
         log::checkpoint,
         log::key,
@@ -79,6 +80,7 @@ use crate::{activity, erasure, history, ingest, producers, query, sinks, stream}
         (name = "history", description = "An object's state and changes over time"),
         (name = "erasure", description = "Erasing a data subject's personal data by deleting its key (crypto-shredding)"),
         (name = "log", description = "The verifiable log: RFC 9162 Merkle tree, C2SP checkpoints, tiles and proofs"),
+        (name = "viewer", description = "Short-lived read-only tokens for the embeddable viewer of one tenant's events"),
         (name = "sinks", description = "Log streams: every event delivered in log order to webhooks, syslog, Splunk, Datadog or files"),
         (name = "service", description = "Health and this document; no token needed"),
     )
