@@ -205,13 +205,20 @@ async function run() {
   // 5b. Erase the user's personal data at the auditor (when the test names it): the same
   // history then shows its name and email as erased in every change, and neither value.
   if (auditorUrl) {
-    const token = await (await fetch(`${baseUrl}/tokens/1`)).text();
-    const erased = await fetch(`${auditorUrl}/api/erasures`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/vnd.api+json' },
-      body: JSON.stringify({ data: { type: 'erasures', attributes: { subjectType: 'users', subjectId: userId } } }),
+    // The page asks first: a dismissed confirmation erases nothing.
+    const confirmations = [];
+    page.removeAllListeners('dialog');
+    page.on('dialog', (d) => {
+      confirmations.push(d.message());
+      if (confirmations.length === 1) d.dismiss(); else d.accept();
     });
-    check(erased.status === 201, `POST /api/erasures answered ${erased.status}: ${await erased.text()}`);
+    await page.getByTestId('erase-personal-data').click();
+    await page.getByTestId('erase-personal-data').click();
+    check(confirmations.length === 2 && confirmations[0].includes(`users ${userId}`),
+      `the erasure was not confirmed first: ${JSON.stringify(confirmations)}`);
+    page.removeAllListeners('dialog');
+    page.on('dialog', (d) => d.accept());
+    await page.getByTestId('status').filter({ hasText: 'Erased the personal data' }).waitFor();
     const shown = await poll(async () => {
       await page.getByTestId('refresh-history').click();
       events = await readEvents('events-on');
@@ -224,7 +231,11 @@ async function run() {
     }, HISTORY_WAIT_MS, 500);
     check(shown, `after the erasure the "Done to" list still shows personal values: ${JSON.stringify(events.map((e) => e.diffs))}`);
     await page.screenshot({ path: erasedShot, fullPage: true });
-    log(`after the erasure the history shows the name and email as [erased]; screenshot: ${erasedShot}`);
+    const records = await (await fetch(`${auditorUrl}/api/data-events?filter[eventName]=audit.erased`, {
+      headers: { authorization: `Bearer ${await (await fetch(`${baseUrl}/tokens/1`)).text()}` },
+    })).json();
+    check(records.data?.length === 1, `one erasure is recorded, not ${records.data?.length}`);
+    log(`after the confirmed erasure the history shows the name and email as [erased]; screenshot: ${erasedShot}`);
   }
 
   // 6. Clean up: delete the user; its row goes away.

@@ -23,10 +23,11 @@ use crate::routes;
 use crate::routes::notes::{self, NoteResource};
 use crate::routes::users::{self, UserResource};
 
-/// The auditor's routes that the primary API answers by proxying them (`GET` only),
-/// with the caller's token, to the auditor: the audit queries, and the verifiable
-/// log's key, checkpoint and proofs, which the website checks in the browser.
-pub const PROXIED: [&str; 14] = [
+/// The auditor's routes that the primary API answers by proxying them, with the
+/// caller's token, to the auditor: the audit queries, and the verifiable log's
+/// key, checkpoint and proofs, which the website checks in the browser (`GET`);
+/// and erasures, which the website asks for (`POST`).
+pub const PROXIED: [&str; 15] = [
     "/events/by/{actor_type}/{actor_id}",
     "/events/on/{target_type}/{target_id}",
     "/api/data-events",
@@ -41,6 +42,7 @@ pub const PROXIED: [&str; 14] = [
     "/api/{target_type}/{target_id}/state",
     "/api/{target_type}/{target_id}/diff",
     "/api/sinks",
+    "/api/erasures",
 ];
 
 #[derive(OpenApi)]
@@ -103,8 +105,9 @@ pub(crate) async fn serve_document(State(document): State<DocumentJson>) -> Resp
     json_document(&document)
 }
 
-/// Copies the auditor's `GET` operations of the [`PROXIED`] routes, and the
-/// components they refer to, from the auditor's document it holds.
+/// Copies the auditor's operations of the [`PROXIED`] routes (`GET`, or `POST`
+/// where the route has no `GET`), and the components they refer to, from the
+/// auditor's document it holds.
 struct ProxiedRoutes(utoipa::openapi::OpenApi);
 
 impl Modify for ProxiedRoutes {
@@ -114,13 +117,17 @@ impl Modify for ProxiedRoutes {
             .into_iter()
             .filter(|(path, _)| PROXIED.contains(&path.as_str()))
             .filter_map(|(path, item)| {
-                let mut operation = item.get?;
+                let (method, mut operation) = match (item.get, item.post) {
+                    (Some(get), _) => (HttpMethod::Get, get),
+                    (None, Some(post)) => (HttpMethod::Post, post),
+                    (None, None) => return None,
+                };
                 operation.description = Some(format!(
                     "{} Proxied to the auditor with the caller's token; 503 when the \
                      auditor cannot be reached.",
                     operation.description.unwrap_or_default()
                 ));
-                Some((path, PathItem::new(HttpMethod::Get, operation)))
+                Some((path, PathItem::new(method, operation)))
             })
             .collect();
         auditor.paths.paths = proxied;
@@ -179,7 +186,13 @@ mod tests {
         let mut paths = utoipa::openapi::path::PathsBuilder::new();
         for path in PROXIED {
             let operation = utoipa::openapi::path::OperationBuilder::new().build();
-            paths = paths.path(path, PathItem::new(HttpMethod::Get, operation));
+            // As the auditor documents them: erasures are its one write proxied.
+            let method = if path == "/api/erasures" {
+                HttpMethod::Post
+            } else {
+                HttpMethod::Get
+            };
+            paths = paths.path(path, PathItem::new(method, operation));
         }
         utoipa::openapi::OpenApiBuilder::new().paths(paths).build()
     }

@@ -462,6 +462,11 @@ function renderSubject() {
   const act = $('#history-activity');
   act.href = actorHref('users', id);
   act.setAttribute('aria-label', `Activity of ${label}`);
+  // Erasing is for admins and operators; the auditor checks it again.
+  const me = state.users.get(String(ACTOR_ID));
+  const erase = $('#erase-history');
+  erase.hidden = !['admin', 'operator'].includes(me?.attributes?.role);
+  erase.setAttribute('aria-label', `Erase the personal data of ${label}`);
 }
 
 function openHistory(id) {
@@ -489,6 +494,38 @@ function closeHistory() {
   markSelected();
   const row = id && state.rows.get(id);
   if (row) $('[data-testid="history"]', row).focus();
+}
+
+/**
+ * Erases the open user's personal data from the audit log (crypto-shredding), after
+ * the person confirmed it: the auditor deletes the user's key, and the log records
+ * who did it. The events stay; their personal values read as erased from then on.
+ */
+async function erasePersonalData(button) {
+  if (!state.subject) return;
+  const { id } = state.subject;
+  const user = state.users.get(String(id));
+  const label = user?.attributes?.name || `user ${id}`;
+  const tenant = user?.attributes?.tenant;
+  const sure = confirm(`Erase the personal data of ${label} (users ${id}) from the audit log?\n\n`
+    + 'Its name and email will read as erased in every recorded event, for good. '
+    + 'Who did what stays; the erasure itself is recorded.');
+  if (!sure) return;
+  button.disabled = true;
+  clearError();
+  try {
+    const attributes = { subjectType: 'users', subjectId: String(id) };
+    if (tenant) attributes.tenantId = tenant;
+    const doc = await api('POST', '/api/erasures', { data: { type: 'erasures', attributes } });
+    const existed = doc?.data?.attributes?.keyExisted;
+    showStatus(existed ? `Erased the personal data of ${label} from the audit log.`
+      : `Nothing personal of ${label} was recorded; the request is recorded all the same.`);
+    refreshHistorySoon();
+  } catch (err) {
+    showError(err);
+  } finally {
+    button.disabled = false;
+  }
 }
 
 function refreshHistorySoon() {
@@ -2186,6 +2223,7 @@ function start() {
   $('#refresh-users').addEventListener('click', () => { clearError(); loadUsers().catch(showError); });
   $('#refresh-sinks').addEventListener('click', () => { clearError(); loadSinks().catch(showError); });
   $('#refresh-history').addEventListener('click', () => { clearError(); loadHistory(); });
+  $('#erase-history').addEventListener('click', (ev) => erasePersonalData(ev.currentTarget));
   $('#close-history').addEventListener('click', closeHistory);
   $('#show-viewed').addEventListener('change', (ev) => {
     $('#history-panel').classList.toggle('hide-viewed', !ev.currentTarget.checked);

@@ -1,8 +1,8 @@
 //! The audit query routes and the verifiable log's routes (key, checkpoint,
 //! inclusion and consistency proofs), answered by the auditor.
 
-use auditlog_http::{ApiError, Authenticated, RequestId};
-use axum::extract::{OriginalUri, State};
+use auditlog_http::{ApiError, Authenticated, RequestId, read_body};
+use axum::extract::{OriginalUri, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
@@ -66,6 +66,59 @@ pub(super) async fn to_auditor(
     }
     response
         .body(axum::body::Body::from_stream(answer.bytes_stream()))
+        .map_err(ApiError::internal)
+}
+
+/// Largest body passed on to the auditor: its write routes take one small
+/// document (an erasure).
+const MAX_FORWARDED_BODY_BYTES: usize = 16 * 1024;
+
+/// The auditor's write routes the website calls (an erasure): the body and its
+/// type go along with the caller's token, and the auditor decides, as it does
+/// for reads. The answer is small and comes back whole.
+pub(super) async fn post_to_auditor(
+    State(state): State<ApiState>,
+    Authenticated(_): Authenticated,
+    request_id: RequestId,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".to_owned());
+    let headers = request.headers().clone();
+    let body = read_body(request, MAX_FORWARDED_BODY_BYTES).await?;
+    let mut forwarded = state
+        .http
+        .post(format!("{}{path_and_query}", state.auditor_url))
+        .body(body);
+    for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
+        if let Some(value) = headers.get(&name) {
+            forwarded = forwarded.header(name, value.clone());
+        }
+    }
+    if let Some(value) = request_id.header_value() {
+        forwarded = forwarded.header(auditlog_http::request_id::REQUEST_ID_HEADER, value);
+    }
+    let answer = forwarded
+        .send()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the auditor is unreachable: {e}")))?;
+    let status = StatusCode::from_u16(answer.status().as_u16()).map_err(ApiError::internal)?;
+    let content_type = answer
+        .headers()
+        .get(header::CONTENT_TYPE.as_str())
+        .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok())
+        .unwrap_or_else(|| HeaderValue::from_static(auditlog_http::JSON_API));
+    let bytes = answer
+        .bytes()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the auditor's answer broke off: {e}")))?;
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(axum::body::Body::from(bytes))
         .map_err(ApiError::internal)
 }
 
