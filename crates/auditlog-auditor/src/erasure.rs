@@ -152,18 +152,7 @@ pub(crate) async fn erase(
         )));
     }
     let subject = asked.data.attributes;
-    let tenant = match &subject.tenant_id {
-        Some(tenant) => auditlog_event::parse_tenant("tenantId", tenant)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?,
-        None if principal.is_operator() => auditlog_event::DEFAULT_TENANT.to_owned(),
-        None => principal.tenant.clone(),
-    };
-    if !principal.may_enter(&tenant) {
-        return Err(ApiError::forbidden(format!(
-            "you may erase personal data in your tenant, `{}`, only",
-            principal.tenant
-        )));
-    }
+    let tenant = crate::query::tenant_named(&principal, subject.tenant_id.as_deref())?;
     let target = ObjectType::parse("subjectType", subject.subject_type.clone())
         .and_then(|t| {
             Ok(ObjectRef::new(
@@ -186,9 +175,7 @@ pub(crate) async fn erase(
         .map_err(|e| ApiError::unavailable(format!("the key could not be erased: {e}")))?;
     let mut event = erased_event(actor, target, key_existed, request_id.as_str());
     // Recorded in the subject's tenant, whose admins answer for its erasures.
-    if tenant != auditlog_event::DEFAULT_TENANT {
-        event.tenant_id = Some(tenant.clone());
-    }
+    event.set_tenant(&tenant);
     insert_measured(&*state.store, std::slice::from_ref(&event), Via::Auditor)
         .await
         .map_err(|e| {

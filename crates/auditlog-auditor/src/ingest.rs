@@ -119,8 +119,7 @@ pub(crate) async fn ingest(
         by: principal.name(),
         via: "http",
         may_publish_rights: principal.may_publish_rights(),
-        tenant: (!principal.is_operator() && principal.tenant != auditlog_auth::ANY_TENANT)
-            .then(|| principal.tenant.clone()),
+        tenant: principal.bound_tenant().map(str::to_owned),
     };
     let (events, refused) = state
         .intake

@@ -55,9 +55,8 @@ impl Delivered {
     fn stamp_tenant(&self, mut event: DataEvent) -> DataEvent {
         if event.tenant_id.is_none()
             && let Some(own) = &self.tenant
-            && own != auditlog_event::DEFAULT_TENANT
         {
-            event.tenant_id = Some(own.clone());
+            event.set_tenant(own);
         }
         event
     }

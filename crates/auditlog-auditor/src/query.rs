@@ -331,6 +331,24 @@ pub(crate) fn resource(stored: &StoredEvent, tolerance: Duration) -> Result<Reso
     })
 }
 
+/// The tenant a request of `principal` acts in, as it names it (`tenantId`) or
+/// not: a principal bound to a tenant acts in its own only; an operator or a
+/// service of every tenant in the one named, or the default tenant.
+pub(crate) fn tenant_named(principal: &Principal, asked: Option<&str>) -> Result<String, ApiError> {
+    let tenant = match asked {
+        Some(tenant) => auditlog_event::parse_tenant("tenantId", tenant)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        None => principal.home_tenant().to_owned(),
+    };
+    if !principal.may_enter(&tenant) {
+        return Err(ApiError::forbidden(format!(
+            "you may act in your tenant, `{}`, only",
+            principal.tenant
+        )));
+    }
+    Ok(tenant)
+}
+
 /// Applies the policy: the query as asked, narrowed, or refused.
 pub(crate) fn authorise(
     principal: &Principal,

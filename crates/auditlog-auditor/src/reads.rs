@@ -83,7 +83,7 @@ pub(crate) async fn record_read(
     let mut event = DataEvent::new(Action::Viewed, actor, target, now);
     // A read belongs to the reader's tenant: its query is the reader's data,
     // and the tenant's admins are the ones to see who of theirs read what.
-    event.tenant_id = principal.tenant_of_unnamed_events().map(str::to_owned);
+    event.set_tenant(principal.home_tenant());
     event.event_name = Some(READ_EVENT_NAME.into());
     event.source = Some(AUDITOR_SOURCE.into());
     event.request_id = Some(read.request_id.as_str().to_owned());

@@ -196,10 +196,12 @@ async fn record_change(
     event.source = Some(AUDITOR_SOURCE.into());
     event.changes = Some(changes);
     // Recorded in the tenant whose events the sink streams.
-    event.tenant_id = after
-        .or(before)
-        .and_then(|d| d.filter.tenant_id.clone())
-        .filter(|tenant| tenant != auditlog_event::DEFAULT_TENANT);
+    event.set_tenant(
+        after
+            .or(before)
+            .and_then(|d| d.filter.tenant_id.as_deref())
+            .unwrap_or(auditlog_event::DEFAULT_TENANT),
+    );
     let event = event.received(crate::reads::AUDITOR_PRINCIPAL, "auditor");
     state.read_commits.commit(event).await.map_err(|e| {
         ApiError::unavailable(format!(

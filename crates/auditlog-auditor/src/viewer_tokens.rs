@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use auditlog_auth::{ANY_TENANT, Principal, Role, TokenIssuer};
+use auditlog_auth::{Principal, Role, TokenIssuer};
 use auditlog_event::{Action, Change, DataEvent, ObjectId, ObjectRef, ObjectType};
 use auditlog_http::openapi::{BadRequest, Forbidden, Unauthorized, Unavailable};
 use auditlog_http::{ApiError, Authenticated, JsonBody, json_api};
@@ -147,7 +147,7 @@ pub(crate) async fn mint(
         )));
     }
     let scope = request.data.attributes;
-    let tenant = tenant_of(&principal, scope.tenant_id.as_deref())?;
+    let tenant = crate::query::tenant_named(&principal, scope.tenant_id.as_deref())?;
     let object = match (scope.object_type, scope.object_id) {
         (None, None) => None,
         (Some(object_type), Some(id)) => {
@@ -199,25 +199,6 @@ pub(crate) async fn mint(
     ))
 }
 
-/// The tenant a viewer token of `principal` is for: its own, unless it is an
-/// operator or a service of every tenant, who name one.
-fn tenant_of(principal: &Principal, asked: Option<&str>) -> Result<String, ApiError> {
-    let every_tenant = principal.is_operator() || principal.tenant == ANY_TENANT;
-    let tenant = match asked {
-        Some(tenant) => auditlog_event::parse_tenant("tenantId", tenant)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?,
-        None if every_tenant => auditlog_event::DEFAULT_TENANT.to_owned(),
-        None => principal.tenant.clone(),
-    };
-    if !every_tenant && tenant != principal.tenant {
-        return Err(ApiError::forbidden(format!(
-            "you may mint viewer tokens for your tenant, `{}`, only",
-            principal.tenant
-        )));
-    }
-    Ok(tenant)
-}
-
 fn mint_token(issuer: &TokenIssuer, viewer: &Principal, ttl: u64) -> Result<String, ApiError> {
     issuer
         .issue_for(viewer, Duration::from_secs(ttl))
@@ -258,8 +239,7 @@ fn minted_event(by: &Principal, viewer: &Principal, ttl: u64) -> Result<DataEven
     );
     event.event_name = Some("audit.viewer_token_minted".into());
     event.source = Some(auditlog_auth::policy::AUDITOR_SOURCE.into());
-    event.tenant_id =
-        (viewer.tenant != auditlog_event::DEFAULT_TENANT).then(|| viewer.tenant.clone());
+    event.set_tenant(&viewer.tenant);
     Ok(event.received(AUDITOR_PRINCIPAL, "auditor"))
 }
 
@@ -272,13 +252,22 @@ mod tests {
         let admin = Principal::new("2".into(), Role::Admin)
             .unwrap()
             .in_tenant("acme");
-        assert_eq!(tenant_of(&admin, None).unwrap(), "acme");
-        assert_eq!(tenant_of(&admin, Some("acme")).unwrap(), "acme");
-        assert!(tenant_of(&admin, Some("globex")).is_err());
+        assert_eq!(crate::query::tenant_named(&admin, None).unwrap(), "acme");
+        assert_eq!(
+            crate::query::tenant_named(&admin, Some("acme")).unwrap(),
+            "acme"
+        );
+        assert!(crate::query::tenant_named(&admin, Some("globex")).is_err());
         let operator = Principal::new("1".into(), Role::Operator).unwrap();
-        assert_eq!(tenant_of(&operator, Some("globex")).unwrap(), "globex");
-        assert_eq!(tenant_of(&operator, None).unwrap(), "default");
-        assert!(tenant_of(&operator, Some("not a tenant")).is_err());
+        assert_eq!(
+            crate::query::tenant_named(&operator, Some("globex")).unwrap(),
+            "globex"
+        );
+        assert_eq!(
+            crate::query::tenant_named(&operator, None).unwrap(),
+            "default"
+        );
+        assert!(crate::query::tenant_named(&operator, Some("not a tenant")).is_err());
     }
 
     #[test]

@@ -202,7 +202,21 @@ impl Principal {
     /// Whether this principal may act on the things of `tenant` as far as its
     /// role allows: operators in every tenant, anyone else in their own.
     pub fn may_enter(&self, tenant: &str) -> bool {
-        self.is_operator() || self.tenant == ANY_TENANT || self.tenant == tenant
+        self.bound_tenant().is_none_or(|own| own == tenant)
+    }
+
+    /// The one tenant this principal acts in, or `None` for those of every
+    /// tenant (operators, services whose token says [`ANY_TENANT`]): the
+    /// tenant its deliveries are confined to and its own records are kept in.
+    pub fn bound_tenant(&self) -> Option<&str> {
+        (!self.is_operator() && self.tenant != ANY_TENANT).then_some(self.tenant.as_str())
+    }
+
+    /// The tenant this principal's own records (its reads, what it does in the
+    /// demo application) belong to: its own, or the default tenant for one of
+    /// every tenant.
+    pub fn home_tenant(&self) -> &str {
+        self.bound_tenant().unwrap_or(DEFAULT_TENANT)
     }
 
     /// This principal as the actor of the events it causes: `users/<id>` for
@@ -263,39 +277,9 @@ impl Principal {
         }
     }
 
-    /// Whether this principal may see events about `object_type`/`id`, as actor or
-    /// target, in the tenant it asks in (its own, or any for operators): admins
-    /// and operators always, members only when it is themselves.
-    pub fn may_read_events_of(&self, object_type: &str, id: &str) -> bool {
-        match self.event_scope() {
-            EventScope::All | EventScope::Tenant { .. } => true,
-            EventScope::Involving {
-                object_type: own_type,
-                id: own_id,
-                ..
-            } => own_type == object_type && own_id == id,
-            EventScope::Nothing => false,
-        }
-    }
-
     /// Whether this principal may deliver events to the auditor.
     pub fn may_ingest(&self) -> bool {
         matches!(self.role, Role::Operator | Role::Admin | Role::Service)
-    }
-
-    /// Whether this principal may deliver an event of `tenant`: operators and
-    /// services for [`ANY_TENANT`] for every tenant, anyone else who may ingest
-    /// for their own.
-    pub fn may_ingest_for(&self, tenant: &str) -> bool {
-        self.may_ingest() && self.may_enter(tenant)
-    }
-
-    /// The tenant an event this principal delivers belongs to when it names
-    /// none: the principal's own, unless that is every tenant (or the default
-    /// one, which an event without a tenant already belongs to).
-    pub fn tenant_of_unnamed_events(&self) -> Option<&str> {
-        (!self.is_operator() && self.tenant != ANY_TENANT && self.tenant != DEFAULT_TENANT)
-            .then_some(self.tenant.as_str())
     }
 
     /// Whether this principal may deliver events that change users' rights
@@ -401,9 +385,9 @@ mod tests {
                 tenant: "acme".into()
             }
         );
-        assert!(admin.may_read_events_of("users", "7"));
-        assert!(admin.may_read_events_of("notes", "3"));
         let scope = admin.event_scope();
+        assert!(scope.holds("acme", ("users", "7"), ("x", "0")));
+        assert!(scope.holds("acme", ("notes", "3"), ("x", "0")));
         assert!(scope.holds("acme", ("users", "7"), ("notes", "3")));
         assert!(!scope.holds("globex", ("users", "7"), ("notes", "3")));
 
@@ -431,13 +415,14 @@ mod tests {
         let acme = Principal::new("api".into(), Role::Service)
             .unwrap()
             .in_tenant("acme");
-        assert!(acme.may_ingest_for("acme"));
-        assert!(!acme.may_ingest_for("globex"));
-        assert_eq!(acme.tenant_of_unnamed_events(), Some("acme"));
+        assert!(acme.may_ingest() && acme.may_enter("acme"));
+        assert!(!acme.may_enter("globex"));
+        assert_eq!(acme.bound_tenant(), Some("acme"));
         let any = acme.clone().in_tenant(ANY_TENANT);
-        assert!(any.may_ingest_for("globex"));
-        assert_eq!(any.tenant_of_unnamed_events(), None);
-        assert!(!user("7").may_ingest_for(DEFAULT_TENANT));
+        assert!(any.may_ingest() && any.may_enter("globex"));
+        assert_eq!(any.bound_tenant(), None);
+        assert_eq!(any.home_tenant(), DEFAULT_TENANT);
+        assert!(!user("7").may_ingest());
     }
 
     #[test]
@@ -465,10 +450,11 @@ mod tests {
 
     #[test]
     fn a_member_reads_only_events_involving_themselves() {
-        let member = user("7");
-        assert!(member.may_read_events_of("users", "7"));
-        assert!(!member.may_read_events_of("users", "8"));
-        assert!(!member.may_read_events_of("notes", "7"));
+        let scope = user("7").event_scope();
+        let about = |object_type, id| scope.holds(DEFAULT_TENANT, (object_type, id), ("x", "0"));
+        assert!(about("users", "7"));
+        assert!(!about("users", "8"));
+        assert!(!about("notes", "7"));
     }
 
     #[test]

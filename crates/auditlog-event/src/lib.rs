@@ -422,6 +422,12 @@ impl DataEvent {
         self.tenant_id.as_deref().unwrap_or(DEFAULT_TENANT)
     }
 
+    /// Puts the event in `tenant`: the default tenant is named by leaving
+    /// `tenantId` out, as in the prototype's format.
+    pub fn set_tenant(&mut self, tenant: &str) {
+        self.tenant_id = (tenant != DEFAULT_TENANT).then(|| tenant.to_owned());
+    }
+
     /// The actor as one reference.
     pub fn actor(&self) -> ObjectRef {
         ObjectRef {

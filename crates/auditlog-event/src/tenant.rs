@@ -67,6 +67,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(acme.tenant(), "acme");
+        let mut moved = plain.clone();
+        moved.set_tenant("acme");
+        assert_eq!(moved.tenant_id.as_deref(), Some("acme"));
+        moved.set_tenant(DEFAULT_TENANT);
+        assert_eq!(
+            moved.tenant_id, None,
+            "the default tenant is named by leaving it out"
+        );
         assert!(acme.to_json().contains(r#""tenantId":"acme""#));
         let bad = crate::DataEvent::parse_json(
             r#"{"action":"viewed","actorType":"users","actorId":1,"targetType":"users","targetId":2,"tenantId":7}"#,

@@ -207,7 +207,19 @@ pub const SECURITY_HEADERS: [(&str, &str); 4] = [
 async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
+    // An answer whose own policy lets some sites frame it (the embeddable
+    // viewer) is framed by that policy alone: `X-Frame-Options` cannot name
+    // those sites, and its `DENY` would contradict the policy in older browsers.
+    let framed_by_its_policy = headers
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|policy| {
+            policy.contains("frame-ancestors") && !policy.contains("frame-ancestors 'none'")
+        });
     for (name, value) in SECURITY_HEADERS {
+        if name == "x-frame-options" && framed_by_its_policy {
+            continue;
+        }
         if !headers.contains_key(name) {
             headers.insert(
                 HeaderName::from_static(name),
@@ -316,6 +328,48 @@ mod tests {
 
     fn get_request(path: &str) -> Request {
         Request::builder().uri(path).body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_an_answer_whose_own_policy_lets_sites_frame_it_goes_without_x_frame_options() {
+        let framed = |policy: &'static str| {
+            get(move || async move {
+                (
+                    [(
+                        header::CONTENT_SECURITY_POLICY,
+                        HeaderValue::from_static(policy),
+                    )],
+                    "page",
+                )
+            })
+        };
+        let router = harden(
+            Router::new()
+                .route("/plain", get(|| async { "ok" }))
+                .route(
+                    "/embeddable",
+                    framed("default-src 'self'; frame-ancestors *"),
+                )
+                .route(
+                    "/closed",
+                    framed("default-src 'self'; frame-ancestors 'none'"),
+                ),
+            &EdgeConfig::default(),
+        );
+        let frame_options = |response: &Response| {
+            response
+                .headers()
+                .get("x-frame-options")
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+
+        let (_, plain) = send(router.clone(), get_request("/plain")).await;
+        let (_, embeddable) = send(router.clone(), get_request("/embeddable")).await;
+        let (_, closed) = send(router, get_request("/closed")).await;
+
+        assert_eq!(frame_options(&plain).as_deref(), Some("DENY"));
+        assert_eq!(frame_options(&embeddable), None);
+        assert_eq!(frame_options(&closed).as_deref(), Some("DENY"));
     }
 
     #[tokio::test]

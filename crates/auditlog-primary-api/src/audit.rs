@@ -217,10 +217,7 @@ fn build(
     )
     .ok()?;
     // The acting user's tenant: what its data layer does belongs to it.
-    event.tenant_id = actor
-        .principal
-        .tenant_of_unnamed_events()
-        .map(str::to_owned);
+    event.set_tenant(actor.principal.home_tenant());
     event.request_id = actor.request_id.clone();
     if let Some(client) = &actor.client_request_id {
         let mut meta = serde_json::Map::new();

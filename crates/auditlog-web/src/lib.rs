@@ -189,20 +189,12 @@ async fn page_policy(request: Request, next: Next) -> Response {
 }
 
 /// `GET /viewer`: the embeddable viewer's page, frameable by any site (its
-/// `frame-ancestors *` stands in for `X-Frame-Options`, which browsers ignore
-/// beside it, and which is therefore left out).
+/// `frame-ancestors *`, which the edge then leaves without `X-Frame-Options`).
 async fn viewer_page() -> Response {
     let mut response = asset(VIEWER_HTML, "text/html; charset=utf-8").await;
-    let headers = response.headers_mut();
-    headers.insert(
+    response.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(VIEWER_SECURITY_POLICY),
-    );
-    // Set, so that the edge's `DENY` is not; `frame-ancestors` is what browsers
-    // follow, and `ALLOWALL` is no value any of them blocks on.
-    headers.insert(
-        header::X_FRAME_OPTIONS,
-        HeaderValue::from_static("ALLOWALL"),
     );
     response
 }

@@ -61,17 +61,14 @@ impl Tenant {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_route_of_either_api_answers_or_counts_another_tenants_data() {
-    let (_tmp, dir) = data_dir();
-    let running = Running::up(&dir);
-    let urls = running.urls.clone();
-    let operator = Client::new(&urls.api).login(1).await;
-    let operator_at_auditor = at(&urls.auditor, &operator);
-
-    let mut acme = tenant("acme", &operator, &urls, &dir).await;
-    let mut globex = tenant("globex", &operator, &urls, &dir).await;
-    for t in [&mut acme, &mut globex] {
-        t.event_ids = stored_ids(&operator_at_auditor, t.name, &t.invoice()).await;
-    }
+    let Deployment {
+        _tmp,
+        running,
+        urls,
+        operator,
+        operator_at_auditor,
+        tenants: [acme, globex],
+    } = deployment(["acme", "globex"]).await;
 
     // A service or an admin delivers for its own tenant only.
     for (sender, other) in [(&acme.service, &globex), (&acme.admin.1, &globex)] {
@@ -209,12 +206,14 @@ async fn no_route_of_either_api_answers_or_counts_another_tenants_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_stream_shows_a_tenant_its_own_new_events_only() {
-    let (_tmp, dir) = data_dir();
-    let running = Running::up(&dir);
-    let urls = running.urls.clone();
-    let operator = Client::new(&urls.api).login(1).await;
-    let acme = tenant("acme", &operator, &urls, &dir).await;
-    let globex = tenant("globex", &operator, &urls, &dir).await;
+    let Deployment {
+        _tmp,
+        running,
+        urls,
+        operator,
+        tenants: [acme, globex],
+        ..
+    } = deployment(["acme", "globex"]).await;
 
     let url = format!("{}/api/data-events/stream", urls.auditor);
     let mut acme_stream = open_stream(&acme.admin.1, &url).await;
@@ -261,6 +260,39 @@ async fn the_live_stream_shows_a_tenant_its_own_new_events_only() {
         "an operator sees every tenant's events: {operator_saw}"
     );
     running.terminate();
+}
+
+/// `auditlog up` on a data directory of its own, its operator (user 1) at both
+/// APIs, and a tenant made by [`tenant`] for each name, its events stored.
+struct Deployment<const N: usize> {
+    _tmp: tempfile::TempDir,
+    running: Running,
+    urls: common::Urls,
+    operator: Client,
+    operator_at_auditor: Client,
+    tenants: [Tenant; N],
+}
+
+async fn deployment<const N: usize>(names: [&'static str; N]) -> Deployment<N> {
+    let (tmp, dir) = data_dir();
+    let running = Running::up(&dir);
+    let urls = running.urls.clone();
+    let operator = Client::new(&urls.api).login(1).await;
+    let operator_at_auditor = at(&urls.auditor, &operator);
+    let mut tenants = Vec::with_capacity(N);
+    for name in names {
+        let mut made = tenant(name, &operator, &urls, &dir).await;
+        made.event_ids = stored_ids(&operator_at_auditor, name, &made.invoice()).await;
+        tenants.push(made);
+    }
+    Deployment {
+        _tmp: tmp,
+        running,
+        urls,
+        operator,
+        operator_at_auditor,
+        tenants: tenants.try_into().ok().unwrap(),
+    }
 }
 
 /// Makes a tenant through the operator: its admin and member (created by the
@@ -767,16 +799,13 @@ async fn read_until(stream: &mut reqwest::Response, needle: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_erases_personal_data_in_its_own_tenant_only() {
-    let (_tmp, dir) = data_dir();
-    let running = Running::up(&dir);
-    let urls = running.urls.clone();
-    let operator = Client::new(&urls.api).login(1).await;
-    let operator_at_auditor = at(&urls.auditor, &operator);
-    let mut acme = tenant("acme", &operator, &urls, &dir).await;
-    let mut globex = tenant("globex", &operator, &urls, &dir).await;
-    for t in [&mut acme, &mut globex] {
-        t.event_ids = stored_ids(&operator_at_auditor, t.name, &t.invoice()).await;
-    }
+    let Deployment {
+        _tmp,
+        running,
+        operator_at_auditor,
+        tenants: [acme, globex],
+        ..
+    } = deployment(["acme", "globex"]).await;
     let erase = |subject_id: i64, tenant: Option<&str>| {
         json!({"data": {"type": "erasures", "attributes": {
             "subjectType": "users", "subjectId": subject_id.to_string(), "tenantId": tenant,
@@ -828,13 +857,13 @@ async fn an_admin_erases_personal_data_in_its_own_tenant_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_token_reads_its_objects_events_and_nothing_else() {
-    let (_tmp, dir) = data_dir();
-    let running = Running::up(&dir);
-    let urls = running.urls.clone();
-    let operator = Client::new(&urls.api).login(1).await;
-    let operator_at_auditor = at(&urls.auditor, &operator);
-    let mut acme = tenant("acme", &operator, &urls, &dir).await;
-    acme.event_ids = stored_ids(&operator_at_auditor, acme.name, &acme.invoice()).await;
+    let Deployment {
+        _tmp,
+        running,
+        operator_at_auditor,
+        tenants: [acme],
+        ..
+    } = deployment(["acme"]).await;
     let (viewer, viewer_at_auditor) = (&acme.viewer.0, &acme.viewer.1);
 
     // Its object's events, through the primary API as the embedded page reads them.
