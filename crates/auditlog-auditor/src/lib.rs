@@ -3,7 +3,8 @@
 //! answers the JSON:API query routes (`query`, with exports in `export`), the live
 //! tail (`stream`), object history (`history`), the activity histogram
 //! (`activity`), the operators' completeness report per producer (`producers`)
-//! and log streams (`sinks`: `/api/sinks`, delivered by `auditlog-sinks`)
+//! log streams (`sinks`: `/api/sinks`, delivered by `auditlog-sinks`) and
+//! retention (`retention`: policies, legal holds, pruning)
 //! under the shared authorisation policy, encrypts personal values per data
 //! subject and erases them by deleting the subject's key ([`personal`],
 //! `erasure`), and it keeps the log verifiable
@@ -26,6 +27,7 @@ pub mod personal;
 mod producers;
 mod query;
 mod reads;
+pub mod retention;
 pub mod rights;
 pub mod sinks;
 mod stream;
@@ -41,6 +43,7 @@ pub fn describe_metrics() {
     commit::describe_metrics();
     log::sealer::describe_metrics();
     auditlog_sinks::describe_metrics();
+    retention::describe_metrics();
 }
 
 use std::sync::Arc;
@@ -52,7 +55,7 @@ use auditlog_http::not_found;
 use auditlog_store::AuditStore;
 use axum::Router;
 use axum::extract::FromRef;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, patch, post};
 
 /// How far an event's timestamp may be from its receipt before it is flagged,
 /// unless configured (`--clock-skew-tolerance`).
@@ -99,6 +102,9 @@ pub struct AuditorState {
     /// Signs the viewer tokens `POST /api/viewer-tokens` mints (the data
     /// directory's token key); `None` where the auditor holds no key (tests).
     pub token_issuer: Option<auditlog_auth::TokenIssuer>,
+    /// The deployment's retention (the default for tenants without a policy
+    /// of their own, the prune interval), as `/api/retention` shows it.
+    pub retention: retention::RetentionConfig,
 }
 
 impl AuditorState {
@@ -127,7 +133,14 @@ impl AuditorState {
             clock_skew_tolerance: DEFAULT_CLOCK_SKEW_TOLERANCE,
             sinks: None,
             token_issuer: None,
+            retention: retention::RetentionConfig::default(),
         }
+    }
+
+    /// The same state showing `config` as the deployment's retention.
+    pub fn with_retention(mut self, config: retention::RetentionConfig) -> Self {
+        self.retention = config;
+        self
     }
 
     /// The same state minting viewer tokens with `issuer`.
@@ -237,6 +250,14 @@ pub fn router(state: AuditorState) -> Router {
                 .delete(sinks::delete),
         )
         .route("/api/sinks/{name}/test", post(sinks::test))
+        .route("/api/retention", get(retention::list))
+        .route("/api/retention/{tenant}", patch(retention::set))
+        .route(
+            "/api/legal-holds",
+            get(retention::list_holds).post(retention::place_hold),
+        )
+        .route("/api/legal-holds/{id}", delete(retention::release_hold))
+        .route("/api/prunes", post(retention::prune_now))
         .route("/openapi.json", get(openapi::serve_document))
         .merge(auditlog_http::service_routes(
             state.readiness.clone(),

@@ -190,14 +190,24 @@ async fn run(
         .query(&query)
         .await
         .map_err(ApiError::internal)?;
-    let total = if count {
-        Some(
-            state
-                .query_store
-                .count(&query)
-                .await
-                .map_err(ApiError::internal)?,
-        )
+    let meta = if count {
+        let total = state
+            .query_store
+            .count(&query)
+            .await
+            .map_err(ApiError::internal)?;
+        let pruned = state
+            .query_store
+            .pruned_count(query.tenant.as_deref())
+            .await
+            .map_err(ApiError::internal)?;
+        Some(Meta {
+            total,
+            pruned: PrunedMeta {
+                events: pruned.events,
+                newest: pruned.newest,
+            },
+        })
     } else {
         None
     };
@@ -205,7 +215,7 @@ async fn run(
         &page,
         read.uri.path(),
         params,
-        total,
+        meta,
         state.clock_skew_tolerance,
     )
     .map_err(ApiError::internal)?;
@@ -464,6 +474,22 @@ struct Links {
 struct Meta {
     /// How many events match, over all pages.
     total: u64,
+    /// What retention removed from the tenant the query reads (every tenant,
+    /// for an operator's query naming none): those events match no query any
+    /// more, whoever they were by or on.
+    pruned: PrunedMeta,
+}
+
+/// Events pruned by retention.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct PrunedMeta {
+    /// How many.
+    events: u64,
+    /// The timestamp of the newest of them (ms since the Unix epoch), if any:
+    /// events before it may be gone.
+    #[schema(nullable = true)]
+    newest: Option<i64>,
 }
 
 /// A page of events.
@@ -481,7 +507,7 @@ fn page_document(
     page: &EventPage,
     path: &str,
     params: &QueryParams,
-    total: Option<u64>,
+    meta: Option<Meta>,
     tolerance: Duration,
 ) -> Result<Vec<u8>, String> {
     let data = page
@@ -501,7 +527,7 @@ fn page_document(
     serde_json::to_vec(&PageDocument {
         data,
         links: Links { next },
-        meta: total.map(|total| Meta { total }),
+        meta,
     })
     .map_err(|e| e.to_string())
 }

@@ -319,6 +319,22 @@ impl Principal {
         self.is_admin()
     }
 
+    /// Whether this principal may see retention policies and legal holds and
+    /// place a hold (`/api/retention`, `/api/legal-holds`): admins, in their
+    /// tenant ([`Principal::may_enter`] says which), and operators, in any.
+    /// Placing a hold only ever keeps more.
+    pub fn may_place_legal_holds(&self) -> bool {
+        self.is_admin()
+    }
+
+    /// Whether this principal may make the log keep less: set a tenant's
+    /// retention, release a legal hold, prune. Operators only: a tenant's
+    /// admin, whose own actions the log records, must not be able to shorten
+    /// that record.
+    pub fn may_shorten_retention(&self) -> bool {
+        self.is_operator()
+    }
+
     /// Whether this principal may change roles.
     pub fn may_assign_roles(&self) -> bool {
         self.is_admin()

@@ -84,6 +84,7 @@ impl Modify for ErrorResponses {
             Forbidden::response(),
             NotFound::response(),
             Conflict::response(),
+            Gone::response(),
             PayloadTooLarge::response(),
             UnsupportedMediaType::response(),
             Unprocessable::response(),
@@ -282,6 +283,15 @@ pub struct NotFound(pub ErrorDocument);
     content_type = "application/vnd.api+json"
 )]
 pub struct Conflict(pub ErrorDocument);
+
+/// 410.
+#[derive(ToResponse)]
+#[response(
+    description = "Gone: what was asked for existed, and was removed on purpose (events \
+        pruned by retention)",
+    content_type = "application/vnd.api+json"
+)]
+pub struct Gone(pub ErrorDocument);
 
 /// 413.
 #[derive(ToResponse)]

@@ -16,7 +16,6 @@ use auditlog_http::openapi::{BearerScheme, ErrorResponses, ServiceRoutes, json_d
 use axum::extract::State;
 use axum::response::Response;
 use serde::Serialize;
-use utoipa::openapi::path::{HttpMethod, PathItem};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::routes;
@@ -24,25 +23,30 @@ use crate::routes::notes::{self, NoteResource};
 use crate::routes::users::{self, UserResource};
 
 /// The auditor's routes that the primary API answers by proxying them, with the
-/// caller's token, to the auditor: the audit queries, and the verifiable log's
-/// key, checkpoint and proofs, which the website checks in the browser (`GET`);
-/// and erasures, which the website asks for (`POST`).
-pub const PROXIED: [&str; 15] = [
-    "/events/by/{actor_type}/{actor_id}",
-    "/events/on/{target_type}/{target_id}",
-    "/api/data-events",
-    "/api/data-events/stream",
-    "/api/data-events/activity",
-    "/api/data-events/{id}",
-    "/api/data-events/{id}/inclusion",
-    "/api/log/consistency",
-    "/log/key",
-    "/log/checkpoint",
-    "/api/{target_type}/{target_id}/data-events",
-    "/api/{target_type}/{target_id}/state",
-    "/api/{target_type}/{target_id}/diff",
-    "/api/sinks",
-    "/api/erasures",
+/// caller's token, to the auditor, and the methods proxied (as OpenAPI names
+/// them): the audit queries, and the verifiable log's key, checkpoint and
+/// proofs, which the website checks in the browser (`get`); erasures, retention
+/// and legal holds, which the website changes.
+pub const PROXIED: [(&str, &[&str]); 19] = [
+    ("/events/by/{actor_type}/{actor_id}", &["get"]),
+    ("/events/on/{target_type}/{target_id}", &["get"]),
+    ("/api/data-events", &["get"]),
+    ("/api/data-events/stream", &["get"]),
+    ("/api/data-events/activity", &["get"]),
+    ("/api/data-events/{id}", &["get"]),
+    ("/api/data-events/{id}/inclusion", &["get"]),
+    ("/api/log/consistency", &["get"]),
+    ("/log/key", &["get"]),
+    ("/log/checkpoint", &["get"]),
+    ("/api/{target_type}/{target_id}/data-events", &["get"]),
+    ("/api/{target_type}/{target_id}/state", &["get"]),
+    ("/api/{target_type}/{target_id}/diff", &["get"]),
+    ("/api/sinks", &["get"]),
+    ("/api/erasures", &["post"]),
+    ("/api/retention", &["get"]),
+    ("/api/retention/{tenant}", &["patch"]),
+    ("/api/legal-holds", &["get", "post"]),
+    ("/api/legal-holds/{id}", &["delete"]),
 ];
 
 #[derive(OpenApi)]
@@ -105,8 +109,8 @@ pub(crate) async fn serve_document(State(document): State<DocumentJson>) -> Resp
     json_document(&document)
 }
 
-/// Copies the auditor's operations of the [`PROXIED`] routes (`GET`, or `POST`
-/// where the route has no `GET`), and the components they refer to, from the
+/// Copies the auditor's operations of the [`PROXIED`] routes (every method the
+/// auditor documents for them), and the components they refer to, from the
 /// auditor's document it holds.
 struct ProxiedRoutes(utoipa::openapi::OpenApi);
 
@@ -115,19 +119,37 @@ impl Modify for ProxiedRoutes {
         let mut auditor = self.0.clone();
         let proxied = std::mem::take(&mut auditor.paths.paths)
             .into_iter()
-            .filter(|(path, _)| PROXIED.contains(&path.as_str()))
-            .filter_map(|(path, item)| {
-                let (method, mut operation) = match (item.get, item.post) {
-                    (Some(get), _) => (HttpMethod::Get, get),
-                    (None, Some(post)) => (HttpMethod::Post, post),
-                    (None, None) => return None,
-                };
-                operation.description = Some(format!(
-                    "{} Proxied to the auditor with the caller's token; 503 when the \
-                     auditor cannot be reached.",
-                    operation.description.unwrap_or_default()
-                ));
-                Some((path, PathItem::new(method, operation)))
+            .filter_map(|(path, mut item)| {
+                let (_, methods) = PROXIED.iter().find(|(proxied, _)| *proxied == path)?;
+                // Only the methods proxied: the auditor's others (ingest on
+                // `/api/data-events`) are its own.
+                let keep =
+                    |name: &str, operation: &mut Option<utoipa::openapi::path::Operation>| {
+                        if !methods.contains(&name) {
+                            *operation = None;
+                        }
+                    };
+                keep("get", &mut item.get);
+                keep("post", &mut item.post);
+                keep("patch", &mut item.patch);
+                keep("delete", &mut item.delete);
+                keep("put", &mut item.put);
+                for operation in [
+                    &mut item.get,
+                    &mut item.post,
+                    &mut item.patch,
+                    &mut item.delete,
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    operation.description = Some(format!(
+                        "{} Proxied to the auditor with the caller's token; 503 when the \
+                         auditor cannot be reached.",
+                        operation.description.take().unwrap_or_default()
+                    ));
+                }
+                Some((path, item))
             })
             .collect();
         auditor.paths.paths = proxied;
@@ -178,21 +200,24 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use utoipa::PartialSchema;
+    use utoipa::openapi::path::{HttpMethod, PathItem};
 
     use super::*;
 
     /// An auditor's document with a `GET` operation for each of the [`PROXIED`] routes.
     fn auditor_documenting_every_proxied_route() -> utoipa::openapi::OpenApi {
         let mut paths = utoipa::openapi::path::PathsBuilder::new();
-        for path in PROXIED {
+        for (path, methods) in PROXIED {
             let operation = utoipa::openapi::path::OperationBuilder::new().build();
-            // As the auditor documents them: erasures are its one write proxied.
-            let method = if path == "/api/erasures" {
-                HttpMethod::Post
-            } else {
-                HttpMethod::Get
-            };
-            paths = paths.path(path, PathItem::new(method, operation));
+            for method in methods {
+                let method = match *method {
+                    "post" => HttpMethod::Post,
+                    "patch" => HttpMethod::Patch,
+                    "delete" => HttpMethod::Delete,
+                    _ => HttpMethod::Get,
+                };
+                paths = paths.path(path, PathItem::new(method, operation.clone()));
+            }
         }
         utoipa::openapi::OpenApiBuilder::new().paths(paths).build()
     }

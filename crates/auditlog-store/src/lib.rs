@@ -21,6 +21,9 @@
 //! releases ([`legacy`]) is only read, so that a store they wrote can be checked
 //! and migrated.
 //!
+//! Retention ([`retention`]) prunes expired events' rows while their leaves stay
+//! in the tree, unless a legal hold covers them.
+//!
 //! The store also keeps the log streams' definitions, cursors and delivery
 //! leases ([`SinkRecord`], [`AuditStore::sinks`]): configuration that does change,
 //! beside events that never do.
@@ -44,6 +47,7 @@ pub mod legacy;
 mod mysql;
 mod postgres;
 mod query;
+pub mod retention;
 mod sinks;
 mod sql;
 mod sqlite;
@@ -60,6 +64,7 @@ pub use postgres::PostgresStore;
 pub use query::{
     ActivityCount, Cursor, EventPage, EventQuery, ObjectKey, Order, ProducerProgress, StoredEvent,
 };
+pub use retention::{LegalHold, PruneBatch, PruneCursor, PruneRule, PrunedCount, RetentionPolicy};
 pub use sinks::SinkRecord;
 pub use sqlite::SqliteStore;
 pub use subject_keys::{DataSubject, SUBJECT_KEY_BYTES, SubjectKey};
@@ -223,6 +228,75 @@ pub trait AuditStore: Send + Sync + 'static {
     async fn seal(&self, max: u32) -> Result<SealOutcome, StoreError> {
         let _ = max;
         Err(unsupported())
+    }
+
+    /// Every tenant's own retention policy, by tenant (see [`retention`]). A
+    /// store without retention (a test double) has none.
+    async fn retention_policies(&self) -> Result<Vec<RetentionPolicy>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Sets `tenant`'s own retention to `days`, or removes it (`None`: the
+    /// tenant follows the deployment's default again).
+    async fn set_retention(&self, tenant: &str, days: Option<u32>) -> Result<(), StoreError> {
+        let _ = (tenant, days);
+        Err(no_retention())
+    }
+
+    /// Every legal hold, oldest first. A store without retention has none.
+    async fn legal_holds(&self) -> Result<Vec<LegalHold>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Keeps a new legal hold.
+    async fn place_hold(&self, hold: &LegalHold) -> Result<(), StoreError> {
+        let _ = hold;
+        Err(no_retention())
+    }
+
+    /// Removes the hold `id`, answering it as it was; `None` when there is none.
+    async fn release_hold(&self, id: uuid::Uuid) -> Result<Option<LegalHold>, StoreError> {
+        let _ = id;
+        Err(no_retention())
+    }
+
+    /// Prunes one batch: looks at up to `limit` sealed events older than the
+    /// rule's latest cutoff, after `after` in `(timestamp, id)` order, and
+    /// deletes the rows of those that are expired under their tenant's cutoff,
+    /// covered by no legal hold and still hash to their leaf, keeping their
+    /// leaves and recording them as pruned, in one transaction. Call again with
+    /// [`PruneBatch::next`] until it is `None`.
+    async fn prune_batch(
+        &self,
+        rule: &PruneRule,
+        after: Option<PruneCursor>,
+        limit: u32,
+    ) -> Result<PruneBatch, StoreError> {
+        let _ = (rule, after, limit);
+        Err(no_retention())
+    }
+
+    /// Prunes whole time partitions, where the store has them (PostgreSQL): a
+    /// partition whose every event is prunable under `rule` (as
+    /// [`AuditStore::prune_batch`] judges) is dropped, its leaves recorded as
+    /// pruned first, which is far cheaper than deleting its rows. Answers how
+    /// many events went that way; what is left is for `prune_batch`.
+    async fn prune_partitions(&self, rule: &PruneRule) -> Result<u64, StoreError> {
+        let _ = rule;
+        Ok(0)
+    }
+
+    /// How many events of `tenant` (of every tenant with `None`) were pruned.
+    async fn pruned_count(&self, tenant: Option<&str>) -> Result<PrunedCount, StoreError> {
+        let _ = tenant;
+        Ok(PrunedCount::default())
+    }
+
+    /// The pruned leaf indexes in `[start, end)`, ascending: leaves whose rows
+    /// are gone on purpose.
+    async fn pruned_leaves(&self, start: u64, end: u64) -> Result<Vec<u64>, StoreError> {
+        let _ = (start, end);
+        Ok(Vec::new())
     }
 
     /// Every sink, by name. A store without sinks (a test double) has none.
@@ -422,6 +496,11 @@ fn unsupported() -> StoreError {
 /// What the subject-key methods of a store without keys (a test double) answer.
 fn no_subject_keys() -> StoreError {
     StoreError::Backend("this store keeps no subject keys".into())
+}
+
+/// What the retention methods of a store without retention (a test double) answer.
+fn no_retention() -> StoreError {
+    StoreError::Backend("this store keeps no retention policies or holds".into())
 }
 
 /// What the sink methods of a store without sinks (a test double) answer.

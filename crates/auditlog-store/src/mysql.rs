@@ -24,6 +24,9 @@ use sqlx::mysql::{
 };
 use sqlx::{Connection, MySql, Row};
 
+use crate::retention::{
+    LegalHold, PruneBatch, PruneCursor, PruneRule, PrunedCount, RetentionPolicy,
+};
 use crate::sql::{
     CONNECT_TIMEOUT, Dialect, GenericStore, POOL_SIZE, RoleOptions, SEALER_SESSION_IDLE,
     SessionSealerRole, bind_id_bytes, chunks, first_connection, id_from_bytes, insert_values,
@@ -155,6 +158,30 @@ const SCHEMA: &[&str] = &[
         id TINYINT NOT NULL PRIMARY KEY
     ) ENGINE = InnoDB",
     "INSERT INTO audit_chain_sealer (id) VALUES (1) ON DUPLICATE KEY UPDATE id = id",
+    // Retention (see `retention.rs`): each tenant's own policy, legal holds,
+    // and one row per pruned leaf, whose event's row is gone on purpose.
+    "CREATE TABLE IF NOT EXISTS audit_retention (
+        tenant_id VARBINARY(64) NOT NULL PRIMARY KEY,
+        days BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    ) ENGINE = InnoDB",
+    "CREATE TABLE IF NOT EXISTS audit_legal_holds (
+        id BINARY(16) NOT NULL PRIMARY KEY,
+        tenant_id VARBINARY(64) NOT NULL,
+        target_type VARBINARY(256) NULL,
+        target_id VARBINARY(512) NULL,
+        reason VARBINARY(2048) NOT NULL,
+        placed_by VARBINARY(512) NOT NULL,
+        placed_at BIGINT NOT NULL
+    ) ENGINE = InnoDB",
+    "CREATE TABLE IF NOT EXISTS audit_pruned (
+        leaf_index BIGINT NOT NULL PRIMARY KEY,
+        seq BIGINT NOT NULL,
+        tenant_id VARBINARY(64) NOT NULL,
+        timestamp BIGINT NOT NULL,
+        pruned_at BIGINT NOT NULL,
+        KEY audit_pruned_tenant (tenant_id, timestamp)
+    ) ENGINE = InnoDB",
     // One encryption key per data subject (see `AuditStore::subject_keys`):
     // what makes the personal values in events readable. Never part of a leaf;
     // deleting a row erases that subject's values (crypto-shredding).
@@ -577,6 +604,43 @@ impl AuditStore for MySqlStore {
     /// vacuum or purge, its write-ahead log, backups) are the operator's to age out.
     async fn erase_subject_key(&self, subject: &DataSubject) -> Result<bool, StoreError> {
         self.sql().erase_subject_key(subject).await
+    }
+
+    async fn retention_policies(&self) -> Result<Vec<RetentionPolicy>, StoreError> {
+        self.sql().retention_policies().await
+    }
+
+    async fn set_retention(&self, tenant: &str, days: Option<u32>) -> Result<(), StoreError> {
+        self.sql().set_retention(tenant, days).await
+    }
+
+    async fn legal_holds(&self) -> Result<Vec<LegalHold>, StoreError> {
+        self.sql().legal_holds().await
+    }
+
+    async fn place_hold(&self, hold: &LegalHold) -> Result<(), StoreError> {
+        self.sql().place_hold(hold).await
+    }
+
+    async fn release_hold(&self, id: uuid::Uuid) -> Result<Option<LegalHold>, StoreError> {
+        self.sql().release_hold(id).await
+    }
+
+    async fn prune_batch(
+        &self,
+        rule: &PruneRule,
+        after: Option<PruneCursor>,
+        limit: u32,
+    ) -> Result<PruneBatch, StoreError> {
+        self.sql().prune_batch(rule, after, limit).await
+    }
+
+    async fn pruned_count(&self, tenant: Option<&str>) -> Result<PrunedCount, StoreError> {
+        self.sql().pruned_count(tenant).await
+    }
+
+    async fn pruned_leaves(&self, start: u64, end: u64) -> Result<Vec<u64>, StoreError> {
+        self.sql().pruned_leaves(start, end).await
     }
 
     async fn save_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {

@@ -35,6 +35,9 @@ mod partitions;
 
 use partitions::{Month, Partitions};
 
+use crate::retention::{
+    LegalHold, PruneBatch, PruneCursor, PruneRule, PrunedCount, RetentionPolicy,
+};
 use crate::sql::{
     CONNECT_TIMEOUT, Dialect, GenericStore, POOL_SIZE, RoleOptions, SEALER_SESSION_IDLE,
     STORED_IDS_CHUNK, SessionSealerRole, chunks, first_connection, on_conflict_do_nothing,
@@ -174,6 +177,30 @@ const SCHEMA: &[&str] = &[
         public_key TEXT NOT NULL,
         signature BYTEA NOT NULL
     )",
+    // Retention (see `retention.rs`): each tenant's own policy, legal holds,
+    // and one row per pruned leaf, whose event's row is gone on purpose.
+    "CREATE TABLE IF NOT EXISTS audit_retention (
+        tenant_id VARCHAR(64) PRIMARY KEY,
+        days BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS audit_legal_holds (
+        id UUID PRIMARY KEY,
+        tenant_id VARCHAR(64) NOT NULL,
+        target_type VARCHAR(64),
+        target_id VARCHAR(128),
+        reason TEXT NOT NULL,
+        placed_by VARCHAR(256) NOT NULL,
+        placed_at BIGINT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS audit_pruned (
+        leaf_index BIGINT PRIMARY KEY,
+        seq BIGINT NOT NULL,
+        tenant_id VARCHAR(64) NOT NULL,
+        timestamp BIGINT NOT NULL,
+        pruned_at BIGINT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS audit_pruned_tenant ON audit_pruned (tenant_id, timestamp)",
     // One encryption key per data subject (see `AuditStore::subject_keys`):
     // what makes the personal values in events readable. Never part of a leaf;
     // deleting a row erases that subject's values (crypto-shredding).
@@ -937,6 +964,77 @@ impl AuditStore for PostgresStore {
     /// vacuum or purge, its write-ahead log, backups) are the operator's to age out.
     async fn erase_subject_key(&self, subject: &DataSubject) -> Result<bool, StoreError> {
         self.sql().erase_subject_key(subject).await
+    }
+
+    async fn retention_policies(&self) -> Result<Vec<RetentionPolicy>, StoreError> {
+        self.sql().retention_policies().await
+    }
+
+    async fn set_retention(&self, tenant: &str, days: Option<u32>) -> Result<(), StoreError> {
+        self.sql().set_retention(tenant, days).await
+    }
+
+    async fn legal_holds(&self) -> Result<Vec<LegalHold>, StoreError> {
+        self.sql().legal_holds().await
+    }
+
+    async fn place_hold(&self, hold: &LegalHold) -> Result<(), StoreError> {
+        self.sql().place_hold(hold).await
+    }
+
+    async fn release_hold(&self, id: uuid::Uuid) -> Result<Option<LegalHold>, StoreError> {
+        self.sql().release_hold(id).await
+    }
+
+    async fn prune_batch(
+        &self,
+        rule: &PruneRule,
+        after: Option<PruneCursor>,
+        limit: u32,
+    ) -> Result<PruneBatch, StoreError> {
+        self.sql().prune_batch(rule, after, limit).await
+    }
+
+    async fn prune_partitions(&self, rule: &PruneRule) -> Result<u64, StoreError> {
+        let Some(latest) = rule.latest_cutoff() else {
+            return Ok(0);
+        };
+        let months = {
+            let mut conn = self.pool.acquire().await.map_err(store_error)?;
+            partitions::ended_before(&mut conn, latest).await?
+        };
+        let holds = self.sql().legal_holds().await?;
+        let mut pruned = 0;
+        for month in months {
+            let mut tx = self.pool.begin().await.map_err(store_error)?;
+            match partitions::drop_if_prunable(&mut tx, &self.sql(), &DIALECT, month, rule, &holds)
+                .await
+            {
+                Ok(Some(events)) => {
+                    tx.commit().await.map_err(store_error)?;
+                    self.partitions.forget(month);
+                    tracing::info!(partition = %month.table(), events, "dropped an expired partition");
+                    pruned += events;
+                }
+                // A row that must stay: its rows are pruned one by one instead.
+                Ok(None) => {}
+                // A lock not granted in time (busy readers) is not a failure of
+                // pruning: the rows go one by one instead.
+                Err(StoreError::Backend(reason)) if reason.contains("lock timeout") => {
+                    tracing::warn!(partition = %month.table(), %reason, "an expired partition stays for now");
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(pruned)
+    }
+
+    async fn pruned_count(&self, tenant: Option<&str>) -> Result<PrunedCount, StoreError> {
+        self.sql().pruned_count(tenant).await
+    }
+
+    async fn pruned_leaves(&self, start: u64, end: u64) -> Result<Vec<u64>, StoreError> {
+        self.sql().pruned_leaves(start, end).await
     }
 
     async fn save_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {

@@ -12,6 +12,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Sqlite};
 
+use crate::retention::{
+    LegalHold, PruneBatch, PruneCursor, PruneRule, PrunedCount, RetentionPolicy,
+};
 use crate::sql::{
     Dialect, GenericStore, LAST_SEQ, bind_id_bytes, chunks, id_from_bytes, insert_values,
     on_conflict_do_nothing, select_id_as_stored, store_error, text_column, unique_rows,
@@ -129,6 +132,30 @@ const SCHEMA: &[&str] = &[
         public_key TEXT NOT NULL,
         signature BLOB NOT NULL
     )",
+    // Retention (see `retention.rs`): each tenant's own policy, legal holds,
+    // and one row per pruned leaf, whose event's row is gone on purpose.
+    "CREATE TABLE IF NOT EXISTS audit_retention (
+        tenant_id TEXT PRIMARY KEY,
+        days INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS audit_legal_holds (
+        id BLOB PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        target_type TEXT,
+        target_id TEXT,
+        reason TEXT NOT NULL,
+        placed_by TEXT NOT NULL,
+        placed_at INTEGER NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS audit_pruned (
+        leaf_index INTEGER PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        tenant_id TEXT NOT NULL,
+        timestamp INTEGER NOT NULL,
+        pruned_at INTEGER NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS audit_pruned_tenant ON audit_pruned (tenant_id, timestamp)",
     // One encryption key per data subject (see `AuditStore::subject_keys`):
     // what makes the personal values in events readable. Never part of a leaf;
     // deleting a row erases that subject's values (crypto-shredding).
@@ -642,6 +669,49 @@ impl AuditStore for SqliteStore {
         let existed = self.write().erase_subject_key(subject).await?;
         scrub_wal(&self.writer).await?;
         Ok(existed)
+    }
+
+    async fn retention_policies(&self) -> Result<Vec<RetentionPolicy>, StoreError> {
+        self.read().retention_policies().await
+    }
+
+    async fn set_retention(&self, tenant: &str, days: Option<u32>) -> Result<(), StoreError> {
+        self.write().set_retention(tenant, days).await
+    }
+
+    async fn legal_holds(&self) -> Result<Vec<LegalHold>, StoreError> {
+        self.read().legal_holds().await
+    }
+
+    async fn place_hold(&self, hold: &LegalHold) -> Result<(), StoreError> {
+        self.write().place_hold(hold).await
+    }
+
+    async fn release_hold(&self, id: uuid::Uuid) -> Result<Option<LegalHold>, StoreError> {
+        self.write().release_hold(id).await
+    }
+
+    async fn prune_batch(
+        &self,
+        rule: &PruneRule,
+        after: Option<PruneCursor>,
+        limit: u32,
+    ) -> Result<PruneBatch, StoreError> {
+        let batch = self.write().prune_batch(rule, after, limit).await?;
+        if batch.pruned > 0 {
+            // The writer deletes with `secure_delete`; the WAL's older frames
+            // still hold the rows until it is truncated.
+            scrub_wal(&self.writer).await?;
+        }
+        Ok(batch)
+    }
+
+    async fn pruned_count(&self, tenant: Option<&str>) -> Result<PrunedCount, StoreError> {
+        self.read().pruned_count(tenant).await
+    }
+
+    async fn pruned_leaves(&self, start: u64, end: u64) -> Result<Vec<u64>, StoreError> {
+        self.read().pruned_leaves(start, end).await
     }
 
     async fn save_checkpoint(&self, checkpoint: &StoredCheckpoint) -> Result<(), StoreError> {

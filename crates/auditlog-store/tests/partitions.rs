@@ -275,3 +275,64 @@ async fn a_time_bounded_query_reads_only_the_partitions_of_its_range() {
         assert_eq!(page.events[0].id, events[1].id);
     }
 }
+
+/// Whether the table `name` exists.
+async fn exists(conn: &mut PgConnection, name: &str) -> bool {
+    sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL")
+        .bind(name)
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_partition_whose_every_event_expired_is_dropped_and_its_leaves_kept() {
+    let (_db, store, mut conn) = fresh().await;
+    let now = auditlog_event::now_ms();
+    let old: Vec<DataEvent> = (0..3).map(|i| event(i, now - 90 * DAY + i)).collect();
+    let recent = event(9, now);
+    let mut batch = old.clone();
+    batch.push(recent.clone());
+    store.insert_batch(&batch).await.unwrap();
+    let root = store.seal(1000).await.unwrap().root;
+    let table = month_table(&mut conn, now - 90 * DAY).await;
+    assert!(exists(&mut conn, &table).await);
+    let rule = auditlog_store::PruneRule::everything_before(now - 30 * DAY);
+
+    // A hold on the tenant keeps every row, so the partition stays whole.
+    let hold = auditlog_store::LegalHold {
+        id: uuid::Uuid::now_v7(),
+        tenant: "default".into(),
+        target: None,
+        reason: "litigation".into(),
+        placed_by: "users/1".into(),
+        placed_at: now,
+    };
+    store.place_hold(&hold).await.unwrap();
+    assert_eq!(store.prune_partitions(&rule).await.unwrap(), 0);
+    assert!(exists(&mut conn, &table).await);
+
+    store.release_hold(hold.id).await.unwrap();
+    assert_eq!(store.prune_partitions(&rule).await.unwrap(), 3);
+
+    assert!(!exists(&mut conn, &table).await, "the partition is dropped");
+    for gone in &old {
+        assert_eq!(store.get(gone.id).await.unwrap(), None);
+    }
+    assert!(store.get(recent.id).await.unwrap().is_some());
+    assert_eq!(store.pruned_count(None).await.unwrap().events, 3);
+    assert_eq!(store.pruned_leaves(0, 4).await.unwrap().len(), 3);
+    // The tree is untouched, and grows on.
+    assert_eq!(store.tree_size().await.unwrap(), 4);
+    store.insert_batch(&[event(10, now)]).await.unwrap();
+    let grown = store.seal(1000).await.unwrap();
+    assert_eq!(grown.size, 5);
+    assert_ne!(grown.root, root);
+    // An event of that month arriving late gets its partition again.
+    let late = event(11, now - 90 * DAY);
+    store
+        .insert_batch(std::slice::from_ref(&late))
+        .await
+        .unwrap();
+    assert_eq!(partition_of(&mut conn, late.id).await, table);
+}

@@ -2104,8 +2104,8 @@ function openLive(params) {
 // ---------------------------------------------------------------------------
 // Router
 
-const VIEW_TITLES = { users: 'auditlog', events: 'Events · auditlog', object: 'Timeline · auditlog', actor: 'Activity · auditlog', live: 'Live · auditlog', event: 'Event · auditlog', sinks: 'Sinks · auditlog' };
-const NAV_OF_VIEW = { users: 'users', events: 'events', event: 'events', object: 'events', actor: 'events', live: 'live', sinks: 'sinks' };
+const VIEW_TITLES = { users: 'auditlog', events: 'Events · auditlog', object: 'Timeline · auditlog', actor: 'Activity · auditlog', live: 'Live · auditlog', event: 'Event · auditlog', sinks: 'Sinks · auditlog', retention: 'Retention · auditlog' };
+const NAV_OF_VIEW = { users: 'users', events: 'events', event: 'events', object: 'events', actor: 'events', live: 'live', sinks: 'sinks', retention: 'retention' };
 let currentView = null;
 
 function parseRoute() {
@@ -2122,6 +2122,7 @@ function parseRoute() {
   if (head === 'actors' && a && b) return { view: 'actor', type: a, id: b, params };
   if (head === 'live') return { view: 'live', params };
   if (head === 'sinks') return { view: 'sinks', params };
+  if (head === 'retention') return { view: 'retention', params };
   return { view: 'unknown', params };
 }
 
@@ -2176,6 +2177,135 @@ function sinkRow(sink) {
   return tr;
 }
 
+// ---------------------------------------------------------------------------
+// Retention: each tenant's policy, what was pruned, and the legal holds. Admins
+// read their tenant's and place holds; operators also set policies, look up any
+// tenant, and release holds (the auditor decides; the page only shows what applies).
+
+let retentionTenant = '';
+
+function isOperator() {
+  return state.users.get(String(ACTOR_ID))?.attributes?.role === 'operator';
+}
+
+function days(n) {
+  return n === null || n === undefined ? 'for ever' : `${n} day${n === 1 ? '' : 's'}`;
+}
+
+async function loadRetention() {
+  const operator = isOperator();
+  for (const node of document.querySelectorAll('#view-retention [data-operator-only]')) node.hidden = !operator;
+  const query = retentionTenant ? `?filter[tenantId]=${encodeURIComponent(retentionTenant)}` : '';
+  const [doc, holds] = await Promise.all([
+    api('GET', `/api/retention${query}`),
+    api('GET', '/api/legal-holds'),
+  ]);
+  const meta = doc?.meta ?? {};
+  $('#retention-summary').textContent = `Tenants without a policy of their own keep events ${days(meta.defaultDays)}`
+    + (meta.defaultDays ? `; expired events are pruned every ${Math.round((meta.pruneIntervalSecs ?? 3600) / 60)} min.` : '.');
+  $('#retention-body').replaceChildren(...(doc?.data ?? []).map((r) => retentionRow(r, operator)));
+  const list = holds?.data ?? [];
+  $('#holds-body').replaceChildren(...list.map((h) => holdRow(h, operator)));
+  $('#holds-empty').hidden = list.length > 0;
+  $('#holds-count').textContent = `(${list.length})`;
+}
+
+function retentionRow(r, operator) {
+  const a = r.attributes ?? {};
+  const cell = (text, cls) => el('td', { class: cls, text });
+  const tr = el('tr', { 'data-testid': `retention-${r.id}` },
+    el('td', { text: r.id }),
+    cell(days(a.effectiveDays) + (a.days === null ? ' (default)' : '')),
+    cell(String(a.legalHolds ?? 0), 'num'),
+    cell(String(a.prunedEvents ?? 0), 'num'),
+    cell(a.newestPruned ? timeFormat.format(new Date(a.newestPruned)) : '–'));
+  if (operator) {
+    const input = el('input', {
+      type: 'number', min: '1', max: '36500', value: a.days ?? '', placeholder: 'default',
+      'aria-label': `Days to keep ${r.id}'s events`, 'data-testid': `retention-days-${r.id}`, class: 'days-input',
+    });
+    const save = el('button', { type: 'button', class: 'btn btn-ghost', text: 'Save', 'data-testid': `retention-save-${r.id}` });
+    save.addEventListener('click', () => saveRetention(r.id, input.value, save).catch(showError));
+    tr.append(el('td', { class: 'retention-edit' }, input, save));
+  }
+  return tr;
+}
+
+async function saveRetention(tenant, value, button) {
+  const text = String(value).trim();
+  const n = text === '' ? null : Number(text);
+  if (n !== null && !(Number.isInteger(n) && n >= 1 && n <= 36500)) {
+    throw new Error('Days must be a whole number from 1 to 36500, or empty for the default.');
+  }
+  const declined = n !== null && !window.confirm(
+    `Keep ${tenant}'s events for ${days(n)}?\n\nOlder events will be pruned at the next prune: their content is gone for good.`);
+  if (declined) return;
+  button.disabled = true;
+  try {
+    await api('PATCH', `/api/retention/${encodeURIComponent(tenant)}`,
+      { data: { type: 'retention', id: tenant, attributes: { days: n } } });
+    showStatus(`${tenant} keeps its events ${days(n)}${n === null ? ' (the default)' : ''}.`);
+    await loadRetention();
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function holdRow(h, operator) {
+  const a = h.attributes ?? {};
+  const covers = a.targetType ? `${a.targetType} ${a.targetId}` : 'the whole tenant';
+  const tr = el('tr', { 'data-testid': `hold-${h.id}` },
+    el('td', { text: a.tenantId }), el('td', { text: covers }), el('td', { text: a.reason, class: 'hold-reason-cell' }),
+    el('td', { text: a.placedBy }), el('td', { text: timeFormat.format(new Date(a.placedAt)) }));
+  if (operator) {
+    const release = el('button', { type: 'button', class: 'btn btn-ghost btn-danger', text: 'Release', 'data-testid': 'release-hold' });
+    release.addEventListener('click', () => releaseHold(h, covers, release).catch(showError));
+    tr.append(el('td', {}, release));
+  }
+  return tr;
+}
+
+async function releaseHold(h, covers, button) {
+  const a = h.attributes ?? {};
+  if (!window.confirm(`Release the legal hold on ${covers} of ${a.tenantId}?\n\nReason: ${a.reason}\n\nEvents it kept will be pruned at the next prune if their retention has passed.`)) return;
+  button.disabled = true;
+  try {
+    await api('DELETE', `/api/legal-holds/${encodeURIComponent(h.id)}`);
+    showStatus(`The hold on ${covers} is released.`);
+    await loadRetention();
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function placeHold(ev) {
+  ev.preventDefault();
+  const form = ev.currentTarget;
+  const value = (name) => form.elements[name].value.trim();
+  const attributes = { reason: value('reason') };
+  if (value('tenantId')) attributes.tenantId = value('tenantId');
+  if (value('targetType') || value('targetId')) {
+    if (!value('targetType') || !value('targetId')) {
+      showError(new Error('Give both a target type and an id, or neither to hold the whole tenant.'));
+      return;
+    }
+    attributes.targetType = value('targetType');
+    attributes.targetId = value('targetId');
+  }
+  const button = form.querySelector('button[type="submit"]');
+  button.disabled = true;
+  try {
+    await api('POST', '/api/legal-holds', { data: { type: 'legal-holds', attributes } });
+    form.reset();
+    showStatus('The legal hold is placed.');
+    await loadRetention();
+  } catch (err) {
+    showError(err);
+  } finally {
+    button.disabled = false;
+  }
+}
+
 function route() {
   const r = parseRoute();
   if (!r) return;
@@ -2201,6 +2331,7 @@ function route() {
   else if (view === 'event') openEvent(r.id);
   else if (view === 'live') openLive(r.params);
   else if (view === 'sinks') loadSinks().catch(showError);
+  else if (view === 'retention') loadRetention().catch(showError);
   if (changed && route.started) {
     const heading = document.querySelector(`.view[data-view="${view}"] h2`);
     heading?.setAttribute('tabindex', '-1');
@@ -2222,6 +2353,14 @@ function start() {
   $('#add-form').addEventListener('submit', addUser);
   $('#refresh-users').addEventListener('click', () => { clearError(); loadUsers().catch(showError); });
   $('#refresh-sinks').addEventListener('click', () => { clearError(); loadSinks().catch(showError); });
+  $('#refresh-retention').addEventListener('click', () => { clearError(); loadRetention().catch(showError); });
+  $('#hold-form').addEventListener('submit', placeHold);
+  $('#retention-tenant-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    retentionTenant = $('#retention-tenant').value.trim();
+    clearError();
+    loadRetention().catch(showError);
+  });
   $('#refresh-history').addEventListener('click', () => { clearError(); loadHistory(); });
   $('#erase-history').addEventListener('click', (ev) => erasePersonalData(ev.currentTarget));
   $('#close-history').addEventListener('click', closeHistory);

@@ -10,6 +10,7 @@ mod export;
 mod hardening;
 mod logging;
 mod prove;
+mod prune;
 mod query;
 mod remote;
 mod run;
@@ -132,6 +133,18 @@ enum Command {
   auditlog erase --subject users:42 --token \"$TOKEN\"
   auditlog erase --subject users:42 --as-user 1 --auditor-url http://127.0.0.1:3001")]
     Erase(erase::EraseArgs),
+    /// Prune events dated before a time: their rows go, their leaves stay.
+    ///
+    /// The auditor removes the rows of the sealed events (of one tenant, or of
+    /// every tenant) dated before --before that no legal hold covers, keeping
+    /// their leaf hashes in the log's tree: checkpoints and the proofs of every
+    /// other event still verify, and `auditlog verify` reports them as pruned.
+    /// The auditor also prunes by itself what --retention-days and the
+    /// tenants' own policies say has expired. Needs an operator's token.
+    #[command(after_help = "Examples:
+  auditlog prune --before 365d --token \"$TOKEN\"
+  auditlog prune --tenant acme --before 2026-01-01 --as-user 1")]
+    Prune(prune::PruneArgs),
     /// Manage the log streams on the auditor: list, add, remove, test.
     ///
     /// Sinks deliver every event, in log order and at least once, to a webhook
@@ -428,6 +441,20 @@ struct LogArgs {
         value_parser = personal_fields
     )]
     personal_fields: auditlog_auditor::personal::PersonalFields,
+    /// Days the events of a tenant without a retention of its own are kept,
+    /// counted from their timestamp; then the auditor prunes them (rows gone,
+    /// leaves kept). Left out, they are kept for ever. Tenants' own policies
+    /// are set with `PATCH /api/retention/{tenant}`.
+    #[arg(long, env = "AUDITLOG_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..=i64::from(auditlog_auditor::retention::MAX_RETENTION_DAYS)))]
+    retention_days: Option<u32>,
+    /// How often the auditor prunes expired events, e.g. `10m`, `1h`.
+    #[arg(
+        long,
+        env = "AUDITLOG_PRUNE_INTERVAL",
+        default_value = "1h",
+        value_parser = clock_skew_tolerance
+    )]
+    prune_interval: std::time::Duration,
 }
 
 /// A `--personal-fields` list.
@@ -435,7 +462,7 @@ fn personal_fields(text: &str) -> Result<auditlog_auditor::personal::PersonalFie
     auditlog_auditor::personal::PersonalFields::parse(text).map_err(|e| e.to_string())
 }
 
-/// A `--clock-skew-tolerance`: a span such as `30s` or `5m`.
+/// A `--clock-skew-tolerance` or `--prune-interval`: a span such as `30s` or `5m`.
 fn clock_skew_tolerance(text: &str) -> Result<std::time::Duration, String> {
     remote::span_ms(text.trim())
         .and_then(|ms| u64::try_from(ms).ok())
@@ -708,6 +735,7 @@ fn main() -> std::process::ExitCode {
             Command::Emit(args) => emit::run(args).await,
             Command::Query(args) => query::run(args).await,
             Command::Erase(args) => erase::run(args).await,
+            Command::Prune(args) => prune::run(args).await,
             Command::Sinks(args) => sinks::run(args).await,
             Command::Token(args) => token::run(args),
             Command::Verify(args) => verify::run(args).await,

@@ -116,7 +116,14 @@ pub async fn up(args: UpArgs) -> Result<()> {
     ));
     let sinks = start_sinks(&store, data_dir)?;
     let sinks_task = background.spawn(sinks.clone().run(wait(stopped.clone())));
+    let retention = retention_of(&args.log);
+    background.spawn(auditlog_auditor::retention::run(
+        store.clone(),
+        retention,
+        stopped.clone(),
+    ));
     let mut auditor_state = AuditorState::new(store, verifier.clone(), stopped.clone())
+        .with_retention(retention)
         .with_metrics(metrics.clone())
         .with_log_key(log_key)
         .with_sinks(sinks)
@@ -373,7 +380,14 @@ pub async fn auditor(args: AuditorArgs) -> Result<()> {
     ));
     let sinks = start_sinks(&store, data_dir)?;
     let sinks_task = tokio::spawn(sinks.clone().run(wait(stopped.clone())));
+    let retention = retention_of(&args.log);
+    tokio::spawn(auditlog_auditor::retention::run(
+        store.clone(),
+        retention,
+        stopped.clone(),
+    ));
     let mut state = AuditorState::new(store, verifier, stopped.clone())
+        .with_retention(retention)
         .with_metrics(metrics)
         .with_log_key(log_key)
         .with_sinks(sinks)
@@ -797,6 +811,14 @@ fn announce(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+}
+
+/// The retention the log settings ask for.
+fn retention_of(log: &crate::LogArgs) -> auditlog_auditor::retention::RetentionConfig {
+    auditlog_auditor::retention::RetentionConfig {
+        default_days: log.retention_days,
+        interval: log.prune_interval,
+    }
 }
 
 async fn wait(mut stopped: watch::Receiver<bool>) {

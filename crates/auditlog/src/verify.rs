@@ -8,7 +8,9 @@
 //!   journal kept beside the key — for its signature (with the data directory's log
 //!   keys) and its root (against the tree recomputed from the rows). A rewrite that
 //!   recomputed the whole tree is caught there: the first checkpoint that no longer
-//!   matches names the events signed since the one before.
+//!   matches names the events signed since the one before. A sealed event whose
+//!   row retention pruned (recorded in `audit_pruned`) counts as pruned, not
+//!   removed: its stored leaf hash stands for it.
 //! - **Witness** (`--url … --checkpoint FILE`, in `witness.rs`): fetches the latest
 //!   checkpoint, checks its signature against a pinned key and its consistency with
 //!   the checkpoint saved in FILE, then saves it.
@@ -18,7 +20,7 @@
 
 pub(crate) mod witness;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -177,6 +179,10 @@ pub struct Report {
     pub sealed: u64,
     /// Rows after the last sealed one: not yet sealed, not an error.
     pub unsealed: u64,
+    /// Sealed events whose rows retention pruned: their leaves stay in the tree
+    /// (and every checkpoint still covers them), their payload is gone on
+    /// purpose. Not an error.
+    pub pruned: u64,
     /// Keys the signatures were checked with.
     pub keys: Vec<String>,
     pub checkpoints: Vec<CheckpointReport>,
@@ -208,8 +214,9 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "{} rows checked; {} sealed in the tree; {} not yet sealed",
-            self.rows, self.sealed, self.unsealed
+            "{} rows checked; {} sealed in the tree; {} not yet sealed; {} pruned by retention \
+             (leaves kept)",
+            self.rows, self.sealed, self.unsealed, self.pruned
         );
         let valid = self
             .checkpoints
@@ -286,6 +293,14 @@ pub async fn verify(
             next_leaf = last.index + 1;
         }
         let leaves_done = leaves.is_empty();
+        let pruned: BTreeSet<u64> = match (leaves.first(), leaves.last()) {
+            (Some(first), Some(last)) => store
+                .pruned_leaves(first.index, last.index + 1)
+                .await?
+                .into_iter()
+                .collect(),
+            _ => BTreeSet::new(),
+        };
         for leaf in leaves {
             // Rows up to this leaf's seq.
             while !rows_done && rows.back().is_none_or(|row| row.seq < leaf.seq) {
@@ -305,7 +320,7 @@ pub async fn verify(
             if row.is_some() {
                 rows.pop_front();
             }
-            walk.leaf(&leaf, row.as_ref());
+            walk.leaf(&leaf, row.as_ref(), pruned.contains(&leaf.index));
             bar.set_position(walk.leaves_seen);
         }
         if leaves_done {
@@ -442,6 +457,7 @@ struct Walk {
     size: u64,
     rows: u64,
     unsealed: u64,
+    pruned: u64,
     leaves_seen: u64,
     last_sealed_seq: i64,
     /// The tree of the leaves as the rows give them now.
@@ -467,6 +483,7 @@ impl Walk {
             size,
             rows: 0,
             unsealed: 0,
+            pruned: 0,
             leaves_seen: 0,
             last_sealed_seq: 0,
             rebuilt: Frontier::default(),
@@ -526,8 +543,9 @@ impl Walk {
         }
     }
 
-    /// A leaf, and the row now at its `seq` if there is one.
-    fn leaf(&mut self, leaf: &LeafEntry, row: Option<&EventRow>) {
+    /// A leaf, the row now at its `seq` if there is one, and whether the store
+    /// records its row as pruned by retention.
+    fn leaf(&mut self, leaf: &LeafEntry, row: Option<&EventRow>, pruned: bool) {
         let index = leaf.index;
         if index != self.leaves_seen {
             self.report_at(
@@ -560,6 +578,12 @@ impl Walk {
         }
         self.last_sealed_seq = self.last_sealed_seq.max(leaf.seq);
         let now = match row {
+            // Gone on purpose: the stored hash stands for it, as in every
+            // checkpoint signed before.
+            None if pruned => {
+                self.pruned += 1;
+                leaf.hash
+            }
             None => {
                 self.report_at(
                     Kind::Removed,
@@ -762,6 +786,7 @@ impl Walk {
             rows: self.rows,
             sealed: self.size,
             unsealed: self.unsealed,
+            pruned: self.pruned,
             keys: keys.iter().map(ToString::to_string).collect(),
             checkpoints: self.reports,
             ok: self.problems == 0,

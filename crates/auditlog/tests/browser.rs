@@ -4,7 +4,8 @@
 //! actor's page and the live view; `integrity.mjs` has the event page verify an
 //! event against the signed log, then stands in for a lying server (playwright's
 //! request interception alters the leaf, the checkpoint's signature or the key)
-//! and expects each failure named; `sinks.mjs` lists three sinks on the Sinks page
+//! and expects each failure named; `sinks.mjs` lists three sinks on the Sinks page; `retention.mjs` sets a
+//! retention and places and releases a legal hold on the Retention page
 //! with their states and a failing one's error. Each saves screenshots in `target/screenshots/`.
 //! Needs Node.js; installs what else it needs when it is missing: Debian's chromium
 //! (`apt-get install chromium`, unless `CHROMIUM_PATH` names another) and
@@ -123,6 +124,11 @@ fn the_website_adds_a_user_edits_it_and_shows_the_change_in_its_history() {
 #[test]
 fn the_sinks_page_shows_each_sinks_state_and_last_error() {
     run_browser_script("sinks.mjs");
+}
+
+#[test]
+fn the_retention_page_sets_a_policy_and_places_and_releases_a_hold() {
+    run_browser_script("retention.mjs");
 }
 
 #[test]

@@ -35,6 +35,9 @@ struct Tenant {
     note_id: String,
     /// A log stream its admin made (bound to the tenant).
     sink: String,
+    /// The id of a legal hold its admin placed on its member (the reason
+    /// carries the marker).
+    hold: String,
     /// Every stored event of the tenant, by id.
     event_ids: BTreeSet<String>,
 }
@@ -162,6 +165,11 @@ async fn no_route_of_either_api_answers_or_counts_another_tenants_data() {
             assert_eq!(user.body["data"]["attributes"]["tenant"], t.name);
             assert!(user.body.to_string().contains(&t.marker));
         }
+    }
+    // Nor any hold: each tenant's is still there.
+    let holds = operator.get("/api/legal-holds").await;
+    for t in [&acme, &globex] {
+        assert!(holds.body.to_string().contains(&t.hold), "{}", holds.body);
     }
     // Nor any erasure: each member's name still reads in its tenant's log.
     for t in [&acme, &globex] {
@@ -360,6 +368,7 @@ async fn tenant(
         // Named without the marker: `/metrics`, the deployment's own monitoring,
         // labels sinks by name; the other tenant's sink is found out by its URL.
         sink: format!("sink-{name}-{}", std::process::id()),
+        hold: String::new(),
         marker,
         event_ids: BTreeSet::new(),
     };
@@ -385,6 +394,20 @@ async fn tenant(
         .await;
     assert_eq!(sink.status, 201, "{}", sink.body);
     assert_eq!(sink.body["data"]["attributes"]["filter"]["tenantId"], name);
+    let hold = tenant
+        .admin
+        .1
+        .post(
+            "/api/legal-holds",
+            json!({"data": {"type": "legal-holds", "attributes": {
+                "targetType": "users", "targetId": member_id,
+                "reason": format!("a case of {}", tenant.marker),
+            }}}),
+        )
+        .await;
+    assert_eq!(hold.status, 201, "{}", hold.body);
+    let mut tenant = tenant;
+    tenant.hold = hold.body["data"]["id"].as_str().unwrap().to_owned();
     tenant
 }
 
@@ -636,6 +659,37 @@ fn requests(method: &str, template: &str, other: &Tenant) -> Vec<Request> {
             harmless_write: false,
         }],
         ("GET", "/api/notes/{id}") => vec![aimed(format!("/api/notes/{}", other.note_id))],
+        ("GET", "/api/retention") => vec![
+            plain(template),
+            aimed(format!("/api/retention?filter[tenantId]={}", other.name)),
+        ],
+        ("PATCH", "/api/retention/{tenant}") => vec![Request {
+            path: format!("/api/retention/{}", other.name),
+            body: Some(json!({"data": {"type": "retention", "id": other.name,
+                "attributes": {"days": 1}}})),
+            names_the_other_tenant: true,
+            harmless_write: false,
+        }],
+        ("GET", "/api/legal-holds") => vec![plain(template)],
+        ("POST", "/api/legal-holds") => vec![Request {
+            path: template.to_owned(),
+            body: Some(json!({"data": {"type": "legal-holds", "attributes": {
+                "tenantId": other.name, "reason": "an intruder's hold",
+            }}})),
+            names_the_other_tenant: true,
+            harmless_write: false,
+        }],
+        ("DELETE", "/api/legal-holds/{id}") => {
+            vec![aimed(format!("/api/legal-holds/{}", other.hold))]
+        }
+        ("POST", "/api/prunes") => vec![Request {
+            path: template.to_owned(),
+            body: Some(json!({"data": {"type": "prunes", "attributes": {
+                "before": auditlog_event::now_ms(), "tenantId": other.name,
+            }}})),
+            names_the_other_tenant: true,
+            harmless_write: false,
+        }],
         (method, path) => panic!(
             "{method} {path} is a route this test does not know: say in `requests` how to \
              aim it at another tenant's data"

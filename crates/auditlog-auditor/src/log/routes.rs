@@ -110,13 +110,16 @@ pub(crate) async fn key(
     description = "`<L>/<N>[.p/<W>]`: the hashes (32 bytes each) of the nodes at level 8L \
         numbered 256N onwards; `entries/<N>[.p/<W>]`: the leaves 256N onwards, each after its \
         length as two big-endian bytes. Full tiles never change. Entry bundles only for those \
-        who may read every event (and recorded as a read). 404 for a tile not in the tree.",
+        who may read every event (and recorded as a read). 404 for a tile not in the tree; \
+        410 for an entry bundle some of whose events retention pruned (their hashes stay in \
+        the hash tiles).",
     params(("path" = String, Path, description = "The tile's path after `/log/tile/`")),
     responses(
         (status = 200, description = "The tile", body = Vec<u8>, content_type = "application/octet-stream"),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
+        (status = 410, response = auditlog_http::openapi::Gone),
         (status = 503, response = Unavailable),
     )
 )]
@@ -167,6 +170,22 @@ pub(crate) async fn tile(
                 .enumerate()
                 .all(|(n, leaf)| leaf.entry.index == start + n as u64);
             if leaves.len() as u64 != width || !contiguous {
+                let pruned = state
+                    .store
+                    .pruned_leaves(start, start + width)
+                    .await
+                    .map_err(ApiError::internal)?;
+                if !pruned.is_empty() {
+                    return Err(ApiError::new(
+                        StatusCode::GONE,
+                        "Gone",
+                        format!(
+                            "{} of these entries were pruned by retention: their leaf hashes \
+                             stay in the hash tiles, their contents are gone",
+                            pruned.len()
+                        ),
+                    ));
+                }
                 return Err(absent());
             }
             let bundle = entry_bundle(leaves.iter().map(|leaf| leaf.bytes.as_bytes()));

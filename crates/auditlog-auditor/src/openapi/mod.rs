@@ -31,7 +31,9 @@ use axum::response::Response;
 use utoipa::OpenApi;
 
 use crate::log::routes as log;
-use crate::{activity, erasure, history, ingest, producers, query, sinks, stream, viewer_tokens};
+use crate::{
+    activity, erasure, history, ingest, producers, query, retention, sinks, stream, viewer_tokens,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -63,6 +65,12 @@ use crate::{activity, erasure, history, ingest, producers, query, sinks, stream,
         sinks::update,
         sinks::delete,
         sinks::test,
+        retention::list,
+        retention::set,
+        retention::list_holds,
+        retention::place_hold,
+        retention::release_hold,
+        retention::prune_now,
         viewer_tokens::mint,
         log::consistency,
         log::checkpoint,
@@ -81,6 +89,7 @@ use crate::{activity, erasure, history, ingest, producers, query, sinks, stream,
         (name = "erasure", description = "Erasing a data subject's personal data by deleting its key (crypto-shredding)"),
         (name = "log", description = "The verifiable log: RFC 9162 Merkle tree, C2SP checkpoints, tiles and proofs"),
         (name = "viewer", description = "Short-lived read-only tokens for the embeddable viewer of one tenant's events"),
+        (name = "retention", description = "Retention per tenant, legal holds and pruning: expired events' rows removed, their leaves kept in the log"),
         (name = "sinks", description = "Log streams: every event delivered in log order to webhooks, syslog, Splunk, Datadog or files"),
         (name = "service", description = "Health and this document; no token needed"),
     )

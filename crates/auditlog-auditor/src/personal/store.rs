@@ -18,7 +18,8 @@ use async_trait::async_trait;
 use auditlog_event::{DataEvent, MAX_STORED_EVENT_BYTES};
 use auditlog_store::{
     ActivityCount, AuditStore, ChainEntry, DataSubject, EventPage, EventQuery, EventRow, Hash,
-    InsertOutcome, Leaf, LeafEntry, Migration, ProducerProgress, Read, SealOutcome, SealerRole,
+    InsertOutcome, Leaf, LeafEntry, LegalHold, Migration, ProducerProgress, PruneBatch,
+    PruneCursor, PruneRule, PrunedCount, Read, RetentionPolicy, SealOutcome, SealerRole,
     SignedHead, SinkRecord, StoreError, StoredCheckpoint, StoredEvent, SubjectKey,
 };
 
@@ -196,6 +197,47 @@ impl AuditStore for ShreddingStore {
 
     async fn erase_subject_key(&self, subject: &DataSubject) -> Result<bool, StoreError> {
         self.inner.erase_subject_key(subject).await
+    }
+
+    async fn retention_policies(&self) -> Result<Vec<RetentionPolicy>, StoreError> {
+        self.inner.retention_policies().await
+    }
+
+    async fn set_retention(&self, tenant: &str, days: Option<u32>) -> Result<(), StoreError> {
+        self.inner.set_retention(tenant, days).await
+    }
+
+    async fn legal_holds(&self) -> Result<Vec<LegalHold>, StoreError> {
+        self.inner.legal_holds().await
+    }
+
+    async fn place_hold(&self, hold: &LegalHold) -> Result<(), StoreError> {
+        self.inner.place_hold(hold).await
+    }
+
+    async fn release_hold(&self, id: uuid::Uuid) -> Result<Option<LegalHold>, StoreError> {
+        self.inner.release_hold(id).await
+    }
+
+    async fn prune_batch(
+        &self,
+        rule: &PruneRule,
+        after: Option<PruneCursor>,
+        limit: u32,
+    ) -> Result<PruneBatch, StoreError> {
+        self.inner.prune_batch(rule, after, limit).await
+    }
+
+    async fn prune_partitions(&self, rule: &PruneRule) -> Result<u64, StoreError> {
+        self.inner.prune_partitions(rule).await
+    }
+
+    async fn pruned_count(&self, tenant: Option<&str>) -> Result<PrunedCount, StoreError> {
+        self.inner.pruned_count(tenant).await
+    }
+
+    async fn pruned_leaves(&self, start: u64, end: u64) -> Result<Vec<u64>, StoreError> {
+        self.inner.pruned_leaves(start, end).await
     }
 
     async fn sinks(&self) -> Result<Vec<SinkRecord>, StoreError> {

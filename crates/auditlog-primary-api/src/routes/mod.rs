@@ -18,7 +18,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, patch, post};
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -52,7 +52,14 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/data-events", get(proxy::to_auditor))
         .route("/api/sinks", get(proxy::to_auditor))
-        .route("/api/erasures", post(proxy::post_to_auditor))
+        .route("/api/erasures", post(proxy::write_to_auditor))
+        .route("/api/retention", get(proxy::to_auditor))
+        .route("/api/retention/{tenant}", patch(proxy::write_to_auditor))
+        .route(
+            "/api/legal-holds",
+            get(proxy::to_auditor).post(proxy::write_to_auditor),
+        )
+        .route("/api/legal-holds/{id}", delete(proxy::write_to_auditor))
         // Fixed segments win over `{id}` in the router, whatever the order here.
         .route("/api/data-events/stream", get(proxy::to_auditor))
         .route("/api/data-events/activity", get(proxy::to_auditor))

@@ -70,13 +70,14 @@ pub(super) async fn to_auditor(
 }
 
 /// Largest body passed on to the auditor: its write routes take one small
-/// document (an erasure).
+/// document (an erasure, a retention, a legal hold).
 const MAX_FORWARDED_BODY_BYTES: usize = 16 * 1024;
 
-/// The auditor's write routes the website calls (an erasure): the body and its
-/// type go along with the caller's token, and the auditor decides, as it does
-/// for reads. The answer is small and comes back whole.
-pub(super) async fn post_to_auditor(
+/// The auditor's write routes the website calls (an erasure, a tenant's
+/// retention, legal holds): the method, the body and its type go along with the
+/// caller's token, and the auditor decides, as it does for reads. The answer
+/// is small and comes back whole.
+pub(super) async fn write_to_auditor(
     State(state): State<ApiState>,
     Authenticated(_): Authenticated,
     request_id: RequestId,
@@ -88,10 +89,12 @@ pub(super) async fn post_to_auditor(
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "/".to_owned());
     let headers = request.headers().clone();
+    let method = reqwest::Method::from_bytes(request.method().as_str().as_bytes())
+        .map_err(ApiError::internal)?;
     let body = read_body(request, MAX_FORWARDED_BODY_BYTES).await?;
     let mut forwarded = state
         .http
-        .post(format!("{}{path_and_query}", state.auditor_url))
+        .request(method, format!("{}{path_and_query}", state.auditor_url))
         .body(body);
     for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
         if let Some(value) = headers.get(&name) {

@@ -231,6 +231,110 @@ impl Partitions {
     }
 }
 
+impl Partitions {
+    /// Forgets that `month` has a partition (it was dropped), so that an event
+    /// of that month arriving later gets one again.
+    pub(crate) fn forget(&self, month: Month) {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&month);
+    }
+}
+
+/// Rows read per statement while judging a whole partition.
+const PARTITION_PAGE: i64 = 1_000;
+
+/// The month partitions whose whole range is before `cutoff`, oldest first.
+pub(crate) async fn ended_before(
+    conn: &mut PgConnection,
+    cutoff: i64,
+) -> Result<Vec<Month>, StoreError> {
+    Ok(existing(conn)
+        .await?
+        .into_iter()
+        .filter(|month| month.plus(1).start_ms() <= cutoff)
+        .collect())
+}
+
+/// Drops `month`'s partition in `tx` if every row of it is prunable under
+/// `rule` (see [`crate::AuditStore::prune_partitions`]), recording each of its
+/// leaves as pruned first; answers how many events it held, or `None` (and
+/// changes nothing the caller would commit) when one of them must stay. The
+/// partition is locked against writers (`SHARE`) before it is read, so that no
+/// row can arrive between the judgement and the drop; readers go on until
+/// the drop.
+pub(crate) async fn drop_if_prunable(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    sql: &crate::sql::GenericStore<'_, sqlx::Postgres>,
+    dialect: &crate::sql::Dialect<sqlx::Postgres>,
+    month: Month,
+    rule: &crate::PruneRule,
+    holds: &[crate::LegalHold],
+) -> Result<Option<u64>, StoreError> {
+    use crate::retention::Verdict;
+    let name = month.table();
+    sqlx::raw_sql(LOCK_TIMEOUT)
+        .execute(&mut **tx)
+        .await
+        .map_err(store_error)?;
+    // Identifiers cannot be bound; the name is made here from integers.
+    sqlx::raw_sql(AssertSqlSafe(format!("LOCK TABLE {name} IN SHARE MODE")))
+        .execute(&mut **tx)
+        .await
+        .map_err(store_error)?;
+    let unsealed: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM {name} e \
+         WHERE NOT EXISTS (SELECT 1 FROM audit_leaves l WHERE l.seq = e.seq)"
+    )))
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(store_error)?;
+    if unsealed > 0 {
+        return Ok(None);
+    }
+    let now = auditlog_event::now_ms();
+    let (mut after, mut events) = (i64::MIN, 0_u64);
+    loop {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM {name} e JOIN audit_leaves l ON l.seq = e.seq \
+             WHERE e.seq > $1 ORDER BY e.seq LIMIT {PARTITION_PAGE}",
+            crate::sql::candidate_columns(dialect)
+        )))
+        .bind(after)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(store_error)?;
+        let candidates = rows
+            .iter()
+            .map(|row| sql.prune_candidate(row))
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(last) = candidates.last() else {
+            break;
+        };
+        after = last.seq;
+        if candidates
+            .iter()
+            .any(|candidate| candidate.verdict(rule, holds) != Verdict::Prune)
+        {
+            return Ok(None);
+        }
+        let all: Vec<_> = candidates.iter().collect();
+        crate::sql::pruned_insert(dialect, &all, now)
+            .build()
+            .persistent(false)
+            .execute(&mut **tx)
+            .await
+            .map_err(store_error)?;
+        events += candidates.len() as u64;
+    }
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE {name}")))
+        .execute(&mut **tx)
+        .await
+        .map_err(store_error)?;
+    Ok(Some(events))
+}
+
 /// The months whose partitions `audit_events` has now.
 async fn existing(tx: &mut PgConnection) -> Result<BTreeSet<Month>, StoreError> {
     let rows = sqlx::query(

@@ -23,6 +23,10 @@ use super::legacy::{LATEST_HEAD, chain_after_query};
 use super::queries::{
     LAST_SEQ, ProducerRow, activity_count, into_page, producers_query, progress, total,
 };
+use super::retention::{
+    PRUNE_BATCH_MAX, candidates_query, hold_columns, pruned_count_query, pruned_insert,
+    pruned_leaves_query, rows_delete,
+};
 use super::tree::{
     LAST_LEAF, LATEST_CHECKPOINT, MIGRATION, SEAL_PAGE, checkpoints_after_query, hashes_query,
     leaf_entries_query, leaf_insert, leaf_of_query, leaves_query, node_insert, rows_after_query,
@@ -32,6 +36,10 @@ use super::{
     Dialect, STORED_IDS_CHUNK, SUBJECT_KEYS_CHUNK, hash_from_bytes, store_error, uuid_from_bytes,
 };
 use crate::legacy::ChainHead;
+use crate::retention::{
+    LegalHold, PruneBatch, PruneCandidate, PruneCursor, PruneRule, PrunedCount, RetentionPolicy,
+    Verdict,
+};
 use crate::subject_keys::{DataSubject, SUBJECT_KEY_BYTES, SubjectKey};
 use crate::{
     ActivityCount, ChainEntry, EventPage, EventQuery, EventRow, Leaf, LeafEntry, Migration,
@@ -578,6 +586,253 @@ where
             .await
             .map_err(store_error)?;
         Ok(existed)
+    }
+
+    /// [`crate::AuditStore::retention_policies`].
+    pub(crate) async fn retention_policies(&self) -> Result<Vec<RetentionPolicy>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, days, updated_at FROM audit_retention ORDER BY tenant_id",
+        )
+        .fetch_all(self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.iter()
+            .map(|row| {
+                let days: i64 = row.try_get("days").map_err(store_error)?;
+                Ok(RetentionPolicy {
+                    tenant: self.text(row, "tenant_id")?,
+                    days: u32::try_from(days).map_err(|_| {
+                        StoreError::Backend(format!("a stored retention of {days} days"))
+                    })?,
+                    updated_at: row.try_get("updated_at").map_err(store_error)?,
+                })
+            })
+            .collect()
+    }
+
+    /// [`crate::AuditStore::set_retention`]: delete, then insert, in one
+    /// transaction (an upsert every backend spells alike).
+    pub(crate) async fn set_retention(
+        &self,
+        tenant: &str,
+        days: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut delete = QueryBuilder::<DB>::new("DELETE FROM audit_retention WHERE tenant_id = ");
+        delete.push_bind(tenant.to_owned());
+        delete
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        if let Some(days) = days {
+            let mut insert = QueryBuilder::<DB>::new(
+                "INSERT INTO audit_retention (tenant_id, days, updated_at) VALUES (",
+            );
+            insert
+                .separated(", ")
+                .push_bind(tenant.to_owned())
+                .push_bind(i64::from(days))
+                .push_bind(auditlog_event::now_ms());
+            insert.push(")");
+            insert
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        }
+        tx.commit().await.map_err(store_error)
+    }
+
+    /// [`crate::AuditStore::legal_holds`].
+    pub(crate) async fn legal_holds(&self) -> Result<Vec<LegalHold>, StoreError> {
+        let mut select = QueryBuilder::<DB>::new(format!(
+            "SELECT {} FROM audit_legal_holds ORDER BY placed_at, tenant_id",
+            hold_columns(self.dialect)
+        ));
+        select
+            .build()
+            .fetch_all(self.pool)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(|row| {
+                let target_type = (self.dialect.text)(row, "target_type")?;
+                let target_id = (self.dialect.text)(row, "target_id")?;
+                Ok(LegalHold {
+                    id: (self.dialect.decode_id)(row, "id")?,
+                    tenant: self.text(row, "tenant_id")?,
+                    target: target_type.zip(target_id),
+                    reason: self.text(row, "reason")?,
+                    placed_by: self.text(row, "placed_by")?,
+                    placed_at: row.try_get("placed_at").map_err(store_error)?,
+                })
+            })
+            .collect()
+    }
+
+    /// [`crate::AuditStore::place_hold`].
+    pub(crate) async fn place_hold(&self, hold: &LegalHold) -> Result<(), StoreError> {
+        let mut insert = QueryBuilder::<DB>::new(
+            "INSERT INTO audit_legal_holds \
+             (id, tenant_id, target_type, target_id, reason, placed_by, placed_at) VALUES (",
+        );
+        (self.dialect.bind_id)(&mut insert, hold.id);
+        let (target_type, target_id) = hold.target.clone().unzip();
+        insert
+            .push(", ")
+            .separated(", ")
+            .push_bind(hold.tenant.clone())
+            .push_bind(target_type)
+            .push_bind(target_id)
+            .push_bind(hold.reason.clone())
+            .push_bind(hold.placed_by.clone())
+            .push_bind(hold.placed_at);
+        insert.push(")");
+        insert
+            .build()
+            .execute(self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// [`crate::AuditStore::release_hold`]: read, then delete.
+    pub(crate) async fn release_hold(&self, id: Uuid) -> Result<Option<LegalHold>, StoreError> {
+        let Some(hold) = self
+            .legal_holds()
+            .await?
+            .into_iter()
+            .find(|hold| hold.id == id)
+        else {
+            return Ok(None);
+        };
+        let mut delete = QueryBuilder::<DB>::new("DELETE FROM audit_legal_holds WHERE id = ");
+        (self.dialect.bind_id)(&mut delete, id);
+        delete
+            .build()
+            .execute(self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(Some(hold))
+    }
+
+    /// [`crate::AuditStore::prune_batch`]: reads the candidates, judges each
+    /// ([`PruneCandidate::verdict`], with the holds as they are now), and in one
+    /// transaction records the pruned leaves and deletes their rows.
+    pub(crate) async fn prune_batch(
+        &self,
+        rule: &PruneRule,
+        after: Option<PruneCursor>,
+        limit: u32,
+    ) -> Result<PruneBatch, StoreError> {
+        let Some(before) = rule.latest_cutoff() else {
+            return Ok(PruneBatch::default());
+        };
+        let limit = limit.clamp(1, PRUNE_BATCH_MAX);
+        let holds = self.legal_holds().await?;
+        let candidates = candidates_query(self.dialect, before, after, limit)
+            .build()
+            .fetch_all(self.pool)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(|row| self.prune_candidate(row))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut batch = PruneBatch {
+            next: (candidates.len() == limit as usize)
+                .then(|| candidates.last())
+                .flatten()
+                .map(|last| PruneCursor {
+                    timestamp: last.timestamp,
+                    id: last.id,
+                }),
+            ..PruneBatch::default()
+        };
+        let mut pruned = Vec::new();
+        for candidate in &candidates {
+            match candidate.verdict(rule, &holds) {
+                Verdict::Prune => pruned.push(candidate),
+                Verdict::Held => batch.held += 1,
+                Verdict::Mismatched => batch.mismatched += 1,
+                Verdict::Keep => {}
+            }
+        }
+        if pruned.is_empty() {
+            return Ok(batch);
+        }
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        pruned_insert(self.dialect, &pruned, auditlog_event::now_ms())
+            .build()
+            .persistent(false)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let seqs: Vec<i64> = pruned.iter().map(|candidate| candidate.seq).collect();
+        rows_delete::<DB>(&seqs)
+            .build()
+            .persistent(false)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        batch.pruned = pruned.len() as u64;
+        Ok(batch)
+    }
+
+    /// Reads a row of [`candidates_query`].
+    pub(crate) fn prune_candidate(&self, row: &DB::Row) -> Result<PruneCandidate, StoreError> {
+        let hash: Vec<u8> = row.try_get("leaf_hash").map_err(store_error)?;
+        Ok(PruneCandidate {
+            seq: row.try_get("seq").map_err(store_error)?,
+            id: (self.dialect.decode_id)(row, "id")?,
+            timestamp: row.try_get("timestamp").map_err(store_error)?,
+            received_at: row.try_get("received_at").map_err(store_error)?,
+            body: row.try_get("body").map_err(store_error)?,
+            tenant: (self.dialect.text)(row, "tenant_id")?,
+            target_type: self.text(row, "target_type")?,
+            target_id: self.text(row, "target_id")?,
+            leaf_index: row.try_get("leaf_index").map_err(store_error)?,
+            leaf_id: (self.dialect.decode_id)(row, "leaf_id")?,
+            leaf_hash: hash_from_bytes(&hash)?,
+        })
+    }
+
+    /// [`crate::AuditStore::pruned_count`].
+    pub(crate) async fn pruned_count(
+        &self,
+        tenant: Option<&str>,
+    ) -> Result<PrunedCount, StoreError> {
+        let row = pruned_count_query::<DB>(tenant)
+            .build()
+            .fetch_one(self.pool)
+            .await
+            .map_err(store_error)?;
+        let events: i64 = row.try_get("events").map_err(store_error)?;
+        Ok(PrunedCount {
+            events: unsigned(events, "count")?,
+            newest: row.try_get("newest").map_err(store_error)?,
+        })
+    }
+
+    /// [`crate::AuditStore::pruned_leaves`].
+    pub(crate) async fn pruned_leaves(&self, start: u64, end: u64) -> Result<Vec<u64>, StoreError> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        pruned_leaves_query::<DB>(start, end)
+            .build()
+            .fetch_all(self.pool)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(|row| {
+                unsigned(
+                    row.try_get("leaf_index").map_err(store_error)?,
+                    "leaf index",
+                )
+            })
+            .collect()
     }
 
     /// [`crate::AuditStore::sinks`].

@@ -9,6 +9,8 @@
 //!   producer report);
 //! - [`tree`]: the Merkle tree's SQL (leaves, tile-level nodes, checkpoints, the
 //!   migration record);
+//! - [`retention`]: the expired events a prune looks at, the record of pruned
+//!   leaves, legal holds and policies;
 //! - [`legacy`]: the two reads of the earlier releases' hash chain that migrating
 //!   a store still needs;
 //! - [`generic`]: [`GenericStore`], the [`crate::AuditStore`] methods written once
@@ -17,6 +19,7 @@
 mod generic;
 mod legacy;
 mod queries;
+mod retention;
 mod rows;
 mod tree;
 
@@ -29,6 +32,7 @@ use crate::{StoreError, redact};
 
 pub(crate) use generic::GenericStore;
 pub(crate) use queries::LAST_SEQ;
+pub(crate) use retention::{candidate_columns, pruned_insert};
 pub(crate) use rows::{EventRow, INSERT_BINDS_PER_ROW, chunks, insert_values, unique_rows};
 
 /// Connections per server-backed pool: enough for concurrent queries next to the

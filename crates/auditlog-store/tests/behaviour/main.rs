@@ -1,6 +1,7 @@
 //! One behavioural suite for every store backend. Each backend contributes a way to
 //! open a fresh, private store; every scenario (storing in `ingest`, reading in
-//! `queries`, the Merkle tree in `tree`, the log streams' rows in `sinks`) runs against each of them. What only a
+//! `queries`, the Merkle tree in `tree`, the log streams' rows in `sinks`,
+//! pruning, policies and holds in `retention`) runs against each of them. What only a
 //! server store shared by several auditors does (`settled`) runs against those.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
@@ -15,6 +16,7 @@ use serde_json::json;
 
 mod ingest;
 mod queries;
+mod retention;
 mod settled;
 mod sinks;
 mod subject_keys;
@@ -22,6 +24,7 @@ mod tree;
 
 use ingest::*;
 use queries::*;
+use retention::*;
 use settled::*;
 use sinks::*;
 use subject_keys::*;
@@ -124,6 +127,8 @@ for_every_store!(
     an_erased_key_is_gone_and_erasing_again_changes_nothing,
     sinks_are_created_once_updated_and_deleted,
     one_holder_at_a_time_leases_a_sink_and_only_it_moves_the_cursor,
+    pruning_removes_expired_rows_and_keeps_their_leaves,
+    retention_policies_and_legal_holds_are_kept_as_set,
 );
 
 /// Scenarios of server stores that several auditor processes share: the sealer

@@ -331,7 +331,7 @@ pub(crate) async fn concurrent_sealers_produce_one_tree(fresh: Fresh) {
 
 /// Runs `statements` on the store's database directly, as its administrator
 /// could.
-async fn behind_the_back(url: &str, statements: &[String]) {
+pub(crate) async fn behind_the_back(url: &str, statements: &[String]) {
     match Engine::of_url(url).unwrap() {
         Engine::Sqlite => {
             let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
