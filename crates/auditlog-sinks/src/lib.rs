@@ -7,6 +7,7 @@
 //!   HEC, Datadog, RFC 5424 syslog in octet-counted frames, NDJSON);
 //! - [`destination`]: sending one batch to a receiver;
 //! - [`files`]: the files sink's rotated NDJSON files;
+//! - [`tls`]: rustls (with the `ring` provider) for HTTPS and syslog over TLS;
 //! - [`runner`]: the auditor's [`Sinks`] handle, the supervisor and one delivery
 //!   task per sink (lease, cursor, retries, status and metrics).
 //!
@@ -18,6 +19,7 @@ pub mod destination;
 pub mod files;
 pub mod format;
 pub mod runner;
+pub mod tls;
 
 pub use definition::{SinkDefinition, SinkFilter, SinkKind, SinkName};
 pub use destination::{Answer, DeliveryError};

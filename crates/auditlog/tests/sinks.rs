@@ -5,7 +5,11 @@
 //! - webhook: a receiver that verifies every request with the Standard Webhooks
 //!   Python package (installed into a venv under `target/` if missing), down
 //!   (500) for a while in the middle;
-//! - syslog: a real rsyslog (Debian's package) on a free port, octet-counted TCP;
+//! - syslog: a real rsyslog (Debian's package, installed by the test when
+//!   missing) on a free port, octet-counted TCP, plain and over TLS with a
+//!   certificate made by the test (the openssl command);
+//! - HTTPS: a webhook receiver behind a test CA, trusted through `caCert`, and
+//!   refused without it;
 //! - Splunk HEC and Datadog: local receivers checking the documented shape, and
 //!   the `auditlog sinks` commands;
 //! - files: rotation, and closed files never rewritten;
@@ -200,9 +204,19 @@ fn standard_webhooks_python() -> PathBuf {
     if importable(&python) {
         return python;
     }
+    common::with_install_lock(|| make_standard_webhooks_venv(&venv, &python, importable));
+    python
+}
+
+/// Makes the venv `venv` and installs `standardwebhooks` in it with pip,
+/// unless another test process did while this one waited for the lock.
+fn make_standard_webhooks_venv(venv: &Path, python: &Path, importable: impl Fn(&Path) -> bool) {
+    if importable(python) {
+        return;
+    }
     let made = Command::new("python3")
         .args(["-m", "venv"])
-        .arg(&venv)
+        .arg(venv)
         .status();
     assert!(
         made.is_ok_and(|s| s.success()),
@@ -213,12 +227,11 @@ fn standard_webhooks_python() -> PathBuf {
         .args(["install", "--quiet", "standardwebhooks"])
         .status();
     assert!(
-        installed.is_ok_and(|s| s.success()) && importable(&python),
+        installed.is_ok_and(|s| s.success()) && importable(python),
         "could not install the Python package standardwebhooks into {}: \
          the webhook test verifies signatures with it (pip needs to reach PyPI once)",
         venv.display()
     );
-    python
 }
 
 /// A child process killed when dropped.
@@ -419,6 +432,28 @@ struct Recorder {
 }
 
 impl Recorder {
+    /// The ids of the events received at `path` (every path when `None`), from
+    /// JSON:API webhook documents or Splunk HEC event objects, in arrival order.
+    fn ids_at(&self, path: Option<&str>) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _, _)| path.is_none_or(|path| p == path))
+            .flat_map(|(_, _, body)| {
+                serde_json::Deserializer::from_slice(body)
+                    .into_iter::<Value>()
+                    .map_while(Result::ok)
+                    .flat_map(|value| match value["data"].as_array() {
+                        Some(data) => data.iter().map(|r| r["id"].clone()).collect(),
+                        None => vec![value["event"]["id"].clone()],
+                    })
+                    .filter_map(|id| id.as_str().map(str::to_owned))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// The events of the JSON:API webhook requests received, as (id, seq), in
     /// arrival order.
     fn webhook_arrivals(&self) -> Vec<(String, i64)> {
@@ -433,6 +468,73 @@ impl Recorder {
 
 /// A receiver on a free port, answering `ok` with 200.
 async fn local_receiver(delay: Duration) -> (String, Arc<Recorder>) {
+    let (app, recorder) = recording_app(delay);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, recorder)
+}
+
+/// A receiver as [`local_receiver`], over HTTPS with `certificates`' server
+/// certificate: its `https://localhost:PORT` URL.
+async fn local_https_receiver(certificates: &TestCertificates) -> (String, Arc<Recorder>) {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(&certificates.cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&certificates.key).unwrap();
+    // ring, as the sinks use (deprecated only for lacking post-quantum exchange).
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://localhost:{}", tcp.local_addr().unwrap().port());
+    let listener = TlsListener {
+        tcp,
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+    };
+    let (app, recorder) = recording_app(Duration::ZERO);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, recorder)
+}
+
+/// A TCP listener whose connections speak TLS, for `axum::serve`. A failed
+/// handshake (a client that does not trust the certificate) is dropped.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, address)) = self.tcp.accept().await else {
+                continue;
+            };
+            if let Ok(stream) = self.acceptor.accept(stream).await {
+                return (stream, address);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// The app of a local receiver that records what it gets, answering after
+/// `delay`.
+fn recording_app(delay: Duration) -> (axum::Router, Arc<Recorder>) {
     let recorder = Arc::new(Recorder {
         delay,
         ..Recorder::default()
@@ -457,10 +559,75 @@ async fn local_receiver(delay: Duration) -> (String, Arc<Recorder>) {
     let app = axum::Router::new()
         .fallback(take)
         .with_state(recorder.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, recorder)
+    (app, recorder)
+}
+
+#[tokio::test]
+async fn an_https_receiver_behind_a_private_ca_gets_every_event_and_an_untrusted_one_is_refused() {
+    let (dir, data) = data_dir();
+    let certificates = test_certificates(dir.path());
+    let (url, receiver) = local_https_receiver(&certificates).await;
+    let running = Running::up(&data);
+    let admin = admin_of(&running).await;
+    let events = new_events(2_000);
+    ingest(&admin, &events).await;
+
+    // Trusted through the test CA, given as a file for one sink and as PEM
+    // text for the other.
+    add_sink(
+        &admin,
+        "hook-tls",
+        json!({"kind": "webhook", "url": format!("{url}/hook"),
+               "caCert": certificates.ca.to_str().unwrap()}),
+    )
+    .await;
+    add_sink(
+        &admin,
+        "hec-tls",
+        json!({"kind": "splunk", "url": url, "token": "hec-token",
+               "caCert": std::fs::read_to_string(&certificates.ca).unwrap()}),
+    )
+    .await;
+    // The system's roots do not know the test CA.
+    add_sink(
+        &admin,
+        "untrusting",
+        json!({"kind": "datadog", "url": format!("{url}/api/v2/logs"), "apiKey": "k",
+               "failingAfterSecs": 1}),
+    )
+    .await;
+
+    let arrived = |path: &str| receiver.ids_at(Some(path));
+    wait_until(
+        Duration::from_secs(60),
+        "every event over HTTPS",
+        async || {
+            all_arrived(&events, arrived("/hook"))
+                && all_arrived(&events, arrived("/services/collector/event"))
+        },
+    )
+    .await;
+
+    wait_until(
+        Duration::from_secs(30),
+        "the untrusting sink to fail",
+        async || {
+            let sink = admin.get("/api/sinks/untrusting").await.body;
+            sink["data"]["attributes"]["status"]["failing"] == json!(true)
+        },
+    )
+    .await;
+    let sink = admin.get("/api/sinks/untrusting").await.body;
+    let last_error = sink["data"]["attributes"]["status"]["lastError"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    eprintln!("untrusted receiver: {last_error}");
+    assert!(
+        last_error.contains("certificate") && last_error.contains("UnknownIssuer"),
+        "the last error says the certificate is not trusted: {last_error}"
+    );
+    assert!(arrived("/api/v2/logs").is_empty());
 }
 
 /// Runs `auditlog sinks ARGS…` against `running` as the admin; answers stdout.
@@ -780,31 +947,88 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Debian's rsyslogd, if installed.
+/// Debian's rsyslogd with its OpenSSL stream driver, installed if missing.
 fn rsyslogd() -> PathBuf {
-    let path = PathBuf::from("/usr/sbin/rsyslogd");
-    assert!(
-        path.exists(),
-        "the syslog test needs rsyslog: apt-get install -y rsyslog"
+    common::debian_packages("/usr/sbin/rsyslogd", &["rsyslog"]);
+    let driver = format!(
+        "/usr/lib/{}-linux-gnu/rsyslog/lmnsd_ossl.so",
+        std::env::consts::ARCH
     );
-    path
+    common::debian_packages(&driver, &["rsyslog-openssl"]);
+    PathBuf::from("/usr/sbin/rsyslogd")
 }
 
-/// rsyslog on a free port with octet-counted TCP input, writing what it
-/// receives to a file with the action options `options` (e.g. a template):
-/// the port, the file, and the process.
-async fn start_rsyslog(dir: &Path, options: &str) -> (u16, PathBuf, Killed) {
+/// A test CA and a server certificate it signed for `localhost` and
+/// 127.0.0.1: PEM files made by the openssl command.
+struct TestCertificates {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// Makes a [`TestCertificates`] in `dir` (P-256 keys, valid for a day).
+fn test_certificates(dir: &Path) -> TestCertificates {
+    common::debian_packages("/usr/bin/openssl", &["openssl"]);
+    const MAKE: &str = "set -e
+key='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes'
+openssl req -x509 -days 1 -subj '/CN=auditlog test CA' $key -keyout ca.key -out ca.pem
+openssl req -subj /CN=localhost $key -keyout server.key -out server.csr
+echo 'subjectAltName=DNS:localhost,IP:127.0.0.1' > server.ext
+echo 'basicConstraints=CA:FALSE' >> server.ext
+echo 'keyUsage=digitalSignature' >> server.ext
+echo 'extendedKeyUsage=serverAuth' >> server.ext
+openssl x509 -req -days 1 -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \\
+  -extfile server.ext -out server.pem
+";
+    let output = Command::new("sh")
+        .args(["-c", MAKE])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "openssl: {}",
+        common::describe(&output)
+    );
+    TestCertificates {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+    }
+}
+
+/// rsyslog on a free port with octet-counted TCP input (over TLS with `tls`'s
+/// server certificate, if given), writing what it receives to a file with the
+/// action options `options` (e.g. a template): the port, the file, and the
+/// process.
+async fn start_rsyslog(
+    dir: &Path,
+    options: &str,
+    tls: Option<&TestCertificates>,
+) -> (u16, PathBuf, Killed) {
     let rsyslogd = rsyslogd();
     let port = free_port();
     let out = dir.join("syslog.out");
     let work = dir.join("rsyslog-work");
     std::fs::create_dir_all(&work).unwrap();
+    let (tls_files, driver) = match tls {
+        Some(tls) => (
+            format!(
+                r#" defaultNetstreamDriverCAFile="{}" defaultNetstreamDriverCertFile="{}" defaultNetstreamDriverKeyFile="{}""#,
+                tls.ca.display(),
+                tls.cert.display(),
+                tls.key.display()
+            ),
+            r#" streamDriver.name="ossl" streamDriver.mode="1" streamDriver.authMode="anon""#,
+        ),
+        None => (String::new(), ""),
+    };
     let config = dir.join("rsyslog.conf");
     std::fs::write(
         &config,
         format!(
-            r#"global(workDirectory="{work}" maxMessageSize="64k")
-module(load="imtcp")
+            r#"global(workDirectory="{work}" maxMessageSize="64k"{tls_files})
+module(load="imtcp"{driver})
 template(name="raw" type="string" string="%rawmsg%\n")
 ruleset(name="audit") {{
     action(type="omfile" file="{out}" {options})
@@ -837,21 +1061,36 @@ input(type="imtcp" port="{port}" address="127.0.0.1" ruleset="audit")
 
 #[tokio::test]
 async fn rsyslog_receives_every_event_as_an_rfc5424_message_with_the_event_json() {
+    rsyslog_receives_every_event(false).await;
+}
+
+#[tokio::test]
+async fn rsyslog_over_tls_with_a_private_ca_receives_every_event_with_the_event_json() {
+    rsyslog_receives_every_event(true).await;
+}
+
+/// 3 000 events through a syslog sink into a real rsyslog (over TLS, its
+/// certificate signed by a test CA the sink trusts, if `tls`): every one
+/// arrives, in log order, each line an RFC 5424 message whose MSG is the
+/// event's JSON.
+async fn rsyslog_receives_every_event(tls: bool) {
     let (dir, data) = data_dir();
-    let (port, out, _rsyslog) = start_rsyslog(dir.path(), r#"template="raw""#).await;
+    let certificates = tls.then(|| test_certificates(dir.path()));
+    let (port, out, _rsyslog) =
+        start_rsyslog(dir.path(), r#"template="raw""#, certificates.as_ref()).await;
     let running = Running::up(&data);
     let admin = admin_of(&running).await;
     let events = new_events(3_000);
     ingest(&admin, &events).await;
 
-    add_sink(
-        &admin,
-        "rsyslog",
-        json!({"kind": "syslog", "address": format!("127.0.0.1:{port}"),
-               "facility": 13, "severity": 5, "hostname": "auditor-1",
-               "filter": {"eventNames": ["note.viewed"]}}),
-    )
-    .await;
+    let mut definition = json!({"kind": "syslog", "address": format!("127.0.0.1:{port}"),
+           "facility": 13, "severity": 5, "hostname": "auditor-1",
+           "filter": {"eventNames": ["note.viewed"]}});
+    if let Some(certificates) = &certificates {
+        definition["tls"] = json!(true);
+        definition["caCert"] = json!(certificates.ca.to_str().unwrap());
+    }
+    add_sink(&admin, "rsyslog", definition).await;
     let lines = || -> Vec<String> {
         std::fs::read_to_string(&out)
             .unwrap_or_default()
@@ -1067,7 +1306,7 @@ async fn throughput_per_sink_kind() {
     report("files", started.elapsed());
 
     if Path::new("/usr/sbin/rsyslogd").exists() {
-        let (port, out, _rsyslog) = start_rsyslog(dir.path(), "").await;
+        let (port, out, _rsyslog) = start_rsyslog(dir.path(), "", None).await;
         let started = Instant::now();
         add_sink(
             &admin,
