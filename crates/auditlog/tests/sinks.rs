@@ -936,6 +936,111 @@ async fn a_files_sink_rotates_and_never_rewrites_a_closed_file() {
 }
 
 // ---------------------------------------------------------------------------
+// Sinks in the config file.
+
+/// `auditlog up` on free ports with `data` and the config file `config`, the
+/// environment variable `HEC_TOKEN` set for the file's `tokenEnv`.
+fn up_with_config(data: &Path, config: &Path) -> Running {
+    let mut args = common::UP_ON_FREE_PORTS.to_vec();
+    args.extend(["--config", config.to_str().unwrap()]);
+    Running::start_after("export HEC_TOKEN=hec-from-env", &args, data, 3)
+}
+
+#[tokio::test]
+async fn sinks_in_the_config_file_are_made_or_updated_at_start_and_a_bad_one_stops_it() {
+    let (dir, data) = data_dir();
+    let (url, receiver) = local_receiver(Duration::ZERO).await;
+    let config = dir.path().join("auditlog.toml");
+    let file = |batch_size: u32| {
+        format!(
+            "[[sinks]]\nname = \"hec-file\"\nkind = \"splunk\"\nurl = \"{url}\"\n\
+             tokenEnv = \"HEC_TOKEN\"\nbatchSize = {batch_size}\n\
+             [sinks.filter]\ntargetTypes = [\"notes\"]\n"
+        )
+    };
+    std::fs::write(&config, file(100)).unwrap();
+    let running = up_with_config(&data, &config);
+    let admin = admin_of(&running).await;
+    let events = new_events(500);
+    ingest(&admin, &events).await;
+
+    // The file's sink delivers, with the token from the environment.
+    wait_until(
+        Duration::from_secs(30),
+        "the file's sink to deliver",
+        async || all_arrived(&events, receiver.ids_at(None)),
+    )
+    .await;
+    let headers = receiver.requests.lock().unwrap()[0].1.clone();
+    assert_eq!(headers["authorization"], "Splunk hec-from-env");
+    let sink = admin.get("/api/sinks/hec-file").await.body;
+    assert_eq!(sink["data"]["attributes"]["token"], "***", "{sink}");
+    add_sink(
+        &admin,
+        "by-api",
+        json!({"kind": "files", "directory": dir.path().join("out").to_str().unwrap()}),
+    )
+    .await;
+    running.terminate();
+
+    // A changed file updates its sink by name, keeping the cursor, and leaves
+    // the API's sink alone.
+    std::fs::write(&config, file(10)).unwrap();
+    let running = up_with_config(&data, &config);
+    let admin = admin_of(&running).await;
+    let sink = admin.get("/api/sinks/hec-file").await.body;
+    assert_eq!(sink["data"]["attributes"]["batchSize"], 10, "{sink}");
+    assert!(
+        sink["data"]["attributes"]["cursor"].as_i64().unwrap() > 0,
+        "{sink}"
+    );
+    assert_eq!(admin.get("/api/sinks/by-api").await.status, 200);
+    running.terminate();
+
+    // A bad sink stops the start, saying where and what.
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[[sinks]]\nname = \"bad\"\nkind = \"webhook\"\nurl = \"ftp://x\"\n\
+             secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYqr\"\n",
+            file(10)
+        ),
+    )
+    .unwrap();
+    let output = Command::new(common::binary())
+        .args(common::UP_ON_FREE_PORTS)
+        .args(["--config", config.to_str().unwrap()])
+        .env("AUDITLOG_DATA_DIR", &data)
+        .env("HEC_TOKEN", "hec-from-env")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{}", common::describe(&output));
+    assert!(
+        stderr.contains(&format!(
+            "{}:10: the sink `bad` cannot be used: url:",
+            config.display()
+        )),
+        "{stderr}"
+    );
+    // And so does a secret whose variable is not set.
+    std::fs::write(&config, file(10)).unwrap();
+    let output = Command::new(common::binary())
+        .args(common::UP_ON_FREE_PORTS)
+        .args(["--config", config.to_str().unwrap()])
+        .env("AUDITLOG_DATA_DIR", &data)
+        .env_remove("HEC_TOKEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{}", common::describe(&output));
+    assert!(
+        stderr.contains("the sink `hec-file` cannot be used: tokenEnv: the environment variable `HEC_TOKEN` is not set"),
+        "{stderr}"
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Syslog, into a real rsyslog.
 
 /// A free TCP port on 127.0.0.1 (free when this returns).
