@@ -186,7 +186,7 @@ impl SinkKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookSink {
-    /// The receiver's `http://` URL.
+    /// The receiver's `http://` or `https://` URL.
     pub url: String,
     /// The signing secret, `whsec_<base64>`; made up when the sink is created
     /// without one (and shown once, in the answer to that request).
@@ -195,6 +195,11 @@ pub struct WebhookSink {
     /// The body of each request.
     #[serde(default)]
     pub format: WebhookFormat,
+    /// The CA certificate to trust for an `https://` receiver with a private
+    /// CA, instead of the system's roots: PEM text, or the path of a PEM file on
+    /// the auditor's machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
 }
 
 /// The body of a webhook request.
@@ -226,6 +231,14 @@ pub struct SyslogSink {
     /// HOSTNAME of each message; `-` (none) by default.
     #[serde(default = "default_nil")]
     pub hostname: String,
+    /// Whether to speak TLS (RFC 5425) to the receiver, verifying its
+    /// certificate for the address's host.
+    #[serde(default)]
+    pub tls: bool,
+    /// With `tls`, the CA certificate to trust instead of the system's roots:
+    /// PEM text, or the path of a PEM file on the auditor's machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
 }
 
 fn default_facility() -> u8 {
@@ -248,7 +261,7 @@ fn default_nil() -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SplunkSink {
-    /// The collector's base URL (`http://splunk:8088`); events go to
+    /// The collector's base URL (`https://splunk:8088`); events go to
     /// `/services/collector/event` under it.
     pub url: String,
     /// The HEC token.
@@ -262,6 +275,11 @@ pub struct SplunkSink {
     /// `index` of each event, if not the token's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<String>,
+    /// The CA certificate to trust for an `https://` receiver with a private
+    /// CA, instead of the system's roots: PEM text, or the path of a PEM file on
+    /// the auditor's machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
 }
 
 fn default_sourcetype() -> String {
@@ -285,6 +303,11 @@ pub struct DatadogSink {
     /// `ddtags` of each log, e.g. `env:prod,team:security`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<String>,
+    /// The CA certificate to trust for an `https://` receiver with a private
+    /// CA, instead of the system's roots: PEM text, or the path of a PEM file on
+    /// the auditor's machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
 }
 
 /// NDJSON files.
@@ -342,7 +365,7 @@ impl SinkDefinition {
         }
         match &self.kind {
             SinkKind::Webhook(webhook) => {
-                check_http_url(&webhook.url)?;
+                check_http_url(&webhook.url, webhook.ca_cert.as_deref())?;
                 webhook_key(&webhook.secret)?;
             }
             SinkKind::Syslog(syslog) => {
@@ -361,6 +384,17 @@ impl SinkDefinition {
                         syslog.address
                     )));
                 }
+                match (&syslog.ca_cert, syslog.tls) {
+                    (Some(ca_cert), true) => {
+                        crate::tls::ca_certificates(ca_cert)?;
+                    }
+                    (Some(_), false) => {
+                        return Err(SinkError::Invalid(
+                            "caCert: a CA certificate is for a syslog sink with `tls: true`".into(),
+                        ));
+                    }
+                    (None, _) => {}
+                }
                 for (field, value) in [
                     ("appName", &syslog.app_name),
                     ("hostname", &syslog.hostname),
@@ -377,7 +411,7 @@ impl SinkDefinition {
                 }
             }
             SinkKind::Splunk(splunk) => {
-                check_http_url(&splunk.url)?;
+                check_http_url(&splunk.url, splunk.ca_cert.as_deref())?;
                 if splunk.token.is_empty() {
                     return Err(SinkError::Invalid(
                         "a Splunk sink needs its HEC token".into(),
@@ -385,7 +419,7 @@ impl SinkDefinition {
                 }
             }
             SinkKind::Datadog(datadog) => {
-                check_http_url(&datadog.url)?;
+                check_http_url(&datadog.url, datadog.ca_cert.as_deref())?;
                 if datadog.api_key.is_empty() {
                     return Err(SinkError::Invalid(
                         "a Datadog sink needs its API key".into(),
@@ -477,19 +511,19 @@ fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-/// Only plain HTTP: this build's HTTP client has no TLS (see the README's
-/// sinks section for putting a TLS proxy in front of an HTTPS receiver).
-fn check_http_url(url: &str) -> Result<(), SinkError> {
+/// An `http://` or `https://` URL; a CA certificate only with `https://`, and
+/// one that holds a certificate.
+fn check_http_url(url: &str, ca_cert: Option<&str>) -> Result<(), SinkError> {
     let parsed = reqwest::Url::parse(url)
-        .map_err(|e| SinkError::Invalid(format!("`{url}` is not a URL: {e}")))?;
-    match parsed.scheme() {
-        "http" => Ok(()),
-        "https" => Err(SinkError::Invalid(format!(
-            "`{url}`: this build delivers over plain http only; put a TLS-terminating proxy \
-             in front of an https receiver"
+        .map_err(|e| SinkError::Invalid(format!("url: `{url}` is not a URL: {e}")))?;
+    match (parsed.scheme(), ca_cert) {
+        ("https", Some(ca_cert)) => crate::tls::ca_certificates(ca_cert).map(drop),
+        ("http", Some(_)) => Err(SinkError::Invalid(format!(
+            "caCert: `{url}` is plain http; a CA certificate is for an https receiver"
         ))),
-        other => Err(SinkError::Invalid(format!(
-            "`{url}`: the scheme must be http, not {other}"
+        ("http" | "https", None) => Ok(()),
+        (other, _) => Err(SinkError::Invalid(format!(
+            "url: `{url}`: the scheme must be http or https, not {other}"
         ))),
     }
 }
@@ -581,7 +615,18 @@ mod tests {
     fn bad_definitions_are_refused_with_the_reason() {
         for (json, says) in [
             (json!({"kind": "webhook", "url": "ftp://x"}), "scheme"),
-            (json!({"kind": "webhook", "url": "https://x"}), "plain http"),
+            (
+                json!({"kind": "webhook", "url": "http://x", "caCert": "/etc/hostname"}),
+                "plain http",
+            ),
+            (
+                json!({"kind": "splunk", "url": "https://x", "token": "t", "caCert": "/nonexistent"}),
+                "cannot read",
+            ),
+            (
+                json!({"kind": "syslog", "address": "h:1", "caCert": "/etc/hostname"}),
+                "tls: true",
+            ),
             (
                 json!({"kind": "webhook", "url": "http://x", "secret": "abc"}),
                 "whsec_",

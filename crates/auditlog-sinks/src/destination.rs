@@ -4,16 +4,18 @@
 //! said. Retrying is the caller's ([`crate::runner`]): a batch that fails here
 //! is sent again, whole.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::definition::{SinkDefinition, SinkKind, webhook_key};
+use crate::definition::{SinkDefinition, SinkKind, SyslogSink, webhook_key};
 use crate::files::RotatedFiles;
 use crate::format::{
     Outgoing, datadog_body, splunk_body, syslog_frame, webhook_body, webhook_signature,
 };
+use crate::tls::HttpClient;
 
 /// How long one delivery may take before it counts as failed.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,6 +37,9 @@ pub enum DeliveryError {
     /// The receiver could not be reached, or the connection failed.
     #[error("the receiver could not be reached: {0}")]
     Unreachable(String),
+    /// The sink's TLS settings cannot be used (e.g. its CA file went away).
+    #[error("TLS cannot be set up: {0}")]
+    Tls(String),
     /// Writing locally failed (a files sink).
     #[error("writing failed: {0}")]
     Write(String),
@@ -52,26 +57,40 @@ pub struct Answer {
     pub detail: String,
 }
 
+/// A syslog connection, plain TCP or TLS.
+trait SyslogStream: AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncWrite + Unpin + Send> SyslogStream for T {}
+
 /// A sink's receiver, ready to take batches.
 pub struct Destination {
     definition: SinkDefinition,
-    http: reqwest::Client,
+    /// The HTTP client: the shared one, or, for a receiver behind a private CA,
+    /// one trusting that CA, made at the first delivery (so that a CA file
+    /// fixed after a failure is read again on the next attempt).
+    http: Option<HttpClient>,
     /// The open syslog connection, if any: kept between batches, dropped on error.
-    syslog: Option<TcpStream>,
+    syslog: Option<Box<dyn SyslogStream>>,
     /// The files sink's writer.
     files: Option<RotatedFiles>,
 }
 
 impl Destination {
     /// A destination for `definition`, sending HTTP through `http`.
-    pub fn new(definition: SinkDefinition, http: reqwest::Client) -> Destination {
+    pub fn new(definition: SinkDefinition, http: HttpClient) -> Destination {
         let files = match &definition.kind {
             SinkKind::Files(files) => Some(RotatedFiles::new(files)),
             _ => None,
         };
+        let own_trust = match &definition.kind {
+            SinkKind::Webhook(w) => w.ca_cert.is_some(),
+            SinkKind::Splunk(s) => s.ca_cert.is_some(),
+            SinkKind::Datadog(d) => d.ca_cert.is_some(),
+            SinkKind::Syslog(_) | SinkKind::Files(_) => false,
+        };
         Destination {
             definition,
-            http,
+            http: (!own_trust).then_some(http),
             syslog: None,
             files,
         }
@@ -98,8 +117,34 @@ impl Destination {
         }
     }
 
+    /// The HTTP client for this sink's receiver, made now if it has its own.
+    fn http(&mut self) -> Result<HttpClient, DeliveryError> {
+        if let Some(http) = &self.http {
+            return Ok(http.clone());
+        }
+        let ca_cert = match &self.definition.kind {
+            SinkKind::Webhook(w) => w.ca_cert.as_deref(),
+            SinkKind::Splunk(s) => s.ca_cert.as_deref(),
+            SinkKind::Datadog(d) => d.ca_cert.as_deref(),
+            SinkKind::Syslog(_) | SinkKind::Files(_) => None,
+        };
+        let http = HttpClient::new(ca_cert).map_err(|e| DeliveryError::Tls(e.to_string()))?;
+        self.http = Some(http.clone());
+        Ok(http)
+    }
+
     async fn deliver_untimed(&mut self, events: &[Outgoing]) -> Result<Answer, DeliveryError> {
         let encode = |e: serde_json::Error| DeliveryError::Encode(e.to_string());
+        let speaks_http = matches!(
+            self.definition.kind,
+            SinkKind::Webhook(_) | SinkKind::Splunk(_) | SinkKind::Datadog(_)
+        );
+        let http = if speaks_http {
+            Some(self.http()?)
+        } else {
+            None
+        };
+        let http = http.ok_or_else(|| DeliveryError::Encode("no HTTP client".into()));
         match &self.definition.kind {
             SinkKind::Webhook(webhook) => {
                 let key = webhook_key(&webhook.secret)
@@ -115,15 +160,14 @@ impl Destination {
                 let timestamp = auditlog_event::now_ms() / 1000;
                 let signature = webhook_signature(&key, &id, timestamp, &body)
                     .map_err(|e| DeliveryError::Encode(e.to_string()))?;
-                let request = self
-                    .http
-                    .post(&webhook.url)
-                    .header("content-type", content_type)
-                    .header("webhook-id", id)
-                    .header("webhook-timestamp", timestamp.to_string())
-                    .header("webhook-signature", signature)
-                    .body(body);
-                send(request).await
+                let timestamp = timestamp.to_string();
+                let headers = [
+                    ("content-type", content_type),
+                    ("webhook-id", id.as_str()),
+                    ("webhook-timestamp", timestamp.as_str()),
+                    ("webhook-signature", signature.as_str()),
+                ];
+                send(&http?, &webhook.url, &headers, body).await
             }
             SinkKind::Splunk(splunk) => {
                 let body = splunk_body(splunk, events).map_err(encode)?;
@@ -131,31 +175,29 @@ impl Destination {
                     "{}/services/collector/event",
                     splunk.url.trim_end_matches('/')
                 );
-                let request = self
-                    .http
-                    .post(url)
-                    .header("authorization", format!("Splunk {}", splunk.token))
-                    .header("content-type", "application/json")
-                    .body(body);
-                send(request).await
+                let authorization = format!("Splunk {}", splunk.token);
+                let headers = [
+                    ("authorization", authorization.as_str()),
+                    ("content-type", "application/json"),
+                ];
+                send(&http?, &url, &headers, body).await
             }
             SinkKind::Datadog(datadog) => {
                 let body = datadog_body(datadog, events).map_err(encode)?;
-                let request = self
-                    .http
-                    .post(&datadog.url)
-                    .header("dd-api-key", &datadog.api_key)
-                    .header("content-type", "application/json")
-                    .body(body);
-                send(request).await
+                let headers = [
+                    ("dd-api-key", datadog.api_key.as_str()),
+                    ("content-type", "application/json"),
+                ];
+                send(&http?, &datadog.url, &headers, body).await
             }
             SinkKind::Syslog(syslog) => {
                 let mut frames = Vec::new();
                 for event in events {
                     frames.extend(syslog_frame(syslog, event, &action_of(&event.json)));
                 }
+                let syslog = syslog.clone();
                 let address = syslog.address.clone();
-                let result = self.write_syslog(&address, &frames).await;
+                let result = self.write_syslog(&syslog, &frames).await;
                 if result.is_err() {
                     self.syslog = None;
                 }
@@ -185,12 +227,21 @@ impl Destination {
     /// Writes `frames` on the kept connection, connecting first if there is none.
     /// TCP syslog has no acknowledgement: written and flushed is all a sender
     /// can know.
-    async fn write_syslog(&mut self, address: &str, frames: &[u8]) -> Result<(), DeliveryError> {
+    async fn write_syslog(
+        &mut self,
+        syslog: &SyslogSink,
+        frames: &[u8],
+    ) -> Result<(), DeliveryError> {
+        let address = syslog.address.as_str();
         let unreachable = |e: std::io::Error| DeliveryError::Unreachable(format!("{address}: {e}"));
         if self.syslog.is_none() {
             let stream = TcpStream::connect(address).await.map_err(unreachable)?;
             stream.set_nodelay(true).map_err(unreachable)?;
-            self.syslog = Some(stream);
+            self.syslog = Some(if syslog.tls {
+                Box::new(tls_handshake(syslog, stream).await?)
+            } else {
+                Box::new(stream)
+            });
         }
         if let Some(stream) = self.syslog.as_mut() {
             stream.write_all(frames).await.map_err(unreachable)?;
@@ -210,15 +261,45 @@ impl Destination {
     }
 }
 
-/// Sends an HTTP request: a 2xx answer is delivered, anything else is not.
-async fn send(request: reqwest::RequestBuilder) -> Result<Answer, DeliveryError> {
-    let response = request
-        .send()
+/// A TLS session (RFC 5425) over `stream` with `syslog`'s receiver, its
+/// certificate verified for the host of its address.
+async fn tls_handshake(
+    syslog: &SyslogSink,
+    stream: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, DeliveryError> {
+    let config = crate::tls::client_config(syslog.ca_cert.as_deref())
+        .map_err(|e| DeliveryError::Tls(e.to_string()))?;
+    let host = syslog
+        .address
+        .rsplit_once(':')
+        .map_or(syslog.address.as_str(), |(host, _)| host);
+    // An IPv6 address is written in brackets before its port.
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let server_name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| DeliveryError::Tls(format!("`{host}` is not a server name: {e}")))?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(server_name, stream)
         .await
-        .map_err(|e| DeliveryError::Unreachable(error_chain(&e)))?;
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap_or_default();
-    let answer: String = text.chars().take(ANSWER_CHARS).collect();
+        .map_err(|e| {
+            DeliveryError::Unreachable(format!(
+                "{}: TLS handshake failed: {}",
+                syslog.address,
+                error_chain(&e)
+            ))
+        })
+}
+
+/// POSTs a batch: a 2xx answer is delivered, anything else is not.
+async fn send(
+    http: &HttpClient,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<Answer, DeliveryError> {
+    let (status, answer) = http
+        .post(url, headers, body, ANSWER_CHARS)
+        .await
+        .map_err(|e| DeliveryError::Unreachable(e.to_string()))?;
     if (200..300).contains(&status) {
         Ok(Answer {
             status: Some(status),
@@ -229,9 +310,9 @@ async fn send(request: reqwest::RequestBuilder) -> Result<Answer, DeliveryError>
     }
 }
 
-/// An error with its causes, which reqwest keeps apart ("error sending request"
-/// alone says nothing).
-fn error_chain(error: &dyn std::error::Error) -> String {
+/// An error with its causes, which hyper and rustls keep apart ("client error
+/// (Connect)" alone says nothing).
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

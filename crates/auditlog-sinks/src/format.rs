@@ -234,6 +234,7 @@ mod tests {
             source: "auditlog".into(),
             sourcetype: "_json".into(),
             index: Some("audit".into()),
+            ca_cert: None,
         };
 
         let body = splunk_body(&sink, &[event(1), event(2)]).unwrap();
@@ -258,6 +259,8 @@ mod tests {
             severity: 6,
             app_name: "auditlog".into(),
             hostname: "-".into(),
+            tls: false,
+            ca_cert: None,
         };
 
         let frame = String::from_utf8(syslog_frame(&sink, &event(7), "viewed")).unwrap();

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::SinkError;
 use crate::definition::SinkDefinition;
-use crate::destination::{Answer, DELIVERY_TIMEOUT, DeliveryError, Destination};
+use crate::destination::{Answer, DeliveryError, Destination};
 use crate::format::Outgoing;
 
 /// How often the supervisor reads the sinks' definitions from the store (an
@@ -89,7 +89,7 @@ struct Shared {
     store: Arc<dyn AuditStore>,
     /// Who this auditor is, in the sinks' leases.
     holder: String,
-    http: reqwest::Client,
+    http: crate::tls::HttpClient,
     statuses: Mutex<HashMap<String, SinkStatus>>,
     /// Rings when a definition changed through this handle.
     changed: Notify,
@@ -108,10 +108,7 @@ impl Sinks {
     /// the lease holder name `holder`. The same holder name after a restart takes
     /// its leases back at once instead of waiting for them to expire.
     pub fn new(store: Arc<dyn AuditStore>, holder: String) -> Result<Sinks, SinkError> {
-        let http = reqwest::Client::builder()
-            .timeout(DELIVERY_TIMEOUT)
-            .build()
-            .map_err(|e| SinkError::Invalid(format!("no HTTP client: {e}")))?;
+        let http = crate::tls::HttpClient::new(None)?;
         Ok(Sinks {
             shared: Arc::new(Shared {
                 store,

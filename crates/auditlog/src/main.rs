@@ -726,9 +726,9 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Up(args) => run::up(args).await,
+            Command::Up(args) => run::up(args, settings.sinks()).await,
             Command::Api(args) => run::api(args).await,
-            Command::Auditor(args) => run::auditor(args).await,
+            Command::Auditor(args) => run::auditor(args, settings.sinks()).await,
             Command::Web(args) => run::web(args).await,
             Command::Bench(command) => run::bench(command).await,
             Command::Export(args) => export::run(args).await,

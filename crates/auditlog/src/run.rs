@@ -22,13 +22,15 @@ use auditlog_web::WebState;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::config::FileSink;
 use crate::scheduling::{AuditorPriority, CpuList};
 use crate::{ApiArgs, Audit, AuditorArgs, BenchCommand, EdgeArgs, TokenArgs, UpArgs, WebArgs};
 
 /// How long shutdown keeps trying to hand over what is queued or staged.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-pub async fn up(args: UpArgs) -> Result<()> {
+pub async fn up(args: UpArgs, file_sinks: (String, Vec<FileSink>)) -> Result<()> {
+    let configured = configured_sinks(file_sinks)?;
     let data_dir = &args.data.data_dir;
     crate::hardening::private_data_dir(data_dir)?;
     let metrics = install_metrics()?;
@@ -114,7 +116,13 @@ pub async fn up(args: UpArgs) -> Result<()> {
         auditlog_auditor::log::SEAL_EVERY,
         wait(stopped.clone()),
     ));
-    let sinks = start_sinks(&store, data_dir)?;
+    let sinks = {
+        let (store, dir) = (store.clone(), data_dir.clone());
+        background
+            .spawn(async move { start_sinks(&store, &dir, &configured).await })
+            .await
+            .context("the auditor's runtime failed")??
+    };
     let sinks_task = background.spawn(sinks.clone().run(wait(stopped.clone())));
     let retention = retention_of(&args.log);
     background.spawn(auditlog_auditor::retention::run(
@@ -330,7 +338,8 @@ pub async fn api(args: ApiArgs) -> Result<()> {
     Ok(())
 }
 
-pub async fn auditor(args: AuditorArgs) -> Result<()> {
+pub async fn auditor(args: AuditorArgs, file_sinks: (String, Vec<FileSink>)) -> Result<()> {
+    let configured = configured_sinks(file_sinks)?;
     let data_dir = &args.data.data_dir;
     crate::hardening::private_data_dir(data_dir)?;
     let metrics = install_metrics()?;
@@ -378,7 +387,7 @@ pub async fn auditor(args: AuditorArgs) -> Result<()> {
         auditlog_auditor::log::SEAL_EVERY,
         wait(stopped.clone()),
     ));
-    let sinks = start_sinks(&store, data_dir)?;
+    let sinks = start_sinks(&store, data_dir, &configured).await?;
     let sinks_task = tokio::spawn(sinks.clone().run(wait(stopped.clone())));
     let retention = retention_of(&args.log);
     tokio::spawn(auditlog_auditor::retention::run(
@@ -418,14 +427,46 @@ pub async fn auditor(args: AuditorArgs) -> Result<()> {
     Ok(())
 }
 
-/// The sinks this auditor delivers. Their leases name this auditor by an id kept
-/// in the data directory (`auditor-id`, made at first start), so that an auditor
-/// restarted after a crash takes its sinks back at once instead of waiting for
-/// their leases to run out.
-fn start_sinks(
+/// The config file's `[[sinks]]`, checked as the API checks a new sink (secrets
+/// read from the environment variables they name), before anything starts: a
+/// bad one stops the start with its file, line, name and field.
+fn configured_sinks(
+    (path, tables): (String, Vec<FileSink>),
+) -> Result<Vec<auditlog_sinks::configured::ConfiguredSink>> {
+    tables
+        .iter()
+        .map(|sink| {
+            auditlog_sinks::configured::ConfiguredSink::parse(&sink.table, |variable| {
+                std::env::var(variable).ok()
+            })
+            .map_err(|error| {
+                anyhow::anyhow!(
+                    "{path}:{}: the sink `{}` cannot be used: {error}",
+                    sink.line,
+                    sink.name
+                )
+            })
+        })
+        .collect()
+}
+
+/// The sinks this auditor delivers, after the config file's `configured` ones
+/// were made or updated in the store (the others are left as they are). Their
+/// leases name this auditor by an id kept in the data directory (`auditor-id`,
+/// made at first start), so that an auditor restarted after a crash takes its
+/// sinks back at once instead of waiting for their leases to run out.
+async fn start_sinks(
     store: &Arc<dyn auditlog_store::AuditStore>,
     data_dir: &Path,
+    configured: &[auditlog_sinks::configured::ConfiguredSink],
 ) -> Result<auditlog_sinks::Sinks> {
+    for sink in configured {
+        let applied = sink
+            .apply(store.as_ref())
+            .await
+            .with_context(|| format!("while applying the config file's sink `{}`", sink.name))?;
+        tracing::info!(sink = %sink.name, ?applied, "sink from the config file");
+    }
     let path = data_dir.join("auditor-id");
     let id = match std::fs::read_to_string(&path) {
         Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),

@@ -28,6 +28,22 @@ pub(super) struct ConfigFile {
     pub(super) top: HashMap<String, FileValue>,
     /// Each command's table: values by command, then key.
     pub(super) tables: HashMap<String, HashMap<String, FileValue>>,
+    /// The `[[sinks]]` tables, in file order.
+    pub(super) sinks: Vec<FileSink>,
+}
+
+/// One `[[sinks]]` table: a log stream the auditor makes or updates at start.
+/// Its definition is checked then (by `auditlog-sinks`, as the API's), since
+/// its secrets may come from the environment of the auditor only.
+#[derive(Debug, Clone)]
+pub struct FileSink {
+    /// The table as JSON: `name`, `from`, and a definition as `POST /api/sinks`
+    /// takes it.
+    pub table: serde_json::Value,
+    /// Its `name`, as written (checked at start).
+    pub name: String,
+    /// The line of its `[[sinks]]` header.
+    pub line: usize,
 }
 
 impl ConfigFile {
@@ -41,15 +57,17 @@ impl ConfigFile {
             named_by,
             cause,
         })?;
-        let (top, tables) = parse_file(&text, catalogue).map_err(|problems| ConfigError::File {
-            path: path.display().to_string(),
-            problems,
-        })?;
+        let (top, tables, sinks) =
+            parse_file(&text, catalogue).map_err(|problems| ConfigError::File {
+                path: path.display().to_string(),
+                problems,
+            })?;
         Ok(ConfigFile {
             path,
             named_by,
             top,
             tables,
+            sinks,
         })
     }
 
@@ -64,12 +82,12 @@ impl ConfigFile {
 
 pub(super) type Values = HashMap<String, FileValue>;
 
+/// What a file holds: top-level values, each command's table, the sinks.
+pub(super) type Parsed = (Values, HashMap<String, Values>, Vec<FileSink>);
+
 /// Checks a config file's text: TOML syntax, known keys, types, and each value
 /// with its argument's parser. Gives every problem found, in line order.
-pub(super) fn parse_file(
-    text: &str,
-    catalogue: &Catalogue,
-) -> Result<(Values, HashMap<String, Values>), Vec<Problem>> {
+pub(super) fn parse_file(text: &str, catalogue: &Catalogue) -> Result<Parsed, Vec<Problem>> {
     let document = DeTable::parse(text).map_err(|err| {
         let (line, column) = err
             .span()
@@ -82,9 +100,18 @@ pub(super) fn parse_file(
     let mut problems = Vec::new();
     let mut top = Values::new();
     let mut tables = HashMap::new();
+    let mut sinks = Vec::new();
     for (key, value) in document.get_ref() {
         let line = line_and_column(text, key.span().start).0;
         let name: &str = key.get_ref();
+        // `[[sinks]]` (an array of tables) are log streams; `[sinks]` (one table)
+        // would be the settings of `auditlog sinks`, below.
+        if name == SINKS
+            && let DeValue::Array(items) = value.get_ref()
+        {
+            read_sinks(text, items, &mut sinks, &mut problems);
+            continue;
+        }
         if let Some(settings) = catalogue.command(name) {
             let DeValue::Table(table) = value.get_ref() else {
                 problems.push(Problem {
@@ -134,10 +161,80 @@ pub(super) fn parse_file(
         }
     }
     if problems.is_empty() {
-        Ok((top, tables))
+        Ok((top, tables, sinks))
     } else {
         problems.sort_by_key(|p| p.line);
         Err(problems)
+    }
+}
+
+/// The key of the log streams' tables.
+const SINKS: &str = "sinks";
+
+/// Reads the `[[sinks]]` tables `items` into `sinks`: each a table with a
+/// string `name` no other has; what is wrong goes to `problems`.
+fn read_sinks(
+    text: &str,
+    items: &toml::de::DeArray<'_>,
+    sinks: &mut Vec<FileSink>,
+    problems: &mut Vec<Problem>,
+) {
+    for item in items {
+        let line = line_and_column(text, item.span().start).0;
+        let DeValue::Table(table) = item.get_ref() else {
+            problems.push(Problem {
+                line,
+                message: format!(
+                    "each of `sinks` is a [[sinks]] table, not {}",
+                    a_type(item.get_ref())
+                ),
+            });
+            continue;
+        };
+        let table = json_of(&DeValue::Table(table.clone()));
+        let name = match table.get("name").and_then(serde_json::Value::as_str) {
+            Some(name) => name.to_owned(),
+            None => {
+                problems.push(Problem {
+                    line,
+                    message: "a [[sinks]] table needs `name`, a string".into(),
+                });
+                continue;
+            }
+        };
+        if sinks.iter().any(|sink| sink.name == name) {
+            problems.push(Problem {
+                line,
+                message: format!("a second [[sinks]] table named `{name}`"),
+            });
+            continue;
+        }
+        sinks.push(FileSink { table, name, line });
+    }
+}
+
+/// A TOML value as JSON (a date-time as its text).
+fn json_of(value: &DeValue<'_>) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        DeValue::String(s) => Value::String(s.to_string()),
+        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+            .map_or_else(|_| Value::String(i.as_str().to_owned()), Value::from),
+        DeValue::Float(f) => f
+            .as_str()
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or_else(|| Value::String(f.as_str().to_owned()), Value::Number),
+        DeValue::Boolean(b) => Value::Bool(*b),
+        DeValue::Datetime(d) => Value::String(d.to_string()),
+        DeValue::Array(items) => Value::Array(items.iter().map(|i| json_of(i.get_ref())).collect()),
+        DeValue::Table(table) => Value::Object(
+            table
+                .iter()
+                .map(|(key, value)| (key.get_ref().to_string(), json_of(value.get_ref())))
+                .collect(),
+        ),
     }
 }
 
@@ -295,7 +392,7 @@ mod tests {
 
     #[test]
     fn a_command_table_and_the_top_level_are_both_read() {
-        let (top, tables) = parse_file(
+        let (top, tables, _) = parse_file(
             "api_addr = \"127.0.0.1:4000\"\n[up]\napi_addr = \"127.0.0.1:5000\"\n",
             &catalogue(),
         )
@@ -308,7 +405,7 @@ mod tests {
 
     #[test]
     fn a_list_setting_takes_an_array_or_a_string() {
-        let (top, _) = parse_file(
+        let (top, _, _) = parse_file(
             "web_origin = [\"http://a.example\", \"http://b.example\"]\n",
             &catalogue(),
         )
@@ -317,7 +414,7 @@ mod tests {
             top["web_origin"].values,
             ["http://a.example", "http://b.example"]
         );
-        let (top, _) = parse_file("web_origin = \"http://a.example\"\n", &catalogue()).unwrap();
+        let (top, _, _) = parse_file("web_origin = \"http://a.example\"\n", &catalogue()).unwrap();
         assert_eq!(top["web_origin"].values, ["http://a.example"]);
     }
 
@@ -358,6 +455,37 @@ mod tests {
         let found = problems("amqp_prefetch = 0\n[up]\naudit = \"maybe\"\n");
         assert!(found[0].message.contains("amqp_prefetch"), "{found:?}");
         assert!(found[1].message.contains("one of on, off"), "{found:?}");
+    }
+
+    #[test]
+    fn sinks_tables_are_read_as_json_and_the_sinks_table_stays_the_commands() {
+        let (_, tables, sinks) = parse_file(
+            "[[sinks]]\nname = \"siem\"\nkind = \"syslog\"\naddress = \"h:6514\"\n\
+             tls = true\nbatchSize = 100\n[sinks.filter]\nactions = [\"deleted\"]\n\
+             [[sinks]]\nname = \"files\"\nkind = \"files\"\ndirectory = \"/x\"\n",
+            &catalogue(),
+        )
+        .unwrap();
+        assert!(!tables.contains_key("sinks"));
+        assert_eq!(sinks.len(), 2);
+        assert_eq!((sinks[0].name.as_str(), sinks[0].line), ("siem", 1));
+        assert_eq!(
+            sinks[0].table,
+            serde_json::json!({"name": "siem", "kind": "syslog", "address": "h:6514",
+                "tls": true, "batchSize": 100, "filter": {"actions": ["deleted"]}})
+        );
+        assert_eq!(sinks[1].line, 9);
+    }
+
+    #[test]
+    fn a_sink_without_a_name_or_with_a_taken_one_is_a_problem() {
+        let found = problems(
+            "[[sinks]]\nkind = \"files\"\n[[sinks]]\nname = \"a\"\n[[sinks]]\nname = \"a\"\n",
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].message.contains("needs `name`"), "{found:?}");
+        assert_eq!(found[1].line, 5, "{found:?}");
+        assert!(found[1].message.contains("second"), "{found:?}");
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //! defaults: clap's environment-over-default and flag-over-environment order then
 //! applies on top, and one parser judges file, environment and flag alike.
 //!
+//! `[[sinks]]` tables are not settings but log streams: read here (as JSON, with
+//! their lines), checked and applied by the auditor when it starts.
+//!
 //! Secrets (arguments with `hide_env_values`) are shown redacted wherever this module
 //! prints them: errors, `auditlog config`, and `--help` defaults taken from the file.
 //!
@@ -24,6 +27,7 @@ mod layering;
 mod report;
 pub mod values;
 
+pub use file::FileSink;
 pub use report::{completions, show};
 pub use values::{amqp_url, database_url, positive_seconds, redact};
 
@@ -159,6 +163,17 @@ pub struct Settings {
     matches: ArgMatches,
     catalogue: Catalogue,
     file: Option<ConfigFile>,
+}
+
+impl Settings {
+    /// The config file's `[[sinks]]` tables, with the file's path (empty without
+    /// a file).
+    pub fn sinks(&self) -> (String, Vec<FileSink>) {
+        match &self.file {
+            Some(file) => (file.path.display().to_string(), file.sinks.clone()),
+            None => (String::new(), Vec::new()),
+        }
+    }
 }
 
 /// Reads the config file named on the command line or in `AUDITLOG_CONFIG`, makes

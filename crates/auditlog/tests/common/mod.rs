@@ -524,3 +524,67 @@ pub fn close_connections(tag: &str) -> usize {
     }
     closed
 }
+
+/// Runs `install` while holding the machine-wide test install lock (an flock on
+/// a file in /tmp), so that test processes running at once (nextest runs each
+/// test in its own) never run apt-get or pip side by side; within a process a
+/// mutex does the same.
+pub fn with_install_lock<T>(install: impl FnOnce() -> T) -> T {
+    static IN_PROCESS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _in_process = IN_PROCESS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let lock_path = std::env::temp_dir().join("auditlog-tests-install.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .unwrap_or_else(|e| panic!("cannot open the lock {}: {e}", lock_path.display()));
+    lock.lock()
+        .unwrap_or_else(|e| panic!("cannot lock {}: {e}", lock_path.display()));
+    // Unlocked when `lock` is closed, at the end of this function.
+    install()
+}
+
+/// Makes sure the Debian packages `packages` are installed, `file` being one
+/// they install: when it is missing, `apt-get update` (once per process) and
+/// `apt-get install -y`, under [`with_install_lock`]. A fresh machine thus
+/// passes the tests that need a system program; a failure says what to run.
+pub fn debian_packages(file: &str, packages: &[&str]) {
+    static UPDATED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if Path::new(file).exists() {
+        return;
+    }
+    with_install_lock(|| {
+        // Another process may have installed them while this one waited.
+        if Path::new(file).exists() {
+            return;
+        }
+        let apt = |args: &[&str]| {
+            Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .output()
+        };
+        if !UPDATED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let updated = apt(&["update", "-qq"]);
+            assert!(
+                updated.as_ref().is_ok_and(|o| o.status.success()),
+                "this test needs {file} (Debian packages {packages:?}); `apt-get update` \
+                 failed: {}",
+                updated.as_ref().map_or_else(|e| e.to_string(), describe)
+            );
+        }
+        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+        args.extend_from_slice(packages);
+        let installed = apt(&args);
+        assert!(
+            installed.as_ref().is_ok_and(|o| o.status.success()) && Path::new(file).exists(),
+            "this test needs {file}: `apt-get install -y {}` failed (run it as root, or \
+             install them by hand): {}",
+            packages.join(" "),
+            installed.as_ref().map_or_else(|e| e.to_string(), describe)
+        );
+    });
+}
