@@ -10,7 +10,9 @@
 //! (`audit.sink_created`, `audit.sink_changed`, `audit.sink_removed`), with the
 //! changed members of the definition (secrets masked), before the answer.
 //!
-//! Tenants: every admin manages every sink (there are no tenants yet).
+//! Tenants: an admin manages the sinks of its tenant (their filter names it),
+//! and may not point one at the auditor's files (a files sink, a `caCert` path);
+//! operators manage every sink.
 
 use auditlog_auth::policy::AUDITOR_SOURCE;
 use auditlog_event::{Action, Change, Changes, DataEvent, ObjectId, ObjectRef, ObjectType};
@@ -83,6 +85,30 @@ fn visible_to(principal: &auditlog_auth::Principal, definition: &SinkDefinition)
     principal.is_operator() || definition.filter.tenant_id.as_deref() == Some(&principal.tenant)
 }
 
+/// Refuses, before anything reads them, the members of a sink's attributes
+/// that would make the auditor touch its own files for an admin: reading a
+/// `caCert` path first would tell the admin whether the file exists.
+fn no_local_paths(
+    principal: &auditlog_auth::Principal,
+    attributes: &Value,
+) -> Result<(), ApiError> {
+    if principal.is_operator() {
+        return Ok(());
+    }
+    let files = attributes.get("kind").and_then(Value::as_str) == Some("files");
+    let ca_path = attributes
+        .get("caCert")
+        .and_then(Value::as_str)
+        .filter(|ca_cert| auditlog_sinks::tls::names_a_file(ca_cert));
+    if files || ca_path.is_some() {
+        return Err(ApiError::forbidden(
+            "only operators may point a sink at the auditor's files (a files sink, a caCert \
+             path); give caCert as PEM text",
+        ));
+    }
+    Ok(())
+}
+
 /// `definition` as `principal` may store it: an admin's sink is bound to its
 /// tenant (named, or left out and then filled in); an operator's may name any
 /// tenant, or none for every tenant's events.
@@ -96,6 +122,15 @@ fn bound_to_tenant(
     }
     if principal.is_operator() {
         return Ok(definition);
+    }
+    // A tenant's admin must not reach the auditor's file system through a
+    // sink: what a sink writes, or reads a certificate from, is the
+    // deployment's to choose.
+    if let Some(path) = definition.local_path() {
+        return Err(ApiError::forbidden(format!(
+            "only operators may point a sink at the auditor's files (`{path}`); give caCert \
+             as PEM text"
+        )));
     }
     match &definition.filter.tenant_id {
         None => definition.filter.tenant_id = Some(principal.tenant.clone()),
@@ -360,6 +395,7 @@ pub(crate) async fn create(
             )));
         }
     };
+    no_local_paths(&principal, &attributes)?;
     let definition =
         SinkDefinition::parse(&attributes).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let definition = bound_to_tenant(&principal, definition)?;
@@ -425,6 +461,7 @@ pub(crate) async fn update(
     admins_only(&principal)?;
     let (_, patch) = document.attributes(Some(&name))?;
     let (_, before) = find_visible(&state, &principal, &name).await?;
+    no_local_paths(&principal, &patch)?;
     let patched = before
         .patched(&patch)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;

@@ -329,6 +329,20 @@ fn default_max_bytes() -> u64 {
 }
 
 impl SinkDefinition {
+    /// What the sink reads or writes on the auditor's own machine, if anything:
+    /// a files sink's directory, or a `caCert` given as a file path. Only the
+    /// deployment's operators may point a sink there.
+    pub fn local_path(&self) -> Option<&str> {
+        let ca_cert = match &self.kind {
+            SinkKind::Files(files) => return Some(files.directory.as_str()),
+            SinkKind::Webhook(w) => w.ca_cert.as_deref(),
+            SinkKind::Syslog(s) => s.ca_cert.as_deref(),
+            SinkKind::Splunk(s) => s.ca_cert.as_deref(),
+            SinkKind::Datadog(d) => d.ca_cert.as_deref(),
+        };
+        ca_cert.filter(|ca_cert| crate::tls::names_a_file(ca_cert))
+    }
+
     /// The definition `json` describes, checked; a webhook without a secret gets a
     /// new one.
     pub fn parse(json: &Value) -> Result<SinkDefinition, SinkError> {

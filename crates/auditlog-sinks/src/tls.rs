@@ -28,6 +28,12 @@ use crate::SinkError;
 /// The marker that tells PEM text from a file path in a sink's `caCert`.
 const PEM_START: &str = "-----BEGIN";
 
+/// Whether a sink's `caCert` names a file on the auditor's machine (rather
+/// than giving the PEM text itself).
+pub fn names_a_file(ca_cert: &str) -> bool {
+    !ca_cert.trim_start().starts_with(PEM_START)
+}
+
 /// The provider every connection uses.
 ///
 /// rustls 0.23.48 deprecates ring's provider because ring has no post-quantum
@@ -43,7 +49,7 @@ fn provider() -> Arc<CryptoProvider> {
 /// of a PEM file on the auditor's machine. At least one certificate, or an
 /// error saying why not.
 pub fn ca_certificates(ca_cert: &str) -> Result<Vec<CertificateDer<'static>>, SinkError> {
-    let (pem, from) = if ca_cert.trim_start().starts_with(PEM_START) {
+    let (pem, from) = if !names_a_file(ca_cert) {
         (
             ca_cert.as_bytes().to_vec(),
             "the caCert PEM text".to_owned(),

@@ -79,6 +79,23 @@ async fn no_route_of_either_api_answers_or_counts_another_tenants_data() {
         assert_eq!(refused.status, 422, "{}", refused.body);
     }
 
+    // An admin cannot reach the auditor's files through a sink of its own
+    // tenant: no files sink, no CA certificate read from a path.
+    for attributes in [
+        json!({"kind": "files", "directory": "/tmp"}),
+        json!({"kind": "webhook", "url": "https://127.0.0.1:9/x", "caCert": "/etc/hostname"}),
+    ] {
+        let refused = acme
+            .admin
+            .1
+            .post(
+                "/api/sinks",
+                json!({"data": {"type": "sinks", "id": "local", "attributes": attributes}}),
+            )
+            .await;
+        assert_eq!(refused.status, 403, "{}", refused.body);
+    }
+
     // The principals work: each reads its own tenant's data (so that the
     // refusals below are the policy's, not a broken token's).
     for t in [&acme, &globex] {
