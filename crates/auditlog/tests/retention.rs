@@ -4,7 +4,8 @@
 //! Pruned events are gone from every answer, counted in `meta.pruned`, and their
 //! entry bundle answers 410; the held one stays until its hold is released;
 //! the log's checkpoints stay consistent (a witness that saw the log before
-//! pruning agrees after), a remaining event's inclusion proof verifies, and
+//! pruning agrees after), the remaining events' inclusion proofs verify against
+//! the checkpoint signed before the prune and against the latest, and
 //! `auditlog verify` passes, reporting the pruned leaves. Every change and
 //! prune is itself recorded.
 
@@ -16,6 +17,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use auditlog_tlog::{Checkpoint, Hash, SignedNote, from_base64, leaf_hash, verify_inclusion};
 use common::{Client, Running, binary, data_dir, describe, user_doc};
 use serde_json::{Value, json};
 
@@ -82,6 +84,53 @@ async fn sealed(operator: &Client, id: &str) {
     }
 }
 
+/// The latest signed checkpoint once it covers the event `id`.
+async fn checkpoint_covering(operator: &Client, id: &str) -> Checkpoint {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let proof = operator
+            .get(&format!("/api/data-events/{id}/inclusion"))
+            .await;
+        let index = proof.body["data"]["attributes"]["leafIndex"].as_u64();
+        let note = operator.get("/log/checkpoint").await;
+        if let (Some(index), Value::String(note)) = (index, note.body) {
+            let checkpoint = Checkpoint::parse(&SignedNote::parse(&note).unwrap().text).unwrap();
+            if checkpoint.size > index {
+                return checkpoint;
+            }
+        }
+        assert!(Instant::now() < deadline, "no checkpoint covers {id}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether the inclusion proof the auditor gives now for `id` at the size of
+/// `checkpoint` leads to its root.
+async fn proved_against(operator: &Client, id: &str, checkpoint: &Checkpoint) -> bool {
+    let proof = operator
+        .get(&format!(
+            "/api/data-events/{id}/inclusion?treeSize={}",
+            checkpoint.size
+        ))
+        .await;
+    assert_eq!(proof.status, 200, "{id}: {}", proof.body);
+    let attributes = &proof.body["data"]["attributes"];
+    let leaf = from_base64(attributes["leaf"].as_str().unwrap()).unwrap();
+    let path: Vec<Hash> = attributes["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| Hash::try_from(from_base64(h.as_str().unwrap()).unwrap()).unwrap())
+        .collect();
+    verify_inclusion(
+        attributes["leafIndex"].as_u64().unwrap(),
+        checkpoint.size,
+        &leaf_hash(&leaf),
+        &path,
+        &checkpoint.root,
+    )
+}
+
 /// The auditor's own records named `name`.
 async fn records(operator: &Client, name: &str) -> Vec<Value> {
     common::all_events(
@@ -119,6 +168,7 @@ async fn expired_events_are_pruned_with_their_leaves_kept_unless_held() {
     let recent = deliver(&operator_at_auditor, "acme", "new", 1, now).await;
     let globex = deliver(&operator_at_auditor, "globex", "old", 5, old).await;
     sealed(&operator_at_auditor, &globex[4]).await;
+    let signed_before = checkpoint_covering(&operator_at_auditor, &globex[4]).await;
     let checkpoint_file = dir.join("witness.checkpoint");
     let token = operator.token.clone().unwrap();
     let seen = witness(&urls.auditor, &checkpoint_file, &token);
@@ -203,7 +253,14 @@ async fn expired_events_are_pruned_with_their_leaves_kept_unless_held() {
     assert_eq!(listed.body["meta"]["total"], 2, "{}", listed.body);
     assert_eq!(listed.body["meta"]["pruned"]["events"], 10);
     assert_eq!(listed.body["meta"]["pruned"]["newest"], old + 9);
-    // The held and the recent event are still there, and provable.
+    // The held and the recent event are still there, and their proofs lead to
+    // the root of the checkpoint signed before the prune, and to the latest.
+    for id in [&held[0], &recent[0]] {
+        assert!(
+            proved_against(&operator_at_auditor, id, &signed_before).await,
+            "{id} against the checkpoint signed before the prune"
+        );
+    }
     for id in [&held[0], &recent[0]] {
         let proved = cli(&[
             "prove",
