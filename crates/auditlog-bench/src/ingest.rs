@@ -62,6 +62,10 @@ pub struct IngestOptions {
     pub auditor_dir: Option<std::path::PathBuf>,
     /// The type of the run's RabbitMQ queues (they are new for each run).
     pub queue_type: auditlog_amqp::QueueType,
+    /// Personal fields the in-process auditor encrypts, as `auditlog up` does
+    /// with `--personal-fields` (embedded transport only): `None` stores events
+    /// as they come, so that two runs give the cost of encryption on ingest.
+    pub personal_fields: Option<auditlog_auditor::personal::PersonalFields>,
 }
 
 /// How the run's producers put events into messages.
@@ -267,6 +271,16 @@ pub async fn run(options: IngestOptions) -> Result<IngestReport> {
     let scratch = tempfile::tempdir().context("while creating a scratch directory")?;
     let (store_url, store) =
         crate::open_store(options.store_url.as_deref(), scratch.path()).await?;
+    let store: Arc<dyn auditlog_store::AuditStore> = match &options.personal_fields {
+        None => store,
+        Some(_) if options.amqp_url.is_some() => {
+            bail!("--personal-fields is measured with the in-process auditor: leave out --amqp-url")
+        }
+        Some(fields) => Arc::new(auditlog_auditor::personal::store::ShreddingStore::new(
+            store,
+            fields.clone(),
+        )),
+    };
 
     let run_tag = Uuid::now_v7().simple().to_string();
     // The run's own RabbitMQ names, deleted when it is over.
@@ -1126,6 +1140,7 @@ mod tests {
             ceiling: true,
             auditor_dir: None,
             queue_type: auditlog_amqp::QueueType::Quorum,
+            personal_fields: None,
         })
         .await
         .unwrap();

@@ -327,6 +327,12 @@ struct BenchIngestArgs {
     /// report each run's CPU time per event by process and the model built on it.
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..=64))]
     auditors: Option<Vec<u16>>,
+    /// Personal fields the in-process auditor encrypts before storing, as with
+    /// `auditlog up --personal-fields` (e.g. `documents.title,documents.status`,
+    /// the two fields of the run's `changed` events); without it nothing is
+    /// encrypted. Embedded transport only.
+    #[arg(long, value_parser = personal_fields)]
+    personal_fields: Option<auditlog_auditor::personal::PersonalFields>,
     /// Type of the run's own RabbitMQ queues: quorum (the auditor's default) or
     /// classic.
     #[arg(long, default_value = "quorum", value_parser = ["quorum", "classic"])]

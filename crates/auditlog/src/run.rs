@@ -572,6 +572,7 @@ pub async fn bench(command: BenchCommand) -> Result<()> {
                 auditor_dir: None,
                 // The value parser admits only the names `QueueType` parses.
                 queue_type: args.amqp_queue_type.parse().unwrap_or_default(),
+                personal_fields: args.personal_fields,
             };
             if let Some(counts) = args.auditors {
                 let counts: Vec<usize> = counts.into_iter().map(usize::from).collect();

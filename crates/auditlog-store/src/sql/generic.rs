@@ -33,7 +33,8 @@ use super::tree::{
     save_checkpoint_query, save_migration_query, to_seal_query, unsigned,
 };
 use super::{
-    Dialect, STORED_IDS_CHUNK, SUBJECT_KEYS_CHUNK, hash_from_bytes, store_error, uuid_from_bytes,
+    Dialect, STORED_IDS_CHUNK, SUBJECT_KEYS_CHUNK, SUBJECT_READS_CHUNK, hash_from_bytes,
+    store_error, uuid_from_bytes,
 };
 use crate::legacy::ChainHead;
 use crate::retention::{
@@ -505,7 +506,7 @@ where
         subjects: &[DataSubject],
     ) -> Result<Vec<SubjectKey>, StoreError> {
         let mut keys = Vec::with_capacity(subjects.len());
-        for chunk in subjects.chunks(SUBJECT_KEYS_CHUNK) {
+        for chunk in subjects.chunks(SUBJECT_READS_CHUNK) {
             let mut select = QueryBuilder::<DB>::new(
                 "SELECT tenant_id, subject_type, subject_id, subject_key \
                  FROM audit_subject_keys WHERE ",

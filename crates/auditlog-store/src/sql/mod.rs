@@ -94,9 +94,14 @@ pub(crate) async fn role_connection<C>(
 /// Ids asked about per `stored_ids` statement: far below every backend's bind limit.
 pub(crate) const STORED_IDS_CHUNK: usize = 5_000;
 
-/// Subjects per statement of the subject-key methods: four binds each (the
-/// insert's), far below every backend's bind limit.
+/// Subjects per insert of the subject-key methods: four binds each, far below
+/// every backend's bind limit.
 pub(crate) const SUBJECT_KEYS_CHUNK: usize = 1_000;
+
+/// Subjects per read of their keys: the statement names each in one term of an
+/// `OR`, and SQLite refuses an expression nested more than 1 000 deep, which a
+/// chain of that many terms is.
+pub(crate) const SUBJECT_READS_CHUNK: usize = 200;
 
 /// Opens the first connection of a server store, within [`CONNECT_TIMEOUT`]. Done by
 /// hand rather than through the pool because a pool retries a refused connection

@@ -125,6 +125,7 @@ for_every_store!(
     the_earlier_chain_is_read_as_stored,
     a_subjects_first_key_is_kept_and_later_candidates_are_ignored,
     an_erased_key_is_gone_and_erasing_again_changes_nothing,
+    thousands_of_subjects_in_one_call_are_kept_and_read_back,
     sinks_are_created_once_updated_and_deleted,
     one_holder_at_a_time_leases_a_sink_and_only_it_moves_the_cursor,
     pruning_removes_expired_rows_and_keeps_their_leaves,

@@ -183,3 +183,17 @@ async fn on_sqlite_an_erased_key_is_in_neither_the_database_file_nor_the_wal() {
         "the events themselves are untouched"
     );
 }
+
+pub(crate) async fn thousands_of_subjects_in_one_call_are_kept_and_read_back(fresh: Fresh) {
+    // A batch of events on thousands of distinct targets asks for as many keys
+    // at once: more than one statement's worth, and more than SQLite's limit on
+    // the depth of one expression (1 000) if one statement named them all.
+    let candidates: Vec<SubjectKey> = (0..2_500)
+        .map(|n| candidate(&n.to_string(), (n % 251) as u8))
+        .collect();
+    let kept = fresh.store.ensure_subject_keys(&candidates).await.unwrap();
+    assert_eq!(kept.len(), 2_500);
+    let subjects: Vec<DataSubject> = candidates.iter().map(|c| c.subject.clone()).collect();
+    let read = fresh.store.subject_keys(&subjects).await.unwrap();
+    assert_eq!(sorted(read), sorted(candidates));
+}
