@@ -25,7 +25,10 @@ use std::time::Duration;
 use auditlog_auth::Principal;
 use auditlog_auth::policy::AUDITOR_SOURCE;
 use auditlog_event::{Action, Change, Changes, DataEvent, ObjectId, ObjectRef, ObjectType};
-use auditlog_http::openapi::{BadRequest, Forbidden, NotFound, Unauthorized, Unavailable};
+use auditlog_http::openapi::{
+    BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
+    UnsupportedMediaType,
+};
 use auditlog_http::{ApiError, Authenticated, JsonBody, PathParams, RequestId, json_api};
 use auditlog_store::{
     AuditStore, LegalHold, PruneBatch, PruneCursor, PruneRule, RetentionPolicy, StoreError,
@@ -42,6 +45,9 @@ use crate::reads::AUDITOR_PRINCIPAL;
 
 /// How often the background task prunes, unless configured (`--prune-interval`).
 pub const DEFAULT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// How soon after the auditor starts the background task first prunes.
+const FIRST_PRUNE_AFTER: Duration = Duration::from_secs(30);
 
 /// The longest retention a policy may set: a hundred years.
 pub const MAX_RETENTION_DAYS: u32 = 36_500;
@@ -161,7 +167,7 @@ pub(crate) fn describe_metrics() {
     );
 }
 
-/// The background task: every `config.interval`, prunes what the policies and
+/// The background task: shortly after start and then every `config.interval`, prunes what the policies and
 /// the default say has expired, and records each prune that removed anything
 /// as an `audit.pruned` event of the auditor. Ends when `stopping` turns true.
 pub async fn run(
@@ -169,11 +175,15 @@ pub async fn run(
     config: RetentionConfig,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
+    // Soon after start, then every interval: an auditor restarted more often
+    // than the interval would otherwise never prune.
+    let mut wait = config.interval.min(FIRST_PRUNE_AFTER);
     loop {
         tokio::select! {
-            () = tokio::time::sleep(config.interval) => {}
+            () = tokio::time::sleep(wait) => {}
             _ = stopping.wait_for(|stop| *stop) => return,
         }
+        wait = config.interval;
         let now = auditlog_event::now_ms();
         let policies = match store.retention_policies().await {
             Ok(policies) => policies,
@@ -484,6 +494,8 @@ pub(crate) struct RetentionChange {
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 503, response = Unavailable),
     )
 )]
@@ -625,6 +637,8 @@ pub(crate) struct HoldRequest {
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 503, response = Unavailable),
     )
 )]
@@ -808,6 +822,8 @@ fn parse_cursor(text: &str) -> Option<PruneCursor> {
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
         (status = 503, response = Unavailable),
     )
 )]
