@@ -167,9 +167,10 @@ pub(crate) fn describe_metrics() {
     );
 }
 
-/// The background task: shortly after start and then every `config.interval`, prunes what the policies and
-/// the default say has expired, and records each prune that removed anything
-/// as an `audit.pruned` event of the auditor. Ends when `stopping` turns true.
+/// The background task: shortly after start and then every `config.interval`,
+/// prunes what the policies and the default say has expired, and records each
+/// prune that removed anything as an `audit.pruned` event of the auditor. Ends
+/// when `stopping` turns true.
 pub async fn run(
     store: std::sync::Arc<dyn AuditStore>,
     config: RetentionConfig,
