@@ -9,7 +9,6 @@
 //! erasing a subject that never had a key is recorded all the same (the request
 //! is what the log owes an account of).
 
-use auditlog_auth::policy::AUDITOR_SOURCE;
 use auditlog_event::{Action, DataEvent, ObjectId, ObjectRef, ObjectType};
 use auditlog_http::{ApiError, Authenticated, RequestId, json_api, read_body};
 use auditlog_store::DataSubject;
@@ -21,7 +20,7 @@ use utoipa::ToSchema;
 
 use crate::AuditorState;
 use crate::commit::{Via, insert_measured};
-use crate::reads::AUDITOR_PRINCIPAL;
+use crate::reads::own_event;
 use auditlog_http::openapi::{BadRequest, Forbidden, Unauthorized, Unavailable};
 
 /// The `eventName` of an erasure's record (under the reserved `audit.`).
@@ -173,7 +172,7 @@ pub(crate) async fn erase(
         })
         .await
         .map_err(|e| ApiError::unavailable(format!("the key could not be erased: {e}")))?;
-    let mut event = erased_event(actor, target, key_existed, request_id.as_str());
+    let mut event = erased_event(actor, target, key_existed, request_id.as_str())?;
     // Recorded in the subject's tenant, whose admins answer for its erasures.
     event.set_tenant(&tenant);
     insert_measured(&*state.store, std::slice::from_ref(&event), Via::Auditor)
@@ -215,15 +214,18 @@ fn erased_event(
     subject: ObjectRef,
     key_existed: bool,
     request_id: &str,
-) -> DataEvent {
-    let mut event = DataEvent::new(Action::Deleted, actor, subject, auditlog_event::now_ms());
-    event.event_name = Some(ERASED_EVENT_NAME.into());
-    event.source = Some(AUDITOR_SOURCE.into());
-    event.request_id = Some(request_id.to_owned());
+) -> Result<DataEvent, ApiError> {
     let mut meta = serde_json::Map::new();
     meta.insert("keyExisted".into(), key_existed.into());
-    event.meta = Some(meta);
-    event.received(AUDITOR_PRINCIPAL, "auditor")
+    own_event(
+        Action::Deleted,
+        Some(actor),
+        subject,
+        ERASED_EVENT_NAME,
+        auditlog_event::DEFAULT_TENANT,
+        meta,
+        Some(request_id),
+    )
 }
 
 #[cfg(test)]
@@ -235,13 +237,16 @@ mod tests {
         let actor = ObjectRef::new(ObjectType::parse("actorType", "users").unwrap(), 1);
         let subject = ObjectRef::new(ObjectType::parse("targetType", "users").unwrap(), 42);
 
-        let event = erased_event(actor, subject, true, "req-1");
+        let event = erased_event(actor, subject, true, "req-1").unwrap();
 
         assert_eq!(event.action, Action::Deleted);
         assert_eq!(event.event_name.as_deref(), Some("audit.erased"));
         assert_eq!(event.target_id.key(), "42");
         assert_eq!(event.actor_id.key(), "1");
-        assert_eq!(event.source.as_deref(), Some(AUDITOR_SOURCE));
+        assert_eq!(
+            event.source.as_deref(),
+            Some(auditlog_auth::policy::AUDITOR_SOURCE)
+        );
         assert_eq!(event.via.as_deref(), Some("auditor"));
         assert_eq!(
             event.meta.and_then(|m| m.get("keyExisted").cloned()),

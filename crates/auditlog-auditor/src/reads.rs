@@ -110,3 +110,36 @@ pub(crate) async fn record_read(
         .await
         .map_err(|e| ApiError::unavailable(format!("the read could not be recorded: {e}")))
 }
+
+/// The auditor's own record of `action` on `target` by `actor` (the auditor
+/// itself when `None`), named `name` (under the reserved `audit.`), in
+/// `tenant`: how the auditor records what is done to the log besides reads.
+pub(crate) fn own_event(
+    action: Action,
+    actor: Option<ObjectRef>,
+    target: ObjectRef,
+    name: &str,
+    tenant: &str,
+    meta: serde_json::Map<String, serde_json::Value>,
+    request_id: Option<&str>,
+) -> Result<DataEvent, ApiError> {
+    let actor = match actor {
+        Some(actor) => actor,
+        // `services/auditor`, as the auditor's own deliveries are named.
+        None => {
+            let (kind, id) = AUDITOR_PRINCIPAL
+                .split_once('/')
+                .unwrap_or(("services", "auditor"));
+            ObjectType::parse("actorType", kind)
+                .and_then(|t| Ok(ObjectRef::new(t, ObjectId::parse_text("actorId", id)?)))
+                .map_err(|e| ApiError::internal(format!("the auditor as an actor: {e}")))?
+        }
+    };
+    let mut event = DataEvent::new(action, actor, target, auditlog_event::now_ms());
+    event.event_name = Some(name.into());
+    event.source = Some(AUDITOR_SOURCE.into());
+    event.request_id = request_id.map(str::to_owned);
+    event.meta = Some(meta);
+    event.set_tenant(tenant);
+    Ok(event.received(AUDITOR_PRINCIPAL, "auditor"))
+}

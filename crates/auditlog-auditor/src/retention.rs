@@ -23,7 +23,6 @@
 use std::time::Duration;
 
 use auditlog_auth::Principal;
-use auditlog_auth::policy::AUDITOR_SOURCE;
 use auditlog_event::{Action, Change, Changes, DataEvent, ObjectId, ObjectRef, ObjectType};
 use auditlog_http::openapi::{
     BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
@@ -41,7 +40,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::AuditorState;
-use crate::reads::AUDITOR_PRINCIPAL;
+use crate::reads::own_event;
 
 /// How often the background task prunes, unless configured (`--prune-interval`).
 pub const DEFAULT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -232,36 +231,6 @@ fn object(object_type: &str, id: &str) -> Result<ObjectRef, ApiError> {
     ObjectType::parse("targetType", object_type)
         .and_then(|t| Ok(ObjectRef::new(t, ObjectId::parse_text("targetId", id)?)))
         .map_err(|e| ApiError::internal(format!("`{object_type}/{id}` as an object: {e}")))
-}
-
-/// The auditor's own record of `action` on `target` by `actor` (the auditor
-/// itself when `None`), named `name`, in `tenant`.
-fn own_event(
-    action: Action,
-    actor: Option<ObjectRef>,
-    target: ObjectRef,
-    name: &str,
-    tenant: &str,
-    meta: serde_json::Map<String, Value>,
-    request_id: Option<&str>,
-) -> Result<DataEvent, ApiError> {
-    let actor = match actor {
-        Some(actor) => actor,
-        // `services/auditor`, as the auditor's own deliveries are named.
-        None => {
-            let (kind, id) = AUDITOR_PRINCIPAL
-                .split_once('/')
-                .unwrap_or(("services", "auditor"));
-            object(kind, id)?
-        }
-    };
-    let mut event = DataEvent::new(action, actor, target, auditlog_event::now_ms());
-    event.event_name = Some(name.into());
-    event.source = Some(AUDITOR_SOURCE.into());
-    event.request_id = request_id.map(str::to_owned);
-    event.meta = Some(meta);
-    event.set_tenant(tenant);
-    Ok(event.received(AUDITOR_PRINCIPAL, "auditor"))
 }
 
 /// The record of a prune under `rule` of `tenant` (every tenant with `None`).
