@@ -60,7 +60,8 @@ try {
   await page.getByTestId('retention-save-default').click();
   await page.getByTestId('retention-table').getByText('400 days').waitFor({ timeout: 10_000 });
   check(dialogs.some((m) => m.includes('400 days')), 'shortening the retention asks first');
-  check(true, 'the default tenant keeps its events 400 days');
+  check((await page.getByTestId('retention-days-default').inputValue()) === '400',
+    'the default tenant keeps its events 400 days, its own policy');
 
   // A hold on users 1, with a reason.
   await page.getByTestId('hold-target-type').fill('users');
@@ -87,7 +88,7 @@ try {
   await page.getByTestId('holds-empty').waitFor({ state: 'visible', timeout: 10_000 });
   check(dialogs.filter((m) => m.includes('Release the legal hold')).length === 2,
     'the release was confirmed first');
-  check(true, 'the released hold is gone');
+  check(await hold.count() === 0, 'the released hold is gone');
 } catch (err) {
   failed += 1;
   console.error(`${NAME}: FAILED: ${err?.stack || err}`);
