@@ -28,9 +28,10 @@ use super::retention::{
     pruned_leaves_query, rows_delete,
 };
 use super::tree::{
-    LAST_LEAF, LATEST_CHECKPOINT, MIGRATION, SEAL_PAGE, checkpoints_after_query, hashes_query,
-    leaf_entries_query, leaf_insert, leaf_of_query, leaves_query, node_insert, rows_after_query,
-    save_checkpoint_query, save_migration_query, to_seal_query, unsigned,
+    LAST_LEAF, LATEST_CHECKPOINT, MIGRATION, SEAL_PAGE, SEAL_WINDOW, checkpoints_after_query,
+    hashes_query, leaf_entries_query, leaf_insert, leaf_of_query, leaves_query, next_seq_query,
+    node_insert, rows_after_query, save_checkpoint_query, save_migration_query, to_seal_query,
+    unsigned,
 };
 use super::{
     Dialect, STORED_IDS_CHUNK, SUBJECT_KEYS_CHUNK, SUBJECT_READS_CHUNK, hash_from_bytes,
@@ -260,7 +261,8 @@ where
         let mut completed = Vec::new();
         while sealed < max {
             let want = SEAL_PAGE.min(max - sealed);
-            let rows = to_seal_query(self.dialect, after_seq, settled, want)
+            let upto = settled.map(|settled| settled.min(after_seq.saturating_add(SEAL_WINDOW)));
+            let rows = to_seal_query(self.dialect, after_seq, upto, want)
                 .build()
                 .fetch_all(&mut *tx)
                 .await
@@ -280,7 +282,28 @@ where
                 frontier.append(hash, &mut completed);
             }
             let Some(last) = leaves.last() else {
-                break;
+                // An empty window below `settled` is a gap in `seq` (or the
+                // start, before any leaf): go on from the next row, if any.
+                let (Some(upto), Some(settled)) = (upto, settled) else {
+                    break;
+                };
+                if upto >= settled {
+                    break;
+                }
+                let next: Option<i64> = next_seq_query::<DB>(upto, settled)
+                    .build()
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(store_error)?
+                    .try_get("next_seq")
+                    .map_err(store_error)?;
+                match next {
+                    Some(next) => {
+                        after_seq = next - 1;
+                        continue;
+                    }
+                    None => break,
+                }
             };
             after_seq = last.seq;
             leaf_insert(self.dialect, &leaves)
@@ -301,7 +324,10 @@ where
                 completed.clear();
             }
             sealed += leaves.len() as u32;
-            if (leaves.len() as u32) < want {
+            // A short page is the end, unless only its window was (a gap in `seq`).
+            let window_ended =
+                matches!((upto, settled), (Some(upto), Some(settled)) if upto < settled);
+            if (leaves.len() as u32) < want && !window_ended {
                 break;
             }
         }

@@ -16,6 +16,28 @@ use crate::{LeafEntry, Migration, StoreError, StoredCheckpoint};
 /// lowest), and a page of events stays a few hundred KiB.
 pub(crate) const SEAL_PAGE: u32 = 1_000;
 
+/// The span of `seq` one page of sealing reads, where the rows up to a settled
+/// `seq` are sealed (PostgreSQL, MySQL): twice a page, so that a page is still
+/// nearly full where rolled-back inserts left gaps in `seq`. Without a bound
+/// below `settled`, PostgreSQL, before it had gathered statistics on a freshly
+/// loaded partition, read and sorted every row above the last leaf to return one
+/// page: a backlog of a million events took 0.75 s a page, and sealing ten
+/// million did not finish.
+pub(crate) const SEAL_WINDOW: i64 = 2 * SEAL_PAGE as i64;
+
+/// The lowest `seq` above `after` and up to `settled` (`next_seq`, NULL if none):
+/// where sealing goes on after a window with no rows.
+pub(crate) fn next_seq_query<DB>(after: i64, settled: i64) -> QueryBuilder<DB>
+where
+    DB: Database,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    let mut sql =
+        QueryBuilder::<DB>::new("SELECT MIN(seq) AS next_seq FROM audit_events WHERE seq > ");
+    sql.push_bind(after).push(" AND seq <= ").push_bind(settled);
+    sql
+}
+
 /// The last leaf: `leaf_index, seq`. The tree's size is its index + 1, because
 /// the sealer appends indexes without a gap.
 pub(crate) const LAST_LEAF: &str =

@@ -154,6 +154,12 @@ mod server_stores {
     }
 
     #[tokio::test]
+    async fn postgres_sealing_goes_on_past_gaps_in_seq_wider_than_its_window() {
+        super::sealing_goes_on_past_gaps_in_seq_wider_than_its_window(super::postgres().await)
+            .await;
+    }
+
+    #[tokio::test]
     async fn postgres_an_aborted_write_leaves_a_gap_that_holds_nothing_back() {
         super::an_aborted_write_leaves_a_gap_that_holds_nothing_back(super::postgres().await).await;
     }

@@ -105,3 +105,49 @@ pub(crate) async fn an_aborted_write_leaves_a_gap_that_holds_nothing_back(fresh:
         fresh.store.leaf_entries(2, 1).await.unwrap()[0].seq
     );
 }
+
+/// Sealing on PostgreSQL reads a bounded span of `seq` per page (so that a plan
+/// made without statistics cannot read the whole backlog for each page); a gap
+/// in `seq` wider than that span, and a first row far above zero, must not stop
+/// it.
+pub(crate) async fn sealing_goes_on_past_gaps_in_seq_wider_than_its_window(fresh: Fresh) {
+    let mut admin = sqlx::PgConnection::connect(fresh.url()).await.unwrap();
+    let jump = |by: i64| {
+        format!(
+            "SELECT setval(pg_get_serial_sequence('audit_events', 'seq'), \
+             (SELECT COALESCE(MAX(seq), 0) FROM audit_events) + {by})"
+        )
+    };
+    let batch = |first: i64, n: i64| -> Vec<DataEvent> {
+        (first..first + n)
+            .map(|k| event(Action::Viewed, 3, "users", k.into(), k))
+            .collect()
+    };
+    sqlx::query(sqlx::AssertSqlSafe(jump(1_000_000)))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    fresh.store.insert_batch(&batch(0, 3)).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(jump(25_000)))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    fresh.store.insert_batch(&batch(3, 2_500)).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(jump(7_000)))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    fresh.store.insert_batch(&batch(2_503, 4)).await.unwrap();
+
+    let sealed = fresh.store.seal(10_000).await.unwrap();
+    assert_eq!((sealed.sealed, sealed.size), (2_507, 2_507));
+    let entries = fresh.store.leaf_entries(0, 3_000).await.unwrap();
+    assert_eq!(entries.len(), 2_507);
+    assert!(entries[0].seq > 1_000_000);
+    assert!(entries.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(
+        fresh.store.last_seq().await.unwrap(),
+        entries[2_506].seq,
+        "the last row is sealed"
+    );
+}
