@@ -262,6 +262,12 @@ where
         while sealed < max {
             let want = SEAL_PAGE.min(max - sealed);
             let upto = settled.map(|settled| settled.min(after_seq.saturating_add(SEAL_WINDOW)));
+            // Where the window stops short of `settled`, an empty or short page is
+            // a gap in `seq` (or the start, before any leaf), not the end.
+            let short_of_settled = match (upto, settled) {
+                (Some(upto), Some(settled)) if upto < settled => Some((upto, settled)),
+                _ => None,
+            };
             let rows = to_seal_query(self.dialect, after_seq, upto, want)
                 .build()
                 .fetch_all(&mut *tx)
@@ -282,14 +288,9 @@ where
                 frontier.append(hash, &mut completed);
             }
             let Some(last) = leaves.last() else {
-                // An empty window below `settled` is a gap in `seq` (or the
-                // start, before any leaf): go on from the next row, if any.
-                let (Some(upto), Some(settled)) = (upto, settled) else {
+                let Some((upto, settled)) = short_of_settled else {
                     break;
                 };
-                if upto >= settled {
-                    break;
-                }
                 let next: Option<i64> = next_seq_query::<DB>(upto, settled)
                     .build()
                     .fetch_one(&mut *tx)
@@ -297,13 +298,11 @@ where
                     .map_err(store_error)?
                     .try_get("next_seq")
                     .map_err(store_error)?;
-                match next {
-                    Some(next) => {
-                        after_seq = next - 1;
-                        continue;
-                    }
-                    None => break,
-                }
+                let Some(next) = next else {
+                    break;
+                };
+                after_seq = next - 1;
+                continue;
             };
             after_seq = last.seq;
             leaf_insert(self.dialect, &leaves)
@@ -324,10 +323,7 @@ where
                 completed.clear();
             }
             sealed += leaves.len() as u32;
-            // A short page is the end, unless only its window was (a gap in `seq`).
-            let window_ended =
-                matches!((upto, settled), (Some(upto), Some(settled)) if upto < settled);
-            if (leaves.len() as u32) < want && !window_ended {
+            if (leaves.len() as u32) < want && short_of_settled.is_none() {
                 break;
             }
         }

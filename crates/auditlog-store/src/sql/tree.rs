@@ -17,7 +17,7 @@ use crate::{LeafEntry, Migration, StoreError, StoredCheckpoint};
 pub(crate) const SEAL_PAGE: u32 = 1_000;
 
 /// The span of `seq` one page of sealing reads, where the rows up to a settled
-/// `seq` are sealed (PostgreSQL, MySQL): twice a page, so that a page is still
+/// `seq` are sealed (PostgreSQL, whose writers insert in parallel): twice a page, so that a page is still
 /// nearly full where rolled-back inserts left gaps in `seq`. Without a bound
 /// below `settled`, PostgreSQL, before it had gathered statistics on a freshly
 /// loaded partition, read and sorted every row above the last leaf to return one

@@ -123,21 +123,14 @@ pub(crate) async fn sealing_goes_on_past_gaps_in_seq_wider_than_its_window(fresh
             .map(|k| event(Action::Viewed, 3, "users", k.into(), k))
             .collect()
     };
-    sqlx::query(sqlx::AssertSqlSafe(jump(1_000_000)))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    fresh.store.insert_batch(&batch(0, 3)).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(jump(25_000)))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    fresh.store.insert_batch(&batch(3, 2_500)).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(jump(7_000)))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    fresh.store.insert_batch(&batch(2_503, 4)).await.unwrap();
+    // Each gap is wider than the window; the first puts the first row far above zero.
+    for (gap, first, n) in [(1_000_000, 0, 3), (25_000, 3, 2_500), (7_000, 2_503, 4)] {
+        sqlx::query(sqlx::AssertSqlSafe(jump(gap)))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        fresh.store.insert_batch(&batch(first, n)).await.unwrap();
+    }
 
     let sealed = fresh.store.seal(10_000).await.unwrap();
     assert_eq!((sealed.sealed, sealed.size), (2_507, 2_507));
