@@ -119,6 +119,8 @@ pub struct PruneTotals {
     pub pruned: u64,
     pub held: u64,
     pub mismatched: u64,
+    /// Kept because a log stream has not delivered them yet.
+    pub undelivered: u64,
     /// Where to go on from, when the time allowed ran out first.
     pub next: Option<PruneCursor>,
 }
@@ -128,6 +130,7 @@ impl PruneTotals {
         self.pruned += batch.pruned;
         self.held += batch.held;
         self.mismatched += batch.mismatched;
+        self.undelivered += batch.undelivered;
         self.next = batch.next;
     }
 }
@@ -203,7 +206,16 @@ pub async fn run(
                         pruned = totals.pruned,
                         held = totals.held,
                         mismatched = totals.mismatched,
+                        undelivered = totals.undelivered,
                         "retention: pruned expired events"
+                    );
+                }
+                if totals.undelivered > 0 {
+                    tracing::warn!(
+                        undelivered = totals.undelivered,
+                        "retention: expired events are kept until every sink has delivered \
+                         them; see `auditlog sinks list` for the one behind, and delete a \
+                         sink that will not deliver again"
                     );
                 }
                 if totals.pruned > 0 {
@@ -245,6 +257,7 @@ fn pruned_event(
     meta.insert("pruned".into(), totals.pruned.into());
     meta.insert("held".into(), totals.held.into());
     meta.insert("mismatched".into(), totals.mismatched.into());
+    meta.insert("undelivered".into(), totals.undelivered.into());
     meta.insert(
         "cutoffs".into(),
         json!({"tenants": rule.tenants, "others": rule.others}),
@@ -856,6 +869,7 @@ pub(crate) async fn prune_now(
                 "pruned": totals.pruned,
                 "held": totals.held,
                 "mismatched": totals.mismatched,
+                "undelivered": totals.undelivered,
                 "done": totals.next.is_none(),
                 "next": totals.next.map(cursor_text),
             }

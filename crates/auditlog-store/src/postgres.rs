@@ -32,8 +32,10 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{AssertSqlSafe, Connection, Postgres, Row};
 
 mod partitions;
+mod statistics;
 
 use partitions::{Month, Partitions};
+use statistics::Statistics;
 
 use crate::retention::{
     LegalHold, PruneBatch, PruneCursor, PruneRule, PrunedCount, RetentionPolicy,
@@ -364,6 +366,8 @@ pub struct PostgresStore {
     settled: Arc<AtomicI64>,
     /// The months known to have their partition (see `partitions.rs`).
     partitions: Arc<Partitions>,
+    /// When the sealer last looked for tables to analyze (see `statistics.rs`).
+    statistics: Arc<Statistics>,
 }
 
 impl PostgresStore {
@@ -422,6 +426,7 @@ impl PostgresStore {
             options: RoleOptions(options),
             settled: Arc::new(AtomicI64::new(0)),
             partitions,
+            statistics: Arc::default(),
         };
         // The current month and those ahead; on a live store this waits for
         // locks briefly at most, and a failure only sends events to the DEFAULT
@@ -461,6 +466,7 @@ impl PostgresStore {
             options: RoleOptions(options),
             settled: Arc::new(AtomicI64::new(0)),
             partitions: Arc::new(Partitions::default()),
+            statistics: Arc::default(),
         })
     }
 
@@ -743,6 +749,27 @@ impl PostgresStore {
     fn sql(&self) -> GenericStore<'_, Postgres> {
         GenericStore::new(&self.pool, &DIALECT)
     }
+
+    /// Analyzes, in a task of its own, the tables autovacuum has left without
+    /// fresh statistics (see `statistics.rs`).
+    fn analyze_stale_tables(&self) {
+        let pool = self.pool.clone();
+        let checks = Arc::clone(&self.statistics);
+        tokio::spawn(async move {
+            match statistics::analyze_stale(&pool).await {
+                Ok(tables) if tables.is_empty() => {}
+                Ok(tables) => tracing::info!(
+                    tables = %tables.join(", "),
+                    "analyzed tables that autovacuum had not, so that queries are planned \
+                     from their statistics"
+                ),
+                Err(err) => {
+                    tracing::warn!(%err, "could not analyze the store's tables; trying again later")
+                }
+            }
+            checks.done();
+        });
+    }
 }
 
 #[async_trait]
@@ -848,7 +875,11 @@ impl AuditStore for PostgresStore {
         // both think they hold it (one cut off, not yet told), they take turns
         // here, and the second one starts from the first one's last leaf.
         advisory_lock(&mut tx, SEAL_LOCK).await?;
-        self.sql().seal(tx, max, Some(settled)).await
+        let outcome = self.sql().seal(tx, max, Some(settled)).await?;
+        if self.statistics.sealed(outcome.sealed) {
+            self.analyze_stale_tables();
+        }
+        Ok(outcome)
     }
 
     async fn sealer_role(&self) -> Result<Option<Box<dyn SealerRole>>, StoreError> {
@@ -1004,11 +1035,20 @@ impl AuditStore for PostgresStore {
             partitions::ended_before(&mut conn, latest).await?
         };
         let holds = self.sql().legal_holds().await?;
+        let delivered = self.sql().delivered_by_every_sink().await?;
         let mut pruned = 0;
         for month in months {
             let mut tx = self.pool.begin().await.map_err(store_error)?;
-            match partitions::drop_if_prunable(&mut tx, &self.sql(), &DIALECT, month, rule, &holds)
-                .await
+            match partitions::drop_if_prunable(
+                &mut tx,
+                &self.sql(),
+                &DIALECT,
+                month,
+                rule,
+                &holds,
+                delivered,
+            )
+            .await
             {
                 Ok(Some(events)) => {
                     tx.commit().await.map_err(store_error)?;

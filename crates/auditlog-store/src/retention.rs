@@ -18,8 +18,12 @@
 //! expired events oldest first, by `(timestamp, id)`. An event is pruned only
 //! when it is sealed (its leaf hash is in the tree), its row still hashes to
 //! that leaf (a row changed behind the auditor's back is left for `verify` to
-//! report, not destroyed), its timestamp is before its tenant's cutoff, and no
-//! hold covers it.
+//! report, not destroyed), its timestamp is before its tenant's cutoff, no
+//! hold covers it, and every log stream (`audit_sinks`) has delivered it: its
+//! `seq` is at most the lowest sink cursor, paused sinks included, so a SIEM
+//! that was down longer than the retention still gets every event once it is
+//! back. A sink that will never deliver again must be deleted for pruning to
+//! go past it.
 
 use std::collections::BTreeMap;
 
@@ -118,6 +122,8 @@ pub struct PruneBatch {
     /// Events whose rows no longer hash to their sealed leaf: kept, for `verify`
     /// to report.
     pub mismatched: u64,
+    /// Expired events kept because a log stream has not delivered them yet.
+    pub undelivered: u64,
     /// Where the next batch starts; `None` when there is nothing left to look at.
     pub next: Option<PruneCursor>,
 }
@@ -154,6 +160,8 @@ pub(crate) enum Verdict {
     Keep,
     Held,
     Mismatched,
+    /// A log stream has yet to deliver it.
+    Undelivered,
 }
 
 impl PruneCandidate {
@@ -164,7 +172,14 @@ impl PruneCandidate {
             .unwrap_or(auditlog_event::DEFAULT_TENANT)
     }
 
-    pub fn verdict(&self, rule: &PruneRule, holds: &[LegalHold]) -> Verdict {
+    /// Whether it is pruned: `delivered` is the `seq` every sink has delivered
+    /// up to (the lowest cursor), `None` when there are no sinks.
+    pub fn verdict(
+        &self,
+        rule: &PruneRule,
+        holds: &[LegalHold],
+        delivered: Option<i64>,
+    ) -> Verdict {
         let tenant = self.tenant();
         if rule
             .cutoff(tenant)
@@ -181,6 +196,9 @@ impl PruneCandidate {
             .any(|hold| hold.covers(tenant, &self.target_type, &self.target_id))
         {
             return Verdict::Held;
+        }
+        if delivered.is_some_and(|delivered| self.seq > delivered) {
+            return Verdict::Undelivered;
         }
         Verdict::Prune
     }
@@ -246,27 +264,49 @@ mod tests {
     #[test]
     fn only_an_expired_unheld_event_whose_row_matches_its_leaf_is_pruned() {
         let rule = PruneRule::everything_before(100);
-        assert_eq!(candidate(99, None).verdict(&rule, &[]), Verdict::Prune);
-        assert_eq!(candidate(100, None).verdict(&rule, &[]), Verdict::Keep);
         assert_eq!(
-            candidate(99, None).verdict(&rule, &[hold("default", None)]),
+            candidate(99, None).verdict(&rule, &[], None),
+            Verdict::Prune
+        );
+        assert_eq!(
+            candidate(100, None).verdict(&rule, &[], None),
+            Verdict::Keep
+        );
+        assert_eq!(
+            candidate(99, None).verdict(&rule, &[hold("default", None)], None),
             Verdict::Held
         );
         assert_eq!(
-            candidate(99, Some("acme")).verdict(&rule, &[hold("default", None)]),
+            candidate(99, Some("acme")).verdict(&rule, &[hold("default", None)], None),
             Verdict::Prune
         );
         let mut altered = candidate(99, None);
         altered.body = altered.body.replace("viewed", "deleted");
-        assert_eq!(altered.verdict(&rule, &[]), Verdict::Mismatched);
+        assert_eq!(altered.verdict(&rule, &[], None), Verdict::Mismatched);
         let mut moved = candidate(99, None);
         moved.leaf_id = Uuid::from_u128(2);
-        assert_eq!(moved.verdict(&rule, &[]), Verdict::Mismatched);
+        assert_eq!(moved.verdict(&rule, &[], None), Verdict::Mismatched);
         let only_acme = PruneRule::tenant_before("acme", 100);
-        assert_eq!(candidate(99, None).verdict(&only_acme, &[]), Verdict::Keep);
         assert_eq!(
-            candidate(99, Some("acme")).verdict(&only_acme, &[]),
+            candidate(99, None).verdict(&only_acme, &[], None),
+            Verdict::Keep
+        );
+        assert_eq!(
+            candidate(99, Some("acme")).verdict(&only_acme, &[], None),
             Verdict::Prune
+        );
+    }
+
+    #[test]
+    fn an_event_a_sink_has_not_delivered_is_kept() {
+        let rule = PruneRule::everything_before(100);
+        let event = candidate(99, None);
+        assert_eq!(event.verdict(&rule, &[], Some(6)), Verdict::Undelivered);
+        assert_eq!(event.verdict(&rule, &[], Some(7)), Verdict::Prune);
+        assert_eq!(
+            candidate(100, None).verdict(&rule, &[], Some(0)),
+            Verdict::Keep,
+            "not expired is not counted as undelivered"
         );
     }
 }

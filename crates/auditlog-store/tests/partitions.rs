@@ -313,6 +313,12 @@ async fn a_partition_whose_every_event_expired_is_dropped_and_its_leaves_kept() 
     assert!(exists(&mut conn, &table).await);
 
     store.release_hold(hold.id).await.unwrap();
+    // So does a sink that has not delivered them.
+    assert!(store.create_sink("siem", "{}", 0).await.unwrap());
+    assert_eq!(store.prune_partitions(&rule).await.unwrap(), 0);
+    assert!(exists(&mut conn, &table).await);
+
+    assert!(store.delete_sink("siem").await.unwrap());
     assert_eq!(store.prune_partitions(&rule).await.unwrap(), 3);
 
     assert!(!exists(&mut conn, &table).await, "the partition is dropped");

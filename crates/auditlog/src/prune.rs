@@ -48,7 +48,7 @@ pub async fn run(args: PruneArgs) -> Result<()> {
         ProgressStyle::with_template("{spinner} pruning: {msg} [{elapsed}]")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
-    let (mut pruned, mut held, mut mismatched) = (0_u64, 0_u64, 0_u64);
+    let (mut pruned, mut held, mut mismatched, mut undelivered) = (0_u64, 0_u64, 0_u64, 0_u64);
     let mut after: Option<String> = None;
     loop {
         let answer: Value = remote::checked(
@@ -74,6 +74,7 @@ pub async fn run(args: PruneArgs) -> Result<()> {
         pruned += count("pruned");
         held += count("held");
         mismatched += count("mismatched");
+        undelivered += count("undelivered");
         progress.set_message(format!("{pruned} pruned, {held} held"));
         progress.tick();
         after = attributes["next"].as_str().map(str::to_owned);
@@ -90,6 +91,13 @@ pub async fn run(args: PruneArgs) -> Result<()> {
             .as_deref()
             .map_or_else(|| "every tenant".to_owned(), |t| format!("tenant {t}")),
     );
+    if undelivered > 0 {
+        println!(
+            "{undelivered} expired events were NOT pruned because a sink has not delivered them \
+             yet: they go once every sink is past them (`auditlog sinks list` shows each one's \
+             lag; delete a sink that will never deliver again)"
+        );
+    }
     if mismatched > 0 {
         println!(
             "{mismatched} expired events were NOT pruned because their rows no longer match \

@@ -258,7 +258,8 @@ pub(crate) async fn ended_before(
 }
 
 /// Drops `month`'s partition in `tx` if every row of it is prunable under
-/// `rule` (see [`crate::AuditStore::prune_partitions`]), recording each of its
+/// `rule`, the holds and what the sinks have `delivered` (see
+/// [`crate::AuditStore::prune_partitions`]), recording each of its
 /// leaves as pruned first; answers how many events it held, or `None` (and
 /// changes nothing the caller would commit) when one of them must stay. The
 /// partition is locked against writers (`SHARE`) before it is read, so that no
@@ -271,6 +272,7 @@ pub(crate) async fn drop_if_prunable(
     month: Month,
     rule: &crate::PruneRule,
     holds: &[crate::LegalHold],
+    delivered: Option<i64>,
 ) -> Result<Option<u64>, StoreError> {
     use crate::retention::Verdict;
     let name = month.table();
@@ -315,7 +317,7 @@ pub(crate) async fn drop_if_prunable(
         after = last.seq;
         if candidates
             .iter()
-            .any(|candidate| candidate.verdict(rule, holds) != Verdict::Prune)
+            .any(|candidate| candidate.verdict(rule, holds, delivered) != Verdict::Prune)
         {
             return Ok(None);
         }

@@ -24,8 +24,8 @@ use super::queries::{
     LAST_SEQ, ProducerRow, activity_count, into_page, producers_query, progress, total,
 };
 use super::retention::{
-    PRUNE_BATCH_MAX, candidates_query, hold_columns, pruned_count_query, pruned_insert,
-    pruned_leaves_query, rows_delete,
+    DELIVERED_BY_EVERY_SINK, PRUNE_BATCH_MAX, candidates_query, hold_columns, pruned_count_query,
+    pruned_insert, pruned_leaves_query, rows_delete,
 };
 use super::tree::{
     LAST_LEAF, LATEST_CHECKPOINT, MIGRATION, SEAL_PAGE, SEAL_WINDOW, checkpoints_after_query,
@@ -754,6 +754,7 @@ where
         };
         let limit = limit.clamp(1, PRUNE_BATCH_MAX);
         let holds = self.legal_holds().await?;
+        let delivered = self.delivered_by_every_sink().await?;
         let candidates = candidates_query(self.dialect, before, after, limit)
             .build()
             .fetch_all(self.pool)
@@ -774,10 +775,11 @@ where
         };
         let mut pruned = Vec::new();
         for candidate in &candidates {
-            match candidate.verdict(rule, &holds) {
+            match candidate.verdict(rule, &holds, delivered) {
                 Verdict::Prune => pruned.push(candidate),
                 Verdict::Held => batch.held += 1,
                 Verdict::Mismatched => batch.mismatched += 1,
+                Verdict::Undelivered => batch.undelivered += 1,
                 Verdict::Keep => {}
             }
         }
@@ -801,6 +803,16 @@ where
         tx.commit().await.map_err(store_error)?;
         batch.pruned = pruned.len() as u64;
         Ok(batch)
+    }
+
+    /// The `seq` every log stream has delivered up to; `None` without sinks.
+    pub(crate) async fn delivered_by_every_sink(&self) -> Result<Option<i64>, StoreError> {
+        sqlx::query(DELIVERED_BY_EVERY_SINK)
+            .fetch_one(self.pool)
+            .await
+            .map_err(store_error)?
+            .try_get("delivered")
+            .map_err(store_error)
     }
 
     /// Reads a row of [`candidates_query`].

@@ -14,6 +14,11 @@ use crate::retention::{PruneCandidate, PruneCursor};
 /// every backend's bind limit.
 pub(crate) const PRUNE_BATCH_MAX: u32 = 1_000;
 
+/// The `seq` every log stream has delivered up to (`delivered`): the lowest
+/// sink cursor, NULL when there are no sinks.
+pub(crate) const DELIVERED_BY_EVERY_SINK: &str =
+    "SELECT MIN(cursor_seq) AS delivered FROM audit_sinks";
+
 /// Every column of `audit_legal_holds` as [`super::GenericStore`] reads a hold.
 pub(crate) fn hold_columns<DB: Database>(dialect: &Dialect<DB>) -> String {
     format!(

@@ -129,6 +129,7 @@ for_every_store!(
     sinks_are_created_once_updated_and_deleted,
     one_holder_at_a_time_leases_a_sink_and_only_it_moves_the_cursor,
     pruning_removes_expired_rows_and_keeps_their_leaves,
+    pruning_waits_for_every_sink_to_deliver,
     retention_policies_and_legal_holds_are_kept_as_set,
 );
 
@@ -157,6 +158,11 @@ mod server_stores {
     async fn postgres_sealing_goes_on_past_gaps_in_seq_wider_than_its_window() {
         super::sealing_goes_on_past_gaps_in_seq_wider_than_its_window(super::postgres().await)
             .await;
+    }
+
+    #[tokio::test]
+    async fn postgres_sealing_a_large_backlog_analyzes_the_tables_it_grew() {
+        super::sealing_a_large_backlog_analyzes_the_tables_it_grew(super::postgres().await).await;
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
 //! Retention: pruning deletes the rows of sealed, expired events and keeps their
 //! leaves (the tree, its root and the other events' rows are untouched), in
-//! batches; a legal hold, a row that no longer matches its leaf and an unsealed
-//! row stay; policies and holds are kept as set.
+//! batches; a legal hold, a row that no longer matches its leaf, an unsealed
+//! row and a row a log stream has not delivered stay; policies and holds are
+//! kept as set.
 
 use auditlog_store::{LegalHold, PruneBatch, PruneCursor, PruneRule};
 
@@ -16,6 +17,7 @@ async fn prune_all(store: &dyn AuditStore, rule: &PruneRule, limit: u32) -> Prun
         total.pruned += batch.pruned;
         total.held += batch.held;
         total.mismatched += batch.mismatched;
+        total.undelivered += batch.undelivered;
         after = batch.next;
         if after.is_none() {
             return total;
@@ -37,6 +39,58 @@ fn hold(tenant: &str, target: Option<(&str, &str)>) -> LegalHold {
         placed_by: "users/1".into(),
         placed_at: 5,
     }
+}
+
+pub(crate) async fn pruning_waits_for_every_sink_to_deliver(fresh: Fresh) {
+    let store = &*fresh.store;
+    let expired: Vec<DataEvent> = (0..6)
+        .map(|i| event(Action::Viewed, 1, "users", i.into(), 1_000 + i))
+        .collect();
+    store.insert_batch(&expired).await.unwrap();
+    assert_eq!(store.seal(1000).await.unwrap().size, 6);
+    let seq = |i: usize| {
+        let id = expired[i].id;
+        async move { store.get(id).await.unwrap().unwrap().seq }
+    };
+    // One sink from the log's beginning (paused or down, it has delivered
+    // nothing), one that has delivered the first three events.
+    assert!(store.create_sink("siem", "{}", 0).await.unwrap());
+    assert!(
+        store
+            .create_sink("archive", "{}", seq(2).await)
+            .await
+            .unwrap()
+    );
+    let rule = PruneRule::everything_before(5_000);
+
+    let outcome = prune_all(store, &rule, 4).await;
+    assert_eq!((outcome.pruned, outcome.undelivered), (0, 6));
+
+    // The first sink catches up with the whole log: the second one is behind now.
+    assert!(
+        store
+            .lease_sink("siem", "auditor-a", 1, 60_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .advance_sink("siem", "auditor-a", seq(5).await)
+            .await
+            .unwrap()
+    );
+    let outcome = prune_all(store, &rule, 4).await;
+    assert_eq!((outcome.pruned, outcome.undelivered), (3, 3));
+    for (i, event) in expired.iter().enumerate() {
+        let stored = store.get(event.id).await.unwrap();
+        assert_eq!(stored.is_some(), i > 2, "event {i}");
+    }
+
+    // A sink deleted holds nothing back.
+    assert!(store.delete_sink("archive").await.unwrap());
+    let outcome = prune_all(store, &rule, 4).await;
+    assert_eq!((outcome.pruned, outcome.undelivered), (3, 0));
+    assert_eq!(store.pruned_count(None).await.unwrap().events, 6);
 }
 
 pub(crate) async fn pruning_removes_expired_rows_and_keeps_their_leaves(fresh: Fresh) {

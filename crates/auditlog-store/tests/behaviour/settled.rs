@@ -144,3 +144,60 @@ pub(crate) async fn sealing_goes_on_past_gaps_in_seq_wider_than_its_window(fresh
         "the last row is sealed"
     );
 }
+
+/// After a bulk load autovacuum may take many minutes to analyze the new rows;
+/// the sealing store does it itself, so that queries are not planned blind.
+pub(crate) async fn sealing_a_large_backlog_analyzes_the_tables_it_grew(fresh: Fresh) {
+    let mut admin = sqlx::PgConnection::connect(fresh.url()).await.unwrap();
+    // Only the store may analyze: autovacuum is kept off every table it could visit.
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT quote_ident(relname) FROM pg_class \
+         WHERE relnamespace = current_schema()::regnamespace AND relkind = 'r'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    for table in &tables {
+        let off = format!("ALTER TABLE {table} SET (autovacuum_enabled = false)");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(off))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    let now = auditlog_event::now_ms();
+    for chunk in 0..30 {
+        let batch: Vec<DataEvent> = (0..1_000)
+            .map(|k| event(Action::Viewed, k % 97, "users", k.into(), now - k))
+            .collect();
+        fresh.store.insert_batch(&batch).await.unwrap();
+        assert_eq!(
+            fresh.store.seal(1_000).await.unwrap().sealed,
+            1_000,
+            "chunk {chunk}"
+        );
+    }
+
+    let analyzed = "SELECT relname::text FROM pg_stat_user_tables \
+        WHERE schemaname = current_schema() AND last_analyze IS NOT NULL ORDER BY relname";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done: Vec<String> = sqlx::query_scalar(analyzed)
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+        // This month's partition holds every row; the leaves table one per row.
+        let partition = done.iter().any(|t| t.starts_with("audit_events_p"));
+        if partition && done.iter().any(|t| t == "audit_leaves") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not analyzed: only {done:?}");
+        // The server counts changes a little late; a check is due again after
+        // more leaves and a few seconds.
+        let more: Vec<DataEvent> = (0..2_000)
+            .map(|k| event(Action::Viewed, k % 97, "users", k.into(), now))
+            .collect();
+        fresh.store.insert_batch(&more).await.unwrap();
+        fresh.store.seal(2_000).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
