@@ -344,6 +344,7 @@ const DIALECT: Dialect<MySql> = Dialect {
     div: "DIV",
     keep_existing: |column| format!("ON DUPLICATE KEY UPDATE {column} = {column}"),
     object_keys: false,
+    rows_affected: |done| done.rows_affected(),
 };
 
 /// The type and id columns, the producer id among them, are `VARBINARY`, so they

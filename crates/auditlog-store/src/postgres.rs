@@ -716,6 +716,7 @@ const DIALECT: Dialect<Postgres> = Dialect {
     div: "/",
     keep_existing: on_conflict_do_nothing,
     object_keys: false,
+    rows_affected: |done| done.rows_affected(),
 };
 
 /// Reads an id selected as text (`id::text`) back into a UUID.

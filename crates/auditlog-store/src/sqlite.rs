@@ -471,6 +471,7 @@ const DIALECT: Dialect<Sqlite> = Dialect {
     div: "/",
     keep_existing: on_conflict_do_nothing,
     object_keys: true,
+    rows_affected: |done| done.rows_affected(),
 };
 
 impl SqliteStore {

@@ -7,7 +7,8 @@
 //! pruning agrees after), the remaining events' inclusion proofs verify against
 //! the checkpoint signed before the prune and against the latest, and
 //! `auditlog verify` passes, reporting the pruned leaves. Every change and
-//! prune is itself recorded.
+//! prune is itself recorded. A log stream that has not delivered expired events
+//! keeps them until it is deleted.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -381,4 +382,79 @@ async fn expired_events_are_pruned_with_their_leaves_kept_unless_held() {
     assert!(verified.status.success(), "{}", describe(&verified));
     let report = String::from_utf8_lossy(&verified.stdout);
     assert!(report.contains("16 pruned by retention"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_that_has_not_delivered_keeps_expired_events_until_it_is_deleted() {
+    let (_tmp, dir) = data_dir();
+    let running = Running::up(&dir);
+    let urls = running.urls.clone();
+    let operator = Client::new(&urls.api).login(1).await;
+    let operator_at_auditor = at(&urls.auditor, &operator);
+    let now = auditlog_event::now_ms();
+    let expired = deliver(&operator_at_auditor, "acme", "old", 4, now - 400 * DAY_MS).await;
+    sealed(&operator_at_auditor, &expired[3]).await;
+    // A SIEM stream, paused (its receiver down for maintenance, say): it has
+    // delivered nothing yet.
+    let sink = operator_at_auditor
+        .post(
+            "/api/sinks",
+            json!({"data": {"type": "sinks", "id": "siem", "attributes": {
+                "kind": "webhook", "url": "http://127.0.0.1:9/hook", "paused": true}}}),
+        )
+        .await;
+    assert_eq!(sink.status, 201, "{}", sink.body);
+    let prune = json!({"data": {"type": "prunes", "attributes": {
+        "before": now - 365 * DAY_MS, "tenantId": "acme"}}});
+
+    let kept = operator_at_auditor.post("/api/prunes", prune.clone()).await;
+    assert_eq!(kept.status, 200, "{}", kept.body);
+    let attributes = &kept.body["data"]["attributes"];
+    assert_eq!(
+        (&attributes["pruned"], &attributes["undelivered"]),
+        (&json!(0), &json!(4))
+    );
+    let token = operator.token.clone().unwrap();
+    let said = cli(&[
+        "prune",
+        "--tenant",
+        "acme",
+        "--before",
+        "365d",
+        "--auditor-url",
+        &urls.auditor,
+        "--token",
+        &token,
+    ]);
+    assert!(said.status.success(), "{}", describe(&said));
+    let said = String::from_utf8_lossy(&said.stdout);
+    assert!(said.contains("pruned 0 events"), "{said}");
+    assert!(
+        said.contains("4 expired events were NOT pruned because a sink"),
+        "{said}"
+    );
+    for id in &expired {
+        let stored = operator_at_auditor
+            .get(&format!("/api/data-events/{id}"))
+            .await;
+        assert_eq!(stored.status, 200, "{}", stored.body);
+    }
+
+    // Deleted, the sink holds nothing back.
+    let deleted = operator_at_auditor.delete("/api/sinks/siem").await;
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    let pruned = operator_at_auditor.post("/api/prunes", prune).await;
+    assert_eq!(pruned.status, 200, "{}", pruned.body);
+    let attributes = &pruned.body["data"]["attributes"];
+    assert_eq!(
+        (&attributes["pruned"], &attributes["undelivered"]),
+        (&json!(4), &json!(0))
+    );
+    let recorded = records(&operator_at_auditor, "audit.pruned").await;
+    assert!(
+        recorded
+            .iter()
+            .any(|r| r["attributes"]["meta"]["undelivered"] == 4),
+        "the prune that kept them says so in its record: {recorded:?}"
+    );
 }

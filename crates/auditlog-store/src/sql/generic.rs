@@ -794,14 +794,16 @@ where
             .await
             .map_err(store_error)?;
         let seqs: Vec<i64> = pruned.iter().map(|candidate| candidate.seq).collect();
-        rows_delete::<DB>(&seqs)
+        // Counted as deleted, not as judged: several auditors prune the same
+        // store, and rows another one deleted meanwhile are not this batch's.
+        let deleted = rows_delete::<DB>(&seqs)
             .build()
             .persistent(false)
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;
         tx.commit().await.map_err(store_error)?;
-        batch.pruned = pruned.len() as u64;
+        batch.pruned = (self.dialect.rows_affected)(&deleted);
         Ok(batch)
     }
 

@@ -154,6 +154,9 @@ pub(crate) struct Dialect<DB: Database> {
     /// and indexes actors and targets by them: queries for an object then name its
     /// key (for the index) besides its type and id (which settle a shared key).
     pub object_keys: bool,
+    /// The rows a statement changed, from its result (each backend's type has
+    /// the method; sqlx's `Database` does not name it).
+    pub rows_affected: fn(&DB::QueryResult) -> u64,
 }
 
 /// [`Dialect::select_id`] of a backend that selects an id column as it is stored.

@@ -130,6 +130,7 @@ for_every_store!(
     one_holder_at_a_time_leases_a_sink_and_only_it_moves_the_cursor,
     pruning_removes_expired_rows_and_keeps_their_leaves,
     pruning_waits_for_every_sink_to_deliver,
+    concurrent_prunes_count_each_row_once,
     retention_policies_and_legal_holds_are_kept_as_set,
 );
 

@@ -41,6 +41,26 @@ fn hold(tenant: &str, target: Option<(&str, &str)>) -> LegalHold {
     }
 }
 
+/// Every auditor on a shared store runs the pruner: two pruning at once each
+/// count only the rows they deleted, so the records of their prunes add up.
+pub(crate) async fn concurrent_prunes_count_each_row_once(fresh: Fresh) {
+    let expired: Vec<DataEvent> = (0..600)
+        .map(|i| event(Action::Viewed, 1, "users", i.into(), 1_000 + i))
+        .collect();
+    fresh.store.insert_batch(&expired).await.unwrap();
+    assert_eq!(fresh.store.seal(1000).await.unwrap().size, 600);
+    let other = auditlog_store::open(fresh.url()).await.unwrap();
+    let rule = PruneRule::everything_before(5_000);
+
+    let (one, two) = tokio::join!(
+        prune_all(&*fresh.store, &rule, 100),
+        prune_all(&*other, &rule, 100)
+    );
+
+    assert_eq!(one.pruned + two.pruned, 600, "{one:?} {two:?}");
+    assert_eq!(fresh.store.pruned_count(None).await.unwrap().events, 600);
+}
+
 pub(crate) async fn pruning_waits_for_every_sink_to_deliver(fresh: Fresh) {
     let store = &*fresh.store;
     let expired: Vec<DataEvent> = (0..6)
