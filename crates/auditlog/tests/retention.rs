@@ -38,6 +38,23 @@ fn cli(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `auditlog prune` of tenant acme's events older than a year; what it printed.
+fn prune_acme_older_than_a_year(auditor: &str, token: &str) -> String {
+    let pruned = cli(&[
+        "prune",
+        "--tenant",
+        "acme",
+        "--before",
+        "365d",
+        "--auditor-url",
+        auditor,
+        "--token",
+        token,
+    ]);
+    assert!(pruned.status.success(), "{}", describe(&pruned));
+    String::from_utf8_lossy(&pruned.stdout).into_owned()
+}
+
 /// `count` events on `invoices/<prefix>-<n>` of `tenant`, dated `timestamp`,
 /// delivered by the operator; their ids.
 async fn deliver(
@@ -225,19 +242,7 @@ async fn expired_events_are_pruned_with_their_leaves_kept_unless_held() {
     }
 
     // The operator prunes acme's events older than a year.
-    let pruned = cli(&[
-        "prune",
-        "--tenant",
-        "acme",
-        "--before",
-        "365d",
-        "--auditor-url",
-        &urls.auditor,
-        "--token",
-        &token,
-    ]);
-    assert!(pruned.status.success(), "{}", describe(&pruned));
-    let said = String::from_utf8_lossy(&pruned.stdout);
+    let said = prune_acme_older_than_a_year(&urls.auditor, &token);
     assert!(said.contains("pruned 10 events"), "{said}");
     assert!(said.contains("1 kept under a legal hold"), "{said}");
 
@@ -415,19 +420,7 @@ async fn a_sink_that_has_not_delivered_keeps_expired_events_until_it_is_deleted(
         (&json!(0), &json!(4))
     );
     let token = operator.token.clone().unwrap();
-    let said = cli(&[
-        "prune",
-        "--tenant",
-        "acme",
-        "--before",
-        "365d",
-        "--auditor-url",
-        &urls.auditor,
-        "--token",
-        &token,
-    ]);
-    assert!(said.status.success(), "{}", describe(&said));
-    let said = String::from_utf8_lossy(&said.stdout);
+    let said = prune_acme_older_than_a_year(&urls.auditor, &token);
     assert!(said.contains("pruned 0 events"), "{said}");
     assert!(
         said.contains("4 expired events were NOT pruned because a sink"),
