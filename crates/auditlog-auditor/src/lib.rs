@@ -14,6 +14,7 @@
 mod activity;
 pub mod commit;
 pub mod consumer;
+mod document;
 mod erasure;
 mod export;
 pub mod filters;

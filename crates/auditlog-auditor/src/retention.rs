@@ -40,6 +40,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::AuditorState;
+use crate::document::Document;
 use crate::reads::own_event;
 
 /// How often the background task prunes, unless configured (`--prune-interval`).
@@ -294,43 +295,6 @@ fn store_failed(err: StoreError) -> ApiError {
     match err {
         StoreError::Unavailable(reason) => ApiError::unavailable(reason),
         other => ApiError::internal(other),
-    }
-}
-
-/// A request's document: `{"data": {"type": T, "id"?: …, "attributes": …}}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Document<A> {
-    data: Data<A>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Data<A> {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    id: Option<String>,
-    attributes: A,
-}
-
-impl<A> Document<A> {
-    /// The attributes, once the type is `kind` and the id (if given) `id`.
-    fn attributes(self, kind: &str, id: Option<&str>) -> Result<A, ApiError> {
-        if self.data.kind != kind {
-            return Err(ApiError::bad_request(format!(
-                "the resource type must be `{kind}`, not `{}`",
-                self.data.kind
-            )));
-        }
-        if let (Some(expected), Some(given)) = (id, self.data.id.as_deref())
-            && expected != given
-        {
-            return Err(ApiError::bad_request(format!(
-                "the body's id `{given}` is not the path's `{expected}`"
-            )));
-        }
-        Ok(self.data.attributes)
     }
 }
 

@@ -25,49 +25,13 @@ use auditlog_store::SinkRecord;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AuditorState;
+use crate::document::Document;
 
 /// The resource type of a sink.
 const SINKS: &str = "sinks";
-
-/// A request's document: `{"data": {"type": "sinks", "id": NAME, "attributes": …}}`.
-#[derive(Debug, Deserialize)]
-pub(crate) struct SinkDocument {
-    data: SinkData,
-}
-
-#[derive(Debug, Deserialize)]
-struct SinkData {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    id: Option<String>,
-    attributes: Value,
-}
-
-impl SinkDocument {
-    /// The attributes, once the type and (if given) the id are what the route
-    /// expects.
-    fn attributes(self, name: Option<&str>) -> Result<(Option<String>, Value), ApiError> {
-        if self.data.kind != SINKS {
-            return Err(ApiError::bad_request(format!(
-                "the resource type must be `{SINKS}`, not `{}`",
-                self.data.kind
-            )));
-        }
-        if let (Some(expected), Some(given)) = (name, self.data.id.as_deref())
-            && expected != given
-        {
-            return Err(ApiError::bad_request(format!(
-                "the body's id `{given}` is not the path's `{expected}`"
-            )));
-        }
-        Ok((self.data.id, self.data.attributes))
-    }
-}
 
 /// Only admins manage sinks, each those of its tenant, and operators every
 /// sink: a sink reads every event its filter lets through.
@@ -376,10 +340,10 @@ pub(crate) async fn get_one(
 pub(crate) async fn create(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
-    JsonBody(document): JsonBody<SinkDocument>,
+    JsonBody(document): JsonBody<Document<Value>>,
 ) -> Result<Response, ApiError> {
     admins_only(&principal)?;
-    let (name, mut attributes) = document.attributes(None)?;
+    let (name, mut attributes) = document.into_parts(SINKS, None)?;
     let name = name.ok_or_else(|| ApiError::bad_request("a new sink needs its name as `id`"))?;
     let name = SinkName::parse(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let from = match &mut attributes {
@@ -456,10 +420,10 @@ pub(crate) async fn update(
     State(state): State<AuditorState>,
     Authenticated(principal): Authenticated,
     PathParams(name): PathParams<String>,
-    JsonBody(document): JsonBody<SinkDocument>,
+    JsonBody(document): JsonBody<Document<Value>>,
 ) -> Result<Response, ApiError> {
     admins_only(&principal)?;
-    let (_, patch) = document.attributes(Some(&name))?;
+    let (_, patch) = document.into_parts(SINKS, Some(&name))?;
     let (_, before) = find_visible(&state, &principal, &name).await?;
     no_local_paths(&principal, &patch)?;
     let patched = before
