@@ -74,7 +74,9 @@ pub struct QueryStep {
     pub seal_seconds: f64,
     pub seal_per_sec: f64,
     /// By shape: `actor_first_page`, `actor_deep_page`, `target_first_page`,
-    /// `target_deep_page`, `actor_range_first_page`, and the log's
+    /// `target_deep_page`, `actor_range_first_page`, `tenant_first_page` (a
+    /// tenant with one event in a thousand), `new_tenant_first_page` (a tenant
+    /// with none), and the log's
     /// `inclusion_proof` (of a random sealed event, by id, in the tree of the
     /// latest checkpoint) and `consistency_proof` (from a random older size to
     /// that checkpoint's).
@@ -105,6 +107,10 @@ const HOT_PERCENT: u64 = 30;
 const SPAN_MS: i64 = 90 * 24 * 3_600 * 1_000;
 const BASE_MS: i64 = 1_700_000_000_000;
 const PAGE_SIZE: u32 = 50;
+/// The one tenant besides the default, with one event in [`SMALL_TENANT_EVERY`]:
+/// a small customer in a large shared store.
+const SMALL_TENANT: &str = "acme";
+const SMALL_TENANT_EVERY: u64 = 1_000;
 /// The deep page measured: page 21 (1 is the first), 20 cursors in.
 const DEEP_PAGE: usize = 21;
 const LOAD_BATCH: u64 = 10_000;
@@ -237,6 +243,9 @@ fn event(rng: &mut Rng, n: u64, largest: u64) -> DataEvent {
         ObjectRef::new(kind("documents"), target),
         timestamp,
     );
+    if n % SMALL_TENANT_EVERY == 7 {
+        event.set_tenant(SMALL_TENANT);
+    }
     if action == Action::Changed {
         let mut changes = Changes::new();
         changes.insert(
@@ -262,7 +271,7 @@ async fn measure(
     largest: u64,
 ) -> Result<BTreeMap<String, ShapeLatency>> {
     let mut shapes = BTreeMap::new();
-    for (name, make, deep) in SHAPES {
+    for (name, make, deep) in SHAPES.into_iter().chain(TENANT_SHAPES) {
         let mut micros = Vec::with_capacity(samples);
         let mut page = if deep { DEEP_PAGE } else { 1 };
         for _ in 0..samples {
@@ -443,6 +452,20 @@ const SHAPES: [(&str, MakeQuery, bool); 5] = [
     ("target_deep_page", |rng, _| hot_target(rng), true),
     ("actor_range_first_page", actor_in_range, false),
 ];
+
+/// Shapes timed on the store only (`--http` asks as an operator, who is in no
+/// tenant): a small tenant's first page, and a new tenant's, which has no events.
+const TENANT_SHAPES: [(&str, MakeQuery, bool); 2] = [
+    ("tenant_first_page", |_, _| in_tenant(SMALL_TENANT), false),
+    ("new_tenant_first_page", |_, _| in_tenant("new"), false),
+];
+
+fn in_tenant(tenant: &str) -> EventQuery {
+    EventQuery {
+        tenant: Some(tenant.to_owned()),
+        ..page()
+    }
+}
 
 fn page() -> EventQuery {
     EventQuery {

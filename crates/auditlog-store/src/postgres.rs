@@ -279,6 +279,11 @@ const EVENT_INDEXES: &[(&str, &str)] = &[
         "audit_events_producer",
         "CREATE INDEX audit_events_producer ON audit_events (producer_id, producer_seq)",
     ),
+    (
+        "audit_events_tenant_time",
+        "CREATE INDEX audit_events_tenant_time
+            ON audit_events (tenant_id, timestamp DESC, id DESC) WHERE tenant_id IS NOT NULL",
+    ),
 ];
 
 /// Columns added after the first release to the unpartitioned table, with their
@@ -716,6 +721,7 @@ const DIALECT: Dialect<Postgres> = Dialect {
     div: "/",
     keep_existing: on_conflict_do_nothing,
     object_keys: false,
+    tenant_beside_object: "tenant_id",
     rows_affected: |done| done.rows_affected(),
 };
 

@@ -200,6 +200,7 @@ async fn an_sqlite_store_of_text_indexes_is_indexed_by_object_keys_at_open() {
             "audit_events_actor_key",
             "audit_events_producer",
             "audit_events_target_key",
+            "audit_events_tenant_time",
             "audit_events_time"
         ]
     );

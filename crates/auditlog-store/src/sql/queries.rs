@@ -31,7 +31,15 @@ where
             if tenant == auditlog_event::DEFAULT_TENANT {
                 sql.push(" AND tenant_id IS NULL");
             } else {
-                sql.push(" AND tenant_id = ").push_bind(tenant.clone());
+                let narrower =
+                    query.actor.is_some() || query.target.is_some() || query.involving.is_some();
+                let column = if narrower {
+                    self.tenant_beside_object
+                } else {
+                    "tenant_id"
+                };
+                sql.push(format!(" AND {column} = "))
+                    .push_bind(tenant.clone());
             }
         }
         if let Some(actor) = &query.actor {
