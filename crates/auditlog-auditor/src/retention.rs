@@ -758,7 +758,8 @@ fn parse_cursor(text: &str) -> Option<PruneCursor> {
     description = "Operators only. The body is `{\"data\": {\"type\": \"prunes\", \"attributes\": \
         {\"before\": MS, \"tenantId\"?: …, \"after\"?: NEXT}}}`. Removes the rows of the \
         sealed events (of the tenant, or of every tenant) dated before `before` that no \
-        legal hold covers; their leaves stay in the log, so checkpoints and the proofs of \
+        legal hold covers and every sink has delivered (`held` and `undelivered` count the \
+        ones kept); their leaves stay in the log, so checkpoints and the proofs of \
         every other event still verify, and `auditlog verify` reports them as pruned. Works \
         for about ten seconds per call: while `done` is false, call again with `after` set \
         to the answer's `next`. Each call is recorded as `audit.pruned`.",
