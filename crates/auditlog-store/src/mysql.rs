@@ -344,7 +344,7 @@ const DIALECT: Dialect<MySql> = Dialect {
     div: "DIV",
     keep_existing: |column| format!("ON DUPLICATE KEY UPDATE {column} = {column}"),
     object_keys: false,
-    tenant_beside_object: "tenant_id",
+    tenant_off_index: "tenant_id",
     rows_affected: |done| done.rows_affected(),
 };
 

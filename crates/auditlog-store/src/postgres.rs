@@ -721,7 +721,7 @@ const DIALECT: Dialect<Postgres> = Dialect {
     div: "/",
     keep_existing: on_conflict_do_nothing,
     object_keys: false,
-    tenant_beside_object: "tenant_id",
+    tenant_off_index: "tenant_id",
     rows_affected: |done| done.rows_affected(),
 };
 

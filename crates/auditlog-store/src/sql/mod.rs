@@ -154,10 +154,10 @@ pub(crate) struct Dialect<DB: Database> {
     /// and indexes actors and targets by them: queries for an object then name its
     /// key (for the index) besides its type and id (which settle a shared key).
     pub object_keys: bool,
-    /// The tenant column as a query names it beside an actor, a target or an
-    /// object involved, where that object's index is the one to read: spelled so
-    /// that the planner cannot take the tenant's index instead.
-    pub tenant_beside_object: &'static str,
+    /// The tenant column as a query names it where another index is the one to
+    /// read (an actor's, a target's or an involved object's, or `seq` order for a
+    /// tail): spelled so that the planner cannot take the tenant's index instead.
+    pub tenant_off_index: &'static str,
     /// The rows a statement changed, from its result (each backend's type has
     /// the method; sqlx's `Database` does not name it).
     pub rows_affected: fn(&DB::QueryResult) -> u64,

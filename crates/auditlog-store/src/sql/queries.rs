@@ -24,8 +24,11 @@ where
     &'static str: for<'q> Encode<'q, DB> + Type<DB>,
     i64: for<'q> Encode<'q, DB> + Type<DB>,
 {
-    /// Appends ` AND …` for every filter of `query` (not its cursor), each value bound.
-    fn push_filters(&self, sql: &mut QueryBuilder<DB>, query: &EventQuery) {
+    /// Appends ` AND …` for every filter of `query` (not its cursor), each value
+    /// bound. `in_time_order`: the statement reads in time order, so a tenant's
+    /// own index may serve it; in `seq` order (the tails) it must not, or a large
+    /// tenant's whole history would be read and sorted for each tail.
+    fn push_filters(&self, sql: &mut QueryBuilder<DB>, query: &EventQuery, in_time_order: bool) {
         if let Some(tenant) = &query.tenant {
             // The default tenant's rows hold NULL (see `tenant_column`).
             if tenant == auditlog_event::DEFAULT_TENANT {
@@ -33,8 +36,8 @@ where
             } else {
                 let narrower =
                     query.actor.is_some() || query.target.is_some() || query.involving.is_some();
-                let column = if narrower {
-                    self.tenant_beside_object
+                let column = if narrower || !in_time_order {
+                    self.tenant_off_index
                 } else {
                     "tenant_id"
                 };
@@ -89,7 +92,7 @@ where
             "SELECT {} FROM audit_events WHERE 1 = 1",
             self.columns
         ));
-        self.push_filters(&mut sql, query);
+        self.push_filters(&mut sql, query, true);
         let (beyond, direction) = match query.order {
             Order::NewestFirst => ("<", "DESC"),
             Order::OldestFirst => (">", "ASC"),
@@ -126,7 +129,7 @@ where
     pub(crate) fn count_query(&self, query: &EventQuery) -> QueryBuilder<DB> {
         let mut sql =
             QueryBuilder::<DB>::new("SELECT COUNT(*) AS total FROM audit_events WHERE 1 = 1");
-        self.push_filters(&mut sql, query);
+        self.push_filters(&mut sql, query, true);
         sql
     }
 
@@ -158,7 +161,7 @@ where
         if let Some(settled) = settled {
             sql.push(" AND seq <= ").push_bind(settled);
         }
-        self.push_filters(&mut sql, query);
+        self.push_filters(&mut sql, query, false);
         sql.push(" ORDER BY seq LIMIT ")
             .push_bind(i64::from(limit.clamp(1, EventQuery::MAX_PAGE_SIZE)));
         sql
@@ -175,7 +178,7 @@ where
             .push(") * ")
             .push_bind(bucket_ms)
             .push(" AS start, action, COUNT(*) AS n FROM audit_events WHERE 1 = 1");
-        self.push_filters(&mut sql, query);
+        self.push_filters(&mut sql, query, true);
         sql.push(" GROUP BY 1, 2 ORDER BY 1, 2");
         sql
     }
