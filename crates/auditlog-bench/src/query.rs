@@ -111,6 +111,8 @@ const PAGE_SIZE: u32 = 50;
 /// a small customer in a large shared store.
 const SMALL_TENANT: &str = "acme";
 const SMALL_TENANT_EVERY: u64 = 1_000;
+/// A tenant with no events yet.
+const NEW_TENANT: &str = "new";
 /// The deep page measured: page 21 (1 is the first), 20 cursors in.
 const DEEP_PAGE: usize = 21;
 const LOAD_BATCH: u64 = 10_000;
@@ -453,11 +455,11 @@ const SHAPES: [(&str, MakeQuery, bool); 5] = [
     ("actor_range_first_page", actor_in_range, false),
 ];
 
-/// Shapes timed on the store only (`--http` asks as an operator, who is in no
-/// tenant): a small tenant's first page, and a new tenant's, which has no events.
+/// Shapes timed on the store only (`--http` asks the shapes above): a small
+/// tenant's first page, and a new tenant's, which has no events.
 const TENANT_SHAPES: [(&str, MakeQuery, bool); 2] = [
     ("tenant_first_page", |_, _| in_tenant(SMALL_TENANT), false),
-    ("new_tenant_first_page", |_, _| in_tenant("new"), false),
+    ("new_tenant_first_page", |_, _| in_tenant(NEW_TENANT), false),
 ];
 
 fn in_tenant(tenant: &str) -> EventQuery {

@@ -837,6 +837,21 @@ mod tests {
             .fetch_all(&store.readers)
             .await
             .unwrap();
+        plan_text(rows)
+    }
+
+    /// A new store in a directory of its own, for a plan test to remove after.
+    async fn store_in_temp_dir() -> (std::path::PathBuf, SqliteStore) {
+        let dir = std::env::temp_dir().join(format!("auditlog-plan-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = SqliteStore::open(&format!("sqlite://{}", dir.join("a.db").display()))
+            .await
+            .unwrap();
+        (dir, store)
+    }
+
+    /// The details of `EXPLAIN QUERY PLAN` rows, joined by `; `.
+    fn plan_text(rows: Vec<(i64, i64, i64, String)>) -> String {
         rows.into_iter()
             .map(|(_, _, _, detail)| detail)
             .collect::<Vec<_>>()
@@ -845,11 +860,7 @@ mod tests {
 
     #[tokio::test]
     async fn pages_are_read_from_the_index_of_their_object_or_tenant() {
-        let dir = std::env::temp_dir().join(format!("auditlog-plan-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = SqliteStore::open(&format!("sqlite://{}", dir.join("a.db").display()))
-            .await
-            .unwrap();
+        let (dir, store) = store_in_temp_dir().await;
 
         let by_actor = plan_of_page(&store, "actor", None, None).await;
         let by_target = plan_of_page(&store, "target", None, None).await;
@@ -914,11 +925,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_tenants_tail_reads_by_seq_not_through_the_tenant_index() {
-        let dir = std::env::temp_dir().join(format!("auditlog-plan-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = SqliteStore::open(&format!("sqlite://{}", dir.join("a.db").display()))
-            .await
-            .unwrap();
+        let (dir, store) = store_in_temp_dir().await;
         let query = EventQuery {
             tenant: Some("acme".into()),
             ..EventQuery::default()
@@ -934,8 +941,7 @@ mod tests {
             .unwrap();
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
-        let plan: Vec<String> = rows.into_iter().map(|(_, _, _, detail)| detail).collect();
-        let plan = plan.join("; ");
+        let plan = plan_text(rows);
 
         // Read forward from the tail's place, not the tenant's whole history
         // gathered from its index and sorted.

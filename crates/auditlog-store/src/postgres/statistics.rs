@@ -20,7 +20,6 @@
 //! sample every partition again, and queries are planned per partition.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgPool;
@@ -51,41 +50,43 @@ const STALE_TABLES: &str = "SELECT quote_ident(relname) FROM pg_stat_user_tables
       AND n_mod_since_analyze >= $2 * GREATEST(n_live_tup, 0)
     ORDER BY relname";
 
-/// When the store last checked and how much it has sealed since.
-#[derive(Debug)]
-pub(crate) struct Statistics {
-    since_check: Mutex<(u64, Option<Instant>)>,
-    running: AtomicBool,
-}
+/// When the store last checked, how much it has sealed since, and whether a
+/// check is running now.
+#[derive(Debug, Default)]
+pub(crate) struct Statistics(Mutex<Checks>);
 
-impl Default for Statistics {
-    fn default() -> Self {
-        Statistics {
-            since_check: Mutex::new((0, None)),
-            running: AtomicBool::new(false),
-        }
-    }
+#[derive(Debug, Default)]
+struct Checks {
+    leaves: u64,
+    last: Option<Instant>,
+    running: bool,
 }
 
 impl Statistics {
     /// Counts `leaves` just sealed; true when a check is due now, and then the
     /// caller must run it and call [`Statistics::done`] after.
     pub(crate) fn sealed(&self, leaves: u64) -> bool {
-        let Ok(mut since) = self.since_check.lock() else {
+        let Ok(mut checks) = self.0.lock() else {
             return false;
         };
-        since.0 += leaves;
-        let waited = since.1.is_none_or(|at| at.elapsed() >= CHECK_EVERY);
-        if since.0 < CHECK_EVERY_LEAVES || !waited || self.running.swap(true, Ordering::AcqRel) {
+        checks.leaves += leaves;
+        let waited = checks.last.is_none_or(|at| at.elapsed() >= CHECK_EVERY);
+        if checks.running || !waited || checks.leaves < CHECK_EVERY_LEAVES {
             return false;
         }
-        *since = (0, Some(Instant::now()));
+        *checks = Checks {
+            leaves: 0,
+            last: Some(Instant::now()),
+            running: true,
+        };
         true
     }
 
     /// Ends the check [`Statistics::sealed`] asked for.
     pub(crate) fn done(&self) {
-        self.running.store(false, Ordering::Release);
+        if let Ok(mut checks) = self.0.lock() {
+            checks.running = false;
+        }
     }
 }
 
