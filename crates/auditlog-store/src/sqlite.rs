@@ -813,7 +813,7 @@ mod tests {
             id: cursor_id,
             order: crate::Order::NewestFirst,
         });
-        let (page, size) = DIALECT.page_query(&query);
+        let (page, _) = DIALECT.page_query(&query);
         let explain = format!("EXPLAIN QUERY PLAN {}", page.sql().as_str());
         let mut statement = sqlx::query_as(AssertSqlSafe(explain));
         if let Some(tenant) = tenant {
@@ -832,11 +832,7 @@ mod tests {
                 .bind(timestamp)
                 .bind(cursor_id.as_bytes().to_vec());
         }
-        let rows: Vec<(i64, i64, i64, String)> = statement
-            .bind(size as i64 + 1)
-            .fetch_all(&store.readers)
-            .await
-            .unwrap();
+        let rows: Vec<(i64, i64, i64, String)> = statement.fetch_all(&store.readers).await.unwrap();
         plan_text(rows)
     }
 
@@ -935,7 +931,6 @@ mod tests {
         let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(AssertSqlSafe(explain))
             .bind(5_i64)
             .bind("acme")
-            .bind(100_i64)
             .fetch_all(&store.readers)
             .await
             .unwrap();
@@ -948,6 +943,34 @@ mod tests {
         assert!(plan.contains("INTEGER PRIMARY KEY (rowid>?)"), "{plan}");
         assert!(!plan.contains("audit_events_tenant_time"), "{plan}");
         assert!(!plan.contains("ORDER BY"), "{plan}");
+    }
+
+    /// A bound LIMIT makes SQLite prepare the statement again at every execution
+    /// (see `sql::push_order_limit`), so the statements a reader repeats most
+    /// carry their row count in the text.
+    #[test]
+    fn repeated_reads_write_their_limit_into_the_statement() {
+        let users = auditlog_event::ObjectType::parse("actorType", "users").unwrap();
+        let query = EventQuery {
+            actor: Some(crate::ObjectKey {
+                object_type: users,
+                id: "7".into(),
+            }),
+            page_size: 50,
+            ..EventQuery::default()
+        };
+        let (page, _) = DIALECT.page_query(&query);
+        assert!(
+            page.sql().as_str().ends_with(" LIMIT 51"),
+            "{}",
+            page.sql().as_str()
+        );
+        let tail = DIALECT.after_seq_query(&query, 5, 100, None);
+        assert!(
+            tail.sql().as_str().ends_with(" ORDER BY seq LIMIT 100"),
+            "{}",
+            tail.sql().as_str()
+        );
     }
 
     #[test]

@@ -16,9 +16,8 @@ where
     let mut sql = QueryBuilder::<DB>::new(
         "SELECT seq, position, id, leaf_hash, chain_hash FROM audit_chain WHERE seq > ",
     );
-    sql.push_bind(after_seq)
-        .push(" ORDER BY seq LIMIT ")
-        .push_bind(i64::from(limit));
+    sql.push_bind(after_seq);
+    super::push_order_limit(&mut sql, "seq", i64::from(limit));
     sql
 }
 

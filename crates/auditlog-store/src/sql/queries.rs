@@ -118,10 +118,11 @@ where
         let page_size = query.page_size.clamp(1, EventQuery::MAX_PAGE_SIZE) as usize;
         // Qualified, so that `id` is the column and not an output column a dialect
         // selects as `id` (PostgreSQL's `id::text`), whose order no index keeps.
-        sql.push(format!(
-            " ORDER BY audit_events.timestamp {direction}, audit_events.id {direction} LIMIT "
-        ))
-        .push_bind(page_size as i64 + 1);
+        super::push_order_limit(
+            &mut sql,
+            &format!("audit_events.timestamp {direction}, audit_events.id {direction}"),
+            page_size as i64 + 1,
+        );
         (sql, page_size)
     }
 
@@ -162,8 +163,11 @@ where
             sql.push(" AND seq <= ").push_bind(settled);
         }
         self.push_filters(&mut sql, query, false);
-        sql.push(" ORDER BY seq LIMIT ")
-            .push_bind(i64::from(limit.clamp(1, EventQuery::MAX_PAGE_SIZE)));
+        super::push_order_limit(
+            &mut sql,
+            "seq",
+            i64::from(limit.clamp(1, EventQuery::MAX_PAGE_SIZE)),
+        );
         sql
     }
 

@@ -66,8 +66,7 @@ where
         (dialect.bind_id)(&mut sql, after.id);
         sql.push("))");
     }
-    sql.push(" ORDER BY e.timestamp, e.id LIMIT ")
-        .push_bind(i64::from(limit));
+    super::push_order_limit(&mut sql, "e.timestamp, e.id", i64::from(limit));
     sql
 }
 

@@ -110,7 +110,7 @@ where
     if let Some(settled) = settled {
         sql.push(" AND seq <= ").push_bind(settled);
     }
-    sql.push(" ORDER BY seq LIMIT ").push_bind(i64::from(limit));
+    super::push_order_limit(&mut sql, "seq", i64::from(limit));
     sql
 }
 
@@ -197,9 +197,8 @@ where
         "SELECT {} FROM audit_events e WHERE e.seq > ",
         row_columns(dialect)
     ));
-    sql.push_bind(after_seq)
-        .push(" ORDER BY e.seq LIMIT ")
-        .push_bind(i64::from(limit));
+    sql.push_bind(after_seq);
+    super::push_order_limit(&mut sql, "e.seq", i64::from(limit));
     sql
 }
 
@@ -250,9 +249,8 @@ where
         "SELECT {} FROM audit_leaves l WHERE l.leaf_index >= ",
         leaf_columns(dialect)
     ));
-    sql.push_bind(bound(from))
-        .push(" ORDER BY l.leaf_index LIMIT ")
-        .push_bind(i64::from(limit));
+    sql.push_bind(bound(from));
+    super::push_order_limit(&mut sql, "l.leaf_index", i64::from(limit));
     sql
 }
 
@@ -291,9 +289,8 @@ where
     let mut sql = QueryBuilder::<DB>::new(
         "SELECT size, note, signed_at FROM audit_checkpoints WHERE size > ",
     );
-    sql.push_bind(bound(after_size))
-        .push(" ORDER BY size LIMIT ")
-        .push_bind(i64::from(limit));
+    sql.push_bind(bound(after_size));
+    super::push_order_limit(&mut sql, "size", i64::from(limit));
     sql
 }
 
