@@ -9,7 +9,9 @@
 //! behind a proof ran as a parallel hash join over every partition, 1 809 ms,
 //! and 1.5 ms once analyzed; the sealer's page query sorted the whole backlog.
 //!
-//! So every [`CHECK_EVERY_LEAVES`] leaves it seals (and at most every
+//! So at its first sealing after it opens (a restored or bulk-loaded database
+//! may have no statistics at all, and then nothing new to seal for a while),
+//! and after that every [`CHECK_EVERY_LEAVES`] leaves it seals (and at most every
 //! [`CHECK_EVERY`]), the store looks at `pg_stat_user_tables` and runs
 //! `ANALYZE` on each of its tables whose changes since the last analysis are
 //! both at least [`STALE_ROWS`] and at least [`STALE_SHARE`] of its rows: twice
@@ -63,15 +65,18 @@ struct Checks {
 }
 
 impl Statistics {
-    /// Counts `leaves` just sealed; true when a check is due now, and then the
-    /// caller must run it and call [`Statistics::done`] after.
+    /// Counts `leaves` just sealed (none, at times); true when a check is due
+    /// now, and then the caller must run it and call [`Statistics::done`] after.
     pub(crate) fn sealed(&self, leaves: u64) -> bool {
         let Ok(mut checks) = self.0.lock() else {
             return false;
         };
         checks.leaves += leaves;
-        let waited = checks.last.is_none_or(|at| at.elapsed() >= CHECK_EVERY);
-        if checks.running || !waited || checks.leaves < CHECK_EVERY_LEAVES {
+        let due = match checks.last {
+            None => true,
+            Some(at) => at.elapsed() >= CHECK_EVERY && checks.leaves >= CHECK_EVERY_LEAVES,
+        };
+        if checks.running || !due {
             return false;
         }
         *checks = Checks {
@@ -113,8 +118,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_check_is_due_after_enough_leaves_and_one_at_a_time() {
+    fn a_check_is_due_at_the_first_sealing_then_after_enough_leaves_and_one_at_a_time() {
         let statistics = Statistics::default();
+        assert!(
+            statistics.sealed(0),
+            "the first sealing after opening checks"
+        );
+        statistics.done();
+        // The next is due after CHECK_EVERY; pretend it has passed.
+        if let (Ok(mut checks), Some(earlier)) =
+            (statistics.0.lock(), Instant::now().checked_sub(CHECK_EVERY))
+        {
+            checks.last = Some(earlier);
+        }
         assert!(!statistics.sealed(CHECK_EVERY_LEAVES - 1));
         assert!(statistics.sealed(1), "the leaves add up");
         assert!(

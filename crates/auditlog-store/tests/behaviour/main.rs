@@ -2,7 +2,8 @@
 //! open a fresh, private store; every scenario (storing in `ingest`, reading in
 //! `queries`, the Merkle tree in `tree`, the log streams' rows in `sinks`,
 //! pruning, policies and holds in `retention`) runs against each of them. What only a
-//! server store shared by several auditors does (`settled`) runs against those.
+//! server store shared by several auditors does (`settled`) runs against those, as
+//! do the plans their planners choose for a tenant's pages (`plans`).
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -15,6 +16,7 @@ use auditlog_store::{ActivityCount, AuditStore, EventQuery, ObjectKey, Order, Pr
 use serde_json::json;
 
 mod ingest;
+mod plans;
 mod queries;
 mod retention;
 mod settled;
@@ -23,6 +25,7 @@ mod subject_keys;
 mod tree;
 
 use ingest::*;
+use plans::*;
 use queries::*;
 use retention::*;
 use settled::*;
@@ -135,7 +138,8 @@ for_every_store!(
 );
 
 /// Scenarios of server stores that several auditor processes share: the sealer
-/// role on each, and PostgreSQL's settled `seq` (its writers do not take turns).
+/// role on each, PostgreSQL's settled `seq` (its writers do not take turns), and
+/// the indexes their planners choose for a tenant's pages.
 mod server_stores {
     #[tokio::test]
     async fn postgres_one_store_at_a_time_holds_the_sealer_role() {
@@ -164,6 +168,22 @@ mod server_stores {
     #[tokio::test]
     async fn postgres_sealing_a_large_backlog_analyzes_the_tables_it_grew() {
         super::sealing_a_large_backlog_analyzes_the_tables_it_grew(super::postgres().await).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_the_first_sealing_analyzes_a_bulk_loaded_database() {
+        super::the_first_sealing_analyzes_a_bulk_loaded_database(super::postgres().await).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_a_small_tenants_page_reads_the_tenant_index() {
+        super::a_small_tenants_page_reads_the_tenant_index_on_postgres(super::postgres().await)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn mysql_a_small_tenants_page_reads_the_tenant_index() {
+        super::a_small_tenants_page_reads_the_tenant_index_on_mysql(super::mysql().await).await;
     }
 
     #[tokio::test]

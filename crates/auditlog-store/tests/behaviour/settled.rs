@@ -148,22 +148,7 @@ pub(crate) async fn sealing_goes_on_past_gaps_in_seq_wider_than_its_window(fresh
 /// After a bulk load autovacuum may take many minutes to analyze the new rows;
 /// the sealing store does it itself, so that queries are not planned blind.
 pub(crate) async fn sealing_a_large_backlog_analyzes_the_tables_it_grew(fresh: Fresh) {
-    let mut admin = sqlx::PgConnection::connect(fresh.url()).await.unwrap();
-    // Only the store may analyze: autovacuum is kept off every table it could visit.
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT quote_ident(relname) FROM pg_class \
-         WHERE relnamespace = current_schema()::regnamespace AND relkind = 'r'",
-    )
-    .fetch_all(&mut admin)
-    .await
-    .unwrap();
-    for table in &tables {
-        let off = format!("ALTER TABLE {table} SET (autovacuum_enabled = false)");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(off))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-    }
+    let mut admin = autovacuum_off(&fresh).await;
     let now = auditlog_event::now_ms();
     for chunk in 0..30 {
         let batch: Vec<DataEvent> = (0..1_000)
@@ -198,6 +183,79 @@ pub(crate) async fn sealing_a_large_backlog_analyzes_the_tables_it_grew(fresh: F
             .collect();
         fresh.store.insert_batch(&more).await.unwrap();
         fresh.store.seal(2_000).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A connection to `fresh`'s database, with autovacuum kept off every table it
+/// could visit, so that only the store may analyze them.
+async fn autovacuum_off(fresh: &Fresh) -> sqlx::PgConnection {
+    let mut admin = sqlx::PgConnection::connect(fresh.url()).await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT quote_ident(relname) FROM pg_class \
+         WHERE relnamespace = current_schema()::regnamespace AND relkind = 'r'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    for table in &tables {
+        let off = format!("ALTER TABLE {table} SET (autovacuum_enabled = false)");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(off))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    admin
+}
+
+/// A database restored or bulk-loaded without statistics may get few new
+/// events for a long while: the store's first sealing after it opens analyzes
+/// what is stale, without waiting for many new leaves.
+pub(crate) async fn the_first_sealing_analyzes_a_bulk_loaded_database(fresh: Fresh) {
+    let mut admin = autovacuum_off(&fresh).await;
+    let now = auditlog_event::now_ms();
+    // The load, behind the sealer's back.
+    for _ in 0..30 {
+        let batch: Vec<DataEvent> = (0..1_000)
+            .map(|k| event(Action::Viewed, k % 97, "users", k.into(), now - k))
+            .collect();
+        fresh.store.insert_batch(&batch).await.unwrap();
+    }
+    // As after a restore, the server has counted the load by the time the
+    // auditor starts (it publishes its counts up to a second late).
+    let counted = "SELECT COALESCE(SUM(n_mod_since_analyze), 0)::int8 FROM pg_stat_user_tables \
+        WHERE schemaname = current_schema() AND relname LIKE 'audit\\_events\\_p%'";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sqlx::query_scalar::<_, i64>(counted)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap()
+        < 30_000
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the server never counted the load"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A few leaves, far fewer than a later check waits for.
+    assert_eq!(fresh.store.seal(100).await.unwrap().sealed, 100);
+
+    let analyzed = "SELECT COUNT(*) FROM pg_stat_user_tables WHERE schemaname = current_schema() \
+        AND relname LIKE 'audit\\_events\\_p%' AND last_analyze IS NOT NULL";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let done: i64 = sqlx::query_scalar(analyzed)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        if done > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "this month's partition was not analyzed"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
