@@ -53,11 +53,12 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const SEALER_SESSION_IDLE: Duration = Duration::from_secs(10);
 
 /// Appends ` ORDER BY {order} LIMIT {rows}` with the row count written into the
-/// statement rather than bound. SQLite (since 3.47) reads a bound LIMIT's value
-/// when it plans, which marks the statement as depending on that parameter, so
-/// binding it again, as every execution of a cached statement does, makes SQLite
-/// prepare the whole statement anew: a fifth of a reader's time on a first page.
-/// The count is a number this crate computed, never text from outside.
+/// statement rather than bound. SQLite (the bundled 3.51) reads a bound LIMIT's
+/// value when it plans, which marks the statement as depending on that
+/// parameter, so binding it again, as every execution of a cached statement
+/// does, makes SQLite prepare the whole statement anew: measured, a tenth of a
+/// reader's time on a first page. The count is a number this crate computed,
+/// never text from outside.
 pub(crate) fn push_order_limit<DB: Database>(sql: &mut QueryBuilder<DB>, order: &str, rows: i64) {
     sql.push(format!(" ORDER BY {order} LIMIT {rows}"));
 }
