@@ -793,11 +793,7 @@ mod tests {
         tenant: Option<&str>,
         cursor: Option<i64>,
     ) -> String {
-        let users = auditlog_event::ObjectType::parse("actorType", "users").unwrap();
-        let object = crate::ObjectKey {
-            object_type: users,
-            id: "7".into(),
-        };
+        let object = user_seven();
         let mut query = EventQuery {
             tenant: tenant.map(str::to_owned),
             ..EventQuery::default()
@@ -836,14 +832,12 @@ mod tests {
         plan_text(rows)
     }
 
-    /// A new store in a directory of its own, for a plan test to remove after.
-    async fn store_in_temp_dir() -> (std::path::PathBuf, SqliteStore) {
-        let dir = std::env::temp_dir().join(format!("auditlog-plan-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = SqliteStore::open(&format!("sqlite://{}", dir.join("a.db").display()))
-            .await
-            .unwrap();
-        (dir, store)
+    /// The object the plan tests ask for: `users/7`.
+    fn user_seven() -> crate::ObjectKey {
+        crate::ObjectKey {
+            object_type: auditlog_event::ObjectType::parse("actorType", "users").unwrap(),
+            id: "7".into(),
+        }
     }
 
     /// The details of `EXPLAIN QUERY PLAN` rows, joined by `; `.
@@ -856,7 +850,8 @@ mod tests {
 
     #[tokio::test]
     async fn pages_are_read_from_the_index_of_their_object_or_tenant() {
-        let (dir, store) = store_in_temp_dir().await;
+        let db = crate::testing::fresh_sqlite_url();
+        let store = SqliteStore::open(db.url()).await.unwrap();
 
         let by_actor = plan_of_page(&store, "actor", None, None).await;
         let by_target = plan_of_page(&store, "target", None, None).await;
@@ -867,8 +862,6 @@ mod tests {
             plan_of_page(&store, "neither", Some("acme"), Some(1_700_000_000_000)).await;
         let by_actor_in_tenant = plan_of_page(&store, "actor", Some("acme"), None).await;
         let by_target_in_tenant = plan_of_page(&store, "target", Some("acme"), None).await;
-        drop(store);
-        std::fs::remove_dir_all(&dir).unwrap();
 
         assert!(
             by_actor.contains("USING INDEX audit_events_actor_key (actor_key=?)"),
@@ -921,7 +914,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_tenants_tail_reads_by_seq_not_through_the_tenant_index() {
-        let (dir, store) = store_in_temp_dir().await;
+        let db = crate::testing::fresh_sqlite_url();
+        let store = SqliteStore::open(db.url()).await.unwrap();
         let query = EventQuery {
             tenant: Some("acme".into()),
             ..EventQuery::default()
@@ -934,8 +928,6 @@ mod tests {
             .fetch_all(&store.readers)
             .await
             .unwrap();
-        drop(store);
-        std::fs::remove_dir_all(&dir).unwrap();
         let plan = plan_text(rows);
 
         // Read forward from the tail's place, not the tenant's whole history
@@ -950,12 +942,8 @@ mod tests {
     /// carry their row count in the text.
     #[test]
     fn repeated_reads_write_their_limit_into_the_statement() {
-        let users = auditlog_event::ObjectType::parse("actorType", "users").unwrap();
         let query = EventQuery {
-            actor: Some(crate::ObjectKey {
-                object_type: users,
-                id: "7".into(),
-            }),
+            actor: Some(user_seven()),
             page_size: 50,
             ..EventQuery::default()
         };

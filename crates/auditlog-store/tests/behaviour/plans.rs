@@ -45,35 +45,17 @@ pub(crate) async fn a_small_tenants_page_reads_the_tenant_index_on_mysql(fresh: 
         .execute(&mut conn)
         .await
         .unwrap();
-    let explain = |sql: &'static str| format!("EXPLAIN {sql}");
-
-    let key_of = |rows: Vec<sqlx::mysql::MySqlRow>| -> Option<String> {
-        rows.first()
-            .and_then(|row| row.try_get::<Option<String>, _>("key").unwrap())
-    };
-    let tenant = sqlx::query(sqlx::AssertSqlSafe(explain(TENANT_PAGE)))
-        .bind("acme")
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(key_of(tenant).as_deref(), Some("audit_events_tenant_time"));
-
-    let actor = sqlx::query(sqlx::AssertSqlSafe(explain(ACTOR_IN_TENANT_PAGE)))
+    let tenant = mysql_index(&mut conn, explain(TENANT_PAGE).bind("acme")).await;
+    assert_eq!(tenant.as_deref(), Some("audit_events_tenant_time"));
+    let actor = explain(ACTOR_IN_TENANT_PAGE)
         .bind("big")
         .bind("users")
-        .bind("7")
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(key_of(actor).as_deref(), Some("audit_events_actor_time"));
-
-    let tail = sqlx::query(sqlx::AssertSqlSafe(explain(TENANT_TAIL)))
-        .bind(5_990_i64)
-        .bind("big")
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(key_of(tail).as_deref(), Some("PRIMARY"));
+        .bind("7");
+    let actor = mysql_index(&mut conn, actor).await;
+    assert_eq!(actor.as_deref(), Some("audit_events_actor_time"));
+    let tail = explain(TENANT_TAIL).bind(5_990_i64).bind("big");
+    let tail = mysql_index(&mut conn, tail).await;
+    assert_eq!(tail.as_deref(), Some("PRIMARY"));
 
     // And the store's own answer is the small tenant's three events.
     let page = fresh
@@ -85,6 +67,20 @@ pub(crate) async fn a_small_tenants_page_reads_the_tenant_index_on_mysql(fresh: 
         .await
         .unwrap();
     assert_eq!(page.events.len(), 3);
+}
+
+/// MySQL's `EXPLAIN` of `sql`, to bind its parameters to.
+fn explain(sql: &str) -> sqlx::query::Query<'static, sqlx::MySql, sqlx::mysql::MySqlArguments> {
+    sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
+}
+
+/// The index MySQL's plan `explain` reads (its first row's `key`).
+async fn mysql_index(
+    conn: &mut sqlx::MySqlConnection,
+    explain: sqlx::query::Query<'_, sqlx::MySql, sqlx::mysql::MySqlArguments>,
+) -> Option<String> {
+    let rows = explain.fetch_all(conn).await.unwrap();
+    rows.first().and_then(|row| row.try_get("key").unwrap())
 }
 
 /// PostgreSQL reads a small tenant's first page from the tenant's (partial)

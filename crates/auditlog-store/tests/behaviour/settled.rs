@@ -151,10 +151,7 @@ pub(crate) async fn sealing_a_large_backlog_analyzes_the_tables_it_grew(fresh: F
     let mut admin = autovacuum_off(&fresh).await;
     let now = auditlog_event::now_ms();
     for chunk in 0..30 {
-        let batch: Vec<DataEvent> = (0..1_000)
-            .map(|k| event(Action::Viewed, k % 97, "users", k.into(), now - k))
-            .collect();
-        fresh.store.insert_batch(&batch).await.unwrap();
+        fresh.store.insert_batch(&views(1_000, now)).await.unwrap();
         assert_eq!(
             fresh.store.seal(1_000).await.unwrap().sealed,
             1_000,
@@ -178,13 +175,17 @@ pub(crate) async fn sealing_a_large_backlog_analyzes_the_tables_it_grew(fresh: F
         assert!(Instant::now() < deadline, "not analyzed: only {done:?}");
         // The server counts changes a little late; a check is due again after
         // more leaves and a few seconds.
-        let more: Vec<DataEvent> = (0..2_000)
-            .map(|k| event(Action::Viewed, k % 97, "users", k.into(), now))
-            .collect();
-        fresh.store.insert_batch(&more).await.unwrap();
+        fresh.store.insert_batch(&views(2_000, now)).await.unwrap();
         fresh.store.seal(2_000).await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// `count` views by 97 users, dated back from `now` one millisecond apart.
+fn views(count: i64, now: i64) -> Vec<DataEvent> {
+    (0..count)
+        .map(|k| event(Action::Viewed, k % 97, "users", k.into(), now - k))
+        .collect()
 }
 
 /// A connection to `fresh`'s database, with autovacuum kept off every table it
@@ -216,46 +217,49 @@ pub(crate) async fn the_first_sealing_analyzes_a_bulk_loaded_database(fresh: Fre
     let now = auditlog_event::now_ms();
     // The load, behind the sealer's back.
     for _ in 0..30 {
-        let batch: Vec<DataEvent> = (0..1_000)
-            .map(|k| event(Action::Viewed, k % 97, "users", k.into(), now - k))
-            .collect();
-        fresh.store.insert_batch(&batch).await.unwrap();
+        fresh.store.insert_batch(&views(1_000, now)).await.unwrap();
     }
     // As after a restore, the server has counted the load by the time the
     // auditor starts (it publishes its counts up to a second late).
     let counted = "SELECT COALESCE(SUM(n_mod_since_analyze), 0)::int8 FROM pg_stat_user_tables \
         WHERE schemaname = current_schema() AND relname LIKE 'audit\\_events\\_p%'";
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while sqlx::query_scalar::<_, i64>(counted)
-        .fetch_one(&mut admin)
-        .await
-        .unwrap()
-        < 30_000
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the server never counted the load"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_at_least(
+        &mut admin,
+        counted,
+        30_000,
+        "the server never counted the load",
+    )
+    .await;
     // A few leaves, far fewer than a later check waits for.
     assert_eq!(fresh.store.seal(100).await.unwrap().sealed, 100);
 
     let analyzed = "SELECT COUNT(*) FROM pg_stat_user_tables WHERE schemaname = current_schema() \
         AND relname LIKE 'audit\\_events\\_p%' AND last_analyze IS NOT NULL";
+    wait_for_at_least(
+        &mut admin,
+        analyzed,
+        1,
+        "this month's partition was not analyzed",
+    )
+    .await;
+}
+
+/// Reads `sql` (one integer) every 200 ms until it is at least `least`; fails
+/// saying `what` after 20 s.
+async fn wait_for_at_least(
+    admin: &mut sqlx::PgConnection,
+    sql: &'static str,
+    least: i64,
+    what: &str,
+) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let done: i64 = sqlx::query_scalar(analyzed)
-            .fetch_one(&mut admin)
-            .await
-            .unwrap();
-        if done > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "this month's partition was not analyzed"
-        );
+    while sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one(&mut *admin)
+        .await
+        .unwrap()
+        < least
+    {
+        assert!(Instant::now() < deadline, "{what}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
