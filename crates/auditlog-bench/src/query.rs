@@ -182,7 +182,7 @@ pub async fn run(options: QueryOptions) -> Result<QueryReport> {
             Some(
                 crate::query_http::run(
                     http,
-                    &*store,
+                    &store,
                     scratch.path(),
                     &store_url,
                     &shapes,
@@ -293,8 +293,8 @@ async fn measure(
     Ok(shapes)
 }
 
-/// The request paths of every shape, as [`measure`] makes its queries (the deep
-/// pages' cursors found by walking the store).
+/// The queries of every shape, made as [`measure`] makes them (the deep pages'
+/// cursors found by walking the store), and the paths they are asked by.
 async fn http_shapes(
     store: &dyn AuditStore,
     rng: &mut Rng,
@@ -302,6 +302,7 @@ async fn http_shapes(
 ) -> Result<Vec<crate::query_http::ShapePaths>> {
     let mut shapes = Vec::new();
     for (name, make, deep) in SHAPES {
+        let mut queries = Vec::with_capacity(crate::query_http::PATHS_PER_SHAPE);
         let mut paths = Vec::with_capacity(crate::query_http::PATHS_PER_SHAPE);
         for _ in 0..crate::query_http::PATHS_PER_SHAPE {
             let mut query = make(rng, largest);
@@ -309,8 +310,13 @@ async fn http_shapes(
                 (query, _) = walk_to(store, query, DEEP_PAGE).await?;
             }
             paths.push(crate::query_http::path_of(&query)?);
+            queries.push(query);
         }
-        shapes.push(crate::query_http::ShapePaths { name, paths });
+        shapes.push(crate::query_http::ShapePaths {
+            name,
+            queries,
+            paths,
+        });
     }
     Ok(shapes)
 }

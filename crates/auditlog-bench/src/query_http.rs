@@ -11,6 +11,12 @@
 //! same cores as the services: their CPU time per request is reported beside the
 //! services', so that what limits a figure can be read off it.
 //!
+//! Before the services start, the same queries are asked of the store alone, by
+//! as many tasks in this process calling `AuditStore::query` (cells `via`
+//! `store`): no HTTP, no token, no `audit.read` record, so nothing is written
+//! between reads. That is the store's own ceiling for the shape on this machine,
+//! and the HTTP cells beside it show what serving and recording a read costs.
+//!
 //! Every answered read must have its `audit.read` event: once the services
 //! stopped, the run counts those events in the store and compares them with the
 //! reads answered (warm-ups included). Fewer events than answers fails the run.
@@ -49,7 +55,9 @@ pub struct HttpOptions {
 /// One cell: one service, one shape, one number of clients.
 #[derive(Debug, Clone, Serialize)]
 pub struct HttpCell {
-    /// `auditor` (its own port) or `proxy` (the primary API's proxy to it).
+    /// `auditor` (its own port), `proxy` (the primary API's proxy to it) or
+    /// `store` (the store alone, in this process: its clients are tasks calling
+    /// `AuditStore::query`).
     pub via: String,
     pub shape: String,
     pub clients: usize,
@@ -62,7 +70,8 @@ pub struct HttpCell {
     pub p99_ms: f64,
     /// CPU time per answered read, in µs, of each process while the cell ran:
     /// the auditor, the primary API (only the proxy uses it) and this process,
-    /// the clients. `None` where Linux's `/proc` is not there.
+    /// the clients (for `store` cells, the store too; the services are not
+    /// running then and count 0). `None` where Linux's `/proc` is not there.
     pub cpu_us_per_request: Option<HttpCpu>,
 }
 
@@ -92,9 +101,10 @@ const WARM_UP: Duration = Duration::from_millis(300);
 /// Paths made per shape; the clients go round them.
 pub(crate) const PATHS_PER_SHAPE: usize = 200;
 
-/// The request paths of one shape.
+/// The queries of one shape, and the request path each is asked by over HTTP.
 pub(crate) struct ShapePaths {
     pub(crate) name: &'static str,
+    pub(crate) queries: Vec<EventQuery>,
     pub(crate) paths: Vec<String>,
 }
 
@@ -124,13 +134,31 @@ pub(crate) fn path_of(query: &EventQuery) -> Result<String> {
 /// stops them and checks that every answered read was recorded in `store`.
 pub(crate) async fn run(
     options: &HttpOptions,
-    store: &dyn AuditStore,
+    store: &Arc<dyn AuditStore>,
     data_dir: &Path,
     store_url: &str,
     shapes: &[ShapePaths],
     progress: bool,
 ) -> Result<HttpReport> {
     let events_at_start = store.count(&EventQuery::default()).await?;
+    let mut cells = Vec::new();
+    for shape in shapes {
+        for &clients in &options.clients {
+            if progress {
+                eprintln!("  the store alone, {}, {clients} clients", shape.name);
+            }
+            let queries = Arc::new(shape.queries.clone());
+            let (cell, _) = measure(shape.name, clients, options.duration, None, |n, flags| {
+                store_loop(store.clone(), queries.clone(), n, flags)
+            })
+            .await;
+            cells.push(HttpCell {
+                via: "store".to_owned(),
+                ..cell
+            });
+        }
+    }
+    let store = &**store;
     let recorded_before = count_reads(store).await?;
     let binary = match &options.server_binary {
         Some(binary) => binary.clone(),
@@ -167,7 +195,6 @@ pub(crate) async fn run(
         .text()
         .await?;
     let bearer = format!("Bearer {token}");
-    let mut cells = Vec::new();
     let mut answered = 0;
     for (via, service) in [("auditor", &auditor), ("proxy", &api)] {
         for shape in shapes {
@@ -175,13 +202,13 @@ pub(crate) async fn run(
                 if progress {
                     eprintln!("  HTTP: {via}, {}, {clients} clients", shape.name);
                 }
+                let paths = Arc::new(shape.paths.clone());
                 let (cell, answered_in_cell) = measure(
-                    service.addr,
-                    &bearer,
-                    shape,
+                    shape.name,
                     clients,
                     options.duration,
-                    [auditor.pid(), api.pid()],
+                    Some([auditor.pid(), api.pid()]),
+                    |n, flags| client_loop(service.addr, bearer.clone(), paths.clone(), n, flags),
                 )
                 .await;
                 answered += answered_in_cell;
@@ -221,42 +248,58 @@ async fn count_reads(store: &dyn AuditStore) -> Result<u64> {
     Ok(store.count(&reads).await?)
 }
 
-/// One cell: `clients` connections to `addr` going round `shape`'s paths for
-/// `duration` after a warm-up. The cell (without `via`) and every read answered
-/// 200, warm-up included.
-async fn measure(
-    addr: SocketAddr,
-    bearer: &str,
-    shape: &ShapePaths,
+/// What a cell's clients share with it: whether their answers are timed yet,
+/// whether to go on, and the failures counted.
+#[derive(Clone, Default)]
+struct Flags {
+    measuring: Arc<AtomicBool>,
+    stopped: Arc<AtomicBool>,
+    errors: Arc<AtomicU64>,
+}
+
+/// A client's latencies (µs) of the reads answered while measuring, and every
+/// read it got answered.
+type ClientResult = (Vec<u64>, u64);
+
+/// One cell: `clients` clients made by `client` (each given its number and the
+/// flags) timed for `duration` after a warm-up, with the CPU time of the
+/// auditor and the primary API (`services`' pids, when they run) and of this
+/// process. The cell (without `via`) and every read answered, warm-up included.
+async fn measure<C, F>(
+    shape: &str,
     clients: usize,
     duration: Duration,
-    [auditor_pid, api_pid]: [u32; 2],
-) -> (HttpCell, u64) {
-    let paths = Arc::new(shape.paths.clone());
-    let measuring = Arc::new(AtomicBool::new(false));
-    let running = Arc::new(AtomicBool::new(true));
-    let errors = Arc::new(AtomicU64::new(0));
+    services: Option<[u32; 2]>,
+    client: C,
+) -> (HttpCell, u64)
+where
+    C: Fn(usize, Flags) -> F,
+    F: Future<Output = ClientResult> + Send + 'static,
+{
+    let flags = Flags::default();
     let workers: Vec<_> = (0..clients.max(1))
-        .map(|n| {
-            let (paths, bearer) = (paths.clone(), bearer.to_owned());
-            let (measuring, running, errors) = (measuring.clone(), running.clone(), errors.clone());
-            tokio::spawn(async move {
-                client_loop(addr, &bearer, &paths, n, &measuring, &running, &errors).await
-            })
-        })
+        .map(|n| tokio::spawn(client(n, flags.clone())))
         .collect();
     tokio::time::sleep(WARM_UP).await;
-    let cpu = |pid: u32| crate::cpu::of_process(pid);
-    let before = [cpu(auditor_pid), cpu(api_pid), cpu(std::process::id())];
-    errors.store(0, Ordering::Relaxed);
-    measuring.store(true, Ordering::Relaxed);
+    let cpu = |pid: Option<u32>| match pid {
+        Some(pid) => crate::cpu::of_process(pid),
+        None => Some(CpuTime::default()),
+    };
+    let pids = [
+        services.map(|[auditor, _]| auditor),
+        services.map(|[_, api]| api),
+        Some(std::process::id()),
+    ];
+    let before = pids.map(cpu);
+    flags.errors.store(0, Ordering::Relaxed);
+    flags.measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(duration).await;
-    measuring.store(false, Ordering::Relaxed);
+    flags.measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
-    let after = [cpu(auditor_pid), cpu(api_pid), cpu(std::process::id())];
-    let errors = errors.load(Ordering::Relaxed);
-    running.store(false, Ordering::Relaxed);
+    let after = pids.map(cpu);
+    let errors = flags.errors.load(Ordering::Relaxed);
+    flags.stopped.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     let mut answered = 0;
     for worker in workers {
@@ -281,7 +324,7 @@ async fn measure(
     let p = percentiles(latencies);
     let cell = HttpCell {
         via: String::new(),
-        shape: shape.name.to_owned(),
+        shape: shape.to_owned(),
         clients,
         requests,
         errors,
@@ -293,26 +336,64 @@ async fn measure(
     (cell, answered)
 }
 
+/// Where client number `first` starts in a shape's `len` queries, so that
+/// clients do not ask the same thing at the same moment.
+fn start_of(first: usize) -> usize {
+    first.wrapping_mul(7919)
+}
+
+/// One client of the store alone: the next query as soon as the last one's
+/// page is read.
+async fn store_loop(
+    store: Arc<dyn AuditStore>,
+    queries: Arc<Vec<EventQuery>>,
+    first: usize,
+    flags: Flags,
+) -> ClientResult {
+    let mut latencies = Vec::new();
+    let mut answered = 0;
+    let mut next = start_of(first);
+    while !flags.stopped.load(Ordering::Relaxed) {
+        let Some(query) = queries.get(next % queries.len().max(1)) else {
+            break;
+        };
+        next = next.wrapping_add(1);
+        let asked = Instant::now();
+        match store.query(query).await {
+            Ok(_) => {
+                answered += 1;
+                if flags.measuring.load(Ordering::Relaxed) {
+                    latencies.push(asked.elapsed().as_micros() as u64);
+                }
+            }
+            Err(_) => {
+                flags.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    (latencies, answered)
+}
+
 /// One client: a keep-alive connection (made again if it fails) sending the
-/// next path as soon as the last answer is read. Returns the latencies (µs) of
-/// the reads answered while `measuring`, and every read it got answered.
+/// next path as soon as the last answer is read.
 async fn client_loop(
     addr: SocketAddr,
-    bearer: &str,
-    paths: &[String],
+    bearer: String,
+    paths: Arc<Vec<String>>,
     first: usize,
-    measuring: &AtomicBool,
-    running: &AtomicBool,
-    errors: &AtomicU64,
-) -> (Vec<u64>, u64) {
+    flags: Flags,
+) -> ClientResult {
+    let Flags {
+        measuring,
+        stopped,
+        errors,
+    } = flags;
     let host = addr.to_string();
     let mut latencies = Vec::new();
     let mut answered = 0;
     let mut connection: Option<SendRequest<Empty<Bytes>>> = None;
-    // Each client starts at a different place in the paths, so that clients do
-    // not ask the same thing at the same moment.
-    let mut next = first.wrapping_mul(7919);
-    while running.load(Ordering::Relaxed) {
+    let mut next = start_of(first);
+    while !stopped.load(Ordering::Relaxed) {
         let sender = match &mut connection {
             Some(sender) => sender,
             None => match connect(addr).await {
@@ -328,7 +409,7 @@ async fn client_loop(
         next = next.wrapping_add(1);
         let Ok(request) = hyper::Request::get(path.as_str())
             .header(hyper::header::HOST, &host)
-            .header(hyper::header::AUTHORIZATION, bearer)
+            .header(hyper::header::AUTHORIZATION, &bearer)
             .body(Empty::<Bytes>::new())
         else {
             errors.fetch_add(1, Ordering::Relaxed);
@@ -461,7 +542,11 @@ impl HttpReport {
         );
         for cell in &self.cells {
             let cpu = cell.cpu_us_per_request.map_or("-".to_owned(), |cpu| {
-                format!("{:.0} / {:.0} / {:.0}", cpu.auditor, cpu.api, cpu.clients)
+                if cell.via == "store" {
+                    format!("- / - / {:.0}", cpu.clients)
+                } else {
+                    format!("{:.0} / {:.0} / {:.0}", cpu.auditor, cpu.api, cpu.clients)
+                }
             });
             out.push_str(&format!(
                 "{:<8} {:<24} {:>7} {:>11.0} {:>8.2} {:>8.2} {:>7} {:>26} {:>16}\n",

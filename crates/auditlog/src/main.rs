@@ -356,7 +356,8 @@ struct BenchQueryArgs {
     /// Also ask the shapes over HTTP at the largest size: of the auditor
     /// (`auditlog auditor`) and through the primary API's proxy (`auditlog api`),
     /// each a process of its own on the run's store, and check that every
-    /// answered read was recorded.
+    /// answered read was recorded; first the same queries of the store alone, as
+    /// many at once, for its own ceiling.
     #[arg(long)]
     http: bool,
     /// Concurrent HTTP clients (keep-alive connections), each number measured in

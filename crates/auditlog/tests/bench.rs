@@ -155,9 +155,10 @@ fn bench_query_http_asks_every_shape_of_the_auditor_and_the_proxy_and_counts_eve
     let http = &report["http"];
     let cells = http["cells"].as_array().unwrap();
 
-    // 2 services × 5 shapes × 2 numbers of clients, each with answers.
-    assert_eq!(cells.len(), 20, "{http}");
-    for via in ["auditor", "proxy"] {
+    // The store alone and 2 services × 5 shapes × 2 numbers of clients, each
+    // with answers.
+    assert_eq!(cells.len(), 30, "{http}");
+    for via in ["store", "auditor", "proxy"] {
         for clients in [1, 2] {
             let shapes = cells
                 .iter()
@@ -169,7 +170,16 @@ fn bench_query_http_asks_every_shape_of_the_auditor_and_the_proxy_and_counts_eve
     for cell in cells {
         assert!(cell["requests"].as_u64().unwrap() > 0, "{cell}");
         assert_eq!(cell["errors"], 0, "{cell}");
+        let cpu = &cell["cpu_us_per_request"];
+        assert!(cpu["clients"].as_f64().unwrap() > 0.0, "{cell}");
+        if cell["via"] == "store" {
+            // The services were not running yet.
+            assert_eq!(cpu["auditor"].as_f64().unwrap(), 0.0, "{cell}");
+        } else {
+            assert!(cpu["auditor"].as_f64().unwrap() > 0.0, "{cell}");
+        }
     }
+    // The store alone records nothing: only the services' answers have events.
     let answered = http["answered_reads"].as_u64().unwrap();
     assert!(answered > 0);
     assert_eq!(http["recorded_reads"].as_u64().unwrap(), answered, "{http}");
