@@ -130,8 +130,9 @@ pub(crate) fn path_of(query: &EventQuery) -> Result<String> {
     Ok(path)
 }
 
-/// Runs every cell against services started on `data_dir` and `store_url`, then
-/// stops them and checks that every answered read was recorded in `store`.
+/// Runs the cells of the store alone on `store`, then every cell against services
+/// started on `data_dir` and `store_url`; then stops them and checks that every
+/// read they answered was recorded in `store`.
 pub(crate) async fn run(
     options: &HttpOptions,
     store: &Arc<dyn AuditStore>,
@@ -336,8 +337,9 @@ where
     (cell, answered)
 }
 
-/// Where client number `first` starts in a shape's `len` queries, so that
-/// clients do not ask the same thing at the same moment.
+/// Where client number `first` starts going round a shape's queries (taken
+/// modulo their number), so that clients do not ask the same thing at the same
+/// moment.
 fn start_of(first: usize) -> usize {
     first.wrapping_mul(7919)
 }
