@@ -262,6 +262,21 @@ struct Flags {
 /// read it got answered.
 type ClientResult = (Vec<u64>, u64);
 
+impl Flags {
+    /// Counts one read sent at `sent` into `result`: answered (and timed, while
+    /// measuring) or failed.
+    fn count(&self, sent: Instant, answered: bool, result: &mut ClientResult) {
+        if answered {
+            result.1 += 1;
+            if self.measuring.load(Ordering::Relaxed) {
+                result.0.push(sent.elapsed().as_micros() as u64);
+            }
+        } else {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// One cell: `clients` clients made by `client` (each given its number and the
 /// flags) timed for `duration` after a warm-up, with the CPU time of the
 /// auditor and the primary API (`services`' pids, when they run) and of this
@@ -352,8 +367,7 @@ async fn store_loop(
     first: usize,
     flags: Flags,
 ) -> ClientResult {
-    let mut latencies = Vec::new();
-    let mut answered = 0;
+    let mut result = ClientResult::default();
     let mut next = start_of(first);
     while !flags.stopped.load(Ordering::Relaxed) {
         let Some(query) = queries.get(next % queries.len().max(1)) else {
@@ -361,19 +375,10 @@ async fn store_loop(
         };
         next = next.wrapping_add(1);
         let asked = Instant::now();
-        match store.query(query).await {
-            Ok(_) => {
-                answered += 1;
-                if flags.measuring.load(Ordering::Relaxed) {
-                    latencies.push(asked.elapsed().as_micros() as u64);
-                }
-            }
-            Err(_) => {
-                flags.errors.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        let answered = store.query(query).await.is_ok();
+        flags.count(asked, answered, &mut result);
     }
-    (latencies, answered)
+    result
 }
 
 /// One client: a keep-alive connection (made again if it fails) sending the
@@ -385,23 +390,17 @@ async fn client_loop(
     first: usize,
     flags: Flags,
 ) -> ClientResult {
-    let Flags {
-        measuring,
-        stopped,
-        errors,
-    } = flags;
     let host = addr.to_string();
-    let mut latencies = Vec::new();
-    let mut answered = 0;
+    let mut result = ClientResult::default();
     let mut connection: Option<SendRequest<Empty<Bytes>>> = None;
     let mut next = start_of(first);
-    while !stopped.load(Ordering::Relaxed) {
+    while !flags.stopped.load(Ordering::Relaxed) {
         let sender = match &mut connection {
             Some(sender) => sender,
             None => match connect(addr).await {
                 Ok(sender) => connection.insert(sender),
                 Err(_) => {
-                    errors.fetch_add(1, Ordering::Relaxed);
+                    flags.errors.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
@@ -414,7 +413,7 @@ async fn client_loop(
             .header(hyper::header::AUTHORIZATION, &bearer)
             .body(Empty::<Bytes>::new())
         else {
-            errors.fetch_add(1, Ordering::Relaxed);
+            flags.errors.fetch_add(1, Ordering::Relaxed);
             continue;
         };
         let sent = Instant::now();
@@ -428,16 +427,9 @@ async fn client_loop(
                 false
             }
         };
-        if ok {
-            answered += 1;
-            if measuring.load(Ordering::Relaxed) {
-                latencies.push(sent.elapsed().as_micros() as u64);
-            }
-        } else {
-            errors.fetch_add(1, Ordering::Relaxed);
-        }
+        flags.count(sent, ok, &mut result);
     }
-    (latencies, answered)
+    result
 }
 
 /// A new HTTP/1.1 connection to `addr`, its driver spawned.
