@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-mod common;
+use crate::common;
 
 use common::{Answer, Client, JSON_API, Running, all_events, data_dir, user_doc};
 use serde_json::{Value, json};

@@ -9,7 +9,7 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;

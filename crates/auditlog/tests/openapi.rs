@@ -7,7 +7,7 @@
 //! (`tests/schemathesis/run.sh`, run by CI).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::{Client, JSON_API, Running, data_dir};
 use serde_json::Value;

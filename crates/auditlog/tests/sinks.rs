@@ -20,7 +20,7 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -1345,7 +1345,7 @@ async fn a_sink_behind_when_the_auditor_is_killed_resumes_from_its_cursor_skippi
 
 // ---------------------------------------------------------------------------
 // Throughput (a measurement, not a check): run with
-// `cargo nextest run -p auditlog --test sinks --run-ignored only --no-capture throughput`.
+// `cargo nextest run --workspace -E 'test(/^sinks::/)' --run-ignored only --no-capture throughput`.
 
 /// How many events a receiver's request body holds.
 type EventsIn = fn(&Bytes) -> usize;
