@@ -72,12 +72,25 @@ async fn assert_each_stored_once(store_url: &str, emitted: &BTreeSet<String>, li
 }
 
 /// Waits until `check` holds, at most `limit`.
-async fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+async fn wait_until(limit: Duration, what: &str, check: impl FnMut() -> bool) {
+    assert!(
+        eventually(limit, check).await,
+        "timed out waiting for {what}"
+    );
+}
+
+/// Waits up to `limit` for `check` to hold and says whether it did, for a caller
+/// whose own assertions then show what was there (how many events arrived) where
+/// a bare timeout would not tell a slow store from a lost event.
+async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    true
 }
 
 /// Messages in `queue` of the shared broker, ready or delivered and not yet
