@@ -10,7 +10,7 @@ use crate::common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Client, PrivateAmqp, Running, close_connections, data_dir, user_doc};
+use common::{Client, PrivateAmqp, Running, close_connections, data_dir, psql, user_doc};
 use serde_json::{Value, json};
 
 /// One scrape of a service's `/metrics`.
@@ -558,19 +558,6 @@ async fn the_website_is_not_ready_while_the_primary_api_does_not_answer() {
             &[("service", "web"), ("route", "/readyz"), ("status", "503")]
         ),
         1.0
-    );
-}
-
-/// Runs one SQL statement with psql.
-fn psql(url: &str, sql: &str) {
-    let output = Command::new("psql")
-        .args([url, "-X", "-q", "-t", "-A", "-c", sql])
-        .output()
-        .expect("psql runs (install postgresql-client)");
-    assert!(
-        output.status.success(),
-        "psql failed: {}",
-        String::from_utf8_lossy(&output.stderr)
     );
 }
 

@@ -202,6 +202,20 @@ pub async fn send_raw(addr: &str, request: &str) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// Runs one SQL statement with psql and returns its output, trimmed.
+pub fn psql(url: &str, sql: &str) -> String {
+    let output = Command::new("psql")
+        .args([url, "-X", "-q", "-t", "-A", "-c", sql])
+        .output()
+        .expect("psql runs (install postgresql-client)");
+    assert!(
+        output.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
 /// A finished command's exit code and output, for an assertion's message.
 pub fn describe(output: &std::process::Output) -> String {
     format!(

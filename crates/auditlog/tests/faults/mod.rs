@@ -22,7 +22,7 @@ use auditlog_amqp::AmqpPublisher;
 use auditlog_bench::proxy::TcpProxy;
 use auditlog_emit::{Emitter, EmitterConfig};
 use auditlog_event::{Action, DataEvent, ObjectRef, ObjectType};
-use common::{Client, PrivateAmqp, Running, close_connections, data_dir, user_doc};
+use common::{Client, PrivateAmqp, Running, close_connections, data_dir, psql, user_doc};
 use serde_json::json;
 
 mod auditor;
@@ -33,20 +33,6 @@ mod private_broker;
 mod reads;
 
 use private_broker::{PrivateBroker, signal};
-
-/// Runs one SQL statement with psql and returns its output, trimmed.
-fn psql(url: &str, sql: &str) -> String {
-    let output = Command::new("psql")
-        .args([url, "-X", "-q", "-t", "-A", "-c", sql])
-        .output()
-        .expect("psql runs (install postgresql-client)");
-    assert!(
-        output.status.success(),
-        "psql failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
 
 fn count(url: &str, sql: &str) -> u64 {
     psql(url, sql).parse().unwrap_or(0)
@@ -62,12 +48,16 @@ fn stored_ids(store_url: &str) -> Vec<String> {
 /// Waits up to `limit` until the store holds as many events as were `emitted`,
 /// then checks it holds exactly those, each once.
 async fn assert_each_stored_once(store_url: &str, emitted: &BTreeSet<String>, limit: Duration) {
-    wait_until(limit, "every event to be stored", || {
+    let arrived = eventually(limit, || {
         count(store_url, "SELECT count(*) FROM audit_events") >= emitted.len() as u64
     })
     .await;
     let stored = stored_ids(store_url);
-    assert_eq!(stored.len(), emitted.len(), "no event stored twice");
+    assert_eq!(
+        stored.len(),
+        emitted.len(),
+        "each event stored once (as many arrived within {limit:?}: {arrived})"
+    );
     assert_eq!(&stored.into_iter().collect::<BTreeSet<_>>(), emitted);
 }
 
